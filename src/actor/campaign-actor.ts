@@ -1,0 +1,258 @@
+/**
+ * The campaign actor as hosted by one dispatcher process: N consumers of the campaign's consumer group,
+ * plus, while this process holds the campaign's lease, the owner duties (plan, reclaim, complete).
+ * It is activated when the campaign is `sending` and stops when it is not.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { CampaignStatus } from '../domain/campaign-status.js';
+import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
+import type { RecipientReader } from '../store/recipient-reader.js';
+import type { ChunkStream, StreamEntry } from '../stream/chunk-stream.js';
+import type { Keys } from '../stream/keys.js';
+import type { Planner } from '../planner/planner.js';
+import type { ChannelRegistry } from '../channel/channel-registry.js';
+import type { EventSink } from '../sink/event-sink.js';
+import { isDrained, mayStartChunk, onStatus } from './decide.js';
+import { Lease } from './lease.js';
+import { AckBatcher } from './ack-batcher.js';
+
+export interface ActorOptions {
+  workers: number;
+  readCount: number;
+  reclaimIdleMs: number;
+  leaseMs: number;
+  /** XREADGROUP BLOCK; also bounds how long a stopping consumer takes to notice */
+  blockMs: number;
+  /** how often the owner checks for completion */
+  completionCheckMs: number;
+}
+
+export interface ActorDeps {
+  redis: Redis;
+  keys: Keys;
+  stream: ChunkStream;
+  campaigns: CampaignRepo;
+  reader: RecipientReader;
+  planner: Planner;
+  channels: ChannelRegistry;
+  sink: EventSink;
+  log: Logger;
+  holderId: string;
+  publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  options: ActorOptions;
+}
+
+export interface ActorStats {
+  chunks: number;
+  recipients: number;
+  failed: number;
+  reclaimed: number;
+}
+
+export class CampaignActor {
+  status: CampaignStatus;
+  readonly stats: ActorStats = { chunks: 0, recipients: 0, failed: 0, reclaimed: 0 };
+  private running = true;
+  private readonly lease: Lease;
+  private readonly acks: AckBatcher;
+  private readonly reclaimed: StreamEntry[] = [];
+  private readonly conns: Redis[] = [];
+  private readonly loops: Array<Promise<void>> = [];
+  private planningDone: boolean;
+  private planning: Promise<void> | null = null;
+  private lastReclaimAt = 0;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly deps: ActorDeps,
+    private campaign: Campaign,
+  ) {
+    this.status = campaign.status;
+    this.planningDone = campaign.planningDone;
+    this.lease = new Lease(deps.redis, deps.keys, campaign.id, deps.holderId, deps.options.leaseMs);
+    this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
+  }
+
+  get id(): number {
+    return this.campaign.id;
+  }
+
+  get isOwner(): boolean {
+    return this.lease.held;
+  }
+
+  start(): void {
+    this.loops.push(this.ownerLoop());
+    for (let i = 0; i < this.deps.options.workers; i++) {
+      const conn = this.deps.redis.duplicate();
+      this.conns.push(conn);
+      this.loops.push(this.consumerLoop(conn, `${this.deps.holderId}-${i}`));
+    }
+  }
+
+  setStatus(status: CampaignStatus): void {
+    this.status = status;
+    if (onStatus(status) !== 'run') this.running = false;
+    this.wake?.();
+  }
+
+  /** Stops consumers after their current chunk, waits for them, and gives the lease up. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await Promise.allSettled(this.loops);
+    await this.acks.flush();
+    if (this.lease.held && onStatus(this.status) === 'stop-and-drop') {
+      await this.deps.stream.drop(this.id).catch((err: unknown) => this.deps.log.warn({ err }, 'drop stream failed'));
+    }
+    await this.lease.release().catch(() => undefined);
+    for (const c of this.conns) c.disconnect();
+  }
+
+  get done(): Promise<void> {
+    return Promise.allSettled(this.loops).then(() => undefined);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private async ownerLoop(): Promise<void> {
+    const { options, log } = this.deps;
+    let lastRenew = 0;
+    while (this.running) {
+      try {
+        const now = Date.now();
+        if (now - lastRenew >= options.leaseMs / 3 || !this.lease.held) {
+          const was = this.lease.held;
+          await this.lease.tick();
+          lastRenew = now;
+          if (this.lease.held && !was) log.debug({ campaignId: this.id, epoch: this.lease.epoch }, 'campaign lease acquired');
+        }
+        if (this.lease.held) {
+          if (!this.planningDone && this.planning === null) this.planning = this.plan();
+          if (now - this.lastReclaimAt >= options.reclaimIdleMs / 2) {
+            this.lastReclaimAt = now;
+            await this.reclaim();
+          }
+          if (this.planningDone && (await this.checkCompletion())) return;
+        }
+      } catch (err) {
+        log.error({ err, campaignId: this.id }, 'campaign owner step failed');
+      }
+      await this.sleep(options.completionCheckMs);
+    }
+  }
+
+  private plan(): Promise<void> {
+    return this.deps.planner
+      .plan(this.id, () => !this.running)
+      .then((r) => {
+        this.planningDone = this.running;
+        this.deps.log.info({ campaignId: this.id, chunks: r.chunks, recipients: r.recipients, ms: Math.round(r.ms) }, 'campaign planned');
+      })
+      .catch((err: unknown) => this.deps.log.error({ err, campaignId: this.id }, 'planning failed; will retry'))
+      .finally(() => {
+        this.planning = null;
+      });
+  }
+
+  private async reclaim(): Promise<void> {
+    const entries = await this.deps.stream.reclaim(this.id, `${this.deps.holderId}-reclaim`, this.deps.options.reclaimIdleMs, 100);
+    if (entries.length === 0) return;
+    this.stats.reclaimed += entries.length;
+    this.deps.log.info({ campaignId: this.id, chunks: entries.length }, 'reclaimed idle chunks');
+    this.reclaimed.push(...entries);
+  }
+
+  private async checkCompletion(): Promise<boolean> {
+    await this.acks.flush();
+    const state = await this.deps.stream.state(this.id);
+    if (!isDrained(this.planningDone, state) || this.reclaimed.length > 0) return false;
+    try {
+      await this.deps.campaigns.transition(this.id, 'complete');
+    } catch (err) {
+      // paused or cancelled meanwhile: not ours to complete
+      this.deps.log.debug({ err, campaignId: this.id }, 'complete refused');
+      return false;
+    }
+    this.status = 'completed';
+    this.running = false;
+    this.wake?.();
+    this.deps.log.info({ campaignId: this.id }, 'campaign completed');
+    // Every entry is acked: the stream has nothing left to give, so free it now rather than at stop.
+    await this.deps.stream.drop(this.id);
+    await this.deps.publishStatus(this.id, 'completed');
+    return true;
+  }
+
+  private async consumerLoop(conn: Redis, consumer: string): Promise<void> {
+    const { stream, options, log } = this.deps;
+    // Entries this consumer name read before a pause (or a restart) first: they are pending on it.
+    let history: string | null = '0-0';
+    while (this.running && mayStartChunk(this.status)) {
+      let entries: StreamEntry[];
+      try {
+        if (this.reclaimed.length > 0) entries = this.reclaimed.splice(0, options.readCount);
+        else if (history !== null) {
+          entries = await stream.readPending(conn, this.id, consumer, options.readCount, history);
+          history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
+        } else entries = await stream.read(conn, this.id, consumer, options.readCount, options.blockMs);
+      } catch (err) {
+        log.error({ err, campaignId: this.id }, 'reading chunks failed');
+        await this.sleep(500);
+        continue;
+      }
+      for (const entry of entries) {
+        if (!this.running || !mayStartChunk(this.status)) break;
+        try {
+          await this.processEntry(entry);
+        } catch (err) {
+          // Left pending: the owner's reclaim retries it after reclaimIdleMs.
+          log.error({ err, campaignId: this.id, entry: entry.id }, 'chunk failed; left for reclaim');
+          await this.sleep(200);
+        }
+      }
+    }
+  }
+
+  private async processEntry(entry: StreamEntry): Promise<void> {
+    const chunk = entry.chunk;
+    if (chunk === null || chunk.campaignId !== this.id) {
+      // An entry that cannot be decoded can never succeed: report it and take it off the stream.
+      this.deps.log.error({ campaignId: this.id, entry: entry.id, err: entry.error }, 'invalid stream entry dropped');
+      this.acks.add(entry.id);
+      return;
+    }
+    const { userIds, addresses } = await this.deps.reader.load(chunk);
+    if (userIds.length === 0) {
+      this.acks.add(entry.id);
+      return;
+    }
+    const channel = this.deps.channels.get(this.campaign.channel);
+    const result = await channel.send({
+      campaignId: this.id,
+      title: this.campaign.content.title,
+      body: this.campaign.content.body,
+      userIds,
+      addresses,
+    });
+    const { stored } = await this.deps.sink.appendOutcomes(this.id, userIds, result.failed, Math.floor(Date.now() / 1000));
+    this.stats.chunks++;
+    this.stats.recipients += userIds.length;
+    this.stats.failed += result.failed.size;
+    // Ack only once the events are in ClickHouse; the consumer moves on meanwhile.
+    void stored.then(() => this.acks.add(entry.id));
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * A uWS request body as a Node Readable with real backpressure: when the consumer falls behind,
+ * `res.pause()` stops reading from the socket, and `res.resume()` starts it again. Bodies past
+ * `maxBytes` fail the stream with 413, so a huge upload costs bounded memory either way.
+ */
+import { Readable } from 'node:stream';
+import type { HttpResponse } from 'uWebSockets.js';
+import { HeraldError } from '../errors.js';
+import type { ResponseState } from './http.js';
+
+export function bodyReadable(res: HttpResponse, state: ResponseState, maxBytes: number): Readable {
+  let paused = false;
+  let total = 0;
+  const readable = new Readable({
+    highWaterMark: 1 << 20,
+    read() {
+      if (paused && !state.aborted) {
+        paused = false;
+        res.resume();
+      }
+    },
+  });
+  res.onData((ab, isLast) => {
+    if (readable.destroyed) return;
+    total += ab.byteLength;
+    if (total > maxBytes) {
+      readable.destroy(new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${maxBytes} bytes`, { field: 'body', limit: maxBytes }));
+      return;
+    }
+    const more = readable.push(Buffer.from(new Uint8Array(ab)));
+    if (isLast) readable.push(null);
+    else if (!more && !paused) {
+      paused = true;
+      res.pause();
+    }
+  });
+  return readable;
+}

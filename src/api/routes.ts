@@ -1,0 +1,146 @@
+/**
+ * The HTTP API under /v1: each route copies what it needs from the request, checks the bearer key,
+ * validates, calls a repository or publisher, and answers JSON. No SQL or Redis command lives here.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from 'pino';
+import { HeraldError } from '../errors.js';
+import type { CampaignCommand, CampaignStatus } from '../domain/campaign-status.js';
+import { parseId, validateCreateAudience, validateCreateCampaign, validateListCampaigns } from '../domain/campaign-input.js';
+import type { AudienceRepo } from '../store/audience-repo.js';
+import type { CampaignRepo } from '../store/campaign-repo.js';
+import type { ProgressReader } from '../progress/progress-reader.js';
+import { bodyReadable } from './body-stream.js';
+import { checkBearer, copyRequest, errorReply, readJson, ResponseState, type Reply, type RequestInfo } from './http.js';
+import { csvToCopy, importFormat, ndjsonToCopy, type ImportReport } from './recipient-import.js';
+import { campaignView } from './views.js';
+
+export interface ApiDeps {
+  apiKeys: readonly string[];
+  maxBodyBytes: number;
+  maxImportBytes: number;
+  defaultChunkSize: number;
+  audiences: AudienceRepo;
+  campaigns: CampaignRepo;
+  progress: ProgressReader;
+  publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  health(): Promise<Record<string, string>>;
+  log: Logger;
+}
+
+type Handler = (info: RequestInfo, res: HttpResponse, state: ResponseState) => Promise<Reply>;
+
+export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
+  const route = (method: 'get' | 'post', pattern: string, handler: Handler, auth = true): void => {
+    const paramCount = (pattern.match(/:/g) ?? []).length;
+    app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
+      const state = new ResponseState(res);
+      const info = copyRequest(req, paramCount);
+      const run = async (): Promise<Reply> => {
+        if (auth && !checkBearer(info.headers.authorization, deps.apiKeys)) {
+          throw new HeraldError('UNAUTHORIZED', 'missing or invalid bearer key', { field: 'authorization' });
+        }
+        return handler(info, res, state);
+      };
+      run().then(
+        (reply) => state.send(reply),
+        (err: unknown) => {
+          const reply = errorReply(err);
+          if (reply.status >= 500) deps.log.error({ err, url: info.url }, 'request failed');
+          // A 413 can come while the client is still sending: close after answering.
+          if (reply.status === 413) reply.headers = { connection: 'close' };
+          state.send(reply);
+        },
+      );
+    });
+  };
+
+  route('post', '/v1/audiences', async (info, res, state) => {
+    const input = validateCreateAudience(await readJson(res, state, info, deps.maxBodyBytes));
+    const a = await deps.audiences.create(input.name);
+    return { status: 201, body: { id: a.id, name: a.name, created_at: a.createdAt.toISOString() } };
+  });
+
+  route('post', '/v1/audiences/:id/recipients', async (info, res, state) => {
+    const id = parseId(info.params[0], 'id');
+    const format = importFormat(info.headers.contentType);
+    if (info.headers.contentLength !== null && info.headers.contentLength > deps.maxImportBytes) {
+      throw new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${deps.maxImportBytes} bytes`, { field: 'body', limit: deps.maxImportBytes });
+    }
+    const body = bodyReadable(res, state, deps.maxImportBytes);
+    const report: ImportReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
+    const batches = format === 'csv' ? csvToCopy(body, report) : ndjsonToCopy(body, report);
+    let imported: number;
+    try {
+      imported = await deps.audiences.importCopy(id, batches);
+    } finally {
+      body.destroy();
+    }
+    // CSV parse errors are reported by event, ahead of rows read before them: answer in line order.
+    report.rejected.sort((x, y) => x.line - y.line);
+    return {
+      status: 200,
+      body: {
+        imported,
+        duplicates: report.accepted - imported,
+        rejected: report.rejected,
+        rejected_count: report.rejectedCount,
+        total: report.total,
+      },
+    };
+  });
+
+  route('post', '/v1/campaigns', async (info, res, state) => {
+    const input = validateCreateCampaign(await readJson(res, state, info, deps.maxBodyBytes));
+    const c = await deps.campaigns.create(input, deps.defaultChunkSize);
+    return { status: 201, body: { id: c.id, status: c.status } };
+  });
+
+  route('get', '/v1/campaigns', async (info) => {
+    const q = validateListCampaigns(info.query);
+    const list = await deps.campaigns.list(q);
+    const counts = await deps.progress.counts(list.map((c) => c.id));
+    const items = list.map((c) => campaignView(c, counts.get(c.id)));
+    const last = list[list.length - 1];
+    return { status: 200, body: { campaigns: items, next_before: list.length === q.limit && last ? last.id : null } };
+  });
+
+  route('get', '/v1/campaigns/:id', async (info) => {
+    const id = parseId(info.params[0], 'id');
+    const c = await deps.campaigns.get(id);
+    if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    const counts = await deps.progress.counts([id]);
+    return { status: 200, body: campaignView(c, counts.get(id)) };
+  });
+
+  const commands: CampaignCommand[] = ['start', 'pause', 'resume', 'cancel'];
+  for (const command of commands) {
+    route('post', `/v1/campaigns/:id/${command}`, async (info) => {
+      const id = parseId(info.params[0], 'id');
+      const c = await deps.campaigns.transition(id, command);
+      await deps.publishStatus(id, c.status).catch((err: unknown) => {
+        // The poll loop picks the change up within HERALD_POLL_MS; PostgreSQL already has it.
+        deps.log.warn({ err, campaignId: id }, 'status publish failed');
+      });
+      return { status: 200, body: { id: c.id, status: c.status } };
+    });
+  }
+
+  route(
+    'get',
+    '/healthz',
+    async () => {
+      const checks = await deps.health();
+      const failing = Object.entries(checks)
+        .filter(([, v]) => v !== 'ok')
+        .map(([k]) => k);
+      return { status: failing.length === 0 ? 200 : 503, body: { status: failing.length === 0 ? 'ok' : 'unavailable', failing, checks } };
+    },
+    false,
+  );
+
+  app.any('/*', (res) => {
+    const state = new ResponseState(res);
+    state.send({ status: 404, body: { error: 'no such route', code: 'NOT_FOUND' } });
+  });
+}

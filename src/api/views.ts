@@ -1,0 +1,26 @@
+/** API views: snake_case JSON built from repository objects and ClickHouse counts. */
+import type { Campaign } from '../store/campaign-repo.js';
+import { ZERO_COUNTS, type CampaignCounts } from '../progress/progress-reader.js';
+
+export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS): Record<string, unknown> {
+  return {
+    id: c.id,
+    name: c.name,
+    status: c.status,
+    audience_id: c.audienceId,
+    channel: c.channel,
+    chunk_size: c.chunkSize,
+    schedule_at: c.scheduleAt?.toISOString() ?? null,
+    total: c.total,
+    sent: counts.sent,
+    delivered: counts.delivered,
+    failed: counts.failed,
+    read: counts.read,
+    unique_readers: counts.uniqueReaders,
+    planned_chunks: c.plannedChunks,
+    created_at: c.createdAt.toISOString(),
+    started_at: c.startedAt?.toISOString() ?? null,
+    finished_at: c.finishedAt?.toISOString() ?? null,
+    error: c.error,
+  };
+}

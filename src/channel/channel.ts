@@ -1,0 +1,30 @@
+/**
+ * The channel port: hand a batch of recipients to a transport and report, per recipient, what happened.
+ * Results are sparse (only failures are listed) so the common all-delivered case allocates nothing.
+ */
+
+export interface OutboundBatch {
+  campaignId: number;
+  title: string;
+  body: string;
+  userIds: readonly string[];
+  addresses: ReadonlyArray<string | null>;
+}
+
+export interface SendResult {
+  /** index into the batch → error text; every other recipient was delivered */
+  failed: Map<number, string>;
+  /** retried requests, for metrics and tests */
+  retries: number;
+}
+
+export interface Channel {
+  readonly type: string;
+  send(batch: OutboundBatch, signal?: AbortSignal): Promise<SendResult>;
+  close(): Promise<void>;
+}
+
+/** Stable across retries and reclaims, so a receiver can drop repeats. */
+export function idempotencyKey(campaignId: number, userId: string): string {
+  return `${campaignId}:${userId}`;
+}

@@ -1,0 +1,132 @@
+/**
+ * POSTs batches of messages to a URL through a pooled keep-alive client (undici Pool: pipelined
+ * keep-alive sockets with a bounded count, which Node's fetch does not expose).
+ *   2xx → delivered, except entries the receiver lists as failed in `{"failed":[{"idempotency_key","error"}]}`
+ *   4xx → every message in the batch failed, with the status and the start of the body as the reason
+ *   5xx, timeout, connection error → retried with exponential backoff and jitter, then failed
+ */
+import { Pool } from 'undici';
+import { idempotencyKey, type Channel, type OutboundBatch, type SendResult } from './channel.js';
+
+export interface WebhookOptions {
+  url: string;
+  batchSize: number;
+  timeoutMs: number;
+  attempts: number;
+  backoffMs: number;
+  connections: number;
+}
+
+type Outcome = { kind: 'ok'; failedKeys: Map<string, string> } | { kind: 'reject'; error: string } | { kind: 'retry'; error: string };
+
+export class WebhookChannel implements Channel {
+  readonly type = 'webhook';
+  private readonly pool: Pool;
+  private readonly path: string;
+
+  constructor(private readonly opts: WebhookOptions) {
+    const u = new URL(opts.url);
+    this.pool = new Pool(u.origin, {
+      connections: opts.connections,
+      keepAliveTimeout: 30_000,
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+    this.path = `${u.pathname}${u.search}`;
+  }
+
+  async send(batch: OutboundBatch, signal?: AbortSignal): Promise<SendResult> {
+    const result: SendResult = { failed: new Map(), retries: 0 };
+    const parts: Array<Promise<void>> = [];
+    for (let start = 0; start < batch.userIds.length; start += this.opts.batchSize) {
+      const end = Math.min(start + this.opts.batchSize, batch.userIds.length);
+      parts.push(this.sendPart(batch, start, end, result, signal));
+    }
+    await Promise.all(parts);
+    return result;
+  }
+
+  private async sendPart(batch: OutboundBatch, start: number, end: number, result: SendResult, signal?: AbortSignal): Promise<void> {
+    const messages = [];
+    for (let i = start; i < end; i++) {
+      const userId = batch.userIds[i]!;
+      messages.push({
+        user_id: userId,
+        address: batch.addresses[i] ?? null,
+        title: batch.title,
+        body: batch.body,
+        idempotency_key: idempotencyKey(batch.campaignId, userId),
+      });
+    }
+    const payload = JSON.stringify({ campaign_id: batch.campaignId, messages });
+    let outcome: Outcome = { kind: 'retry', error: 'not sent' };
+    for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
+      if (attempt > 1) {
+        result.retries++;
+        const delay = this.opts.backoffMs * 2 ** (attempt - 2);
+        await sleep(delay / 2 + Math.random() * (delay / 2), signal);
+      }
+      outcome = await this.post(payload);
+      if (outcome.kind !== 'retry') break;
+    }
+    if (outcome.kind === 'ok') {
+      if (outcome.failedKeys.size === 0) return;
+      for (let i = start; i < end; i++) {
+        const err = outcome.failedKeys.get(messages[i - start]!.idempotency_key);
+        if (err !== undefined) result.failed.set(i, err);
+      }
+      return;
+    }
+    const error = outcome.kind === 'retry' ? `gave up after ${this.opts.attempts} attempts: ${outcome.error}` : outcome.error;
+    for (let i = start; i < end; i++) result.failed.set(i, error);
+  }
+
+  private async post(payload: string): Promise<Outcome> {
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: this.path,
+        headers: { 'content-type': 'application/json' },
+        body: payload,
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+      });
+      const text = await res.body.text();
+      if (res.statusCode >= 200 && res.statusCode < 300) return { kind: 'ok', failedKeys: parseFailed(text) };
+      const reason = `HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`;
+      // 408 and 429 are the receiver asking us to come back later, not a verdict on the message.
+      if (res.statusCode >= 500 || res.statusCode === 408 || res.statusCode === 429) return { kind: 'retry', error: reason };
+      return { kind: 'reject', error: reason };
+    } catch (err) {
+      return { kind: 'retry', error: (err as Error).message || String(err) };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+function parseFailed(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!text || text[0] !== '{') return out;
+  try {
+    const body = JSON.parse(text) as { failed?: unknown };
+    if (!Array.isArray(body.failed)) return out;
+    for (const f of body.failed as Array<{ idempotency_key?: unknown; error?: unknown }>) {
+      if (typeof f?.idempotency_key === 'string') out.set(f.idempotency_key, typeof f.error === 'string' ? f.error : 'rejected by receiver');
+    }
+  } catch {
+    // a 2xx with a body that is not our JSON: everything delivered
+  }
+  return out;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

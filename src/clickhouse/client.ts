@@ -1,0 +1,95 @@
+/**
+ * Thin adapter over @clickhouse/client: creation, JSON queries, statements, raw inserts, and the
+ * mapping of every failure to HeraldError. Settings are limited to ones ClickHouse 18.16 knows:
+ * an unknown setting fails the whole request there.
+ */
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { Readable } from 'node:stream';
+import { HeraldError } from '../errors.js';
+
+export interface ClickHouseOptions {
+  url: string;
+  database: string;
+  /** per request */
+  requestTimeoutMs?: number;
+}
+
+export class ClickHouse {
+  readonly client: ClickHouseClient;
+  readonly database: string;
+
+  constructor(opts: ClickHouseOptions) {
+    const u = new URL(opts.url);
+    this.database = opts.database;
+    this.client = createClient({
+      url: `${u.protocol}//${u.host}`,
+      username: decodeURIComponent(u.username) || 'default',
+      password: decodeURIComponent(u.password),
+      database: opts.database,
+      request_timeout: opts.requestTimeoutMs ?? 60_000,
+      compression: { request: false, response: false },
+      keep_alive: { enabled: true },
+    });
+  }
+
+  /** SELECT … returning JSONEachRow rows. `max_execution_time` stops a runaway query on the server too. */
+  async rows<T>(query: string, maxSeconds = 30): Promise<T[]> {
+    try {
+      const rs = await this.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { max_execution_time: maxSeconds } });
+      return await rs.json<T>();
+    } catch (err) {
+      throw wrap(err, query);
+    }
+  }
+
+  async command(query: string): Promise<void> {
+    try {
+      await this.client.command({ query });
+    } catch (err) {
+      throw wrap(err, query);
+    }
+  }
+
+  /**
+   * Sends pre-encoded rows (`INSERT INTO t FORMAT RowBinary` with Buffers) through `exec`, the path that
+   * works on 18.16, and reads the whole answer: ClickHouse can send an exception after a 2xx start, so a
+   * response body that carries one is a failed insert.
+   */
+  async insertRaw(table: string, format: 'RowBinary' | 'TabSeparated', chunks: Buffer[], queryId?: string): Promise<void> {
+    const query = `INSERT INTO ${table} FORMAT ${format}`;
+    try {
+      const res = await this.client.exec({
+        query,
+        values: Readable.from(chunks, { objectMode: false }),
+        ...(queryId === undefined ? {} : { query_id: queryId }),
+      });
+      let body = '';
+      for await (const part of res.stream as AsyncIterable<Buffer>) {
+        if (body.length < 4096) body += part.toString('utf8');
+      }
+      if (/Code: \d+|Exception/.test(body)) throw new Error(body.trim().slice(0, 1000));
+    } catch (err) {
+      throw wrap(err, query);
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    const r = await this.client.ping();
+    return r.success;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+/** 18.16 answers errors as plain Error text; the code is parsed out of "Code: N". */
+export function clickhouseCode(err: unknown): number | null {
+  const m = /Code: (\d+)/.exec(err instanceof Error ? err.message : String(err));
+  return m ? Number(m[1]) : null;
+}
+
+function wrap(err: unknown, query: string): HeraldError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new HeraldError('CLICKHOUSE_FAILED', `ClickHouse: ${msg.slice(0, 500)} (query: ${query.slice(0, 120)})`, { code: clickhouseCode(err) }, err);
+}

@@ -1,0 +1,36 @@
+/**
+ * The one place that turns values into ClickHouse SQL literals. ClickHouse 18.16 has no query
+ * parameters, so every value in a statement passes through here, validated first.
+ */
+
+export function identifier(name: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new RangeError(`not a ClickHouse identifier: ${JSON.stringify(name)}`);
+  return name;
+}
+
+/** Unsigned integer literal; refuses anything that is not a safe non-negative integer. */
+export function uint(value: number): string {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`not an unsigned integer: ${String(value)}`);
+  return String(value);
+}
+
+const STRING_ESCAPES: Record<string, string> = {
+  '\\': '\\\\',
+  "'": "\\'",
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+  '\0': '\\0',
+  '\b': '\\b',
+  '\f': '\\f',
+};
+
+/** Single-quoted string literal with backslash escapes, as both 18.16 and 24.x parse them. */
+export function str(value: string): string {
+  return `'${value.replace(/[\\'\n\r\t\0\b\f]/g, (c) => STRING_ESCAPES[c] ?? c)}'`;
+}
+
+export function uintList(values: readonly number[]): string {
+  if (values.length === 0) throw new RangeError('empty list');
+  return `(${values.map(uint).join(', ')})`;
+}

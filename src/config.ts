@@ -1,0 +1,150 @@
+/**
+ * Configuration: one defaults object, resolved from the environment once at boot, validated, frozen.
+ * A bad value fails the boot with the name of the variable, never later in the hot path.
+ */
+import { HeraldError, type FieldError } from './errors.js';
+
+export const DEFAULTS = {
+  databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres', // DATABASE_URL
+  redisUrl: 'redis://127.0.0.1:6379', // REDIS_URL
+  clickhouseUrl: 'http://127.0.0.1:8123', // CLICKHOUSE_URL (HTTP interface)
+  clickhouseDb: 'herald', // CLICKHOUSE_DB: database created and migrated by Herald
+  redisPrefix: 'herald', // HERALD_REDIS_PREFIX: first segment of every Redis key
+  host: '0.0.0.0', // HERALD_HOST
+  port: 8080, // HERALD_PORT
+  apiKeys: [] as string[], // HERALD_API_KEYS: comma-separated bearer keys for the admin API (required)
+  workers: 2, // HERALD_WORKERS: consumers per campaign in this process
+  chunkSize: 500, // HERALD_CHUNK_SIZE: recipients per chunk when a campaign does not say
+  maxBodyBytes: 1 << 20, // HERALD_MAX_BODY_BYTES: JSON request bodies; larger → 413
+  maxImportBytes: 2 ** 31, // HERALD_MAX_IMPORT_BYTES: recipient import bodies (streamed); larger → 413
+  pollMs: 1000, // HERALD_POLL_MS: how often a dispatcher looks for campaigns to host (pub/sub wakes it sooner)
+  reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over
+  leaseMs: 10_000, // HERALD_LEASE_MS: campaign ownership lease; renewed every third of it
+  readCount: 4, // HERALD_READ_COUNT: chunks one XREADGROUP asks for
+  sinkFlushRows: 100_000, // HERALD_SINK_FLUSH_ROWS: ClickHouse insert batch size
+  sinkFlushMs: 200, // HERALD_SINK_FLUSH_MS: a partial batch is inserted after this long
+  sinkMaxBufferedRows: 400_000, // HERALD_SINK_MAX_BUFFERED_ROWS: past this, senders wait (backpressure)
+  webhookBatchSize: 100, // HERALD_WEBHOOK_BATCH_SIZE: messages per webhook POST
+  webhookTimeoutMs: 10_000, // HERALD_WEBHOOK_TIMEOUT_MS: per request
+  webhookAttempts: 4, // HERALD_WEBHOOK_ATTEMPTS: tries for 5xx / timeouts before a message fails
+  webhookBackoffMs: 200, // HERALD_WEBHOOK_BACKOFF_MS: first retry delay, doubled each try (with jitter)
+  webhookConnections: 32, // HERALD_WEBHOOK_CONNECTIONS: keep-alive sockets per webhook origin
+  logLevel: 'info', // HERALD_LOG_LEVEL: pino level
+} as const;
+
+export interface Config {
+  databaseUrl: string;
+  redisUrl: string;
+  clickhouseUrl: string;
+  clickhouseDb: string;
+  redisPrefix: string;
+  host: string;
+  port: number;
+  apiKeys: readonly string[];
+  workers: number;
+  chunkSize: number;
+  maxBodyBytes: number;
+  maxImportBytes: number;
+  pollMs: number;
+  reclaimIdleMs: number;
+  leaseMs: number;
+  readCount: number;
+  sinkFlushRows: number;
+  sinkFlushMs: number;
+  sinkMaxBufferedRows: number;
+  webhookBatchSize: number;
+  webhookTimeoutMs: number;
+  webhookAttempts: number;
+  webhookBackoffMs: number;
+  webhookConnections: number;
+  logLevel: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+const INT_KEYS: Array<[keyof Config, string, number, number]> = [
+  ['port', 'HERALD_PORT', 0, 65535],
+  ['workers', 'HERALD_WORKERS', 0, 256],
+  ['chunkSize', 'HERALD_CHUNK_SIZE', 1, 100_000],
+  ['maxBodyBytes', 'HERALD_MAX_BODY_BYTES', 1024, 2 ** 31],
+  ['maxImportBytes', 'HERALD_MAX_IMPORT_BYTES', 1024, 2 ** 40],
+  ['pollMs', 'HERALD_POLL_MS', 10, 3_600_000],
+  ['reclaimIdleMs', 'HERALD_RECLAIM_IDLE_MS', 100, 86_400_000],
+  ['leaseMs', 'HERALD_LEASE_MS', 300, 3_600_000],
+  ['readCount', 'HERALD_READ_COUNT', 1, 1000],
+  ['sinkFlushRows', 'HERALD_SINK_FLUSH_ROWS', 1, 10_000_000],
+  ['sinkFlushMs', 'HERALD_SINK_FLUSH_MS', 1, 600_000],
+  ['sinkMaxBufferedRows', 'HERALD_SINK_MAX_BUFFERED_ROWS', 1, 100_000_000],
+  ['webhookBatchSize', 'HERALD_WEBHOOK_BATCH_SIZE', 1, 10_000],
+  ['webhookTimeoutMs', 'HERALD_WEBHOOK_TIMEOUT_MS', 10, 600_000],
+  ['webhookAttempts', 'HERALD_WEBHOOK_ATTEMPTS', 1, 100],
+  ['webhookBackoffMs', 'HERALD_WEBHOOK_BACKOFF_MS', 0, 600_000],
+  ['webhookConnections', 'HERALD_WEBHOOK_CONNECTIONS', 1, 10_000],
+];
+
+const URL_KEYS: Array<[keyof Config, string, string[]]> = [
+  ['databaseUrl', 'DATABASE_URL', ['postgres:', 'postgresql:']],
+  ['redisUrl', 'REDIS_URL', ['redis:', 'rediss:']],
+  ['clickhouseUrl', 'CLICKHOUSE_URL', ['http:', 'https:']],
+];
+
+const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+/** Resolves the environment over DEFAULTS; `overrides` win over both (tests, the demo). */
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Readonly<Config> {
+  const errors: FieldError[] = [];
+  const cfg: Config = { ...DEFAULTS, apiKeys: [...DEFAULTS.apiKeys] };
+
+  for (const [key, name, protocols] of URL_KEYS) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    try {
+      const u = new URL(raw);
+      if (!protocols.includes(u.protocol)) errors.push({ field: name, error: `must start with ${protocols.join(' or ')}//` });
+      else (cfg[key] as string) = raw;
+    } catch {
+      errors.push({ field: name, error: 'is not a URL' });
+    }
+  }
+  for (const [key, name, min, max] of INT_KEYS) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) errors.push({ field: name, error: `must be an integer from ${min} to ${max}` });
+    else (cfg[key] as number) = n;
+  }
+  if (env.CLICKHOUSE_DB) {
+    if (/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(env.CLICKHOUSE_DB)) cfg.clickhouseDb = env.CLICKHOUSE_DB;
+    else errors.push({ field: 'CLICKHOUSE_DB', error: 'must be an identifier (letters, digits, _)' });
+  }
+  if (env.HERALD_REDIS_PREFIX) {
+    if (/^[A-Za-z0-9_.:-]{1,64}$/.test(env.HERALD_REDIS_PREFIX)) cfg.redisPrefix = env.HERALD_REDIS_PREFIX;
+    else errors.push({ field: 'HERALD_REDIS_PREFIX', error: 'must be 1-64 of letters, digits, _ . : -' });
+  }
+  if (env.HERALD_HOST) cfg.host = env.HERALD_HOST;
+  if (env.HERALD_LOG_LEVEL) {
+    if (LOG_LEVELS.has(env.HERALD_LOG_LEVEL)) cfg.logLevel = env.HERALD_LOG_LEVEL;
+    else errors.push({ field: 'HERALD_LOG_LEVEL', error: `must be one of ${[...LOG_LEVELS].join(', ')}` });
+  }
+  if (env.HERALD_API_KEYS !== undefined) {
+    const keys = env.HERALD_API_KEYS.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+    if (keys.some((k) => k.length < 8)) errors.push({ field: 'HERALD_API_KEYS', error: 'every key must be at least 8 characters' });
+    cfg.apiKeys = keys;
+  }
+  Object.assign(cfg, overrides);
+  if (errors.length > 0) {
+    throw new HeraldError('CONFIG_INVALID', `invalid configuration: ${errors.map((e) => `${e.field} ${e.error}`).join('; ')}`, {
+      fields: errors,
+    });
+  }
+  return Object.freeze(cfg);
+}
+
+/** The API refuses to start without a key: an open admin API would let anyone message every user. */
+export function requireApiKeys(cfg: Readonly<Config>): void {
+  if (cfg.apiKeys.length === 0) {
+    throw new HeraldError('CONFIG_INVALID', 'HERALD_API_KEYS is required: set one or more comma-separated keys (8+ characters)', {
+      field: 'HERALD_API_KEYS',
+    });
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Validation of API commands. Pure: takes parsed JSON, returns a typed command or every field error.
+ */
+import { HeraldError, type FieldError } from '../errors.js';
+import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
+
+export type ChannelSpec = { type: 'null' } | { type: 'webhook'; url: string };
+
+export interface CreateCampaignInput {
+  name: string;
+  audienceId: number;
+  channel: ChannelSpec;
+  content: { title: string; body: string };
+  chunkSize: number | null;
+  scheduleAt: Date | null;
+}
+
+export interface CreateAudienceInput {
+  name: string;
+}
+
+export interface ListCampaignsQuery {
+  status: CampaignStatus | null;
+  limit: number;
+  before: number | null;
+}
+
+const MAX_NAME = 200;
+const MAX_TITLE = 1000;
+const MAX_BODY = 100_000;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function requireString(obj: Record<string, unknown>, key: string, field: string, max: number, errors: FieldError[]): string {
+  const v = obj[key];
+  if (typeof v !== 'string' || v.trim().length === 0) errors.push({ field, error: 'is required and must be a non-empty string' });
+  else if (v.length > max) errors.push({ field, error: `must be at most ${max} characters` });
+  else return v;
+  return '';
+}
+
+export function parseId(raw: unknown, field: string): number {
+  const n = typeof raw === 'string' && /^[0-9]{1,15}$/.test(raw) ? Number(raw) : typeof raw === 'number' ? raw : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw HeraldError.invalid([{ field, error: 'must be a positive integer id' }]);
+  return n;
+}
+
+export function validateCreateAudience(body: unknown): CreateAudienceInput {
+  if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
+  const errors: FieldError[] = [];
+  const name = requireString(body, 'name', 'name', MAX_NAME, errors);
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return { name };
+}
+
+function validateChannel(raw: unknown, errors: FieldError[]): ChannelSpec {
+  if (!isObject(raw)) {
+    errors.push({ field: 'channel', error: 'is required and must be an object {type, url?}' });
+    return { type: 'null' };
+  }
+  if (raw.type === 'null') return { type: 'null' };
+  if (raw.type === 'webhook') {
+    const url = raw.url;
+    if (typeof url !== 'string') {
+      errors.push({ field: 'channel.url', error: 'is required for a webhook channel' });
+      return { type: 'null' };
+    }
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+    } catch {
+      errors.push({ field: 'channel.url', error: 'must be an http:// or https:// URL' });
+    }
+    return { type: 'webhook', url };
+  }
+  errors.push({ field: 'channel.type', error: 'must be "null" or "webhook"' });
+  return { type: 'null' };
+}
+
+export function validateCreateCampaign(body: unknown): CreateCampaignInput {
+  if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
+  const errors: FieldError[] = [];
+  const name = requireString(body, 'name', 'name', MAX_NAME, errors);
+  let audienceId = 0;
+  if (!Number.isSafeInteger(body.audience_id) || (body.audience_id as number) < 1) {
+    errors.push({ field: 'audience_id', error: 'is required and must be a positive integer' });
+  } else audienceId = body.audience_id as number;
+  const channel = validateChannel(body.channel, errors);
+  let content = { title: '', body: '' };
+  if (!isObject(body.content)) errors.push({ field: 'content', error: 'is required and must be an object {title, body}' });
+  else {
+    content = {
+      title: requireString(body.content, 'title', 'content.title', MAX_TITLE, errors),
+      body: requireString(body.content, 'body', 'content.body', MAX_BODY, errors),
+    };
+  }
+  let chunkSize: number | null = null;
+  if (body.chunk_size !== undefined && body.chunk_size !== null) {
+    const c = body.chunk_size;
+    if (!Number.isSafeInteger(c) || (c as number) < 1 || (c as number) > 100_000) {
+      errors.push({ field: 'chunk_size', error: 'must be an integer from 1 to 100000' });
+    } else chunkSize = c as number;
+  }
+  let scheduleAt: Date | null = null;
+  if (body.schedule_at !== undefined && body.schedule_at !== null) {
+    const d = typeof body.schedule_at === 'string' ? new Date(body.schedule_at) : new Date(NaN);
+    if (Number.isNaN(d.getTime())) errors.push({ field: 'schedule_at', error: 'must be an ISO-8601 date-time string' });
+    else scheduleAt = d;
+  }
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return { name, audienceId, channel, content, chunkSize, scheduleAt };
+}
+
+export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {
+  const errors: FieldError[] = [];
+  const statusRaw = query.get('status');
+  let status: CampaignStatus | null = null;
+  if (statusRaw !== null && statusRaw !== '') {
+    if (isCampaignStatus(statusRaw)) status = statusRaw;
+    else errors.push({ field: 'status', error: 'is not a campaign status' });
+  }
+  let limit = 50;
+  const limitRaw = query.get('limit');
+  if (limitRaw !== null && limitRaw !== '') {
+    const n = Number(limitRaw);
+    if (!Number.isInteger(n) || n < 1 || n > 500) errors.push({ field: 'limit', error: 'must be an integer from 1 to 500' });
+    else limit = n;
+  }
+  let before: number | null = null;
+  const beforeRaw = query.get('before');
+  if (beforeRaw !== null && beforeRaw !== '') {
+    const n = Number(beforeRaw);
+    if (!Number.isSafeInteger(n) || n < 1) errors.push({ field: 'before', error: 'must be a campaign id' });
+    else before = n;
+  }
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return { status, limit, before };
+}

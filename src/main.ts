@@ -1,0 +1,212 @@
+/**
+ * Composition root: the only place that constructs adapters and wires stages together.
+ *   herald migrate   apply PostgreSQL and ClickHouse migrations
+ *   herald serve     migrate, then run the HTTP API and the dispatcher in this process
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import { loadConfig, requireApiKeys, type Config } from './config.js';
+import { isHeraldError } from './errors.js';
+import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
+import { createDb, type Db } from './store/db.js';
+import { CampaignRepo } from './store/campaign-repo.js';
+import { AudienceRepo } from './store/audience-repo.js';
+import { RecipientReader } from './store/recipient-reader.js';
+import { ClickHouse } from './clickhouse/client.js';
+import { Keys } from './stream/keys.js';
+import { ChunkStream } from './stream/chunk-stream.js';
+import { Planner } from './planner/planner.js';
+import { ChannelRegistry } from './channel/channel-registry.js';
+import { EventSink } from './sink/event-sink.js';
+import { ProgressReader } from './progress/progress-reader.js';
+import { Dispatcher } from './actor/dispatcher.js';
+import { startApi, type ApiServer } from './api/server.js';
+
+export interface Herald {
+  config: Readonly<Config>;
+  port: number;
+  db: Db;
+  redis: Redis;
+  ch: ClickHouse;
+  sink: EventSink;
+  dispatcher: Dispatcher | null;
+  api: ApiServer | null;
+  log: Logger;
+  /** Graceful: stop taking chunks, finish the ones in hand, flush events, close connections. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  api?: boolean;
+  dispatcher?: boolean;
+  migrate?: boolean;
+  logger?: Logger;
+}
+
+export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
+  return [...(await migratePostgres(cfg.databaseUrl)), ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb))];
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
+}
+
+export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
+  const log = opts.logger ?? pino({ level: cfg.logLevel });
+  if (opts.api !== false) requireApiKeys(cfg);
+  if (opts.migrate !== false) {
+    const applied = await migrate(cfg);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  }
+  const db = createDb(cfg.databaseUrl, 4 + cfg.workers * 2);
+  const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
+  const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
+  const keys = new Keys(cfg.redisPrefix);
+  const stream = new ChunkStream(redis, keys);
+  const campaigns = new CampaignRepo(db);
+  const audiences = new AudienceRepo(db);
+  const reader = new RecipientReader(db);
+  const sink = new EventSink(
+    { insert: (rows) => ch.insertRaw('message_events', 'RowBinary', [rows]) },
+    {
+      flushRows: cfg.sinkFlushRows,
+      flushMs: cfg.sinkFlushMs,
+      maxBufferedRows: cfg.sinkMaxBufferedRows,
+      onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
+    },
+  );
+  const channels = new ChannelRegistry({
+    batchSize: cfg.webhookBatchSize,
+    timeoutMs: cfg.webhookTimeoutMs,
+    attempts: cfg.webhookAttempts,
+    backoffMs: cfg.webhookBackoffMs,
+    connections: cfg.webhookConnections,
+  });
+  const holderId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const publish = async (id: number, status: string): Promise<void> => {
+    await redis.publish(keys.control(), `${id} ${status}`);
+  };
+
+  let dispatcher: Dispatcher | null = null;
+  let subscriber: Redis | null = null;
+  if (opts.dispatcher !== false && cfg.workers > 0) {
+    subscriber = redis.duplicate();
+    subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));
+    dispatcher = new Dispatcher({
+      redis,
+      subscriber,
+      keys,
+      stream,
+      campaigns,
+      reader,
+      planner: new Planner(campaigns, reader, stream),
+      channels,
+      sink,
+      log,
+      holderId,
+      pollMs: cfg.pollMs,
+      options: {
+        workers: cfg.workers,
+        readCount: cfg.readCount,
+        reclaimIdleMs: cfg.reclaimIdleMs,
+        leaseMs: cfg.leaseMs,
+        blockMs: 1000,
+        completionCheckMs: 100,
+      },
+    });
+    await dispatcher.start();
+  }
+
+  let api: ApiServer | null = null;
+  if (opts.api !== false) {
+    const progress = new ProgressReader(ch);
+    api = await startApi(cfg.host, cfg.port, {
+      apiKeys: cfg.apiKeys,
+      maxBodyBytes: cfg.maxBodyBytes,
+      maxImportBytes: cfg.maxImportBytes,
+      defaultChunkSize: cfg.chunkSize,
+      audiences,
+      campaigns,
+      progress,
+      publishStatus: publish,
+      log,
+      health: async () => {
+        const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {
+          try {
+            await withTimeout(fn(), 2000);
+            return [name, 'ok'];
+          } catch (err) {
+            return [name, (err as Error).message || 'unreachable'];
+          }
+        };
+        const results = await Promise.all([
+          check('postgres', () => db.query('SELECT 1')),
+          check('redis', () => redis.ping()),
+          check('clickhouse', async () => {
+            if (!(await ch.ping())) throw new Error('ping failed');
+          }),
+        ]);
+        return Object.fromEntries(results);
+      },
+    });
+    log.info({ port: api.port }, 'Herald API listening');
+  }
+
+  let stopping: Promise<void> | null = null;
+  return {
+    config: cfg,
+    port: api?.port ?? 0,
+    db,
+    redis,
+    ch,
+    sink,
+    dispatcher,
+    api,
+    log,
+    stop() {
+      stopping ??= (async () => {
+        api?.close();
+        await dispatcher?.stop();
+        await withTimeout(sink.close(), 30_000).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));
+        await channels.close();
+        subscriber?.disconnect();
+        redis.disconnect();
+        await ch.close();
+        await db.end();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function cli(argv: string[]): Promise<void> {
+  const command = argv[0] ?? 'serve';
+  const cfg = loadConfig();
+  if (command === 'migrate') {
+    const applied = await migrate(cfg);
+    console.log(applied.length === 0 ? 'migrations: up to date' : `migrations applied: ${applied.join(', ')}`);
+    return;
+  }
+  if (command !== 'serve') throw new Error(`unknown command ${command}: use serve or migrate`);
+  const herald = await startHerald(cfg);
+  const shutdown = (signal: string): void => {
+    herald.log.info({ signal }, 'shutting down');
+    herald.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  cli(process.argv.slice(2)).catch((err: unknown) => {
+    console.error(isHeraldError(err) ? `herald: ${err.message}` : err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * Applies schemas/postgres/*.sql and schemas/clickhouse/*.sql in file-name order, each once, and
+ * records them in a `herald_migrations` table in each database. Re-running is a no-op. Also creates
+ * the databases themselves when missing, so a fresh machine needs no manual step.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import pg from 'pg';
+import { ClickHouse } from '../clickhouse/client.js';
+import { identifier, str } from '../clickhouse/sql.js';
+
+export const SCHEMAS_DIR = fileURLToPath(new URL('../../schemas/', import.meta.url));
+
+// An arbitrary constant: one advisory lock key so two processes starting at once migrate one at a time.
+const PG_MIGRATION_LOCK = 7_231_004_512;
+
+export interface MigrationFile {
+  name: string;
+  sql: string;
+}
+
+export async function loadMigrations(kind: 'postgres' | 'clickhouse'): Promise<MigrationFile[]> {
+  const dir = path.join(SCHEMAS_DIR, kind);
+  const names = (await readdir(dir)).filter((n) => /^\d{4}_[a-z0-9_]+\.sql$/.test(n)).sort();
+  return Promise.all(names.map(async (name) => ({ name, sql: await readFile(path.join(dir, name), 'utf8') })));
+}
+
+/** Splits a ClickHouse file into statements (the HTTP interface takes one per request). */
+export function splitStatements(sql: string): string[] {
+  const withoutComments = sql
+    .split('\n')
+    .filter((line) => !line.trim().startsWith('--'))
+    .join('\n');
+  return withoutComments
+    .split(/;\s*(?:\n|$)/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export async function ensurePostgresDatabase(databaseUrl: string): Promise<void> {
+  const u = new URL(databaseUrl);
+  const db = decodeURIComponent(u.pathname.replace(/^\//, '')) || 'postgres';
+  const admin = new URL(databaseUrl);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]);
+    if (r.rowCount === 0) {
+      try {
+        await client.query(`CREATE DATABASE "${db.replace(/"/g, '""')}"`);
+      } catch (err) {
+        // 42P04: created meanwhile by another process
+        if ((err as { code?: string }).code !== '42P04') throw err;
+      }
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+export async function migratePostgres(databaseUrl: string): Promise<string[]> {
+  await ensurePostgresDatabase(databaseUrl);
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const applied: string[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [PG_MIGRATION_LOCK]);
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS herald_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const done = new Set((await client.query<{ name: string }>('SELECT name FROM herald_migrations')).rows.map((r) => r.name));
+    for (const m of await loadMigrations('postgres')) {
+      if (done.has(m.name)) continue;
+      await client.query('BEGIN');
+      try {
+        await client.query(m.sql);
+        await client.query('INSERT INTO herald_migrations (name) VALUES ($1)', [m.name]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw new Error(`migration postgres/${m.name} failed: ${(err as Error).message}`, { cause: err });
+      }
+      applied.push(`postgres/${m.name}`);
+    }
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [PG_MIGRATION_LOCK]).catch(() => undefined);
+    await client.end();
+  }
+  return applied;
+}
+
+export async function migrateClickHouse(url: string, database: string): Promise<string[]> {
+  const admin = new ClickHouse({ url, database: 'default' });
+  try {
+    await admin.command(`CREATE DATABASE IF NOT EXISTS ${identifier(database)}`);
+  } finally {
+    await admin.close();
+  }
+  const ch = new ClickHouse({ url, database });
+  const applied: string[] = [];
+  try {
+    await ch.command('CREATE TABLE IF NOT EXISTS herald_migrations (name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY name');
+    const done = new Set((await ch.rows<{ name: string }>('SELECT name FROM herald_migrations')).map((r) => r.name));
+    for (const m of await loadMigrations('clickhouse')) {
+      if (done.has(m.name)) continue;
+      // Statements use IF NOT EXISTS, so a file interrupted half-way re-applies cleanly.
+      for (const stmt of splitStatements(m.sql)) await ch.command(stmt);
+      await ch.command(`INSERT INTO herald_migrations (name, applied_at) VALUES (${str(m.name)}, now())`);
+      applied.push(`clickhouse/${m.name}`);
+    }
+  } finally {
+    await ch.close();
+  }
+  return applied;
+}

@@ -1,0 +1,99 @@
+/**
+ * Audiences and recipient import. An import streams COPY text into a per-transaction staging table,
+ * then moves it into `recipients` in one INSERT … ON CONFLICT DO NOTHING, so a user_id repeated in the
+ * file or already in the audience counts once, ids follow file order, and a failed or aborted request
+ * leaves the audience exactly as it was.
+ */
+import { once } from 'node:events';
+import { from as copyFrom } from 'pg-copy-streams';
+import { HeraldError } from '../errors.js';
+import { wrapPgError, type Db } from './db.js';
+
+export interface Audience {
+  id: number;
+  name: string;
+  createdAt: Date;
+}
+
+export class AudienceRepo {
+  constructor(private readonly db: Db) {}
+
+  async create(name: string): Promise<Audience> {
+    try {
+      const r = await this.db.query<{ id: number; name: string; created_at: Date }>(
+        'INSERT INTO audiences (name) VALUES ($1) RETURNING id, name, created_at',
+        [name],
+      );
+      const row = r.rows[0]!;
+      return { id: row.id, name: row.name, createdAt: row.created_at };
+    } catch (err) {
+      throw wrapPgError(err, 'create audience');
+    }
+  }
+
+  async exists(id: number): Promise<boolean> {
+    try {
+      return (await this.db.query('SELECT 1 FROM audiences WHERE id = $1', [id])).rowCount === 1;
+    } catch (err) {
+      throw wrapPgError(err, 'find audience');
+    }
+  }
+
+  async size(id: number): Promise<number> {
+    try {
+      const r = await this.db.query<{ n: number }>('SELECT count(*)::bigint AS n FROM recipients WHERE audience_id = $1', [id]);
+      return r.rows[0]?.n ?? 0;
+    } catch (err) {
+      throw wrapPgError(err, 'count audience');
+    }
+  }
+
+  /**
+   * `batches` yields COPY text (line_no, user_id, address, attrs per line). Returns how many recipients
+   * were new to the audience. Throws (and rolls back) if the source throws, e.g. on a too-large body.
+   */
+  async importCopy(audienceId: number, batches: AsyncIterable<string>): Promise<number> {
+    let client;
+    try {
+      client = await this.db.connect();
+    } catch (err) {
+      throw wrapPgError(err, 'connect for import');
+    }
+    try {
+      await client.query('BEGIN');
+      // Locks the audience row against concurrent imports into the same audience only.
+      const a = await client.query('SELECT id FROM audiences WHERE id = $1 FOR UPDATE', [audienceId]);
+      if (a.rowCount === 0) throw new HeraldError('NOT_FOUND', `audience ${audienceId} not found`);
+      await client.query(
+        'CREATE TEMP TABLE import_stage (line_no bigint, user_id text, address text, attrs jsonb) ON COMMIT DROP',
+      );
+      const copy = client.query(copyFrom('COPY import_stage (line_no, user_id, address, attrs) FROM STDIN'));
+      const finished = once(copy, 'finish');
+      // Attach early so a COPY error while we are still reading the body is not an unhandled rejection.
+      finished.catch(() => undefined);
+      try {
+        for await (const text of batches) {
+          if (!copy.write(text)) await Promise.race([once(copy, 'drain'), finished]);
+        }
+      } catch (err) {
+        copy.destroy(err as Error);
+        throw err;
+      }
+      copy.end();
+      await finished;
+      const r = await client.query(
+        `INSERT INTO recipients (audience_id, user_id, address, attrs)
+         SELECT $1, user_id, address, attrs FROM import_stage ORDER BY line_no
+         ON CONFLICT (audience_id, user_id) DO NOTHING`,
+        [audienceId],
+      );
+      await client.query('COMMIT');
+      return r.rowCount ?? 0;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err instanceof HeraldError ? err : wrapPgError(err, 'import recipients');
+    } finally {
+      client.release();
+    }
+  }
+}

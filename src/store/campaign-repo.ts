@@ -1,0 +1,205 @@
+/**
+ * Campaign rows. Status changes are single conditional UPDATEs whose allowed (from → to) pairs come from
+ * the pure transition table, so two racing commands cannot both win and no read-then-write gap exists.
+ */
+import { HeraldError } from '../errors.js';
+import { allowedFrom, isTerminal, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
+import type { ChannelSpec, CreateCampaignInput, ListCampaignsQuery } from '../domain/campaign-input.js';
+import { wrapPgError, type Db } from './db.js';
+
+export interface Campaign {
+  id: number;
+  name: string;
+  audienceId: number;
+  channel: ChannelSpec;
+  content: { title: string; body: string };
+  chunkSize: number;
+  scheduleAt: Date | null;
+  status: CampaignStatus;
+  total: number | null;
+  planMaxId: number | null;
+  plannedChunks: number;
+  plannedLastId: number;
+  plannedCount: number;
+  planningDone: boolean;
+  error: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+interface CampaignRow {
+  id: number;
+  name: string;
+  audience_id: number;
+  channel: ChannelSpec;
+  content: { title: string; body: string };
+  chunk_size: number;
+  schedule_at: Date | null;
+  status: CampaignStatus;
+  total: number | null;
+  plan_max_id: number | null;
+  planned_chunks: number;
+  planned_last_id: number;
+  planned_count: number;
+  planning_done: boolean;
+  error: string | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+function fromRow(r: CampaignRow): Campaign {
+  return {
+    id: r.id,
+    name: r.name,
+    audienceId: r.audience_id,
+    channel: r.channel,
+    content: r.content,
+    chunkSize: r.chunk_size,
+    scheduleAt: r.schedule_at,
+    status: r.status,
+    total: r.total,
+    planMaxId: r.plan_max_id,
+    plannedChunks: r.planned_chunks,
+    plannedLastId: r.planned_last_id,
+    plannedCount: r.planned_count,
+    planningDone: r.planning_done,
+    error: r.error,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  };
+}
+
+export class CampaignRepo {
+  constructor(private readonly db: Db) {}
+
+  async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
+    try {
+      const r = await this.db.query<CampaignRow>(
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status)
+         SELECT $1, a.id, $3, $4, $5, $6, $7 FROM audiences a WHERE a.id = $2
+         RETURNING *`,
+        [
+          input.name,
+          input.audienceId,
+          JSON.stringify(input.channel),
+          JSON.stringify(input.content),
+          input.chunkSize ?? defaultChunkSize,
+          input.scheduleAt,
+          input.scheduleAt === null ? 'draft' : 'scheduled',
+        ],
+      );
+      const row = r.rows[0];
+      if (row === undefined) throw HeraldError.invalid([{ field: 'audience_id', error: 'no such audience' }]);
+      return fromRow(row);
+    } catch (err) {
+      throw wrapPgError(err, 'create campaign');
+    }
+  }
+
+  async get(id: number): Promise<Campaign | null> {
+    try {
+      const r = await this.db.query<CampaignRow>('SELECT * FROM campaigns WHERE id = $1', [id]);
+      return r.rows[0] === undefined ? null : fromRow(r.rows[0]);
+    } catch (err) {
+      throw wrapPgError(err, 'get campaign');
+    }
+  }
+
+  async status(id: number): Promise<CampaignStatus | null> {
+    try {
+      const r = await this.db.query<{ status: CampaignStatus }>('SELECT status FROM campaigns WHERE id = $1', [id]);
+      return r.rows[0]?.status ?? null;
+    } catch (err) {
+      throw wrapPgError(err, 'read campaign status');
+    }
+  }
+
+  async list(q: ListCampaignsQuery): Promise<Campaign[]> {
+    try {
+      const r = await this.db.query<CampaignRow>(
+        `SELECT * FROM campaigns
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3`,
+        [q.status, q.before, q.limit],
+      );
+      return r.rows.map(fromRow);
+    } catch (err) {
+      throw wrapPgError(err, 'list campaigns');
+    }
+  }
+
+  async idsWithStatus(status: CampaignStatus): Promise<number[]> {
+    try {
+      const r = await this.db.query<{ id: number }>('SELECT id FROM campaigns WHERE status = $1 ORDER BY id', [status]);
+      return r.rows.map((row) => row.id);
+    } catch (err) {
+      throw wrapPgError(err, 'list campaigns by status');
+    }
+  }
+
+  /**
+   * Applies `command` atomically: 404 for an unknown id, 409 with the current status when the
+   * transition is illegal from it (including when another request changed it first).
+   */
+  async transition(id: number, command: CampaignCommand, error: string | null = null): Promise<Campaign> {
+    const pairs = allowedFrom(command);
+    const cases = pairs.map((p) => `WHEN '${p.from}' THEN '${p.to}'`).join(' ');
+    const to = new Set(pairs.map((p) => p.to));
+    const terminal = [...to].some((s) => isTerminal(s));
+    const starts = to.has('sending');
+    let row: CampaignRow | undefined;
+    try {
+      const r = await this.db.query<CampaignRow>(
+        `UPDATE campaigns SET
+           status = CASE status ${cases} END,
+           updated_at = now()
+           ${starts ? ', started_at = COALESCE(started_at, now())' : ''}
+           ${terminal ? ', finished_at = now()' : ''}
+           ${error !== null ? ', error = $3' : ''}
+         WHERE id = $1 AND status = ANY($2::text[])
+         RETURNING *`,
+        error !== null ? [id, pairs.map((p) => p.from), error] : [id, pairs.map((p) => p.from)],
+      );
+      row = r.rows[0];
+    } catch (err) {
+      throw wrapPgError(err, `${command} campaign`);
+    }
+    if (row !== undefined) return fromRow(row);
+    const current = await this.status(id);
+    if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    throw new HeraldError('CONFLICT', `cannot ${command} a campaign that is ${current}`, { status: current, id });
+  }
+
+  /** Fixes the plan's size once; a resumed planner keeps the first snapshot. */
+  async beginPlan(id: number): Promise<Campaign> {
+    try {
+      await this.db.query(
+        `UPDATE campaigns c SET total = s.n, plan_max_id = s.max_id, updated_at = now()
+         FROM (SELECT count(*) AS n, COALESCE(max(r.id), 0) AS max_id
+               FROM recipients r JOIN campaigns c2 ON c2.audience_id = r.audience_id WHERE c2.id = $1) s
+         WHERE c.id = $1 AND c.plan_max_id IS NULL`,
+        [id],
+      );
+    } catch (err) {
+      throw wrapPgError(err, 'begin plan');
+    }
+    const c = await this.get(id);
+    if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    return c;
+  }
+
+  async recordPlanned(id: number, chunks: number, lastId: number, count: number, done: boolean): Promise<void> {
+    try {
+      await this.db.query(
+        `UPDATE campaigns SET planned_chunks = $2, planned_last_id = $3, planned_count = $4, planning_done = $5, updated_at = now()
+         WHERE id = $1 AND planned_chunks <= $2`,
+        [id, chunks, lastId, count, done],
+      );
+    } catch (err) {
+      throw wrapPgError(err, 'record plan');
+    }
+  }
+}

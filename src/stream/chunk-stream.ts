@@ -1,0 +1,200 @@
+/**
+ * The Redis Streams transport for chunks: append (pipelined, idempotent by explicit id), group reads,
+ * acknowledgements, reclaim of idle entries, and the numbers the owner needs to decide completion.
+ */
+import type { Redis } from 'ioredis';
+import { HeraldError } from '../errors.js';
+import { chunkStreamId, type ChunkDescriptor } from '../domain/chunk.js';
+import { decodeChunk, encodeChunk } from './chunk-codec.js';
+import { CHUNK_FIELD, CHUNK_GROUP, type Keys } from './keys.js';
+
+export interface StreamEntry {
+  id: string;
+  /** null when the entry could not be decoded: the caller acks it away and reports the error */
+  chunk: ChunkDescriptor | null;
+  error: HeraldError | null;
+}
+
+export interface GroupState {
+  exists: boolean;
+  pending: number;
+  lastDeliveredId: string;
+  lastGeneratedId: string;
+  length: number;
+}
+
+function redisError(err: unknown, what: string): HeraldError {
+  if (err instanceof HeraldError) return err;
+  return new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ${what}: ${(err as Error).message}`, {}, err);
+}
+
+function parseEntries(raw: unknown): StreamEntry[] {
+  const out: StreamEntry[] = [];
+  if (!Array.isArray(raw)) return out;
+  for (const item of raw as unknown[]) {
+    // A reclaimed entry deleted meanwhile comes back as null (Redis < 7) – skip it.
+    if (!Array.isArray(item) || item.length < 2) continue;
+    const id = String(item[0]);
+    const fields = item[1] as Buffer[] | null;
+    let data: Buffer | undefined;
+    if (Array.isArray(fields)) {
+      for (let i = 0; i + 1 < fields.length; i += 2) if (String(fields[i]) === CHUNK_FIELD) data = fields[i + 1];
+    }
+    if (data === undefined) {
+      out.push({ id, chunk: null, error: new HeraldError('STREAM_ENTRY_INVALID', `entry ${id} has no '${CHUNK_FIELD}' field`, { field: CHUNK_FIELD }) });
+      continue;
+    }
+    try {
+      out.push({ id, chunk: decodeChunk(data), error: null });
+    } catch (err) {
+      out.push({ id, chunk: null, error: err as HeraldError });
+    }
+  }
+  return out;
+}
+
+export class ChunkStream {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  async ensureGroup(campaignId: number): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.keys.chunks(campaignId), CHUNK_GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw redisError(err, 'create group');
+    }
+  }
+
+  /** Appends in one pipeline. Entries whose id already exists are skipped: a resumed planner re-appends nothing. */
+  async append(chunks: readonly ChunkDescriptor[]): Promise<number> {
+    if (chunks.length === 0) return 0;
+    const p = this.redis.pipeline();
+    for (const c of chunks) p.xadd(this.keys.chunks(c.campaignId), chunkStreamId(c.seq), CHUNK_FIELD, encodeChunk(c));
+    let results;
+    try {
+      results = (await p.exec()) ?? [];
+    } catch (err) {
+      throw redisError(err, 'append chunks');
+    }
+    let appended = 0;
+    for (const [err] of results) {
+      if (err === null) appended++;
+      else if (!/equal or smaller/.test(err.message)) throw redisError(err, 'append chunks');
+    }
+    return appended;
+  }
+
+  /** Reads new entries for `consumer`, blocking up to `blockMs`. Use a connection of its own: it blocks. */
+  async read(conn: Redis, campaignId: number, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
+    let raw: unknown;
+    try {
+      raw = await conn.callBuffer(
+        'XREADGROUP', 'GROUP', CHUNK_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.chunks(campaignId), '>',
+      );
+    } catch (err) {
+      const msg = String((err as Error).message);
+      // The stream or group was deleted (campaign finished, or Redis lost its data): nothing to read.
+      if (msg.includes('NOGROUP')) return [];
+      throw redisError(err, 'read chunks');
+    }
+    if (!Array.isArray(raw) || raw.length === 0) return [];
+    const stream = raw[0] as [Buffer, unknown];
+    return parseEntries(stream[1]);
+  }
+
+  /**
+   * Re-reads entries already delivered to `consumer` and not acked (its history), after `afterId`:
+   * a consumer that was paused or restarted under the same name picks these up first.
+   */
+  async readPending(conn: Redis, campaignId: number, consumer: string, count: number, afterId: string): Promise<StreamEntry[]> {
+    let raw: unknown;
+    try {
+      raw = await conn.callBuffer('XREADGROUP', 'GROUP', CHUNK_GROUP, consumer, 'COUNT', count, 'STREAMS', this.keys.chunks(campaignId), afterId);
+    } catch (err) {
+      if (String((err as Error).message).includes('NOGROUP')) return [];
+      throw redisError(err, 'read pending chunks');
+    }
+    if (!Array.isArray(raw) || raw.length === 0) return [];
+    return parseEntries((raw[0] as [Buffer, unknown])[1]);
+  }
+
+  async ack(campaignId: number, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    try {
+      return await this.redis.xack(this.keys.chunks(campaignId), CHUNK_GROUP, ...ids);
+    } catch (err) {
+      throw redisError(err, 'ack chunks');
+    }
+  }
+
+  /** Takes over entries idle for at least `minIdleMs` (their consumer died or stalled). */
+  async reclaim(campaignId: number, consumer: string, minIdleMs: number, count: number): Promise<StreamEntry[]> {
+    const out: StreamEntry[] = [];
+    let cursor = '0-0';
+    try {
+      // XAUTOCLAIM walks the pending list in pages; stop once a page comes back with cursor 0-0.
+      for (let guard = 0; guard < 1000 && out.length < count; guard++) {
+        const raw = (await this.redis.callBuffer(
+          'XAUTOCLAIM', this.keys.chunks(campaignId), CHUNK_GROUP, consumer, minIdleMs, cursor, 'COUNT', count - out.length,
+        )) as [Buffer, unknown, unknown?];
+        out.push(...parseEntries(raw[1]));
+        cursor = String(raw[0]);
+        if (cursor === '0-0') break;
+      }
+    } catch (err) {
+      if (String((err as Error).message).includes('NOGROUP')) return out;
+      throw redisError(err, 'reclaim chunks');
+    }
+    return out;
+  }
+
+  async state(campaignId: number): Promise<GroupState> {
+    const key = this.keys.chunks(campaignId);
+    try {
+      const [groupsRes, streamRes] = (await this.redis.pipeline().xinfo('GROUPS', key).xinfo('STREAM', key).exec()) ?? [];
+      if (groupsRes?.[0] || streamRes?.[0]) {
+        const e = (groupsRes?.[0] ?? streamRes?.[0]) as Error;
+        if (/no such key/i.test(e.message)) return { exists: false, pending: 0, lastDeliveredId: '0-0', lastGeneratedId: '0-0', length: 0 };
+        throw e;
+      }
+      const groups = groupsRes?.[1] as unknown[][];
+      const stream = toMap(streamRes?.[1] as unknown[]);
+      const group = groups.map(toMap).find((g) => g.get('name') === CHUNK_GROUP);
+      return {
+        exists: group !== undefined,
+        pending: Number(group?.get('pending') ?? 0),
+        lastDeliveredId: String(group?.get('last-delivered-id') ?? '0-0'),
+        lastGeneratedId: String(stream.get('last-generated-id') ?? '0-0'),
+        length: Number(stream.get('length') ?? 0),
+      };
+    } catch (err) {
+      throw redisError(err, 'stream state');
+    }
+  }
+
+  async lastSeq(campaignId: number): Promise<number> {
+    try {
+      const r = await this.redis.xrevrange(this.keys.chunks(campaignId), '+', '-', 'COUNT', 1);
+      const id = r[0]?.[0];
+      return id === undefined ? 0 : Number(id.split('-')[1]);
+    } catch (err) {
+      throw redisError(err, 'last chunk');
+    }
+  }
+
+  async drop(campaignId: number): Promise<void> {
+    try {
+      await this.redis.del(this.keys.chunks(campaignId));
+    } catch (err) {
+      throw redisError(err, 'drop stream');
+    }
+  }
+}
+
+function toMap(flat: unknown[]): Map<string, unknown> {
+  const m = new Map<string, unknown>();
+  for (let i = 0; i + 1 < flat.length; i += 2) m.set(String(flat[i]), flat[i + 1]);
+  return m;
+}

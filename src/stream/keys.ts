@@ -1,0 +1,28 @@
+/**
+ * Every Redis key Herald uses, in one place. Per-campaign keys share the hash tag `{c<id>}` so a
+ * campaign's keys land on one Redis Cluster slot (Lua scripts and MULTI may touch several of them).
+ */
+
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  chunks(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:chunks`;
+  }
+
+  lease(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:lease`;
+  }
+
+  leaseEpoch(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:epoch`;
+  }
+
+  /** pub/sub channel for status changes and wake-ups; carries `<campaignId> <status>` */
+  control(): string {
+    return `${this.prefix}:control`;
+  }
+}
+
+export const CHUNK_GROUP = 'dispatch';
+export const CHUNK_FIELD = 'd';

@@ -1,0 +1,109 @@
+/**
+ * Starts a Herald instance for one test file in a namespace of its own: a fresh PostgreSQL database,
+ * ClickHouse database and Redis key prefix, so files run in parallel without seeing each other.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { pino } from 'pino';
+import { inject } from 'vitest';
+import { loadConfig, type Config } from '../../src/config.js';
+import { migrate, startHerald, type Herald } from '../../src/main.js';
+import { ClickHouse } from '../../src/clickhouse/client.js';
+
+export const API_KEY = 'test-key-0123456789';
+
+export interface Namespace {
+  config: Readonly<Config>;
+  drop(): Promise<void>;
+}
+
+export async function createNamespace(overrides: Partial<Config> = {}): Promise<Namespace> {
+  const services = inject('services');
+  const name = `herald_t_${randomBytes(5).toString('hex')}`;
+  const dbUrl = new URL(services.databaseUrl);
+  dbUrl.pathname = `/${name}`;
+  const config = loadConfig(
+    {},
+    {
+      databaseUrl: dbUrl.toString(),
+      redisUrl: services.redisUrl,
+      clickhouseUrl: services.clickhouseUrl,
+      clickhouseDb: name,
+      redisPrefix: name,
+      apiKeys: [API_KEY],
+      host: '127.0.0.1',
+      port: 0,
+      pollMs: 200,
+      sinkFlushMs: 50,
+      logLevel: process.env.HERALD_TEST_LOG ?? 'silent',
+      ...overrides,
+    },
+  );
+  await migrate(config);
+  return {
+    config,
+    drop: async () => {
+      const admin = new pg.Client({ connectionString: services.databaseUrl });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined);
+      await admin.end();
+      const ch = new ClickHouse({ url: services.clickhouseUrl, database: 'default' });
+      await ch.command(`DROP DATABASE IF EXISTS ${name}`).catch(() => undefined);
+      await ch.close();
+    },
+  };
+}
+
+export async function startTestHerald(ns: Namespace, overrides: Partial<Config> = {}): Promise<Herald> {
+  const cfg = Object.freeze({ ...ns.config, ...overrides });
+  return startHerald(cfg, { migrate: false, logger: pino({ level: cfg.logLevel }) });
+}
+
+/** A small client for the HTTP API. */
+export class Api {
+  constructor(
+    readonly base: string,
+    readonly key = API_KEY,
+  ) {}
+
+  async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+    const init: RequestInit = { method, headers: { authorization: `Bearer ${this.key}`, ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' || body instanceof Uint8Array ? (body as string) : JSON.stringify(body);
+      if (typeof body !== 'string') (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    }
+    const res = await fetch(`${this.base}${path}`, init);
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON
+    }
+    return { status: res.status, body: parsed };
+  }
+
+  /** Creates an audience of `n` recipients `u1..un` through the API. */
+  async audience(n: number, prefix = 'u'): Promise<number> {
+    const a = await this.call('POST', '/v1/audiences', { name: `aud-${prefix}-${n}` });
+    const lines: string[] = [];
+    for (let i = 1; i <= n; i++) lines.push(`{"user_id":"${prefix}${i}","address":"${prefix}${i}@example.test"}`);
+    const r = await this.call('POST', `/v1/audiences/${a.body.id}/recipients`, lines.join('\n'), { 'content-type': 'application/x-ndjson' });
+    if (r.status !== 200 || r.body.imported !== n) throw new Error(`import failed: ${JSON.stringify(r.body).slice(0, 300)}`);
+    return a.body.id as number;
+  }
+
+  async waitForStatus(id: number, statuses: string[], timeoutMs = 120_000): Promise<any> {
+    const t0 = Date.now();
+    for (;;) {
+      const r = await this.call('GET', `/v1/campaigns/${id}`);
+      if (statuses.includes(r.body.status)) return r.body;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`campaign ${id} still ${r.body.status} after ${timeoutMs} ms`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+}
+
+export function apiFor(h: Herald): Api {
+  return new Api(`http://127.0.0.1:${h.port}`);
+}

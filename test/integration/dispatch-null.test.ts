@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Herald } from '../../src/main.js';
+import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+
+describe('a null-channel campaign end to end', () => {
+  let ns: Namespace;
+  let herald: Herald;
+  let api: Api;
+
+  beforeAll(async () => {
+    ns = await createNamespace();
+    herald = await startTestHerald(ns);
+    api = apiFor(herald);
+  });
+
+  afterAll(async () => {
+    await herald?.stop();
+    await ns?.drop();
+  });
+
+  it('sends 100,000 recipients exactly once and reports it from ClickHouse', async () => {
+    const audienceId = await api.audience(100_000);
+    const created = await api.call('POST', '/v1/campaigns', {
+      name: 'null 100k',
+      audience_id: audienceId,
+      channel: { type: 'null' },
+      content: { title: 'Hello', body: 'World' },
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.status).toBe('draft');
+    const id = created.body.id as number;
+
+    const started = await api.call('POST', `/v1/campaigns/${id}/start`);
+    expect(started.status).toBe(200);
+    expect(started.body).toEqual({ id, status: 'sending' });
+
+    const done = await api.waitForStatus(id, ['completed', 'failed']);
+    expect(done.status).toBe('completed');
+    expect(done.total).toBe(100_000);
+    expect(done.delivered).toBe(100_000);
+    expect(done.sent).toBe(100_000);
+    expect(done.failed).toBe(0);
+    expect(done.planned_chunks).toBe(200);
+    expect(done.started_at).not.toBeNull();
+    expect(done.finished_at).not.toBeNull();
+
+    // The raw events: one delivered row per recipient, none twice, none missing.
+    const rows = await herald.ch.rows<{ n: string; u: string }>(
+      `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${id} AND kind = 'delivered'`,
+    );
+    expect(Number(rows[0]!.n)).toBe(100_000);
+    expect(Number(rows[0]!.u)).toBe(100_000);
+
+    // The stream is gone once the campaign is complete; a second start is refused with the status.
+    expect(await herald.redis.exists(`${ns.config.redisPrefix}:{c${id}}:chunks`)).toBe(0);
+    const again = await api.call('POST', `/v1/campaigns/${id}/start`);
+    expect(again.status).toBe(409);
+    expect(again.body.status).toBe('completed');
+
+    const list = await api.call('GET', '/v1/campaigns?status=completed&limit=5');
+    expect(list.status).toBe(200);
+    expect(list.body.campaigns[0].id).toBe(id);
+    expect(list.body.campaigns[0].delivered).toBe(100_000);
+  });
+
+  it('cooperates across two dispatcher processes sharing one consumer group', async () => {
+    const second = await startTestHerald(ns, { port: 0 });
+    try {
+      const audienceId = await api.audience(20_000, 'co');
+      const c = await api.call('POST', '/v1/campaigns', {
+        name: 'shared',
+        audience_id: audienceId,
+        channel: { type: 'null' },
+        content: { title: 't', body: 'b' },
+        chunk_size: 100,
+      });
+      await api.call('POST', `/v1/campaigns/${c.body.id}/start`);
+      const done = await api.waitForStatus(c.body.id, ['completed']);
+      expect(done.delivered).toBe(20_000);
+      const rows = await herald.ch.rows<{ n: string; u: string }>(
+        `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${c.body.id}`,
+      );
+      expect(Number(rows[0]!.n)).toBe(20_000);
+      expect(Number(rows[0]!.u)).toBe(20_000);
+    } finally {
+      await second.stop();
+    }
+  });
+});

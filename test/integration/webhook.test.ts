@@ -1,0 +1,95 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Herald } from '../../src/main.js';
+import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+
+interface Received {
+  campaign_id: number;
+  messages: Array<{ user_id: string; address: string | null; title: string; body: string; idempotency_key: string }>;
+}
+
+describe('webhook channel against a local HTTP sink', () => {
+  let ns: Namespace;
+  let herald: Herald;
+  let api: Api;
+  let sink: Server;
+  let sinkUrl: string;
+  const attemptsByBatch = new Map<string, number>();
+  const delivered = new Map<string, number>();
+
+  beforeAll(async () => {
+    // The sink sees batches of 10 consecutive users (w1..w10, w11..w20, …). Batch number b = (first - 1) / 10:
+    // b % 10 == 2 answers 500 twice and then 200; b % 10 == 6 answers 422; in a 200, users ending in 9 are
+    // listed as failed.
+    sink = createServer((req, res) => {
+      let data = '';
+      req.on('data', (d: Buffer) => (data += d.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(data) as Received;
+        const first = body.messages[0]!.user_id;
+        const b = (Number(first.slice(1)) - 1) / 10;
+        const n = (attemptsByBatch.get(first) ?? 0) + 1;
+        attemptsByBatch.set(first, n);
+        if (b % 10 === 2 && n <= 2) {
+          res.writeHead(500).end('try later');
+          return;
+        }
+        if (b % 10 === 6) {
+          res.writeHead(422).end('bad batch');
+          return;
+        }
+        const failed = body.messages
+          .filter((m) => m.user_id.endsWith('9'))
+          .map((m) => ({ idempotency_key: m.idempotency_key, error: 'no such user' }));
+        for (const m of body.messages) {
+          if (!m.user_id.endsWith('9')) delivered.set(m.idempotency_key, (delivered.get(m.idempotency_key) ?? 0) + 1);
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed }));
+      });
+    });
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`;
+    ns = await createNamespace({ webhookBackoffMs: 10, webhookBatchSize: 10, webhookAttempts: 4 });
+    herald = await startTestHerald(ns);
+    api = apiFor(herald);
+  });
+
+  afterAll(async () => {
+    await herald?.stop();
+    await ns?.drop();
+    sink?.close();
+  });
+
+  it('retries 5xx, fails 4xx and per-message rejections, and counts both exactly', async () => {
+    const n = 2000;
+    const audienceId = await api.audience(n, 'w');
+    const c = await api.call('POST', '/v1/campaigns', {
+      name: 'webhook',
+      audience_id: audienceId,
+      channel: { type: 'webhook', url: sinkUrl },
+      content: { title: 'T', body: 'B' },
+      chunk_size: 100,
+    });
+    expect(c.status).toBe(201);
+    await api.call('POST', `/v1/campaigns/${c.body.id}/start`);
+    const done = await api.waitForStatus(c.body.id, ['completed']);
+
+    // 200 batches: 20 retried twice, 20 rejected whole (200 failed), 180 with one user ending in 9 (180 failed).
+    expect(attemptsByBatch.size).toBe(200);
+    const retried = [...attemptsByBatch.entries()].filter(([first]) => ((Number(first.slice(1)) - 1) / 10) % 10 === 2);
+    expect(retried).toHaveLength(20);
+    for (const [, attempts] of retried) expect(attempts).toBe(3);
+    const expectedFailed = 200 + 180;
+    expect(delivered.size).toBe(n - expectedFailed);
+    expect(done.total).toBe(n);
+    expect(done.delivered).toBe(delivered.size);
+    expect(done.failed).toBe(expectedFailed);
+    expect(done.delivered + done.failed).toBe(n);
+    for (const count of delivered.values()) expect(count).toBe(1);
+    const err = await herald.ch.rows<{ error: string; n: string }>(
+      `SELECT error, count() AS n FROM message_events WHERE campaign_id = ${c.body.id} AND kind = 'failed' GROUP BY error`,
+    );
+    expect(err.find((e) => e.error === 'no such user')).toBeDefined();
+  });
+});

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { parseId, validateCreateCampaign, validateListCampaigns } from '../../src/domain/campaign-input.js';
+import { copyLine, parseNdjsonLine, validateRecipient } from '../../src/domain/recipient-line.js';
+import { HeraldError } from '../../src/errors.js';
+import { loadConfig, requireApiKeys } from '../../src/config.js';
+
+function fieldsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    const e = err as HeraldError;
+    return (e.details.fields as Array<{ field: string }> | undefined)?.map((f) => f.field) ?? [e.details.field as string];
+  }
+  throw new Error('no error');
+}
+
+describe('campaign input', () => {
+  const good = { name: 'n', audience_id: 3, channel: { type: 'webhook', url: 'https://x.test/h' }, content: { title: 't', body: 'b' } };
+
+  it('accepts a full command', () => {
+    const c = validateCreateCampaign({ ...good, chunk_size: 250, schedule_at: '2030-01-01T00:00:00Z' });
+    expect(c).toMatchObject({ name: 'n', audienceId: 3, channel: { type: 'webhook', url: 'https://x.test/h' }, chunkSize: 250 });
+    expect(c.scheduleAt?.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+  });
+
+  it('names every bad field', () => {
+    expect(fieldsOf(() => validateCreateCampaign(null))).toEqual(['body']);
+    expect(fieldsOf(() => validateCreateCampaign({}))).toEqual(['name', 'audience_id', 'channel', 'content']);
+    expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { type: 'sms' } }))).toEqual(['channel.type']);
+    expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { type: 'webhook', url: 'ftp://x' } }))).toEqual(['channel.url']);
+    expect(fieldsOf(() => validateCreateCampaign({ ...good, content: { title: 't' }, schedule_at: 'soon' }))).toEqual([
+      'content.body',
+      'schedule_at',
+    ]);
+    expect(fieldsOf(() => validateCreateCampaign({ ...good, chunk_size: 100_001 }))).toEqual(['chunk_size']);
+  });
+
+  it('parses ids and list queries', () => {
+    expect(parseId('12', 'id')).toBe(12);
+    expect(fieldsOf(() => parseId('1e3', 'id'))).toEqual(['id']);
+    expect(fieldsOf(() => parseId('0', 'id'))).toEqual(['id']);
+    expect(validateListCampaigns(new URLSearchParams('status=sending&limit=10&before=99'))).toEqual({ status: 'sending', limit: 10, before: 99 });
+    expect(fieldsOf(() => validateListCampaigns(new URLSearchParams('limit=501')))).toEqual(['limit']);
+  });
+});
+
+describe('recipient lines', () => {
+  it('validates and names the field', () => {
+    expect(parseNdjsonLine('{"user_id":"u1","address":"a","attrs":{"c":"FR"}}')).toEqual({
+      ok: true,
+      row: { userId: 'u1', address: 'a', attrs: '{"c":"FR"}' },
+    });
+    expect(parseNdjsonLine('{"user_id":42}')).toMatchObject({ ok: true, row: { userId: '42' } });
+    expect(parseNdjsonLine('[1]')).toEqual({ ok: false, error: 'line: must be a JSON object' });
+    expect(parseNdjsonLine('{')).toEqual({ ok: false, error: 'line: is not valid JSON' });
+    expect(validateRecipient('x'.repeat(257), null, null)).toMatchObject({ ok: false, error: expect.stringMatching(/^user_id/) });
+    expect(validateRecipient('u', 5, null)).toEqual({ ok: false, error: 'address: must be a string' });
+    expect(validateRecipient('u', null, { s: 'a\u0000b' })).toEqual({ ok: false, error: 'attrs: must not contain NUL' });
+  });
+
+  it('escapes COPY text so values cannot break rows', () => {
+    expect(copyLine(3, { userId: 'a\tb', address: null, attrs: '{"k":"x\\\\y"}' })).toBe('3\ta\\tb\t\\N\t{"k":"x\\\\\\\\y"}\n');
+    expect(copyLine(1, { userId: 'l\nr\\', address: 'c\r', attrs: null })).toBe('1\tl\\nr\\\\\tc\\r\t\\N\n');
+  });
+});
+
+describe('config', () => {
+  it('resolves defaults and environment, and freezes', () => {
+    const c = loadConfig({ HERALD_PORT: '9090', HERALD_WORKERS: '4', HERALD_API_KEYS: 'key-one-123, key-two-456' });
+    expect(c.port).toBe(9090);
+    expect(c.workers).toBe(4);
+    expect(c.apiKeys).toEqual(['key-one-123', 'key-two-456']);
+    expect(c.chunkSize).toBe(500);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('fails at boot naming every bad variable', () => {
+    try {
+      loadConfig({ HERALD_PORT: 'eighty', REDIS_URL: 'http://x', HERALD_CHUNK_SIZE: '0', CLICKHOUSE_DB: 'a-b' });
+      throw new Error('accepted');
+    } catch (err) {
+      const fields = ((err as HeraldError).details.fields as Array<{ field: string }>).map((f) => f.field);
+      expect(fields).toEqual(['REDIS_URL', 'HERALD_PORT', 'HERALD_CHUNK_SIZE', 'CLICKHOUSE_DB']);
+    }
+    expect(() => requireApiKeys(loadConfig({}))).toThrow(/HERALD_API_KEYS/);
+    expect(() => loadConfig({ HERALD_API_KEYS: 'short' })).toThrow(/HERALD_API_KEYS/);
+  });
+});
