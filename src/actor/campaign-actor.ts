@@ -235,12 +235,12 @@ export class CampaignActor {
       this.acks.add(entry.id);
       return;
     }
-    const { userIds, addresses } = await this.deps.reader.load(chunk);
+    const channel = this.deps.channels.get(this.campaign.channel);
+    const { userIds, addresses } = await this.deps.reader.load(chunk, channel.needsAddress);
     if (userIds.length === 0) {
       this.acks.add(entry.id);
       return;
     }
-    const channel = this.deps.channels.get(this.campaign.channel);
     const result = await channel.send({
       campaignId: this.id,
       title: this.campaign.content.title,

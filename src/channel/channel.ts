@@ -20,6 +20,8 @@ export interface SendResult {
 
 export interface Channel {
   readonly type: string;
+  /** whether the transport uses recipients' addresses; when not, the loader does not fetch them */
+  readonly needsAddress: boolean;
   send(batch: OutboundBatch, signal?: AbortSignal): Promise<SendResult>;
   close(): Promise<void>;
 }

@@ -16,7 +16,8 @@ export interface PlanResult {
   ms: number;
 }
 
-const PAGE_CHUNKS = 1000;
+/** Chunks per boundary query: small first, so consumers start within milliseconds, then large. */
+const PAGE_CHUNKS = [16, 256, 2000];
 
 export class Planner {
   constructor(
@@ -35,20 +36,24 @@ export class Planner {
     let appended = 0;
     let done = c.planningDone;
     const maxId = c.planMaxId ?? 0;
-    while (!done && !shouldStop()) {
-      const page = await this.reader.boundaries(c.audienceId, afterId, maxId, c.chunkSize, PAGE_CHUNKS);
-      const bounds = page.boundaries.map((b) => ({ lastId: b.lastId, position: position + b.offset }));
-      const endReached = page.scanned < c.chunkSize * PAGE_CHUNKS;
-      if (endReached && page.scanned % c.chunkSize !== 0) bounds.push({ lastId: page.scannedLastId, position: position + page.scanned });
+    for (let page = 0; !done && !shouldStop(); page++) {
+      const limit = PAGE_CHUNKS[Math.min(page, PAGE_CHUNKS.length - 1)]!;
+      const ids = await this.reader.boundaries(c.audienceId, afterId, maxId, c.chunkSize, limit);
+      const bounds = ids.map((lastId, i) => ({ lastId, position: position + (i + 1) * c.chunkSize }));
+      done = ids.length < limit;
+      if (done) {
+        const tailAfter = ids[ids.length - 1] ?? afterId;
+        const tail = await this.reader.tail(c.audienceId, tailAfter, maxId);
+        if (tail.count > 0) bounds.push({ lastId: tail.lastId, position: position + ids.length * c.chunkSize + tail.count });
+      }
       const chunks = chunksFromBoundaries({ campaignId, audienceId: c.audienceId }, { seq, afterId, position }, bounds);
       appended += await this.stream.append(chunks);
       const last = chunks[chunks.length - 1];
       if (last !== undefined) {
         seq = last.seq;
         afterId = last.lastId;
-        position += chunks.reduce((n, ch) => n + ch.count, 0);
+        position = bounds[bounds.length - 1]!.position;
       }
-      done = endReached;
       await this.campaigns.recordPlanned(campaignId, seq, afterId, position, done);
     }
     return { chunks: seq, recipients: position, appended, ms: performance.now() - t0 };

@@ -34,6 +34,31 @@ export class EventRowWriter {
     this.buf[this.off++] = n;
   }
 
+  /**
+   * Ids are short ASCII almost always: copying char codes beats Buffer.write's per-call overhead by
+   * ~3x here. Anything else goes through the UTF-8 encoder. Caller ensured room for length * 3 + 5.
+   */
+  private shortString(s: string): void {
+    const n = s.length;
+    if (n < 128) {
+      const start = this.off + 1;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        this.buf[start + i] = c;
+      }
+      if (i === n) {
+        this.buf[this.off] = n;
+        this.off = start + n;
+        return;
+      }
+    }
+    const len = Buffer.byteLength(s, 'utf8');
+    this.varint(len);
+    this.off += this.buf.write(s, this.off, len, 'utf8');
+  }
+
   private string(s: string): void {
     const len = Buffer.byteLength(s, 'utf8');
     this.ensure(len + 5);
@@ -64,12 +89,10 @@ export class EventRowWriter {
     const at = atSec >>> 0;
     for (let i = 0; i < userIds.length; i++) {
       const userId = userIds[i]!;
-      const len = Buffer.byteLength(userId, 'utf8');
-      this.ensure(8 + 5 + len + 1 + 4 + 1);
+      this.ensure(8 + 5 + userId.length * 3 + 1 + 4 + 1);
       idBytes.copy(this.buf, this.off);
       this.off += 8;
-      this.varint(len);
-      this.off += this.buf.write(userId, this.off, len, 'utf8');
+      this.shortString(userId);
       const err = failed.size === 0 ? undefined : failed.get(i);
       if (err === undefined) {
         this.buf[this.off++] = EVENT_KIND_CODE.delivered;

@@ -96,7 +96,7 @@ export class ChunkStream {
     } catch (err) {
       const msg = String((err as Error).message);
       // The stream or group was deleted (campaign finished, or Redis lost its data): nothing to read.
-      if (msg.includes('NOGROUP')) return [];
+      if (msg.includes('NOGROUP') || msg.includes('UNBLOCKED')) return [];
       throw redisError(err, 'read chunks');
     }
     if (!Array.isArray(raw) || raw.length === 0) return [];
