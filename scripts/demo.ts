@@ -39,7 +39,8 @@ function* ndjson(n: number, run: string): Generator<string> {
   for (let start = 1; start <= n; start += page) {
     let s = '';
     const end = Math.min(n, start + page - 1);
-    for (let i = start; i <= end; i++) s += `{"user_id":"demo-${run}-${i}","address":"user${i}@example.test","attrs":{"country":"${['FR', 'DE', 'US', 'BR', 'JP'][i % 5]}"}}\n`;
+    for (let i = start; i <= end; i++)
+      s += `{"user_id":"demo-${run}-${i}","address":"user${i}@example.test","attrs":{"country":"${['FR', 'DE', 'US', 'BR', 'JP'][i % 5]}"}}\n`;
     yield s;
   }
 }
@@ -94,7 +95,10 @@ if (exitAfter) {
 }
 console.log(`Herald keeps serving on ${base}; try: curl -H 'authorization: Bearer ${key}' ${base}/v1/campaigns/${c.id}  (Ctrl-C stops)`);
 const stop = (): void => {
-  herald.stop().then(() => process.exit(0), () => process.exit(1));
+  herald.stop().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);

@@ -127,7 +127,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     else errors.push({ field: 'HERALD_LOG_LEVEL', error: `must be one of ${[...LOG_LEVELS].join(', ')}` });
   }
   if (env.HERALD_API_KEYS !== undefined) {
-    const keys = env.HERALD_API_KEYS.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+    const keys = env.HERALD_API_KEYS.split(',')
+      .map((k) => k.trim())
+      .filter((k) => k.length > 0);
     if (keys.some((k) => k.length < 8)) errors.push({ field: 'HERALD_API_KEYS', error: 'every key must be at least 8 characters' });
     cfg.apiKeys = keys;
   }

@@ -4,7 +4,6 @@
  * the campaign leaves `sending`. Several processes do the same and share each campaign's chunks.
  */
 import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
 import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
 import { CampaignActor, type ActorDeps } from './campaign-actor.js';
 

@@ -50,7 +50,12 @@ export class ResponseState {
   send(reply: Reply): void {
     if (this.aborted || this.ended) return;
     this.ended = true;
-    const body = reply.body === undefined ? '' : typeof reply.body === 'string' || Buffer.isBuffer(reply.body) ? reply.body : JSON.stringify(reply.body);
+    const body =
+      reply.body === undefined
+        ? ''
+        : typeof reply.body === 'string' || Buffer.isBuffer(reply.body)
+          ? reply.body
+          : JSON.stringify(reply.body);
     this.res.cork(() => {
       this.res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
       if (reply.body !== undefined && !reply.headers?.['content-type']) this.res.writeHeader('content-type', 'application/json');

@@ -79,7 +79,8 @@ export async function* csvToCopy(body: Readable, report: ImportReport): AsyncGen
     info: true,
     columns: (header: string[]) => {
       const cols = header.map((h) => h.trim());
-      if (!cols.includes('user_id')) headerError = HeraldError.invalid([{ field: 'user_id', error: 'CSV header must name a user_id column' }]);
+      if (!cols.includes('user_id'))
+        headerError = HeraldError.invalid([{ field: 'user_id', error: 'CSV header must name a user_id column' }]);
       return cols;
     },
   });

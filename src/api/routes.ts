@@ -65,7 +65,10 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     const id = parseId(info.params[0], 'id');
     const format = importFormat(info.headers.contentType);
     if (info.headers.contentLength !== null && info.headers.contentLength > deps.maxImportBytes) {
-      throw new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${deps.maxImportBytes} bytes`, { field: 'body', limit: deps.maxImportBytes });
+      throw new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${deps.maxImportBytes} bytes`, {
+        field: 'body',
+        limit: deps.maxImportBytes,
+      });
     }
     const body = bodyReadable(res, state, deps.maxImportBytes);
     const report: ImportReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };

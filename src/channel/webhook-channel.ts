@@ -114,7 +114,8 @@ function parseFailed(text: string): Map<string, string> {
     const body = JSON.parse(text) as { failed?: unknown };
     if (!Array.isArray(body.failed)) return out;
     for (const f of body.failed as Array<{ idempotency_key?: unknown; error?: unknown }>) {
-      if (typeof f?.idempotency_key === 'string') out.set(f.idempotency_key, typeof f.error === 'string' ? f.error : 'rejected by receiver');
+      if (typeof f?.idempotency_key === 'string')
+        out.set(f.idempotency_key, typeof f.error === 'string' ? f.error : 'rejected by receiver');
     }
   } catch {
     // a 2xx with a body that is not our JSON: everything delivered
@@ -125,9 +126,13 @@ function parseFailed(text: string): Map<string, string> {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }

@@ -91,5 +91,10 @@ export function clickhouseCode(err: unknown): number | null {
 
 function wrap(err: unknown, query: string): HeraldError {
   const msg = err instanceof Error ? err.message : String(err);
-  return new HeraldError('CLICKHOUSE_FAILED', `ClickHouse: ${msg.slice(0, 500)} (query: ${query.slice(0, 120)})`, { code: clickhouseCode(err) }, err);
+  return new HeraldError(
+    'CLICKHOUSE_FAILED',
+    `ClickHouse: ${msg.slice(0, 500)} (query: ${query.slice(0, 120)})`,
+    { code: clickhouseCode(err) },
+    err,
+  );
 }

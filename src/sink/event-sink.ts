@@ -67,7 +67,12 @@ export class EventSink {
   }
 
   /** Waits for room, encodes, and returns the promise of the rows being stored. */
-  async appendOutcomes(campaignId: number, userIds: readonly string[], failed: ReadonlyMap<number, string>, atSec: number): Promise<Ticket> {
+  async appendOutcomes(
+    campaignId: number,
+    userIds: readonly string[],
+    failed: ReadonlyMap<number, string>,
+    atSec: number,
+  ): Promise<Ticket> {
     await this.room();
     this.current.writer.addOutcomes(campaignId, userIds, failed, atSec);
     return this.afterAppend();

@@ -41,7 +41,11 @@ function parseEntries(raw: unknown): StreamEntry[] {
       for (let i = 0; i + 1 < fields.length; i += 2) if (String(fields[i]) === CHUNK_FIELD) data = fields[i + 1];
     }
     if (data === undefined) {
-      out.push({ id, chunk: null, error: new HeraldError('STREAM_ENTRY_INVALID', `entry ${id} has no '${CHUNK_FIELD}' field`, { field: CHUNK_FIELD }) });
+      out.push({
+        id,
+        chunk: null,
+        error: new HeraldError('STREAM_ENTRY_INVALID', `entry ${id} has no '${CHUNK_FIELD}' field`, { field: CHUNK_FIELD }),
+      });
       continue;
     }
     try {
@@ -91,7 +95,17 @@ export class ChunkStream {
     let raw: unknown;
     try {
       raw = await conn.callBuffer(
-        'XREADGROUP', 'GROUP', CHUNK_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.chunks(campaignId), '>',
+        'XREADGROUP',
+        'GROUP',
+        CHUNK_GROUP,
+        consumer,
+        'COUNT',
+        count,
+        'BLOCK',
+        blockMs,
+        'STREAMS',
+        this.keys.chunks(campaignId),
+        '>',
       );
     } catch (err) {
       const msg = String((err as Error).message);
@@ -111,7 +125,17 @@ export class ChunkStream {
   async readPending(conn: Redis, campaignId: number, consumer: string, count: number, afterId: string): Promise<StreamEntry[]> {
     let raw: unknown;
     try {
-      raw = await conn.callBuffer('XREADGROUP', 'GROUP', CHUNK_GROUP, consumer, 'COUNT', count, 'STREAMS', this.keys.chunks(campaignId), afterId);
+      raw = await conn.callBuffer(
+        'XREADGROUP',
+        'GROUP',
+        CHUNK_GROUP,
+        consumer,
+        'COUNT',
+        count,
+        'STREAMS',
+        this.keys.chunks(campaignId),
+        afterId,
+      );
     } catch (err) {
       if (String((err as Error).message).includes('NOGROUP')) return [];
       throw redisError(err, 'read pending chunks');
@@ -137,7 +161,14 @@ export class ChunkStream {
       // XAUTOCLAIM walks the pending list in pages; stop once a page comes back with cursor 0-0.
       for (let guard = 0; guard < 1000 && out.length < count; guard++) {
         const raw = (await this.redis.callBuffer(
-          'XAUTOCLAIM', this.keys.chunks(campaignId), CHUNK_GROUP, consumer, minIdleMs, cursor, 'COUNT', count - out.length,
+          'XAUTOCLAIM',
+          this.keys.chunks(campaignId),
+          CHUNK_GROUP,
+          consumer,
+          minIdleMs,
+          cursor,
+          'COUNT',
+          count - out.length,
         )) as [Buffer, unknown, unknown?];
         out.push(...parseEntries(raw[1]));
         cursor = String(raw[0]);

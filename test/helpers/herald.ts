@@ -88,7 +88,9 @@ export class Api {
     const a = await this.call('POST', '/v1/audiences', { name: `aud-${prefix}-${n}` });
     const lines: string[] = [];
     for (let i = 1; i <= n; i++) lines.push(`{"user_id":"${prefix}${i}","address":"${prefix}${i}@example.test"}`);
-    const r = await this.call('POST', `/v1/audiences/${a.body.id}/recipients`, lines.join('\n'), { 'content-type': 'application/x-ndjson' });
+    const r = await this.call('POST', `/v1/audiences/${a.body.id}/recipients`, lines.join('\n'), {
+      'content-type': 'application/x-ndjson',
+    });
     if (r.status !== 200 || r.body.imported !== n) throw new Error(`import failed: ${JSON.stringify(r.body).slice(0, 300)}`);
     return a.body.id as number;
   }

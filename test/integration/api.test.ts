@@ -122,7 +122,9 @@ describe('HTTP API: validation, auth, imports and errors', () => {
     expect(noHeader).toMatchObject({ status: 400, body: { field: 'user_id' } });
     const wrongType = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, 'x', { 'content-type': 'application/xml' });
     expect(wrongType).toMatchObject({ status: 415, body: { field: 'content-type' } });
-    const missing = await api.call('POST', '/v1/audiences/987654/recipients', '{"user_id":"z"}', { 'content-type': 'application/x-ndjson' });
+    const missing = await api.call('POST', '/v1/audiences/987654/recipients', '{"user_id":"z"}', {
+      'content-type': 'application/x-ndjson',
+    });
     expect(missing.status).toBe(404);
     const size = await herald.db.query('SELECT count(*)::int AS n FROM recipients WHERE audience_id = $1', [a.body.id]);
     expect(size.rows[0].n).toBe(3);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chunkCount, chunksFromBoundaries, chunkStreamId, seqFromStreamId } from '../../src/domain/chunk.js';
 import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
-import { HeraldError } from '../../src/errors.js';
+import type { HeraldError } from '../../src/errors.js';
 import { Packr } from 'msgpackr';
 
 describe('chunk arithmetic', () => {
@@ -20,12 +20,16 @@ describe('chunk arithmetic', () => {
   });
 
   it('resumes from a recorded position', () => {
-    const [c] = chunksFromBoundaries({ campaignId: 1, audienceId: 1 }, { seq: 4, afterId: 2000, position: 2000 }, [{ lastId: 2500, position: 2500 }]);
+    const [c] = chunksFromBoundaries({ campaignId: 1, audienceId: 1 }, { seq: 4, afterId: 2000, position: 2000 }, [
+      { lastId: 2500, position: 2500 },
+    ]);
     expect(c).toMatchObject({ seq: 5, afterId: 2000, lastId: 2500, count: 500 });
   });
 
   it('rejects boundaries that do not increase', () => {
-    expect(() => chunksFromBoundaries({ campaignId: 1, audienceId: 1 }, { seq: 0, afterId: 10, position: 5 }, [{ lastId: 10, position: 6 }])).toThrow(RangeError);
+    expect(() =>
+      chunksFromBoundaries({ campaignId: 1, audienceId: 1 }, { seq: 0, afterId: 10, position: 5 }, [{ lastId: 10, position: 6 }]),
+    ).toThrow(RangeError);
   });
 
   it('counts chunks and maps stream ids', () => {

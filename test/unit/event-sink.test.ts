@@ -93,7 +93,13 @@ describe('EventSink', () => {
     const ins = new FakeInserter();
     ins.failNext = 2;
     const errors: number[] = [];
-    const sink = new EventSink(ins, { flushRows: 2, flushMs: 10, maxBufferedRows: 100, retryBaseMs: 1, onError: (_e, n) => errors.push(n) });
+    const sink = new EventSink(ins, {
+      flushRows: 2,
+      flushMs: 10,
+      maxBufferedRows: 100,
+      retryBaseMs: 1,
+      onError: (_e, n) => errors.push(n),
+    });
     const t = await sink.appendOutcomes(3, ['a', 'b'], new Map(), 9);
     await t.stored;
     expect(errors).toEqual([1, 2]);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseId, validateCreateCampaign, validateListCampaigns } from '../../src/domain/campaign-input.js';
 import { copyLine, parseNdjsonLine, validateRecipient } from '../../src/domain/recipient-line.js';
-import { HeraldError } from '../../src/errors.js';
+import type { HeraldError } from '../../src/errors.js';
 import { loadConfig, requireApiKeys } from '../../src/config.js';
 
 function fieldsOf(fn: () => unknown): string[] {
@@ -39,7 +39,11 @@ describe('campaign input', () => {
     expect(parseId('12', 'id')).toBe(12);
     expect(fieldsOf(() => parseId('1e3', 'id'))).toEqual(['id']);
     expect(fieldsOf(() => parseId('0', 'id'))).toEqual(['id']);
-    expect(validateListCampaigns(new URLSearchParams('status=sending&limit=10&before=99'))).toEqual({ status: 'sending', limit: 10, before: 99 });
+    expect(validateListCampaigns(new URLSearchParams('status=sending&limit=10&before=99'))).toEqual({
+      status: 'sending',
+      limit: 10,
+      before: 99,
+    });
     expect(fieldsOf(() => validateListCampaigns(new URLSearchParams('limit=501')))).toEqual(['limit']);
   });
 });

@@ -1,0 +1,242 @@
+/**
+ * End-to-end benchmark: a campaign on the null channel through a Herald process of its own, from
+ * `POST /start` to `completed` with every event visible in ClickHouse.
+ *   unit: recipients per second (wall clock, start → completed); method: one run per configuration,
+ *   the audience imported once over the HTTP API; Herald runs as a child process so its peak RSS is
+ *   its own (VmHWM). Ceilings are measured in the same run, on the same machine, right after:
+ *   - ClickHouse: Herald's RowBinary rows into a copy of message_events (with its views), 100k-row batches
+ *   - PostgreSQL: keyset read of the audience, 500-row chunks, 2 readers in parallel
+ *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { Readable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../src/config.js';
+import { migrateClickHouse, migratePostgres } from '../src/migrate/migrate.js';
+import { ClickHouse } from '../src/clickhouse/client.js';
+import { createDb } from '../src/store/db.js';
+import { RecipientReader } from '../src/store/recipient-reader.js';
+import { EventRowWriter } from '../src/sink/row-binary.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? dflt : (process.argv[i + 1] ?? dflt);
+}
+
+const N = Number(arg('recipients', '1000000'));
+const WORKERS = arg('workers', '2').split(',').map(Number);
+const KEY = 'bench-key-0123456789';
+const PORT = 18_480;
+const run = Date.now().toString(36);
+const base = loadConfig();
+const dbUrl = new URL(base.databaseUrl);
+dbUrl.pathname = '/herald_bench';
+const env = {
+  ...process.env,
+  DATABASE_URL: dbUrl.toString(),
+  CLICKHOUSE_DB: 'herald_bench',
+  HERALD_REDIS_PREFIX: `herald-bench-${run}`,
+  HERALD_API_KEYS: KEY,
+  HERALD_PORT: String(PORT),
+  HERALD_HOST: '127.0.0.1',
+  HERALD_LOG_LEVEL: 'warn',
+};
+const api = `http://127.0.0.1:${PORT}`;
+const auth = { authorization: `Bearer ${KEY}` };
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function call(method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${api}${path}`, {
+    method,
+    headers: { ...auth, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function startHerald(workers: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
+    env: { ...env, HERALD_WORKERS: String(workers) },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${api}/healthz`)).ok) return child;
+    } catch {
+      // not up yet
+    }
+    await sleep(100);
+  }
+  child.kill('SIGKILL');
+  throw new Error('Herald did not start');
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function stopHerald(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+function* ndjson(n: number): Generator<string> {
+  for (let start = 1; start <= n; start += 10_000) {
+    let s = '';
+    for (let i = start; i <= Math.min(n, start + 9999); i++) s += `{"user_id":"b${run}-${i}","address":"u${i}@example.test"}\n`;
+    yield s;
+  }
+}
+
+await migratePostgres(env.DATABASE_URL);
+await migrateClickHouse(base.clickhouseUrl, 'herald_bench');
+const redis = new Redis(base.redisUrl);
+const ch = new ClickHouse({ url: base.clickhouseUrl, database: 'herald_bench' });
+const db = createDb(env.DATABASE_URL, 4);
+
+// Import once, with the first Herald process.
+let herald = await startHerald(WORKERS[0]!);
+const audience = await call('POST', '/v1/audiences', { name: `bench ${run}` });
+let t = performance.now();
+const imp = await fetch(`${api}/v1/audiences/${audience.id}/recipients`, {
+  method: 'POST',
+  headers: { ...auth, 'content-type': 'application/x-ndjson' },
+  body: Readable.toWeb(Readable.from(ndjson(N))) as ReadableStream,
+  duplex: 'half',
+} as RequestInit);
+const imported = (await imp.json()) as { imported: number };
+const importS = (performance.now() - t) / 1000;
+if (imported.imported !== N) throw new Error(`imported ${imported.imported} of ${N}`);
+console.log(
+  `import: ${N.toLocaleString()} NDJSON lines over HTTP in ${importS.toFixed(2)} s = ${Math.round(N / importS).toLocaleString()} rows/s`,
+);
+
+interface Result {
+  workers: number;
+  recipients: number;
+  seconds: number;
+  recipientsPerSec: number;
+  planMs: number;
+  firstChunkMs: number;
+  peakRssMb: number;
+  redisPeakMb: number;
+  clickhouseRowsPerSec: number;
+}
+const results: Result[] = [];
+
+for (const workers of WORKERS) {
+  if (results.length > 0) herald = await startHerald(workers);
+  const c = await call('POST', '/v1/campaigns', {
+    name: `bench ${run} w${workers}`,
+    audience_id: audience.id,
+    channel: { type: 'null' },
+    content: { title: 'Bench', body: 'Body' },
+  });
+  const redisBase = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  let redisPeak = redisBase;
+  let planMs = NaN;
+  let firstChunkMs = NaN;
+  const key = `${env.HERALD_REDIS_PREFIX}:{c${c.id}}:chunks`;
+  t = performance.now();
+  await call('POST', `/v1/campaigns/${c.id}/start`);
+  for (;;) {
+    const row = (await db.query('SELECT status, planning_done FROM campaigns WHERE id = $1', [c.id])).rows[0];
+    const now = performance.now() - t;
+    if (Number.isNaN(planMs) && row.planning_done) planMs = now;
+    if (Number.isNaN(firstChunkMs)) {
+      const groups = (await redis.xinfo('GROUPS', key).catch(() => [])) as unknown[][];
+      const g = groups[0];
+      if (g && String(g[g.indexOf('last-delivered-id') + 1]) !== '0-0') firstChunkMs = now;
+    }
+    redisPeak = Math.max(redisPeak, Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]));
+    if (row.status === 'completed') break;
+    if (row.status !== 'sending') throw new Error(`campaign ${c.id} ended ${row.status}`);
+    await sleep(10);
+  }
+  const seconds = (performance.now() - t) / 1000;
+  const got = await call('GET', `/v1/campaigns/${c.id}`);
+  if (got.delivered !== N) throw new Error(`ClickHouse shows ${got.delivered} delivered of ${N}`);
+  const rss = peakRssMb(herald.pid!);
+  await stopHerald(herald);
+  const r: Result = {
+    workers,
+    recipients: N,
+    seconds,
+    recipientsPerSec: Math.round(N / seconds),
+    planMs: Math.round(planMs),
+    firstChunkMs: Math.round(firstChunkMs),
+    peakRssMb: Math.round(rss),
+    redisPeakMb: Math.round(((redisPeak - redisBase) / 2 ** 20) * 10) / 10,
+    clickhouseRowsPerSec: Math.round(N / seconds),
+  };
+  results.push(r);
+  console.log(
+    `e2e null channel, ${workers} consumer(s): ${N.toLocaleString()} recipients in ${seconds.toFixed(2)} s = ` +
+      `${r.recipientsPerSec.toLocaleString()} recipients/s; plan ${r.planMs} ms; first chunk ${r.firstChunkMs} ms; ` +
+      `peak RSS ${r.peakRssMb} MB; Redis +${r.redisPeakMb} MB`,
+  );
+}
+
+// Ceiling 1: ClickHouse, Herald's encoding and table (with its views), 100k-row batches.
+await migrateClickHouse(base.clickhouseUrl, 'herald_bench_ceiling');
+const chc = new ClickHouse({ url: base.clickhouseUrl, database: 'herald_bench_ceiling' });
+const ids = Array.from({ length: 100_000 }, (_, i) => `b${run}-${i}`);
+t = performance.now();
+for (let b = 0; b < N / 100_000; b++) {
+  const w = new EventRowWriter(8 << 20);
+  w.addOutcomes(1, ids, new Map(), Math.floor(Date.now() / 1000));
+  await chc.insertRaw('message_events', 'RowBinary', [w.finish()]);
+}
+const chCeiling = N / ((performance.now() - t) / 1000);
+await chc.command('DROP DATABASE herald_bench_ceiling').catch(() => undefined);
+await chc.close();
+
+// Ceiling 2: PostgreSQL keyset read of the audience in 500-row chunks, 2 readers.
+const reader = new RecipientReader(db);
+const bounds = (
+  await db.query<{ min: number; max: number }>('SELECT min(id) AS min, max(id) AS max FROM recipients WHERE audience_id = $1', [
+    audience.id,
+  ])
+).rows[0]!;
+t = performance.now();
+let next = bounds.min - 1;
+let read = 0;
+await Promise.all(
+  [0, 1].map(async () => {
+    while (next < bounds.max) {
+      const afterId = next;
+      next += 500;
+      const r = await reader.load({ campaignId: 1, audienceId: audience.id, seq: 1, afterId, lastId: afterId + 500, count: 500 }, false);
+      read += r.userIds.length;
+    }
+  }),
+);
+const pgCeiling = read / ((performance.now() - t) / 1000);
+
+const best = Math.max(...results.map((r) => r.recipientsPerSec));
+const tightest = Math.min(chCeiling, pgCeiling);
+console.log(`ceiling ClickHouse insert (RowBinary, 100k batches, with views): ${Math.round(chCeiling).toLocaleString()} rows/s`);
+console.log(`ceiling PostgreSQL keyset read (500-row chunks, 2 readers): ${Math.round(pgCeiling).toLocaleString()} rows/s`);
+console.log(`best end to end = ${((100 * best) / tightest).toFixed(0)}% of the tightest ceiling`);
+
+const out = {
+  bench: 'e2e',
+  at: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+  import: { rows: N, seconds: importS, rowsPerSec: Math.round(N / importS) },
+  results,
+  ceilings: { clickhouseRowsPerSec: Math.round(chCeiling), postgresKeysetRowsPerSec: Math.round(pgCeiling) },
+  fractionOfTightestCeiling: best / tightest,
+};
+mkdirSync('bench/results', { recursive: true });
+writeFileSync(`bench/results/e2e-${N}.json`, `${JSON.stringify(out, null, 2)}\n`);
+await db.query('DELETE FROM recipients WHERE audience_id = $1', [audience.id]);
+await db.end();
+await ch.close();
+redis.disconnect();
