@@ -3,7 +3,7 @@
  * mapping of every failure to HeraldError. Settings are limited to ones ClickHouse 18.16 knows:
  * an unknown setting fails the whole request there.
  */
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Readable } from 'node:stream';
 import { HeraldError } from '../errors.js';
 
@@ -29,6 +29,8 @@ export class ClickHouse {
       request_timeout: opts.requestTimeoutMs ?? 60_000,
       compression: { request: false, response: false },
       keep_alive: { enabled: true },
+      // Every failure comes back to the caller as a HeraldError and is logged there, once.
+      log: { level: ClickHouseLogLevel.OFF },
     });
   }
 
