@@ -114,7 +114,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         readCount: cfg.readCount,
         reclaimIdleMs: cfg.reclaimIdleMs,
         leaseMs: cfg.leaseMs,
-        blockMs: 1000,
+        blockMs: 250,
         completionCheckMs: 100,
       },
     });

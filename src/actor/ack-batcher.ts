@@ -7,6 +7,7 @@ import type { ChunkStream } from '../stream/chunk-stream.js';
 export class AckBatcher {
   private ids: string[] = [];
   private scheduled: Promise<void> | null = null;
+  onAcked: ((ids: readonly string[]) => void) | null = null;
 
   constructor(
     private readonly stream: ChunkStream,
@@ -26,6 +27,7 @@ export class AckBatcher {
     if (ids.length === 0) return;
     try {
       await this.stream.ack(this.campaignId, ids);
+      this.onAcked?.(ids);
     } catch (err) {
       // Unacked entries stay pending and are reclaimed later: a lost XACK costs a resend, not a loss.
       this.onError(err);

@@ -57,6 +57,8 @@ export class CampaignActor {
   private readonly lease: Lease;
   private readonly acks: AckBatcher;
   private readonly reclaimed: StreamEntry[] = [];
+  /** entries read or reclaimed here and not yet acked → the consumer name holding them */
+  private readonly inflight = new Map<string, string>();
   private readonly conns: Redis[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private planningDone: boolean;
@@ -72,6 +74,9 @@ export class CampaignActor {
     this.planningDone = campaign.planningDone;
     this.lease = new Lease(deps.redis, deps.keys, campaign.id, deps.holderId, deps.options.leaseMs);
     this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
+    this.acks.onAcked = (ids) => {
+      for (const id of ids) this.inflight.delete(id);
+    };
   }
 
   get id(): number {
@@ -128,12 +133,31 @@ export class CampaignActor {
     });
   }
 
+  /**
+   * Resets the idle time of every entry this process holds (being sent, or waiting for its events to
+   * be stored), so the owner's reclaim only ever takes entries of consumers that stopped.
+   */
+  private async heartbeat(): Promise<void> {
+    const byConsumer = new Map<string, string[]>();
+    for (const [id, consumer] of this.inflight) {
+      const ids = byConsumer.get(consumer);
+      if (ids === undefined) byConsumer.set(consumer, [id]);
+      else ids.push(id);
+    }
+    for (const [consumer, ids] of byConsumer) await this.deps.stream.touch(this.id, consumer, ids);
+  }
+
   private async ownerLoop(): Promise<void> {
     const { options, log } = this.deps;
     let lastRenew = 0;
+    let lastHeartbeat = Date.now();
     while (this.running) {
       try {
         const now = Date.now();
+        if (now - lastHeartbeat >= options.reclaimIdleMs / 3) {
+          lastHeartbeat = now;
+          await this.heartbeat();
+        }
         if (now - lastRenew >= options.leaseMs / 3 || !this.lease.held) {
           const was = this.lease.held;
           await this.lease.tick();
@@ -169,7 +193,11 @@ export class CampaignActor {
   }
 
   private async reclaim(): Promise<void> {
-    const entries = await this.deps.stream.reclaim(this.id, `${this.deps.holderId}-reclaim`, this.deps.options.reclaimIdleMs, 100);
+    const consumer = `${this.deps.holderId}-reclaim`;
+    const claimed = await this.deps.stream.reclaim(this.id, consumer, this.deps.options.reclaimIdleMs, 100);
+    // An entry this process already holds is being worked on (its heartbeat was late): never twice.
+    const entries = claimed.filter((e) => !this.inflight.has(e.id));
+    for (const e of entries) this.inflight.set(e.id, consumer);
     if (entries.length === 0) return;
     this.stats.reclaimed += entries.length;
     this.deps.log.info({ campaignId: this.id, chunks: entries.length }, 'reclaimed idle chunks');
@@ -214,12 +242,14 @@ export class CampaignActor {
         await this.sleep(500);
         continue;
       }
+      for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
       for (const entry of entries) {
         if (!this.running || !mayStartChunk(this.status)) break;
         try {
           await this.processEntry(entry);
         } catch (err) {
-          // Left pending: the owner's reclaim retries it after reclaimIdleMs.
+          // Left pending, and no longer heartbeated: the owner's reclaim retries it after reclaimIdleMs.
+          this.inflight.delete(entry.id);
           log.error({ err, campaignId: this.id, entry: entry.id }, 'chunk failed; left for reclaim');
           await this.sleep(200);
         }

@@ -11,13 +11,21 @@ import type { ResponseState } from './http.js';
 export function bodyReadable(res: HttpResponse, state: ResponseState, maxBytes: number): Readable {
   let paused = false;
   let total = 0;
+  // A paused socket is not read at all, not even the next request on the same keep-alive connection:
+  // every path that stops consuming (end, error, early answer) must leave it resumed.
+  const resume = (): void => {
+    if (paused && !state.aborted) {
+      paused = false;
+      res.resume();
+    }
+  };
   const readable = new Readable({
     highWaterMark: 1 << 20,
-    read() {
-      if (paused && !state.aborted) {
-        paused = false;
-        res.resume();
-      }
+    read: resume,
+    destroy(err, cb) {
+      // Whatever is still coming is read and dropped below, so the connection stays usable.
+      resume();
+      cb(err);
     },
   });
   res.onData((ab, isLast) => {
@@ -28,8 +36,11 @@ export function bodyReadable(res: HttpResponse, state: ResponseState, maxBytes: 
       return;
     }
     const more = readable.push(Buffer.from(new Uint8Array(ab)));
-    if (isLast) readable.push(null);
-    else if (!more && !paused) {
+    if (isLast) {
+      // uWS may deliver the rest of its read buffer after pause(): the last chunk can arrive paused.
+      readable.push(null);
+      resume();
+    } else if (!more && !paused) {
       paused = true;
       res.pause();
     }

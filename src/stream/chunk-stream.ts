@@ -181,6 +181,17 @@ export class ChunkStream {
     return out;
   }
 
+  /** Resets the idle time of entries `consumer` holds (XCLAIM … 0 … JUSTID: no delivery counted). */
+  async touch(campaignId: number, consumer: string, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    try {
+      await this.redis.xclaim(this.keys.chunks(campaignId), CHUNK_GROUP, consumer, 0, ...ids, 'JUSTID');
+    } catch (err) {
+      if (String((err as Error).message).includes('NOGROUP')) return;
+      throw redisError(err, 'touch chunks');
+    }
+  }
+
   async state(campaignId: number): Promise<GroupState> {
     const key = this.keys.chunks(campaignId);
     try {

@@ -72,7 +72,12 @@ export class Api {
       init.body = typeof body === 'string' || body instanceof Uint8Array ? (body as string) : JSON.stringify(body);
       if (typeof body !== 'string') (init.headers as Record<string, string>)['content-type'] = 'application/json';
     }
-    const res = await fetch(`${this.base}${path}`, init);
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}${path}`, init);
+    } catch (err) {
+      throw new Error(`${method} ${path}: ${(err as Error).message}`, { cause: err });
+    }
     const text = await res.text();
     let parsed: unknown = text;
     try {
