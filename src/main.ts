@@ -191,7 +191,10 @@ async function cli(argv: string[]): Promise<void> {
     console.log(applied.length === 0 ? 'migrations: up to date' : `migrations applied: ${applied.join(', ')}`);
     return;
   }
-  if (command !== 'serve') throw new Error(`unknown command ${command}: use serve or migrate`);
+  if (command !== 'serve') {
+    console.error(`herald: unknown command "${command}"\nusage: herald serve | herald migrate`);
+    process.exit(2);
+  }
   const herald = await startHerald(cfg);
   const shutdown = (signal: string): void => {
     herald.log.info({ signal }, 'shutting down');

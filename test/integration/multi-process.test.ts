@@ -1,0 +1,90 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Herald } from '../../src/main.js';
+import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+
+/** Starts `bin/herald serve` as a real OS process on the namespace; resolves once it logs that it listens. */
+function spawnHerald(ns: Namespace, lines: string[]): Promise<ChildProcess> {
+  const c = ns.config;
+  const child = spawn('bin/herald', ['serve'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: c.databaseUrl,
+      REDIS_URL: c.redisUrl,
+      CLICKHOUSE_URL: c.clickhouseUrl,
+      CLICKHOUSE_DB: c.clickhouseDb,
+      HERALD_REDIS_PREFIX: c.redisPrefix,
+      HERALD_API_KEYS: c.apiKeys.join(','),
+      HERALD_PORT: '0',
+      HERALD_HOST: '127.0.0.1',
+      HERALD_WORKERS: '2',
+      HERALD_POLL_MS: '200',
+      HERALD_LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (line.includes('Herald API listening')) resolve(child);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`herald exited with ${code}`)));
+  });
+}
+
+describe('several herald processes share a campaign', () => {
+  let ns: Namespace;
+  let herald: Herald;
+  let api: Api;
+  let child: ChildProcess | undefined;
+  const childLog: string[] = [];
+
+  beforeAll(async () => {
+    ns = await createNamespace();
+    herald = await startTestHerald(ns);
+    api = apiFor(herald);
+    child = await spawnHerald(ns, childLog);
+  });
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await herald?.stop();
+    await ns?.drop();
+  });
+
+  it('splits the chunks between an in-process dispatcher and a child process, each recipient once', async () => {
+    const audienceId = await api.audience(100_000, 'mp');
+    const c = await api.call('POST', '/v1/campaigns', {
+      name: 'two processes',
+      audience_id: audienceId,
+      channel: { type: 'null' },
+      content: { title: 't', body: 'b' },
+      chunk_size: 100,
+    });
+    await api.call('POST', `/v1/campaigns/${c.body.id}/start`);
+    const done = await api.waitForStatus(c.body.id, ['completed']);
+    expect(done.delivered).toBe(100_000);
+    const rows = await herald.ch.rows<{ n: string; u: string }>(
+      `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${c.body.id}`,
+    );
+    expect(rows[0]).toEqual({ n: '100000', u: '100000' });
+    // The child reports what its actor sent when it deactivates.
+    for (let i = 0; i < 50 && !childLog.some((l) => l.includes('campaign actor deactivated')); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    const report = childLog.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'campaign actor deactivated');
+    expect(report).toBeDefined();
+    expect(report!.chunks as number).toBeGreaterThan(0);
+    expect(report!.chunks as number).toBeLessThan(1000);
+  });
+});
