@@ -6,10 +6,11 @@
  *   its own (VmHWM). Ceilings are measured in the same run, on the same machine, right after:
  *   - ClickHouse: Herald's RowBinary rows into a copy of message_events (with its views), 100k-row batches
  *   - PostgreSQL: keyset read of the audience, 500-row chunks, 2 readers in parallel
- *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4]
+ *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--profile]   (--profile: CPU profiles of the Herald
+ *   process into bench/results/prof/, for `node --cpu-prof` analysis)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { Readable } from 'node:stream';
 import { Redis } from 'ioredis';
@@ -59,7 +60,8 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
 }
 
 async function startHerald(workers: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
+  const flags = process.argv.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=bench/results/prof'] : [];
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'src/main.ts', 'serve'], {
     env: { ...env, HERALD_WORKERS: String(workers) },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -73,6 +75,33 @@ async function startHerald(workers: number): Promise<ChildProcess> {
   }
   child.kill('SIGKILL');
   throw new Error('Herald did not start');
+}
+
+/** CPU seconds (user + system) used so far by every process whose command name matches, from /proc. */
+function cpuSeconds(match: (comm: string, pid: number) => boolean): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!match(comm, Number(entry))) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return ticks / 100;
+}
+
+function cpuByService(heraldPid: number): Record<string, number> {
+  return {
+    herald: cpuSeconds((_c, pid) => pid === heraldPid),
+    postgres: cpuSeconds((c) => c.startsWith('postgres')),
+    clickhouse: cpuSeconds((c) => c.startsWith('clickhouse')),
+    redis: cpuSeconds((c) => c.startsWith('redis')),
+  };
 }
 
 function peakRssMb(pid: number): number {
@@ -127,6 +156,8 @@ interface Result {
   peakRssMb: number;
   redisPeakMb: number;
   clickhouseRowsPerSec: number;
+  /** CPU seconds each service used during the campaign (2 cores: at most 2 × seconds in all) */
+  cpuSeconds: Record<string, number>;
 }
 const results: Result[] = [];
 
@@ -143,6 +174,7 @@ for (const workers of WORKERS) {
   let planMs = NaN;
   let firstChunkMs = NaN;
   const key = `${env.HERALD_REDIS_PREFIX}:{c${c.id}}:chunks`;
+  const cpu0 = cpuByService(herald.pid!);
   t = performance.now();
   await call('POST', `/v1/campaigns/${c.id}/start`);
   for (;;) {
@@ -160,6 +192,8 @@ for (const workers of WORKERS) {
     await sleep(10);
   }
   const seconds = (performance.now() - t) / 1000;
+  const cpu1 = cpuByService(herald.pid!);
+  const cpu = Object.fromEntries(Object.entries(cpu1).map(([k, v]) => [k, Math.round((v - cpu0[k]!) * 100) / 100]));
   const got = await call('GET', `/v1/campaigns/${c.id}`);
   if (got.delivered !== N) throw new Error(`ClickHouse shows ${got.delivered} delivered of ${N}`);
   const rss = peakRssMb(herald.pid!);
@@ -174,6 +208,7 @@ for (const workers of WORKERS) {
     peakRssMb: Math.round(rss),
     redisPeakMb: Math.round(((redisPeak - redisBase) / 2 ** 20) * 10) / 10,
     clickhouseRowsPerSec: Math.round(N / seconds),
+    cpuSeconds: cpu,
   };
   results.push(r);
   console.log(
@@ -181,6 +216,7 @@ for (const workers of WORKERS) {
       `${r.recipientsPerSec.toLocaleString()} recipients/s; plan ${r.planMs} ms; first chunk ${r.firstChunkMs} ms; ` +
       `peak RSS ${r.peakRssMb} MB; Redis +${r.redisPeakMb} MB`,
   );
+  console.log(`  CPU seconds during the campaign: ${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 }
 
 // Ceiling 1: ClickHouse, Herald's encoding and table (with its views), 100k-row batches.
