@@ -5,7 +5,7 @@
  *   the audience imported once over the HTTP API; Herald runs as a child process so its peak RSS is
  *   its own (VmHWM). Ceilings are measured in the same run, on the same machine, right after:
  *   - ClickHouse: Herald's RowBinary rows into a copy of message_events (with its views), 100k-row batches
- *   - PostgreSQL: keyset read of the audience, 500-row chunks, 2 readers in parallel
+ *   - PostgreSQL: the planner's read of the audience (100k-row keyset pages over COPY)
  *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--profile]   (--profile: CPU profiles of the Herald
  *   process into bench/results/prof/, for `node --cpu-prof` analysis)
  */
@@ -216,7 +216,11 @@ for (const workers of WORKERS) {
       `${r.recipientsPerSec.toLocaleString()} recipients/s; plan ${r.planMs} ms; first chunk ${r.firstChunkMs} ms; ` +
       `peak RSS ${r.peakRssMb} MB; Redis +${r.redisPeakMb} MB`,
   );
-  console.log(`  CPU seconds during the campaign: ${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(
+    `  CPU seconds during the campaign: ${Object.entries(cpu)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
 }
 
 // Ceiling 1: ClickHouse, Herald's encoding and table (with its views), 100k-row batches.
@@ -233,32 +237,23 @@ const chCeiling = N / ((performance.now() - t) / 1000);
 await chc.command('DROP DATABASE herald_bench_ceiling').catch(() => undefined);
 await chc.close();
 
-// Ceiling 2: PostgreSQL keyset read of the audience in 500-row chunks, 2 readers.
+// Ceiling 2: PostgreSQL read of the audience as the planner does it (keyset pages over COPY), one reader.
 const reader = new RecipientReader(db);
-const bounds = (
-  await db.query<{ min: number; max: number }>('SELECT min(id) AS min, max(id) AS max FROM recipients WHERE audience_id = $1', [
-    audience.id,
-  ])
-).rows[0]!;
+const extent = await reader.extent(audience.id);
 t = performance.now();
-let next = bounds.min - 1;
 let read = 0;
-await Promise.all(
-  [0, 1].map(async () => {
-    while (next < bounds.max) {
-      const afterId = next;
-      next += 500;
-      const r = await reader.load({ campaignId: 1, audienceId: audience.id, seq: 1, afterId, lastId: afterId + 500, count: 500 }, false);
-      read += r.userIds.length;
-    }
-  }),
-);
+for (let afterId = 0; ;) {
+  const p = await reader.page(audience.id, afterId, extent.maxId, 100_000, false);
+  read += p.ids.length;
+  if (p.ids.length < 100_000) break;
+  afterId = p.ids[p.ids.length - 1]!;
+}
 const pgCeiling = read / ((performance.now() - t) / 1000);
 
 const best = Math.max(...results.map((r) => r.recipientsPerSec));
 const tightest = Math.min(chCeiling, pgCeiling);
 console.log(`ceiling ClickHouse insert (RowBinary, 100k batches, with views): ${Math.round(chCeiling).toLocaleString()} rows/s`);
-console.log(`ceiling PostgreSQL keyset read (500-row chunks, 2 readers): ${Math.round(pgCeiling).toLocaleString()} rows/s`);
+console.log(`ceiling PostgreSQL audience read (100k-row keyset pages over COPY): ${Math.round(pgCeiling).toLocaleString()} rows/s`);
 console.log(`best end to end = ${((100 * best) / tightest).toFixed(0)}% of the tightest ceiling`);
 
 const out = {

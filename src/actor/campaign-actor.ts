@@ -7,7 +7,6 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CampaignStatus } from '../domain/campaign-status.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
-import type { RecipientReader } from '../store/recipient-reader.js';
 import type { ChunkStream, StreamEntry } from '../stream/chunk-stream.js';
 import type { Keys } from '../stream/keys.js';
 import type { Planner } from '../planner/planner.js';
@@ -33,7 +32,6 @@ export interface ActorDeps {
   keys: Keys;
   stream: ChunkStream;
   campaigns: CampaignRepo;
-  reader: RecipientReader;
   planner: Planner;
   channels: ChannelRegistry;
   sink: EventSink;
@@ -266,11 +264,8 @@ export class CampaignActor {
       return;
     }
     const channel = this.deps.channels.get(this.campaign.channel);
-    const { userIds, addresses } = await this.deps.reader.load(chunk, channel.needsAddress);
-    if (userIds.length === 0) {
-      this.acks.add(entry.id);
-      return;
-    }
+    const { userIds } = chunk;
+    const addresses = chunk.addresses ?? new Array<string | null>(userIds.length).fill(null);
     const result = await channel.send({
       campaignId: this.id,
       title: this.campaign.content.title,

@@ -6,6 +6,11 @@ import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
 
 export type ChannelSpec = { type: 'null' } | { type: 'webhook'; url: string };
 
+/** Whether a channel uses recipients' addresses (the planner then carries them in each chunk). */
+export function channelNeedsAddress(spec: ChannelSpec): boolean {
+  return spec.type !== 'null';
+}
+
 export interface CreateCampaignInput {
   name: string;
   audienceId: number;

@@ -1,7 +1,8 @@
 /**
- * Chunk descriptors: what the planner appends to a campaign's stream and a consumer reads back.
- * A chunk names a keyset range of recipient ids (`afterId` exclusive, `lastId` inclusive) within one
- * audience, never the recipients themselves, so a stream entry stays ~40 bytes whatever the chunk size.
+ * Chunks: what the planner appends to a campaign's stream and a consumer reads back. A chunk is a
+ * keyset range of recipient ids (`afterId` exclusive, `lastId` inclusive) within one audience, and it
+ * carries that range's recipients, so a consumer sends without a database round trip. The planner
+ * keeps only a bounded window of chunks in Redis, so the stream never holds the whole audience.
  */
 
 export interface ChunkDescriptor {
@@ -11,8 +12,18 @@ export interface ChunkDescriptor {
   seq: number;
   afterId: number;
   lastId: number;
-  /** recipients in the range when planned (ids are sparse, so lastId - afterId is not the count). */
+  /** recipients in the range (ids are sparse, so lastId - afterId is not the count) */
   count: number;
+  userIds: string[];
+  /** null when the campaign's channel does not use addresses */
+  addresses: Array<string | null> | null;
+}
+
+/** One page of an audience in id order, as the planner reads it. */
+export interface RecipientPage {
+  ids: number[];
+  userIds: string[];
+  addresses: Array<string | null> | null;
 }
 
 /** Stream ids are `<ms>-<seq>`; using ms = 0 and the chunk's seq means Redis itself refuses a repeated append. */
@@ -28,22 +39,37 @@ export function seqFromStreamId(id: string): number {
 }
 
 /**
- * Builds chunk descriptors from boundary rows (each boundary is the last id of a chunk, with how many
- * recipients precede it in the audience, counting from 1). Pure, so the arithmetic is tested without a database.
+ * Cuts a page of recipients into chunks of `chunkSize`, continuing the plan at `start.seq` / `start.afterId`.
+ * A trailing partial chunk is made only when `final` (the audience ends in this page); otherwise those
+ * recipients are left for the next page, which the caller starts after the last full chunk.
  */
-export function chunksFromBoundaries(
+export function packChunks(
   base: { campaignId: number; audienceId: number },
-  start: { seq: number; afterId: number; position: number },
-  boundaries: Iterable<{ lastId: number; position: number }>,
+  start: { seq: number; afterId: number },
+  page: RecipientPage,
+  chunkSize: number,
+  final: boolean,
 ): ChunkDescriptor[] {
+  if (chunkSize < 1) throw new RangeError('chunkSize must be >= 1');
   const out: ChunkDescriptor[] = [];
-  let { seq, afterId, position } = start;
-  for (const b of boundaries) {
-    if (b.lastId <= afterId || b.position <= position) throw new RangeError(`boundaries must increase: ${b.lastId} after ${afterId}`);
+  let { seq, afterId } = start;
+  const n = page.ids.length;
+  for (let from = 0; from < n; from += chunkSize) {
+    const to = Math.min(from + chunkSize, n);
+    if (to - from < chunkSize && !final) break;
+    const lastId = page.ids[to - 1]!;
+    if (lastId <= afterId) throw new RangeError(`ids must increase: ${lastId} after ${afterId}`);
     seq += 1;
-    out.push({ ...base, seq, afterId, lastId: b.lastId, count: b.position - position });
-    afterId = b.lastId;
-    position = b.position;
+    out.push({
+      ...base,
+      seq,
+      afterId,
+      lastId,
+      count: to - from,
+      userIds: page.userIds.slice(from, to),
+      addresses: page.addresses === null ? null : page.addresses.slice(from, to),
+    });
+    afterId = lastId;
   }
   return out;
 }

@@ -1,10 +1,12 @@
 /**
- * Cuts a campaign's audience into keyset-range chunks and appends them to its stream. It reads only
- * chunk boundaries (one row per chunk, a page of 1,000 chunks per query), never the audience itself,
- * and records its progress in PostgreSQL after every page, so a planner that dies resumes where it
- * stopped; re-appending a chunk is refused by Redis (explicit ids), so nothing is appended twice.
+ * Cuts a campaign's audience into chunks and appends them to its stream. It reads the audience a page
+ * at a time in id order (keyset, never all of it in memory) and stays at most `aheadChunks` chunks
+ * ahead of the consumers, so Redis holds a bounded window of the campaign, not its audience. Progress is
+ * recorded in PostgreSQL after every page, so a planner that dies resumes where it stopped; re-appending
+ * a chunk is refused by Redis (explicit ids), so nothing is appended twice.
  */
-import { chunksFromBoundaries } from '../domain/chunk.js';
+import { packChunks } from '../domain/chunk.js';
+import { channelNeedsAddress } from '../domain/campaign-input.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
 import type { ChunkStream } from '../stream/chunk-stream.js';
@@ -14,22 +16,37 @@ export interface PlanResult {
   recipients: number;
   appended: number;
   ms: number;
+  /** false when `shouldStop` ended it early */
+  done: boolean;
 }
 
-/** Chunks per boundary query: small first, so consumers start within milliseconds, then large. */
-const PAGE_CHUNKS = [16, 256, 2000];
+export interface PlannerOptions {
+  /** chunks in the stream (unacknowledged) before the planner waits */
+  aheadChunks: number;
+  /** upper bound on recipients per page query */
+  pageRows: number;
+}
+
+/** Chunks per page: small first, so consumers start within milliseconds, then large. */
+const PAGE_CHUNKS = [8, 64, 256];
 
 export class Planner {
   constructor(
     private readonly campaigns: CampaignRepo,
     private readonly reader: RecipientReader,
     private readonly stream: ChunkStream,
+    private readonly opts: PlannerOptions = { aheadChunks: 400, pageRows: 100_000 },
   ) {}
 
   async plan(campaignId: number, shouldStop: () => boolean = () => false): Promise<PlanResult> {
     const t0 = performance.now();
     const c = await this.campaigns.beginPlan(campaignId);
     await this.stream.ensureGroup(campaignId);
+    const counting = c.total === null ? this.campaigns.countPlanTotal(campaignId) : Promise.resolve(c.total);
+    // Attach now: if planning stops early, nobody awaits it.
+    counting.catch(() => undefined);
+    const withAddress = channelNeedsAddress(c.channel);
+    const base = { campaignId, audienceId: c.audienceId };
     let seq = c.plannedChunks;
     let afterId = c.plannedLastId;
     let position = c.plannedCount;
@@ -37,25 +54,33 @@ export class Planner {
     let done = c.planningDone;
     const maxId = c.planMaxId ?? 0;
     for (let page = 0; !done && !shouldStop(); page++) {
-      const limit = PAGE_CHUNKS[Math.min(page, PAGE_CHUNKS.length - 1)]!;
-      const ids = await this.reader.boundaries(c.audienceId, afterId, maxId, c.chunkSize, limit);
-      const bounds = ids.map((lastId, i) => ({ lastId, position: position + (i + 1) * c.chunkSize }));
-      done = ids.length < limit;
-      if (done) {
-        const tailAfter = ids[ids.length - 1] ?? afterId;
-        const tail = await this.reader.tail(c.audienceId, tailAfter, maxId);
-        if (tail.count > 0) bounds.push({ lastId: tail.lastId, position: position + ids.length * c.chunkSize + tail.count });
-      }
-      const chunks = chunksFromBoundaries({ campaignId, audienceId: c.audienceId }, { seq, afterId, position }, bounds);
+      const chunksWanted = PAGE_CHUNKS[Math.min(page, PAGE_CHUNKS.length - 1)]!;
+      const pageChunks = Math.max(1, Math.min(chunksWanted, Math.floor(this.opts.pageRows / c.chunkSize)));
+      if (!(await this.roomFor(campaignId, pageChunks, shouldStop))) break;
+      const limit = pageChunks * c.chunkSize;
+      const rows = await this.reader.page(c.audienceId, afterId, maxId, limit, withAddress);
+      const final = rows.ids.length < limit;
+      const chunks = packChunks(base, { seq, afterId }, rows, c.chunkSize, final);
       appended += await this.stream.append(chunks);
-      const last = chunks[chunks.length - 1];
-      if (last !== undefined) {
-        seq = last.seq;
-        afterId = last.lastId;
-        position = bounds[bounds.length - 1]!.position;
+      for (const ch of chunks) {
+        seq = ch.seq;
+        afterId = ch.lastId;
+        position += ch.count;
       }
-      await this.campaigns.recordPlanned(campaignId, seq, afterId, position, done);
+      if (final) await counting;
+      await this.campaigns.recordPlanned(campaignId, seq, afterId, position, final);
+      done = final;
     }
-    return { chunks: seq, recipients: position, appended, ms: performance.now() - t0 };
+    return { chunks: seq, recipients: position, appended, ms: performance.now() - t0, done };
+  }
+
+  /** Waits until the stream has room for `n` more chunks; false if asked to stop meanwhile. */
+  private async roomFor(campaignId: number, n: number, shouldStop: () => boolean): Promise<boolean> {
+    for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+      if (shouldStop()) return false;
+      const backlog = await this.stream.length(campaignId);
+      if (backlog + n <= Math.max(this.opts.aheadChunks, n)) return true;
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 }

@@ -173,13 +173,15 @@ export class CampaignRepo {
     throw new HeraldError('CONFLICT', `cannot ${command} a campaign that is ${current}`, { status: current, id });
   }
 
-  /** Fixes the plan's size once; a resumed planner keeps the first snapshot. */
+  /**
+   * Fixes the plan's extent once: recipients with id <= plan_max_id are in it (a resumed planner keeps
+   * the first snapshot; later imports are not). max(id) is an index lookup, so planning starts at once.
+   */
   async beginPlan(id: number): Promise<Campaign> {
     try {
       await this.db.query(
-        `UPDATE campaigns c SET total = s.n, plan_max_id = s.max_id, updated_at = now()
-         FROM (SELECT count(*) AS n, COALESCE(max(r.id), 0) AS max_id
-               FROM recipients r JOIN campaigns c2 ON c2.audience_id = r.audience_id WHERE c2.id = $1) s
+        `UPDATE campaigns c SET plan_max_id = COALESCE((SELECT max(r.id) FROM recipients r WHERE r.audience_id = c.audience_id), 0),
+           updated_at = now()
          WHERE c.id = $1 AND c.plan_max_id IS NULL`,
         [id],
       );
@@ -189,6 +191,20 @@ export class CampaignRepo {
     const c = await this.get(id);
     if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
     return c;
+  }
+
+  /** Counts the plan's recipients (a scan, so the planner runs it beside its first pages). */
+  async countPlanTotal(id: number): Promise<number> {
+    try {
+      const r = await this.db.query<{ total: number }>(
+        `UPDATE campaigns c SET total = (SELECT count(*) FROM recipients r WHERE r.audience_id = c.audience_id AND r.id <= c.plan_max_id)
+         WHERE c.id = $1 RETURNING total`,
+        [id],
+      );
+      return r.rows[0]?.total ?? 0;
+    } catch (err) {
+      throw wrapPgError(err, 'count plan');
+    }
   }
 
   async recordPlanned(id: number, chunks: number, lastId: number, count: number, done: boolean): Promise<void> {

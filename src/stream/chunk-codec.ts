@@ -1,19 +1,24 @@
 /**
- * Encodes chunk descriptors for stream entries: a msgpackr array with a version tag, ~20 bytes.
- * Decoding validates every field, since a stream entry is input like any other.
+ * Encodes chunks for stream entries: a msgpackr array with a version tag, the range, and the
+ * recipients (~12 bytes per short user id). Decoding validates every field, since a stream entry is
+ * input like any other.
  */
 import { Packr } from 'msgpackr';
 import { HeraldError } from '../errors.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 
-const VERSION = 1;
-const FIELDS = ['campaignId', 'audienceId', 'seq', 'afterId', 'lastId', 'count'] as const;
+const VERSION = 2;
+const INT_FIELDS = ['campaignId', 'audienceId', 'seq', 'afterId', 'lastId', 'count'] as const;
 
-// Plain arrays of integers: no records/structures, so any msgpack reader can decode an entry.
+// Plain arrays: no records/structures, so any msgpack reader can decode an entry.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 
 export function encodeChunk(c: ChunkDescriptor): Buffer {
-  return packr.pack([VERSION, c.campaignId, c.audienceId, c.seq, c.afterId, c.lastId, c.count]);
+  return packr.pack([VERSION, c.campaignId, c.audienceId, c.seq, c.afterId, c.lastId, c.count, c.userIds, c.addresses]);
+}
+
+function invalid(message: string, field: string, cause?: unknown): HeraldError {
+  return new HeraldError('STREAM_ENTRY_INVALID', `chunk entry: ${message}`, { field }, cause);
 }
 
 export function decodeChunk(buf: Buffer): ChunkDescriptor {
@@ -21,25 +26,34 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
   try {
     value = packr.unpack(buf);
   } catch (err) {
-    throw new HeraldError('STREAM_ENTRY_INVALID', 'chunk entry: not msgpack', { field: 'd' }, err);
+    throw invalid('not msgpack', 'd', err);
   }
-  if (!Array.isArray(value) || value.length !== FIELDS.length + 1) {
-    throw new HeraldError('STREAM_ENTRY_INVALID', 'chunk entry: expected an array of 7 values', { field: 'd' });
-  }
-  if (value[0] !== VERSION) {
-    throw new HeraldError('STREAM_ENTRY_INVALID', `chunk entry: unknown version ${String(value[0])}`, { field: 'version' });
-  }
-  const out: Record<string, number> = {};
-  for (let i = 0; i < FIELDS.length; i++) {
+  if (!Array.isArray(value)) throw invalid('expected an array', 'd');
+  if (value[0] !== VERSION) throw invalid(`unknown version ${String(value[0])}`, 'version');
+  if (value.length !== INT_FIELDS.length + 3) throw invalid(`expected ${INT_FIELDS.length + 3} values`, 'd');
+  const ints: Record<string, number> = {};
+  for (let i = 0; i < INT_FIELDS.length; i++) {
     const v: unknown = value[i + 1];
-    const field = FIELDS[i]!;
+    const field = INT_FIELDS[i]!;
     const min = field === 'afterId' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
-      throw new HeraldError('STREAM_ENTRY_INVALID', `chunk entry: ${field} must be an integer >= ${min}`, { field });
-    }
-    out[field] = v;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw invalid(`${field} must be an integer >= ${min}`, field);
+    ints[field] = v;
   }
-  const c = out as unknown as ChunkDescriptor;
-  if (c.lastId <= c.afterId) throw new HeraldError('STREAM_ENTRY_INVALID', 'chunk entry: lastId must exceed afterId', { field: 'lastId' });
-  return c;
+  if (ints.lastId! <= ints.afterId!) throw invalid('lastId must exceed afterId', 'lastId');
+  const userIds: unknown = value[7];
+  if (!Array.isArray(userIds) || userIds.length !== ints.count || !userIds.every((u) => typeof u === 'string' && u.length > 0)) {
+    throw invalid('userIds must be count non-empty strings', 'userIds');
+  }
+  const addresses: unknown = value[8];
+  if (
+    addresses !== null &&
+    (!Array.isArray(addresses) || addresses.length !== ints.count || !addresses.every((a) => a === null || typeof a === 'string'))
+  ) {
+    throw invalid('addresses must be null or count strings/nulls', 'addresses');
+  }
+  return {
+    ...(ints as Omit<ChunkDescriptor, 'userIds' | 'addresses'>),
+    userIds: userIds as string[],
+    addresses: addresses as Array<string | null> | null,
+  };
 }

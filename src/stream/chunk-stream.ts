@@ -144,12 +144,34 @@ export class ChunkStream {
     return parseEntries((raw[0] as [Buffer, unknown])[1]);
   }
 
+  /**
+   * Acknowledges and deletes: an entry carries its recipients, so a done one is dropped at once and the
+   * stream's length is the planner's backlog.
+   */
   async ack(campaignId: number, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
+    const key = this.keys.chunks(campaignId);
     try {
-      return await this.redis.xack(this.keys.chunks(campaignId), CHUNK_GROUP, ...ids);
+      const res =
+        (await this.redis
+          .multi()
+          .xack(key, CHUNK_GROUP, ...ids)
+          .xdel(key, ...ids)
+          .exec()) ?? [];
+      const [ackErr, acked] = res[0] ?? [null, 0];
+      if (ackErr) throw ackErr;
+      return Number(acked);
     } catch (err) {
       throw redisError(err, 'ack chunks');
+    }
+  }
+
+  /** Entries in the stream: appended and not yet acknowledged. */
+  async length(campaignId: number): Promise<number> {
+    try {
+      return await this.redis.xlen(this.keys.chunks(campaignId));
+    } catch (err) {
+      throw redisError(err, 'stream length');
     }
   }
 

@@ -65,18 +65,21 @@ describe('planning, reclaim and pause/resume on real services', () => {
     await api.call('POST', `/v1/campaigns/${id}/start`);
     const stream = new ChunkStream(redis, keys);
     const planner = new Planner(new CampaignRepo(db), new RecipientReader(db), stream);
-    // Stop after the first page (16 chunks), as a planner that dies would.
-    let pages = 0;
-    const first = await planner.plan(id, () => pages++ >= 1);
-    expect(first.chunks).toBe(16);
-    // Simulate a crash between XADD and the PostgreSQL record: the record lags the stream.
+    // Stop after the first page (8 chunks), as a planner that dies would: shouldStop is asked at the top
+    // of the loop and before each page, so the third question comes after one page.
+    let asked = 0;
+    const first = await planner.plan(id, () => ++asked > 2);
+    expect(first).toMatchObject({ chunks: 8, recipients: 800, appended: 8, done: false });
+    const second = await planner.plan(id);
+    expect(second).toMatchObject({ chunks: 26, recipients: 2_550, appended: 18, done: true });
+    // Simulate a crash between XADD and the PostgreSQL record: the record lags the stream by 16 chunks.
     await db.query(
-      'UPDATE campaigns SET planned_chunks = 10, planned_last_id = (SELECT id FROM recipients WHERE audience_id = $2 ORDER BY id OFFSET 999 LIMIT 1), planned_count = 1000 WHERE id = $1',
+      `UPDATE campaigns SET planned_chunks = 10, planning_done = false, planned_count = 1000,
+         planned_last_id = (SELECT id FROM recipients WHERE audience_id = $2 ORDER BY id OFFSET 999 LIMIT 1) WHERE id = $1`,
       [id, audienceId],
     );
-    const second = await planner.plan(id);
-    expect(second.chunks).toBe(26);
-    expect(second.recipients).toBe(2_550);
+    const third = await planner.plan(id);
+    expect(third).toMatchObject({ chunks: 26, recipients: 2_550, appended: 0, done: true });
     const entries = await redis.xrange(keys.chunks(id), '-', '+');
     expect(entries.map((e) => e[0])).toEqual(Array.from({ length: 26 }, (_, i) => `0-${i + 1}`));
     const c = (await api.call('GET', `/v1/campaigns/${id}`)).body;

@@ -1,41 +1,46 @@
 import { describe, expect, it } from 'vitest';
-import { chunkCount, chunksFromBoundaries, chunkStreamId, seqFromStreamId } from '../../src/domain/chunk.js';
+import { Packr } from 'msgpackr';
+import { chunkCount, chunkStreamId, packChunks, seqFromStreamId, type RecipientPage } from '../../src/domain/chunk.js';
 import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
 import type { HeraldError } from '../../src/errors.js';
-import { Packr } from 'msgpackr';
+import { parseRecipientRows, unescapeCopy } from '../../src/store/copy-text.js';
 
-describe('chunk arithmetic', () => {
-  it('turns boundaries into contiguous keyset ranges with counts', () => {
-    const chunks = chunksFromBoundaries({ campaignId: 7, audienceId: 3 }, { seq: 0, afterId: 0, position: 0 }, [
-      { lastId: 510, position: 500 },
-      { lastId: 1020, position: 1000 },
-      { lastId: 1100, position: 1042 },
+function page(ids: number[], withAddress = false): RecipientPage {
+  return { ids, userIds: ids.map((i) => `u${i}`), addresses: withAddress ? ids.map((i) => (i % 2 ? `a${i}` : null)) : null };
+}
+
+const base = { campaignId: 7, audienceId: 3 };
+
+describe('chunk packing', () => {
+  it('cuts a page into contiguous keyset ranges carrying their recipients', () => {
+    const ids = [2, 3, 5, 8, 13, 21, 34];
+    const chunks = packChunks(base, { seq: 0, afterId: 0 }, page(ids, true), 3, true);
+    expect(chunks.map((c) => [c.seq, c.afterId, c.lastId, c.count])).toEqual([
+      [1, 0, 5, 3],
+      [2, 5, 21, 3],
+      [3, 21, 34, 1],
     ]);
-    expect(chunks).toEqual([
-      { campaignId: 7, audienceId: 3, seq: 1, afterId: 0, lastId: 510, count: 500 },
-      { campaignId: 7, audienceId: 3, seq: 2, afterId: 510, lastId: 1020, count: 500 },
-      { campaignId: 7, audienceId: 3, seq: 3, afterId: 1020, lastId: 1100, count: 42 },
-    ]);
-    expect(chunks.reduce((n, c) => n + c.count, 0)).toBe(1042);
+    expect(chunks[1]!.userIds).toEqual(['u8', 'u13', 'u21']);
+    expect(chunks[1]!.addresses).toEqual([null, 'a13', 'a21']);
+    expect(chunks.reduce((n, c) => n + c.count, 0)).toBe(ids.length);
   });
 
-  it('resumes from a recorded position', () => {
-    const [c] = chunksFromBoundaries({ campaignId: 1, audienceId: 1 }, { seq: 4, afterId: 2000, position: 2000 }, [
-      { lastId: 2500, position: 2500 },
+  it('leaves a partial chunk for the next page unless the audience ends here', () => {
+    const chunks = packChunks(base, { seq: 4, afterId: 100 }, page([101, 102, 103, 104, 105]), 2, false);
+    expect(chunks.map((c) => [c.seq, c.afterId, c.lastId])).toEqual([
+      [5, 100, 102],
+      [6, 102, 104],
     ]);
-    expect(c).toMatchObject({ seq: 5, afterId: 2000, lastId: 2500, count: 500 });
+    expect(packChunks(base, { seq: 0, afterId: 0 }, page([]), 2, true)).toEqual([]);
   });
 
-  it('rejects boundaries that do not increase', () => {
-    expect(() =>
-      chunksFromBoundaries({ campaignId: 1, audienceId: 1 }, { seq: 0, afterId: 10, position: 5 }, [{ lastId: 10, position: 6 }]),
-    ).toThrow(RangeError);
+  it('rejects ids that do not increase', () => {
+    expect(() => packChunks(base, { seq: 0, afterId: 10 }, page([9, 11]), 1, true)).toThrow(RangeError);
   });
 
   it('counts chunks and maps stream ids', () => {
     expect(chunkCount(1_000_000, 500)).toBe(2000);
     expect(chunkCount(1001, 500)).toBe(3);
-    expect(chunkCount(0, 500)).toBe(0);
     expect(chunkStreamId(17)).toBe('0-17');
     expect(seqFromStreamId('0-17')).toBe(17);
     expect(seqFromStreamId('1700000000000-0')).toBe(-1);
@@ -43,11 +48,11 @@ describe('chunk arithmetic', () => {
 });
 
 describe('chunk codec', () => {
-  const c = { campaignId: 42, audienceId: 9, seq: 2000, afterId: 999_500, lastId: 1_000_000, count: 500 };
+  const [c] = packChunks(base, { seq: 1999, afterId: 999_500 }, page(Array.from({ length: 500 }, (_, i) => 999_501 + i)), 500, true);
 
-  it('round-trips and stays small', () => {
-    const buf = encodeChunk(c);
-    expect(buf.length).toBeLessThan(30);
+  it('round-trips and costs about a dozen bytes per recipient', () => {
+    const buf = encodeChunk(c!);
+    expect(buf.length).toBeLessThan(500 * 12);
     expect(decodeChunk(buf)).toEqual(c);
   });
 
@@ -61,11 +66,29 @@ describe('chunk codec', () => {
       }
       throw new Error('decoded');
     };
-    expect(bad([1, 42, 9, 1, 0, 10, 'x']).details.field).toBe('count');
-    expect(bad([1, -1, 9, 1, 0, 10, 5]).details.field).toBe('campaignId');
-    expect(bad([2, 42, 9, 1, 0, 10, 5]).details.field).toBe('version');
-    expect(bad([1, 42, 9, 1, 10, 10, 5]).details.field).toBe('lastId');
+    expect(bad([2, 42, 9, 1, 0, 10, 'x', ['a'], null]).details.field).toBe('count');
+    expect(bad([2, -1, 9, 1, 0, 10, 1, ['a'], null]).details.field).toBe('campaignId');
+    expect(bad([1, 42, 9, 1, 0, 10, 1, ['a'], null]).details.field).toBe('version');
+    expect(bad([2, 42, 9, 1, 10, 10, 1, ['a'], null]).details.field).toBe('lastId');
+    expect(bad([2, 42, 9, 1, 0, 10, 2, ['a'], null]).details.field).toBe('userIds');
+    expect(bad([2, 42, 9, 1, 0, 10, 1, [''], null]).details.field).toBe('userIds');
+    expect(bad([2, 42, 9, 1, 0, 10, 1, ['a'], [1]]).details.field).toBe('addresses');
     expect(bad({ a: 1 }).code).toBe('STREAM_ENTRY_INVALID');
-    expect(() => decodeChunk(Buffer.from([0x97, 0x01]))).toThrow(/not msgpack/);
+    expect(() => decodeChunk(Buffer.from([0x99, 0x02]))).toThrow(/not msgpack/);
+  });
+});
+
+describe('COPY text', () => {
+  it('parses rows, NULLs and escapes', () => {
+    const text = '1\tu1\ta@x\n2\tt\\tab\t\\N\n3\tback\\\\slash\tnew\\nline\n';
+    expect(parseRecipientRows(text, true)).toEqual({
+      ids: [1, 2, 3],
+      userIds: ['u1', 't\tab', 'back\\slash'],
+      addresses: ['a@x', null, 'new\nline'],
+    });
+    expect(parseRecipientRows('9\tz\n', false)).toEqual({ ids: [9], userIds: ['z'], addresses: null });
+    expect(parseRecipientRows('', false)).toEqual({ ids: [], userIds: [], addresses: null });
+    expect(unescapeCopy('a\\001b\\x41')).toBe('a\u0001bA');
+    expect(() => parseRecipientRows('12\n', false)).toThrow(/without user_id/);
   });
 });
