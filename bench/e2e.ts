@@ -20,6 +20,7 @@ import { ClickHouse } from '../src/clickhouse/client.js';
 import { createDb } from '../src/store/db.js';
 import { RecipientReader } from '../src/store/recipient-reader.js';
 import { EventRowWriter } from '../src/sink/row-binary.js';
+import { packStrings } from '../src/domain/packed-ids.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -226,11 +227,11 @@ for (const workers of WORKERS) {
 // Ceiling 1: ClickHouse, Herald's encoding and table (with its views), 100k-row batches.
 await migrateClickHouse(base.clickhouseUrl, 'herald_bench_ceiling');
 const chc = new ClickHouse({ url: base.clickhouseUrl, database: 'herald_bench_ceiling' });
-const ids = Array.from({ length: 100_000 }, (_, i) => `b${run}-${i}`);
+const ids = packStrings(Array.from({ length: 100_000 }, (_, i) => `b${run}-${i}`));
 t = performance.now();
 for (let b = 0; b < N / 100_000; b++) {
   const w = new EventRowWriter(8 << 20);
-  w.addOutcomes(1, ids, new Map(), Math.floor(Date.now() / 1000));
+  w.addOutcomes(1, ids, 100_000, new Map(), Math.floor(Date.now() / 1000));
   await chc.insertRaw('message_events', 'RowBinary', [w.finish()]);
 }
 const chCeiling = N / ((performance.now() - t) / 1000);

@@ -15,6 +15,7 @@ import type { EventSink } from '../sink/event-sink.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
+import { unpackStrings } from '../domain/packed-ids.js';
 
 export interface ActorOptions {
   workers: number;
@@ -264,18 +265,19 @@ export class CampaignActor {
       return;
     }
     const channel = this.deps.channels.get(this.campaign.channel);
-    const { userIds } = chunk;
-    const addresses = chunk.addresses ?? new Array<string | null>(userIds.length).fill(null);
+    const userIds = channel.needsRecipients ? unpackStrings(chunk.users, chunk.count) : [];
+    const addresses = channel.needsRecipients ? (chunk.addresses ?? new Array<string | null>(chunk.count).fill(null)) : [];
     const result = await channel.send({
       campaignId: this.id,
       title: this.campaign.content.title,
       body: this.campaign.content.body,
+      count: chunk.count,
       userIds,
       addresses,
     });
-    const { stored } = await this.deps.sink.appendOutcomes(this.id, userIds, result.failed, Math.floor(Date.now() / 1000));
+    const { stored } = await this.deps.sink.appendOutcomes(this.id, chunk.users, chunk.count, result.failed, Math.floor(Date.now() / 1000));
     this.stats.chunks++;
-    this.stats.recipients += userIds.length;
+    this.stats.recipients += chunk.count;
     this.stats.failed += result.failed.size;
     // Ack only once the events are in ClickHouse; the consumer moves on meanwhile.
     void stored.then(() => this.acks.add(entry.id));

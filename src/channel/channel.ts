@@ -7,6 +7,9 @@ export interface OutboundBatch {
   campaignId: number;
   title: string;
   body: string;
+  /** recipients in the batch */
+  count: number;
+  /** decoded only for channels that need them (`needsRecipients`); empty otherwise */
   userIds: readonly string[];
   addresses: ReadonlyArray<string | null>;
 }
@@ -20,8 +23,8 @@ export interface SendResult {
 
 export interface Channel {
   readonly type: string;
-  /** whether the transport uses recipients' addresses; when not, the loader does not fetch them */
-  readonly needsAddress: boolean;
+  /** whether the transport reads user ids and addresses; when not, they are never decoded to strings */
+  readonly needsRecipients: boolean;
   send(batch: OutboundBatch, signal?: AbortSignal): Promise<SendResult>;
   close(): Promise<void>;
 }

@@ -20,7 +20,7 @@ export interface WebhookOptions {
 type Outcome = { kind: 'ok'; failedKeys: Map<string, string> } | { kind: 'reject'; error: string } | { kind: 'retry'; error: string };
 
 export class WebhookChannel implements Channel {
-  readonly needsAddress = true;
+  readonly needsRecipients = true;
   readonly type = 'webhook';
   private readonly pool: Pool;
   private readonly path: string;

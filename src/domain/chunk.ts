@@ -14,7 +14,8 @@ export interface ChunkDescriptor {
   lastId: number;
   /** recipients in the range (ids are sparse, so lastId - afterId is not the count) */
   count: number;
-  userIds: string[];
+  /** the range's user ids, packed (see packed-ids.ts): exactly `count` of them */
+  users: Buffer;
   /** null when the campaign's channel does not use addresses */
   addresses: Array<string | null> | null;
 }
@@ -22,7 +23,9 @@ export interface ChunkDescriptor {
 /** One page of an audience in id order, as the planner reads it. */
 export interface RecipientPage {
   ids: number[];
-  userIds: string[];
+  /** packed user ids, and the end offset of each row's in `users` */
+  users: Buffer;
+  userEnds: number[];
   addresses: Array<string | null> | null;
 }
 
@@ -66,7 +69,7 @@ export function packChunks(
       afterId,
       lastId,
       count: to - from,
-      userIds: page.userIds.slice(from, to),
+      users: page.users.subarray(from === 0 ? 0 : page.userEnds[from - 1]!, page.userEnds[to - 1]!),
       addresses: page.addresses === null ? null : page.addresses.slice(from, to),
     });
     afterId = lastId;

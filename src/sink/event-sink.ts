@@ -67,14 +67,16 @@ export class EventSink {
   }
 
   /** Waits for room, encodes, and returns the promise of the rows being stored. */
+  /** `users` are packed user ids (domain/packed-ids.ts), `count` of them. */
   async appendOutcomes(
     campaignId: number,
-    userIds: readonly string[],
+    users: Buffer,
+    count: number,
     failed: ReadonlyMap<number, string>,
     atSec: number,
   ): Promise<Ticket> {
     await this.room();
-    this.current.writer.addOutcomes(campaignId, userIds, failed, atSec);
+    this.current.writer.addOutcomes(campaignId, users, count, failed, atSec);
     return this.afterAppend();
   }
 

@@ -1,9 +1,15 @@
 /**
- * Parser for PostgreSQL's COPY text format (tab-separated, `\N` for NULL, backslash escapes), used to
- * read recipients without the per-row cost of the extended query protocol. Pure, so it is unit-tested.
+ * Parser for PostgreSQL's COPY text format (tab-separated, `\N` for NULL, backslash escapes), reading
+ * recipients as bytes: user ids go straight into a packed buffer (see domain/packed-ids.ts) without
+ * becoming JS strings. Pure, so it is unit-tested.
  */
+import type { RecipientPage } from '../domain/chunk.js';
+import { writeVarint } from '../domain/packed-ids.js';
 
 const SIMPLE_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
+const TAB = 9;
+const NL = 10;
+const BACKSLASH = 92;
 
 export function unescapeCopy(field: string): string {
   if (!field.includes('\\')) return field;
@@ -30,33 +36,57 @@ export function unescapeCopy(field: string): string {
   return out;
 }
 
+function indexOfByte(buf: Buffer, byte: number, from: number, end: number): number {
+  const i = buf.indexOf(byte, from);
+  return i === -1 || i > end ? -1 : i;
+}
+
 /**
- * Parses `id \t user_id [\t address]` rows. Octal/hex escapes yield bytes; PostgreSQL only emits them for
- * control characters, which are single bytes in UTF-8, so decoding the whole text first is safe.
+ * Parses `id \t user_id [\t address]` rows. Escaped fields (rare: a backslash, tab or newline in an id)
+ * take the slow path through a string; PostgreSQL emits octal/hex escapes only for control characters,
+ * single bytes in UTF-8, so unescaping the decoded text is exact.
  */
-export function parseRecipientRows(
-  text: string,
-  withAddress: boolean,
-): { ids: number[]; userIds: string[]; addresses: Array<string | null> | null } {
+export function parseRecipientRows(text: Buffer, withAddress: boolean): RecipientPage {
   const ids: number[] = [];
-  const userIds: string[] = [];
+  const userEnds: number[] = [];
   const addresses: Array<string | null> | null = withAddress ? [] : null;
+  // Packed ids are never longer than the text they come from (+ up to 4 extra varint bytes per row).
+  let users = Buffer.allocUnsafe(text.length + 64);
+  let off = 0;
   let pos = 0;
   while (pos < text.length) {
-    let end = text.indexOf('\n', pos);
+    let end = text.indexOf(NL, pos);
     if (end === -1) end = text.length;
-    const tab1 = text.indexOf('\t', pos);
-    if (tab1 === -1 || tab1 > end) throw new Error(`COPY row without user_id at offset ${pos}`);
-    ids.push(Number(text.slice(pos, tab1)));
-    if (addresses === null) userIds.push(unescapeCopy(text.slice(tab1 + 1, end)));
-    else {
-      const tab2 = text.indexOf('\t', tab1 + 1);
-      if (tab2 === -1 || tab2 > end) throw new Error(`COPY row without address at offset ${pos}`);
-      userIds.push(unescapeCopy(text.slice(tab1 + 1, tab2)));
-      const a = text.slice(tab2 + 1, end);
+    const tab1 = indexOfByte(text, TAB, pos, end);
+    if (tab1 === -1) throw new Error(`COPY row without user_id at byte ${pos}`);
+    let id = 0;
+    for (let i = pos; i < tab1; i++) id = id * 10 + (text[i]! - 48);
+    ids.push(id);
+    let userEnd = end;
+    if (addresses !== null) {
+      const tab2 = indexOfByte(text, TAB, tab1 + 1, end);
+      if (tab2 === -1) throw new Error(`COPY row without address at byte ${pos}`);
+      userEnd = tab2;
+      const a = text.toString('utf8', tab2 + 1, end);
       addresses.push(a === '\\N' ? null : unescapeCopy(a));
     }
+    const len = userEnd - tab1 - 1;
+    if (off + len + 10 > users.length) {
+      const bigger = Buffer.allocUnsafe(users.length * 2 + len + 10);
+      users.copy(bigger, 0, 0, off);
+      users = bigger;
+    }
+    if (indexOfByte(text, BACKSLASH, tab1 + 1, userEnd - 1) === -1) {
+      off = writeVarint(users, off, len);
+      off += text.copy(users, off, tab1 + 1, userEnd);
+    } else {
+      const s = unescapeCopy(text.toString('utf8', tab1 + 1, userEnd));
+      const n = Buffer.byteLength(s, 'utf8');
+      off = writeVarint(users, off, n);
+      off += users.write(s, off, n, 'utf8');
+    }
+    userEnds.push(off);
     pos = end + 1;
   }
-  return { ids, userIds, addresses };
+  return { ids, users: users.subarray(0, off), userEnds, addresses };
 }

@@ -33,7 +33,7 @@ export class RecipientReader {
       const parts: Buffer[] = [];
       const stream = client.query(copyTo(sql));
       for await (const part of stream as AsyncIterable<Buffer>) parts.push(part);
-      return parseRecipientRows(Buffer.concat(parts).toString('utf8'), withAddress);
+      return parseRecipientRows(parts.length === 1 ? parts[0]! : Buffer.concat(parts), withAddress);
     } catch (err) {
       throw wrapPgError(err, 'read audience page');
     } finally {

@@ -1,11 +1,12 @@
 /**
  * Encodes chunks for stream entries: a msgpackr array with a version tag, the range, and the
- * recipients (~12 bytes per short user id). Decoding validates every field, since a stream entry is
+ * recipients' packed user ids (a length byte and the id's bytes each). Decoding validates every field, since a stream entry is
  * input like any other.
  */
 import { Packr } from 'msgpackr';
 import { HeraldError } from '../errors.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
+import { checkPacked } from '../domain/packed-ids.js';
 
 const VERSION = 2;
 const INT_FIELDS = ['campaignId', 'audienceId', 'seq', 'afterId', 'lastId', 'count'] as const;
@@ -14,7 +15,7 @@ const INT_FIELDS = ['campaignId', 'audienceId', 'seq', 'afterId', 'lastId', 'cou
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 
 export function encodeChunk(c: ChunkDescriptor): Buffer {
-  return packr.pack([VERSION, c.campaignId, c.audienceId, c.seq, c.afterId, c.lastId, c.count, c.userIds, c.addresses]);
+  return packr.pack([VERSION, c.campaignId, c.audienceId, c.seq, c.afterId, c.lastId, c.count, c.users, c.addresses]);
 }
 
 function invalid(message: string, field: string, cause?: unknown): HeraldError {
@@ -40,10 +41,10 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
     ints[field] = v;
   }
   if (ints.lastId! <= ints.afterId!) throw invalid('lastId must exceed afterId', 'lastId');
-  const userIds: unknown = value[7];
-  if (!Array.isArray(userIds) || userIds.length !== ints.count || !userIds.every((u) => typeof u === 'string' && u.length > 0)) {
-    throw invalid('userIds must be count non-empty strings', 'userIds');
-  }
+  const users: unknown = value[7];
+  if (!(users instanceof Uint8Array)) throw invalid('users must be binary', 'users');
+  const problem = checkPacked(users, ints.count!);
+  if (problem !== null) throw invalid(`users: ${problem}`, 'users');
   const addresses: unknown = value[8];
   if (
     addresses !== null &&
@@ -52,8 +53,8 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
     throw invalid('addresses must be null or count strings/nulls', 'addresses');
   }
   return {
-    ...(ints as Omit<ChunkDescriptor, 'userIds' | 'addresses'>),
-    userIds: userIds as string[],
+    ...(ints as unknown as Omit<ChunkDescriptor, 'users' | 'addresses'>),
+    users: Buffer.isBuffer(users) ? users : Buffer.from(users.buffer, users.byteOffset, users.byteLength),
     addresses: addresses as Array<string | null> | null,
   };
 }

@@ -4,9 +4,12 @@ import { chunkCount, chunkStreamId, packChunks, seqFromStreamId, type RecipientP
 import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
 import type { HeraldError } from '../../src/errors.js';
 import { parseRecipientRows, unescapeCopy } from '../../src/store/copy-text.js';
+import { checkPacked, packStrings, unpackStrings } from '../../src/domain/packed-ids.js';
 
 function page(ids: number[], withAddress = false): RecipientPage {
-  return { ids, userIds: ids.map((i) => `u${i}`), addresses: withAddress ? ids.map((i) => (i % 2 ? `a${i}` : null)) : null };
+  const text = Buffer.from(ids.map((i) => `${i}\tu${i}\n`).join(''));
+  const p = parseRecipientRows(text, false);
+  return { ...p, addresses: withAddress ? ids.map((i) => (i % 2 ? `a${i}` : null)) : null };
 }
 
 const base = { campaignId: 7, audienceId: 3 };
@@ -20,7 +23,8 @@ describe('chunk packing', () => {
       [2, 5, 21, 3],
       [3, 21, 34, 1],
     ]);
-    expect(chunks[1]!.userIds).toEqual(['u8', 'u13', 'u21']);
+    expect(unpackStrings(chunks[1]!.users, 3)).toEqual(['u8', 'u13', 'u21']);
+    expect(unpackStrings(chunks[2]!.users, 1)).toEqual(['u34']);
     expect(chunks[1]!.addresses).toEqual([null, 'a13', 'a21']);
     expect(chunks.reduce((n, c) => n + c.count, 0)).toBe(ids.length);
   });
@@ -50,9 +54,9 @@ describe('chunk packing', () => {
 describe('chunk codec', () => {
   const [c] = packChunks(base, { seq: 1999, afterId: 999_500 }, page(Array.from({ length: 500 }, (_, i) => 999_501 + i)), 500, true);
 
-  it('round-trips and costs about a dozen bytes per recipient', () => {
+  it('round-trips and costs the id bytes plus one per recipient', () => {
     const buf = encodeChunk(c!);
-    expect(buf.length).toBeLessThan(500 * 12);
+    expect(buf.length).toBeLessThan(c!.users.length + 40);
     expect(decodeChunk(buf)).toEqual(c);
   });
 
@@ -66,29 +70,39 @@ describe('chunk codec', () => {
       }
       throw new Error('decoded');
     };
-    expect(bad([2, 42, 9, 1, 0, 10, 'x', ['a'], null]).details.field).toBe('count');
-    expect(bad([2, -1, 9, 1, 0, 10, 1, ['a'], null]).details.field).toBe('campaignId');
-    expect(bad([1, 42, 9, 1, 0, 10, 1, ['a'], null]).details.field).toBe('version');
-    expect(bad([2, 42, 9, 1, 10, 10, 1, ['a'], null]).details.field).toBe('lastId');
-    expect(bad([2, 42, 9, 1, 0, 10, 2, ['a'], null]).details.field).toBe('userIds');
-    expect(bad([2, 42, 9, 1, 0, 10, 1, [''], null]).details.field).toBe('userIds');
-    expect(bad([2, 42, 9, 1, 0, 10, 1, ['a'], [1]]).details.field).toBe('addresses');
+    const a = packStrings(['a']);
+    expect(bad([2, 42, 9, 1, 0, 10, 'x', a, null]).details.field).toBe('count');
+    expect(bad([2, -1, 9, 1, 0, 10, 1, a, null]).details.field).toBe('campaignId');
+    expect(bad([1, 42, 9, 1, 0, 10, 1, a, null]).details.field).toBe('version');
+    expect(bad([2, 42, 9, 1, 10, 10, 1, a, null]).details.field).toBe('lastId');
+    expect(bad([2, 42, 9, 1, 0, 10, 2, a, null]).details.field).toBe('users');
+    expect(bad([2, 42, 9, 1, 0, 10, 1, ['a'], null]).details.field).toBe('users');
+    expect(bad([2, 42, 9, 1, 0, 10, 1, Buffer.from([5, 97]), null]).message).toMatch(/runs past the end/);
+    expect(bad([2, 42, 9, 1, 0, 10, 1, a, [1]]).details.field).toBe('addresses');
     expect(bad({ a: 1 }).code).toBe('STREAM_ENTRY_INVALID');
     expect(() => decodeChunk(Buffer.from([0x99, 0x02]))).toThrow(/not msgpack/);
   });
 });
 
-describe('COPY text', () => {
-  it('parses rows, NULLs and escapes', () => {
-    const text = '1\tu1\ta@x\n2\tt\\tab\t\\N\n3\tback\\\\slash\tnew\\nline\n';
-    expect(parseRecipientRows(text, true)).toEqual({
-      ids: [1, 2, 3],
-      userIds: ['u1', 't\tab', 'back\\slash'],
-      addresses: ['a@x', null, 'new\nline'],
-    });
-    expect(parseRecipientRows('9\tz\n', false)).toEqual({ ids: [9], userIds: ['z'], addresses: null });
-    expect(parseRecipientRows('', false)).toEqual({ ids: [], userIds: [], addresses: null });
+describe('COPY text and packed ids', () => {
+  it('parses rows, NULLs and escapes into packed ids', () => {
+    const text = Buffer.from('1\tu1\ta@x\n2\tt\\tab\t\\N\n3\tback\\\\slash\tnew\\nline\n40\tünï\t\\N\n');
+    const p = parseRecipientRows(text, true);
+    expect(p.ids).toEqual([1, 2, 3, 40]);
+    expect(unpackStrings(p.users, 4)).toEqual(['u1', 't\tab', 'back\\slash', 'ünï']);
+    expect(p.addresses).toEqual(['a@x', null, 'new\nline', null]);
+    expect(p.userEnds[p.userEnds.length - 1]).toBe(p.users.length);
+    expect(checkPacked(p.users, 4)).toBeNull();
+    expect(checkPacked(p.users, 3)).toMatch(/bytes after 3 entries/);
+    expect(parseRecipientRows(Buffer.from(''), false)).toMatchObject({ ids: [], userEnds: [], addresses: null });
     expect(unescapeCopy('a\\001b\\x41')).toBe('a\u0001bA');
-    expect(() => parseRecipientRows('12\n', false)).toThrow(/without user_id/);
+    expect(() => parseRecipientRows(Buffer.from('12\n'), false)).toThrow(/without user_id/);
+  });
+
+  it('packs long ids with multi-byte lengths', () => {
+    const long = 'x'.repeat(300);
+    const packed = packStrings([long, 'y']);
+    expect(packed[0]).toBe(0xac);
+    expect(unpackStrings(packed, 2)).toEqual([long, 'y']);
   });
 });

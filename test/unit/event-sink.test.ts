@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EventSink, type EventInserter } from '../../src/sink/event-sink.js';
 import { EventRowWriter } from '../../src/sink/row-binary.js';
+import { packStrings } from '../../src/domain/packed-ids.js';
 
 /** Decodes message_events RowBinary, to check the encoder byte for byte. */
 function decodeRows(buf: Buffer): Array<[number, string, number, number, string]> {
@@ -55,7 +56,7 @@ describe('RowBinary event rows', () => {
   it('encodes outcomes with failures, non-ASCII ids and long strings', () => {
     const w = new EventRowWriter(16);
     const long = 'é'.repeat(200);
-    w.addOutcomes(7, ['u1', 'ü2', long], new Map([[1, 'HTTP 422: nope']]), 1_700_000_000);
+    w.addOutcomes(7, packStrings(['u1', 'ü2', long]), 3, new Map([[1, 'HTTP 422: nope']]), 1_700_000_000);
     w.add(2 ** 40, 'r', 'read', 5, '');
     expect(decodeRows(w.finish())).toEqual([
       [7, 'u1', 2, 1_700_000_000, ''],
@@ -70,12 +71,12 @@ describe('EventSink', () => {
   it('flushes at flushRows and resolves tickets only when stored', async () => {
     const ins = new FakeInserter();
     const sink = new EventSink(ins, { flushRows: 4, flushMs: 10_000, maxBufferedRows: 100 });
-    const a = await sink.appendOutcomes(1, ['a', 'b'], new Map(), 1);
+    const a = await sink.appendOutcomes(1, packStrings(['a', 'b']), 2, new Map(), 1);
     let stored = false;
     void a.stored.then(() => (stored = true));
     await new Promise((r) => setTimeout(r, 5));
     expect(stored).toBe(false);
-    await sink.appendOutcomes(1, ['c', 'd'], new Map(), 1);
+    await sink.appendOutcomes(1, packStrings(['c', 'd']), 2, new Map(), 1);
     await a.stored;
     expect(ins.batches).toHaveLength(1);
     expect(ins.rows).toBe(4);
@@ -100,7 +101,7 @@ describe('EventSink', () => {
       retryBaseMs: 1,
       onError: (_e, n) => errors.push(n),
     });
-    const t = await sink.appendOutcomes(3, ['a', 'b'], new Map(), 9);
+    const t = await sink.appendOutcomes(3, packStrings(['a', 'b']), 2, new Map(), 9);
     await t.stored;
     expect(errors).toEqual([1, 2]);
     expect(ins.batches).toHaveLength(1);
@@ -112,10 +113,10 @@ describe('EventSink', () => {
     let open!: () => void;
     ins.gate = new Promise((r) => (open = r));
     const sink = new EventSink(ins, { flushRows: 2, flushMs: 5, maxBufferedRows: 4 });
-    await sink.appendOutcomes(1, ['a', 'b'], new Map(), 1); // in flight (stalled)
-    await sink.appendOutcomes(1, ['c', 'd'], new Map(), 1); // queued behind it
+    await sink.appendOutcomes(1, packStrings(['a', 'b']), 2, new Map(), 1); // in flight (stalled)
+    await sink.appendOutcomes(1, packStrings(['c', 'd']), 2, new Map(), 1); // queued behind it
     let third = false;
-    const p = sink.appendOutcomes(1, ['e'], new Map(), 1).then(() => (third = true));
+    const p = sink.appendOutcomes(1, packStrings(['e']), 1, new Map(), 1).then(() => (third = true));
     await new Promise((r) => setTimeout(r, 30));
     expect(third).toBe(false);
     ins.gate = null;
