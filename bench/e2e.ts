@@ -33,12 +33,14 @@ const KEY = 'bench-key-0123456789';
 const PORT = 18_480;
 const run = Date.now().toString(36);
 const base = loadConfig();
+// A namespace of its own per run (PostgreSQL database, ClickHouse database, Redis prefix), dropped at the end.
+const dbName = `herald_bench_${run}`;
 const dbUrl = new URL(base.databaseUrl);
-dbUrl.pathname = '/herald_bench';
+dbUrl.pathname = `/${dbName}`;
 const env = {
   ...process.env,
   DATABASE_URL: dbUrl.toString(),
-  CLICKHOUSE_DB: 'herald_bench',
+  CLICKHOUSE_DB: dbName,
   HERALD_REDIS_PREFIX: `herald-bench-${run}`,
   HERALD_API_KEYS: KEY,
   HERALD_PORT: String(PORT),
@@ -60,12 +62,26 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
   return json;
 }
 
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 async function startHerald(workers: number): Promise<ChildProcess> {
+  if (
+    await fetch(`${api}/healthz`).then(
+      () => true,
+      () => false,
+    )
+  )
+    throw new Error(`port ${PORT} is taken: stop what listens there`);
   const flags = process.argv.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=bench/results/prof'] : [];
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'src/main.ts', 'serve'], {
     env: { ...env, HERALD_WORKERS: String(workers) },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   for (let i = 0; i < 200; i++) {
     try {
       if ((await fetch(`${api}/healthz`)).ok) return child;
@@ -125,9 +141,9 @@ function* ndjson(n: number): Generator<string> {
 }
 
 await migratePostgres(env.DATABASE_URL);
-await migrateClickHouse(base.clickhouseUrl, 'herald_bench');
+await migrateClickHouse(base.clickhouseUrl, dbName);
 const redis = new Redis(base.redisUrl);
-const ch = new ClickHouse({ url: base.clickhouseUrl, database: 'herald_bench' });
+const ch = new ClickHouse({ url: base.clickhouseUrl, database: dbName });
 const db = createDb(env.DATABASE_URL, 4);
 
 // Import once, with the first Herald process.
@@ -225,8 +241,8 @@ for (const workers of WORKERS) {
 }
 
 // Ceiling 1: ClickHouse, Herald's encoding and table (with its views), 100k-row batches.
-await migrateClickHouse(base.clickhouseUrl, 'herald_bench_ceiling');
-const chc = new ClickHouse({ url: base.clickhouseUrl, database: 'herald_bench_ceiling' });
+await migrateClickHouse(base.clickhouseUrl, `${dbName}_ceiling`);
+const chc = new ClickHouse({ url: base.clickhouseUrl, database: `${dbName}_ceiling` });
 const ids = packStrings(Array.from({ length: 100_000 }, (_, i) => `b${run}-${i}`));
 t = performance.now();
 for (let b = 0; b < N / 100_000; b++) {
@@ -235,7 +251,7 @@ for (let b = 0; b < N / 100_000; b++) {
   await chc.insertRaw('message_events', 'RowBinary', [w.finish()]);
 }
 const chCeiling = N / ((performance.now() - t) / 1000);
-await chc.command('DROP DATABASE herald_bench_ceiling').catch(() => undefined);
+await chc.command(`DROP DATABASE ${dbName}_ceiling`).catch(() => undefined);
 await chc.close();
 
 // Ceiling 2: PostgreSQL read of the audience as the planner does it (keyset pages over COPY), one reader.
@@ -268,7 +284,10 @@ const out = {
 };
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/e2e-${N}.json`, `${JSON.stringify(out, null, 2)}\n`);
-await db.query('DELETE FROM recipients WHERE audience_id = $1', [audience.id]);
 await db.end();
+await ch.command(`DROP DATABASE IF EXISTS ${dbName}`);
 await ch.close();
+const admin = createDb(base.databaseUrl, 1);
+await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+await admin.end();
 redis.disconnect();

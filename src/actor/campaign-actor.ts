@@ -235,7 +235,15 @@ export class CampaignActor {
         else if (history !== null) {
           entries = await stream.readPending(conn, this.id, consumer, options.readCount, history);
           history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
-        } else entries = await stream.read(conn, this.id, consumer, options.readCount, options.blockMs);
+        } else {
+          entries = await stream.read(conn, this.id, consumer, options.readCount, 1);
+          if (entries.length === 0) {
+            // Nothing to do right now (the end of the campaign, or the planner is behind): what is
+            // buffered goes to ClickHouse now, so the last acks (and completion) do not wait for flushMs.
+            this.deps.sink.flushSoon();
+            entries = await stream.read(conn, this.id, consumer, options.readCount, options.blockMs);
+          }
+        }
       } catch (err) {
         log.error({ err, campaignId: this.id }, 'reading chunks failed');
         await this.sleep(500);

@@ -5,7 +5,7 @@
  * recorded in PostgreSQL after every page, so a planner that dies resumes where it stopped; re-appending
  * a chunk is refused by Redis (explicit ids), so nothing is appended twice.
  */
-import { packChunks } from '../domain/chunk.js';
+import { packChunks, type RecipientPage } from '../domain/chunk.js';
 import { channelNeedsAddress } from '../domain/campaign-input.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
@@ -42,9 +42,9 @@ export class Planner {
     const t0 = performance.now();
     const c = await this.campaigns.beginPlan(campaignId);
     await this.stream.ensureGroup(campaignId);
-    const counting = c.total === null ? this.campaigns.countPlanTotal(campaignId) : Promise.resolve(c.total);
-    // Attach now: if planning stops early, nobody awaits it.
-    counting.catch(() => undefined);
+    // The total is counted beside planning, started once the first chunks are out so it does not
+    // compete with the first page for PostgreSQL's time.
+    let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
     const withAddress = channelNeedsAddress(c.channel);
     const base = { campaignId, audienceId: c.audienceId };
     let seq = c.plannedChunks;
@@ -53,19 +53,35 @@ export class Planner {
     let appended = 0;
     let done = c.planningDone;
     const maxId = c.planMaxId ?? 0;
-    for (let page = 0; !done && !shouldStop(); page++) {
-      const chunksWanted = PAGE_CHUNKS[Math.min(page, PAGE_CHUNKS.length - 1)]!;
-      const pageChunks = Math.max(1, Math.min(chunksWanted, Math.floor(this.opts.pageRows / c.chunkSize)));
-      if (!(await this.roomFor(campaignId, pageChunks, shouldStop))) break;
-      const limit = pageChunks * c.chunkSize;
-      const rows = await this.reader.page(c.audienceId, afterId, maxId, limit, withAddress);
+    const pageLimit = (page: number): number => {
+      const wanted = PAGE_CHUNKS[Math.min(page, PAGE_CHUNKS.length - 1)]!;
+      return Math.max(1, Math.min(wanted, Math.floor(this.opts.pageRows / c.chunkSize))) * c.chunkSize;
+    };
+    const read = (from: number, limit: number): Promise<RecipientPage> => this.reader.page(c.audienceId, from, maxId, limit, withAddress);
+    // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
+    // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.
+    let limit = pageLimit(0);
+    let next: Promise<RecipientPage> | null = done ? null : read(afterId, limit);
+    for (let page = 0; next !== null && !shouldStop(); page++) {
+      const rows = await next;
       const final = rows.ids.length < limit;
+      next = null;
+      if (!final) {
+        limit = pageLimit(page + 1);
+        next = read(rows.ids[rows.ids.length - 1]!, limit);
+        next.catch(() => undefined); // awaited on the next turn; do not let an early exit leave it unhandled
+      }
       const chunks = packChunks(base, { seq, afterId }, rows, c.chunkSize, final);
+      if (!(await this.roomFor(campaignId, chunks.length, shouldStop))) break;
       appended += await this.stream.append(chunks);
       for (const ch of chunks) {
         seq = ch.seq;
         afterId = ch.lastId;
         position += ch.count;
+      }
+      if (counting === null) {
+        counting = this.campaigns.countPlanTotal(campaignId);
+        counting.catch(() => undefined); // awaited before planning is recorded done; never left unhandled
       }
       if (final) await counting;
       await this.campaigns.recordPlanned(campaignId, seq, afterId, position, final);

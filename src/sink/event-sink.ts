@@ -142,6 +142,11 @@ export class EventSink {
     }
   }
 
+  /** Starts inserting the open batch now instead of at flushMs: senders call this when they run out of work. */
+  flushSoon(): void {
+    if (this.current.writer.rows > 0 && this.inflight === null) this.rotate();
+  }
+
   /** Inserts everything appended so far. */
   async flush(): Promise<void> {
     this.rotate();

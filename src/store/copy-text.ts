@@ -76,7 +76,10 @@ export function parseRecipientRows(text: Buffer, withAddress: boolean): Recipien
       users.copy(bigger, 0, 0, off);
       users = bigger;
     }
-    if (indexOfByte(text, BACKSLASH, tab1 + 1, userEnd - 1) === -1) {
+    let escaped = false;
+    // A short scan of the field itself (Buffer.indexOf would search the rest of the page on every row).
+    for (let i = tab1 + 1; i < userEnd; i++) if (text[i] === BACKSLASH) escaped = true;
+    if (!escaped) {
       off = writeVarint(users, off, len);
       off += text.copy(users, off, tab1 + 1, userEnd);
     } else {
