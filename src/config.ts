@@ -30,6 +30,7 @@ export const DEFAULTS = {
   webhookAttempts: 4, // HERALD_WEBHOOK_ATTEMPTS: tries for 5xx / timeouts before a message fails
   webhookBackoffMs: 200, // HERALD_WEBHOOK_BACKOFF_MS: first retry delay, doubled each try (with jitter)
   webhookConnections: 32, // HERALD_WEBHOOK_CONNECTIONS: keep-alive sockets per webhook origin
+  shutdownGraceMs: 30_000, // HERALD_SHUTDOWN_GRACE_MS: on SIGTERM, finish chunks in hand and flush events for at most this long
   logLevel: 'info', // HERALD_LOG_LEVEL: pino level
 } as const;
 
@@ -59,6 +60,7 @@ export interface Config {
   webhookAttempts: number;
   webhookBackoffMs: number;
   webhookConnections: number;
+  shutdownGraceMs: number;
   logLevel: string;
 }
 
@@ -83,6 +85,7 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['webhookAttempts', 'HERALD_WEBHOOK_ATTEMPTS', 1, 100],
   ['webhookBackoffMs', 'HERALD_WEBHOOK_BACKOFF_MS', 0, 600_000],
   ['webhookConnections', 'HERALD_WEBHOOK_CONNECTIONS', 1, 10_000],
+  ['shutdownGraceMs', 'HERALD_SHUTDOWN_GRACE_MS', 0, 3_600_000],
 ];
 
 const URL_KEYS: Array<[keyof Config, string, string[]]> = [

@@ -196,7 +196,12 @@ async function cli(argv: string[]): Promise<void> {
   }
   const herald = await startHerald(cfg);
   const shutdown = (signal: string): void => {
-    herald.log.info({ signal }, 'shutting down');
+    herald.log.info({ signal, graceMs: cfg.shutdownGraceMs }, 'shutting down');
+    // Chunks not finished by then stay pending in their stream and are reclaimed by another process.
+    setTimeout(() => {
+      herald.log.error('shutdown grace period over; exiting with work in hand');
+      process.exit(1);
+    }, cfg.shutdownGraceMs).unref();
     herald.stop().then(
       () => process.exit(0),
       () => process.exit(1),

@@ -52,6 +52,10 @@ export class Dispatcher {
   private async poll(): Promise<void> {
     if (this.stopped) return;
     try {
+      for (const id of await this.deps.campaigns.startDue()) {
+        this.deps.log.info({ campaignId: id }, 'scheduled campaign started');
+        await this.publishStatus(id, 'sending');
+      }
       const sending = new Set(await this.deps.campaigns.idsWithStatus('sending'));
       for (const id of sending) if (!this.actors.has(id)) await this.activate(id);
       for (const [id, actor] of this.actors) {

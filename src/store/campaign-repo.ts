@@ -141,6 +141,26 @@ export class CampaignRepo {
   }
 
   /**
+   * Starts every scheduled campaign whose time has come, in one statement: SKIP LOCKED lets several
+   * dispatcher processes run this at once, and the status condition makes a start happen exactly once.
+   */
+  async startDue(limit = 100): Promise<number[]> {
+    try {
+      const r = await this.db.query<{ id: number }>(
+        `UPDATE campaigns SET status = 'sending', started_at = COALESCE(started_at, now()), updated_at = now()
+         WHERE id IN (SELECT id FROM campaigns WHERE status = 'scheduled' AND schedule_at <= now()
+                      ORDER BY schedule_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           AND status = 'scheduled'
+         RETURNING id`,
+        [limit],
+      );
+      return r.rows.map((row) => row.id);
+    } catch (err) {
+      throw wrapPgError(err, 'start scheduled campaigns');
+    }
+  }
+
+  /**
    * Applies `command` atomically: 404 for an unknown id, 409 with the current status when the
    * transition is illegal from it (including when another request changed it first).
    */

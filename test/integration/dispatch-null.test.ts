@@ -86,4 +86,32 @@ describe('a null-channel campaign end to end', () => {
       await second.stop();
     }
   });
+
+  it('starts a scheduled campaign on time without a request, once', async () => {
+    const audienceId = await api.audience(5_000, 'sch');
+    const at = new Date(Date.now() + 1500);
+    const c = await api.call('POST', '/v1/campaigns', {
+      name: 'scheduled',
+      audience_id: audienceId,
+      channel: { type: 'null' },
+      content: { title: 't', body: 'b' },
+      schedule_at: at.toISOString(),
+    });
+    expect(c.body.status).toBe('scheduled');
+    expect((await api.call('GET', `/v1/campaigns/${c.body.id}`)).body.schedule_at).toBe(at.toISOString());
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await api.call('GET', `/v1/campaigns/${c.body.id}`)).body.status).toBe('scheduled');
+    const done = await api.waitForStatus(c.body.id, ['completed'], 30_000);
+    expect(new Date(done.started_at).getTime()).toBeGreaterThanOrEqual(at.getTime() - 1000);
+    expect(done.delivered).toBe(5_000);
+    // A scheduled campaign can be cancelled before its time.
+    const later = await api.call('POST', '/v1/campaigns', {
+      name: 'cancelled before its time',
+      audience_id: audienceId,
+      channel: { type: 'null' },
+      content: { title: 't', body: 'b' },
+      schedule_at: new Date(Date.now() + 60_000).toISOString(),
+    });
+    expect((await api.call('POST', `/v1/campaigns/${later.body.id}/cancel`)).body.status).toBe('cancelled');
+  });
 });

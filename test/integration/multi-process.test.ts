@@ -86,5 +86,14 @@ describe('several herald processes share a campaign', () => {
     expect(report).toBeDefined();
     expect(report!.chunks as number).toBeGreaterThan(0);
     expect(report!.chunks as number).toBeLessThan(1000);
+
+    // SIGTERM: the child stops taking chunks, flushes, and exits cleanly within its grace period.
+    const t0 = Date.now();
+    const code = await new Promise<number | null>((resolve) => {
+      child!.once('exit', resolve);
+      child!.kill('SIGTERM');
+    });
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });
