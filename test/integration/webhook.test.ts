@@ -17,6 +17,7 @@ describe('webhook channel against a local HTTP sink', () => {
   let sinkUrl: string;
   const attemptsByBatch = new Map<string, number>();
   const delivered = new Map<string, number>();
+  const samples: Received[] = [];
 
   beforeAll(async () => {
     // The sink sees batches of 10 consecutive users (w1..w10, w11..w20, …). Batch number b = (first - 1) / 10:
@@ -27,6 +28,7 @@ describe('webhook channel against a local HTTP sink', () => {
       req.on('data', (d: Buffer) => (data += d.toString()));
       req.on('end', () => {
         const body = JSON.parse(data) as Received;
+        if (samples.length < 3) samples.push(body);
         const first = body.messages[0]!.user_id;
         const b = (Number(first.slice(1)) - 1) / 10;
         const n = (attemptsByBatch.get(first) ?? 0) + 1;
@@ -91,5 +93,16 @@ describe('webhook channel against a local HTTP sink', () => {
       `SELECT error, count() AS n FROM message_events WHERE campaign_id = ${c.body.id} AND kind = 'failed' GROUP BY error`,
     );
     expect(err.find((e) => e.error === 'no such user')).toBeDefined();
+    expect(err.find((e) => e.error.startsWith('HTTP 422: bad batch'))).toBeDefined();
+    // The payload: campaign id, and per message the user, address, content and a stable idempotency key.
+    const m = samples[0]!.messages[0]!;
+    expect(samples[0]!.campaign_id).toBe(c.body.id);
+    expect(m).toEqual({
+      user_id: m.user_id,
+      address: `${m.user_id}@example.test`,
+      title: 'T',
+      body: 'B',
+      idempotency_key: `${c.body.id}:${m.user_id}`,
+    });
   });
 });
