@@ -139,6 +139,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     if (keys.some((k) => k.length < 8)) errors.push({ field: 'HERALD_API_KEYS', error: 'every key must be at least 8 characters' });
     cfg.apiKeys = keys;
   }
+  if (cfg.sinkMaxBufferedRows < cfg.sinkFlushRows) {
+    errors.push({ field: 'HERALD_SINK_MAX_BUFFERED_ROWS', error: 'must be at least HERALD_SINK_FLUSH_ROWS' });
+  }
   Object.assign(cfg, overrides);
   if (errors.length > 0) {
     throw new HeraldError('CONFIG_INVALID', `invalid configuration: ${errors.map((e) => `${e.field} ${e.error}`).join('; ')}`, {

@@ -63,7 +63,8 @@ export class CampaignActor {
   private planningDone: boolean;
   private planning: Promise<void> | null = null;
   private lastReclaimAt = 0;
-  private wake: (() => void) | null = null;
+  /** sleepers to wake early (status change, stop) */
+  private readonly wakers = new Set<() => void>();
 
   constructor(
     private readonly deps: ActorDeps,
@@ -98,13 +99,17 @@ export class CampaignActor {
   setStatus(status: CampaignStatus): void {
     this.status = status;
     if (onStatus(status) !== 'run') this.running = false;
-    this.wake?.();
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.wakers]) wake();
   }
 
   /** Stops consumers after their current chunk, waits for them, and gives the lease up. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.wakeAll();
     await Promise.allSettled(this.loops);
     await this.acks.flush();
     if (this.lease.held && onStatus(this.status) === 'stop-and-drop') {
@@ -120,15 +125,13 @@ export class CampaignActor {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wake = null;
-        resolve();
-      }, ms);
-      this.wake = () => {
+      const wake = (): void => {
         clearTimeout(t);
-        this.wake = null;
+        this.wakers.delete(wake);
         resolve();
       };
+      const t = setTimeout(wake, ms);
+      this.wakers.add(wake);
     });
   }
 
@@ -182,7 +185,7 @@ export class CampaignActor {
     return this.deps.planner
       .plan(this.id, () => !this.running)
       .then((r) => {
-        this.planningDone = this.running;
+        this.planningDone = r.done;
         this.deps.log.info({ campaignId: this.id, chunks: r.chunks, recipients: r.recipients, ms: Math.round(r.ms) }, 'campaign planned');
       })
       .catch((err: unknown) => this.deps.log.error({ err, campaignId: this.id }, 'planning failed; will retry'))
@@ -216,7 +219,7 @@ export class CampaignActor {
     }
     this.status = 'completed';
     this.running = false;
-    this.wake?.();
+    this.wakeAll();
     this.deps.log.info({ campaignId: this.id }, 'campaign completed');
     // Every entry is acked: the stream has nothing left to give, so free it now rather than at stop.
     await this.deps.stream.drop(this.id);

@@ -83,6 +83,8 @@ export class Dispatcher {
       await actor.stop();
       if (this.actors.get(id) === actor) this.actors.delete(id);
       this.deps.log.info({ campaignId: id, status: actor.status, ...actor.stats }, 'campaign actor deactivated');
+      // Resumed while it was stopping: host it again now rather than at the next poll.
+      if (actor.status === 'sending' && !this.stopped) void this.activate(id);
     });
   }
 
