@@ -6,7 +6,13 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { CampaignCommand, CampaignStatus } from '../domain/campaign-status.js';
-import { parseId, validateCreateAudience, validateCreateCampaign, validateListCampaigns } from '../domain/campaign-input.js';
+import {
+  parseId,
+  validateCreateAudience,
+  validateCreateCampaign,
+  validateFailuresQuery,
+  validateListCampaigns,
+} from '../domain/campaign-input.js';
 import type { AudienceRepo } from '../store/audience-repo.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
@@ -114,6 +120,21 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
     const counts = await deps.progress.counts([id]);
     return { status: 200, body: campaignView(c, counts.get(id)) };
+  });
+
+  route('get', '/v1/campaigns/:id/failures', async (info) => {
+    const id = parseId(info.params[0], 'id');
+    const q = validateFailuresQuery(info.query);
+    if ((await deps.campaigns.status(id)) === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    const failures = await deps.progress.failures(id, q.after, q.limit);
+    const last = failures[failures.length - 1];
+    return {
+      status: 200,
+      body: {
+        failures: failures.map((f) => ({ user_id: f.userId, error: f.error, attempts: f.attempts })),
+        next_after: failures.length === q.limit && last ? last.userId : null,
+      },
+    };
   });
 
   const commands: CampaignCommand[] = ['start', 'pause', 'resume', 'cancel'];

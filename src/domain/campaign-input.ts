@@ -143,3 +143,23 @@ export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuer
   if (errors.length > 0) throw HeraldError.invalid(errors);
   return { status, limit, before };
 }
+
+export interface FailuresQuery {
+  limit: number;
+  after: string;
+}
+
+export function validateFailuresQuery(query: URLSearchParams): FailuresQuery {
+  const errors: FieldError[] = [];
+  let limit = 100;
+  const limitRaw = query.get('limit');
+  if (limitRaw !== null && limitRaw !== '') {
+    const n = Number(limitRaw);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) errors.push({ field: 'limit', error: 'must be an integer from 1 to 1000' });
+    else limit = n;
+  }
+  const after = query.get('after') ?? '';
+  if (after.length > 256) errors.push({ field: 'after', error: 'must be at most 256 characters' });
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return { limit, after };
+}

@@ -3,7 +3,7 @@
  * takes milliseconds whatever the audience size. Unique readers come from their own view.
  */
 import type { ClickHouse } from '../clickhouse/client.js';
-import { uintList } from '../clickhouse/sql.js';
+import { str, uint, uintList } from '../clickhouse/sql.js';
 
 export interface CampaignCounts {
   sent: number;
@@ -48,4 +48,23 @@ export class ProgressReader {
     }
     return out;
   }
+
+  /**
+   * Failed recipients of a campaign in user_id order, after `after` (a keyset cursor): the latest error
+   * and how many failed outcomes each has. Reads a range of the table's primary key, so pages stay cheap.
+   */
+  async failures(campaignId: number, after: string, limit: number): Promise<FailedRecipient[]> {
+    const rows = await this.ch.rows<{ user_id: string; error: string; attempts: string | number }>(
+      `SELECT user_id, argMax(error, at) AS error, count() AS attempts FROM message_events
+       WHERE campaign_id = ${uint(campaignId)} AND kind = 'failed' AND user_id > ${str(after)}
+       GROUP BY user_id ORDER BY user_id LIMIT ${uint(limit)}`,
+    );
+    return rows.map((r) => ({ userId: r.user_id, error: r.error, attempts: Number(r.attempts) }));
+  }
+}
+
+export interface FailedRecipient {
+  userId: string;
+  error: string;
+  attempts: number;
 }

@@ -105,4 +105,25 @@ describe('webhook channel against a local HTTP sink', () => {
       idempotency_key: `${c.body.id}:${m.user_id}`,
     });
   });
+
+  it('lists failed recipients page by page with their latest error', async () => {
+    const list = await api.call('GET', '/v1/campaigns?status=completed&limit=1');
+    const id = list.body.campaigns[0].id as number;
+    const seen: Array<{ user_id: string; error: string; attempts: number }> = [];
+    let after = '';
+    for (let page = 0; page < 10; page++) {
+      const r = await api.call('GET', `/v1/campaigns/${id}/failures?limit=100&after=${encodeURIComponent(after)}`);
+      expect(r.status).toBe(200);
+      seen.push(...r.body.failures);
+      if (r.body.next_after === null) break;
+      after = r.body.next_after;
+    }
+    expect(seen).toHaveLength(380);
+    expect(new Set(seen.map((f) => f.user_id)).size).toBe(380);
+    expect(seen.every((f) => f.attempts === 1)).toBe(true);
+    expect(seen.filter((f) => f.error === 'no such user')).toHaveLength(180);
+    expect(seen.filter((f) => f.error.startsWith('HTTP 422'))).toHaveLength(200);
+    expect((await api.call('GET', `/v1/campaigns/${id}/failures?limit=5000`)).body.field).toBe('limit');
+    expect((await api.call('GET', '/v1/campaigns/987654/failures')).status).toBe(404);
+  });
 });
