@@ -23,6 +23,7 @@ import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { Dispatcher } from './actor/dispatcher.js';
+import { RateLimiter } from './actor/rate-limiter.js';
 import { startApi, type ApiServer } from './api/server.js';
 
 export interface Herald {
@@ -105,6 +106,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       planner: new Planner(campaigns, reader, stream, { aheadChunks: cfg.planAheadChunks, pageRows: 100_000 }),
       channels,
       sink,
+      rate: new RateLimiter(redis, keys),
       log,
       holderId,
       pollMs: cfg.pollMs,
@@ -132,6 +134,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       campaigns,
       progress,
       publishStatus: publish,
+      publishChanged: (id) => publish(id, 'changed'),
       log,
       health: async () => {
         const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {

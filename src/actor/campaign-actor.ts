@@ -12,6 +12,7 @@ import type { Keys } from '../stream/keys.js';
 import type { Planner } from '../planner/planner.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
 import type { EventSink } from '../sink/event-sink.js';
+import type { RateLimiter } from './rate-limiter.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
@@ -36,6 +37,7 @@ export interface ActorDeps {
   planner: Planner;
   channels: ChannelRegistry;
   sink: EventSink;
+  rate: RateLimiter;
   log: Logger;
   holderId: string;
   publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
@@ -94,6 +96,16 @@ export class CampaignActor {
       this.conns.push(conn);
       this.loops.push(this.consumerLoop(conn, `${this.deps.holderId}-${i}`));
     }
+  }
+
+  /** Re-reads the campaign's settings (rate limit) from PostgreSQL. */
+  reload(): void {
+    this.deps.campaigns.get(this.id).then(
+      (c) => {
+        if (c !== null) this.campaign = c;
+      },
+      (err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'campaign reload failed'),
+    );
   }
 
   setStatus(status: CampaignStatus): void {
@@ -275,6 +287,14 @@ export class CampaignActor {
       this.acks.add(entry.id);
       return;
     }
+    // The shared send rate: wait for this chunk's share; a pause meanwhile leaves the chunk unsent and pending.
+    const mayGo = await this.deps.rate.acquire(
+      this.id,
+      chunk.count,
+      () => this.campaign.rateLimit,
+      () => !this.running || !mayStartChunk(this.status),
+    );
+    if (!mayGo) return;
     const channel = this.deps.channels.get(this.campaign.channel);
     const userIds = channel.needsRecipients ? unpackStrings(chunk.users, chunk.count) : [];
     const addresses = channel.needsRecipients ? (chunk.addresses ?? new Array<string | null>(chunk.count).fill(null)) : [];

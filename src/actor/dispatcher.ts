@@ -24,9 +24,11 @@ export class Dispatcher {
     const channel = this.deps.keys.control();
     this.deps.subscriber.on('message', (ch: string, message: string) => {
       if (ch !== channel) return;
-      const [idText, status] = message.split(' ');
+      const [idText, what] = message.split(' ');
       const id = Number(idText);
-      if (Number.isSafeInteger(id) && isCampaignStatus(status)) this.onStatus(id, status);
+      if (!Number.isSafeInteger(id)) return;
+      if (isCampaignStatus(what)) this.onStatus(id, what);
+      else if (what === 'changed') this.actors.get(id)?.reload();
     });
     await this.deps.subscriber.subscribe(channel);
     await this.poll();
@@ -62,6 +64,10 @@ export class Dispatcher {
         if (sending.has(id)) continue;
         const status = await this.deps.campaigns.status(id);
         actor.setStatus(status ?? 'cancelled');
+      }
+      // Settings (rate limit) of the campaigns hosted here, in case a change message was missed.
+      for (const actor of this.actors.values()) {
+        if (sending.has(actor.id)) actor.reload();
       }
     } catch (err) {
       this.deps.log.error({ err }, 'dispatcher poll failed');

@@ -12,6 +12,7 @@ import {
   validateCreateCampaign,
   validateFailuresQuery,
   validateListCampaigns,
+  validateUpdateCampaign,
 } from '../domain/campaign-input.js';
 import type { AudienceRepo } from '../store/audience-repo.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
@@ -30,6 +31,8 @@ export interface ApiDeps {
   campaigns: CampaignRepo;
   progress: ProgressReader;
   publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  /** tells dispatchers to reload a campaign's settings (rate limit) */
+  publishChanged(campaignId: number): Promise<void>;
   health(): Promise<Record<string, string>>;
   log: Logger;
 }
@@ -37,7 +40,7 @@ export interface ApiDeps {
 type Handler = (info: RequestInfo, res: HttpResponse, state: ResponseState) => Promise<Reply>;
 
 export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
-  const route = (method: 'get' | 'post', pattern: string, handler: Handler, auth = true): void => {
+  const route = (method: 'get' | 'post' | 'patch', pattern: string, handler: Handler, auth = true): void => {
     const paramCount = (pattern.match(/:/g) ?? []).length;
     app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
       const state = new ResponseState(res);
@@ -118,6 +121,15 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     const id = parseId(info.params[0], 'id');
     const c = await deps.campaigns.get(id);
     if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    const counts = await deps.progress.counts([id]);
+    return { status: 200, body: campaignView(c, counts.get(id)) };
+  });
+
+  route('patch', '/v1/campaigns/:id', async (info, res, state) => {
+    const id = parseId(info.params[0], 'id');
+    const input = validateUpdateCampaign(await readJson(res, state, info, deps.maxBodyBytes));
+    const c = await deps.campaigns.setRateLimit(id, input.rateLimit ?? null);
+    await deps.publishChanged(id).catch((err: unknown) => deps.log.warn({ err, campaignId: id }, 'change publish failed'));
     const counts = await deps.progress.counts([id]);
     return { status: 200, body: campaignView(c, counts.get(id)) };
   });

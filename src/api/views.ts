@@ -11,6 +11,7 @@ export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS):
     channel: c.channel,
     chunk_size: c.chunkSize,
     schedule_at: c.scheduleAt?.toISOString() ?? null,
+    rate_limit: c.rateLimit,
     total: c.total,
     sent: counts.sent,
     delivered: counts.delivered,

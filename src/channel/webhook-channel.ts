@@ -3,7 +3,9 @@
  * keep-alive sockets with a bounded count, which Node's fetch does not expose).
  *   2xx → delivered, except entries the receiver lists as failed in `{"failed":[{"idempotency_key","error"}]}`
  *   4xx → every message in the batch failed, with the status and the start of the body as the reason
- *   5xx, timeout, connection error → retried with exponential backoff and jitter, then failed
+ *   5xx, 408, timeout, connection error → retried with exponential backoff and jitter, then failed
+ *   429 → the receiver asks us to slow down: wait its Retry-After (or the backoff) and try again, without
+ *         spending an attempt, up to MAX_THROTTLES times in a row
  */
 import { Pool } from 'undici';
 import { idempotencyKey, type Channel, type OutboundBatch, type SendResult } from './channel.js';
@@ -17,7 +19,23 @@ export interface WebhookOptions {
   connections: number;
 }
 
-type Outcome = { kind: 'ok'; failedKeys: Map<string, string> } | { kind: 'reject'; error: string } | { kind: 'retry'; error: string };
+type Outcome =
+  | { kind: 'ok'; failedKeys: Map<string, string> }
+  | { kind: 'reject'; error: string }
+  | { kind: 'retry'; error: string }
+  | { kind: 'throttle'; error: string; waitMs: number | null };
+
+const MAX_THROTTLES = 100;
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/** Retry-After: delay-seconds or an HTTP date; null when absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, now = Date.now()): number | null {
+  const v = Array.isArray(header) ? header[0] : header;
+  if (v === undefined || v.trim() === '') return null;
+  if (/^\d+$/.test(v.trim())) return Math.min(Number(v.trim()) * 1000, MAX_RETRY_AFTER_MS);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.min(Math.max(0, at - now), MAX_RETRY_AFTER_MS);
+}
 
 export class WebhookChannel implements Channel {
   readonly needsRecipients = true;
@@ -61,6 +79,7 @@ export class WebhookChannel implements Channel {
     }
     const payload = JSON.stringify({ campaign_id: batch.campaignId, messages });
     let outcome: Outcome = { kind: 'retry', error: 'not sent' };
+    let throttles = 0;
     for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
       if (attempt > 1) {
         result.retries++;
@@ -68,8 +87,15 @@ export class WebhookChannel implements Channel {
         await sleep(delay / 2 + Math.random() * (delay / 2), signal);
       }
       outcome = await this.post(payload);
+      while (outcome.kind === 'throttle' && throttles < MAX_THROTTLES && !signal?.aborted) {
+        throttles++;
+        result.retries++;
+        await sleep(outcome.waitMs ?? this.opts.backoffMs * 2 ** Math.min(throttles - 1, 8), signal);
+        outcome = await this.post(payload);
+      }
       if (outcome.kind !== 'retry') break;
     }
+    if (outcome.kind === 'throttle') outcome = { kind: 'reject', error: `still throttled after ${throttles} tries: ${outcome.error}` };
     if (outcome.kind === 'ok') {
       if (outcome.failedKeys.size === 0) return;
       for (let i = start; i < end; i++) {
@@ -94,8 +120,9 @@ export class WebhookChannel implements Channel {
       const text = await res.body.text();
       if (res.statusCode >= 200 && res.statusCode < 300) return { kind: 'ok', failedKeys: parseFailed(text) };
       const reason = `HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`;
-      // 408 and 429 are the receiver asking us to come back later, not a verdict on the message.
-      if (res.statusCode >= 500 || res.statusCode === 408 || res.statusCode === 429) return { kind: 'retry', error: reason };
+      if (res.statusCode === 429) return { kind: 'throttle', error: reason, waitMs: retryAfterMs(res.headers['retry-after']) };
+      // 408 is the receiver asking us to come back later, not a verdict on the message.
+      if (res.statusCode >= 500 || res.statusCode === 408) return { kind: 'retry', error: reason };
       return { kind: 'reject', error: reason };
     } catch (err) {
       return { kind: 'retry', error: (err as Error).message || String(err) };

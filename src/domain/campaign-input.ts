@@ -18,6 +18,36 @@ export interface CreateCampaignInput {
   content: { title: string; body: string };
   chunkSize: number | null;
   scheduleAt: Date | null;
+  rateLimit: number | null;
+}
+
+export interface UpdateCampaignInput {
+  rateLimit?: number | null;
+}
+
+const MAX_RATE = 10_000_000;
+
+function validateRate(raw: unknown, errors: FieldError[]): number | null {
+  if (raw === undefined || raw === null) return null;
+  if (!Number.isSafeInteger(raw) || (raw as number) < 1 || (raw as number) > MAX_RATE) {
+    errors.push({ field: 'rate_limit', error: `must be null or an integer from 1 to ${MAX_RATE} (messages per second)` });
+    return null;
+  }
+  return raw as number;
+}
+
+/** PATCH /v1/campaigns/:id — only fields that may change while a campaign runs. */
+export function validateUpdateCampaign(body: unknown): UpdateCampaignInput {
+  if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
+  const errors: FieldError[] = [];
+  const out: UpdateCampaignInput = {};
+  for (const key of Object.keys(body)) {
+    if (key !== 'rate_limit') errors.push({ field: key, error: 'cannot be changed (changeable: rate_limit)' });
+  }
+  if ('rate_limit' in body) out.rateLimit = validateRate(body.rate_limit, errors);
+  if (errors.length === 0 && Object.keys(out).length === 0) errors.push({ field: 'body', error: 'names nothing to change' });
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return out;
 }
 
 export interface CreateAudienceInput {
@@ -114,8 +144,9 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
     if (Number.isNaN(d.getTime())) errors.push({ field: 'schedule_at', error: 'must be an ISO-8601 date-time string' });
     else scheduleAt = d;
   }
+  const rateLimit = validateRate(body.rate_limit, errors);
   if (errors.length > 0) throw HeraldError.invalid(errors);
-  return { name, audienceId, channel, content, chunkSize, scheduleAt };
+  return { name, audienceId, channel, content, chunkSize, scheduleAt, rateLimit };
 }
 
 export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {

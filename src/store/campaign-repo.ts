@@ -15,6 +15,7 @@ export interface Campaign {
   content: { title: string; body: string };
   chunkSize: number;
   scheduleAt: Date | null;
+  rateLimit: number | null;
   status: CampaignStatus;
   total: number | null;
   planMaxId: number | null;
@@ -36,6 +37,7 @@ interface CampaignRow {
   content: { title: string; body: string };
   chunk_size: number;
   schedule_at: Date | null;
+  rate_limit: number | null;
   status: CampaignStatus;
   total: number | null;
   plan_max_id: number | null;
@@ -58,6 +60,7 @@ function fromRow(r: CampaignRow): Campaign {
     content: r.content,
     chunkSize: r.chunk_size,
     scheduleAt: r.schedule_at,
+    rateLimit: r.rate_limit,
     status: r.status,
     total: r.total,
     planMaxId: r.plan_max_id,
@@ -78,8 +81,8 @@ export class CampaignRepo {
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
       const r = await this.db.query<CampaignRow>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status)
-         SELECT $1, a.id, $3, $4, $5, $6, $7 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8 FROM audiences a WHERE a.id = $2
          RETURNING *`,
         [
           input.name,
@@ -89,6 +92,7 @@ export class CampaignRepo {
           input.chunkSize ?? defaultChunkSize,
           input.scheduleAt,
           input.scheduleAt === null ? 'draft' : 'scheduled',
+          input.rateLimit,
         ],
       );
       const row = r.rows[0];
@@ -138,6 +142,25 @@ export class CampaignRepo {
     } catch (err) {
       throw wrapPgError(err, 'list campaigns by status');
     }
+  }
+
+  /** Changes a campaign's rate limit; refused (409) once the campaign has finished. */
+  async setRateLimit(id: number, rateLimit: number | null): Promise<Campaign> {
+    let row: CampaignRow | undefined;
+    try {
+      const r = await this.db.query<CampaignRow>(
+        `UPDATE campaigns SET rate_limit = $2, updated_at = now()
+         WHERE id = $1 AND status NOT IN ('completed', 'cancelled', 'failed') RETURNING *`,
+        [id, rateLimit],
+      );
+      row = r.rows[0];
+    } catch (err) {
+      throw wrapPgError(err, 'update campaign');
+    }
+    if (row !== undefined) return fromRow(row);
+    const current = await this.status(id);
+    if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    throw new HeraldError('CONFLICT', `cannot change a campaign that is ${current}`, { status: current, id });
   }
 
   /**

@@ -18,6 +18,11 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:epoch`;
   }
 
+  /** the campaign's send-rate schedule (GCRA theoretical arrival time, µs) */
+  rate(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:rate`;
+  }
+
   /** pub/sub channel for status changes and wake-ups; carries `<campaignId> <status>` */
   control(): string {
     return `${this.prefix}:control`;

@@ -56,7 +56,7 @@ describe('planning, reclaim and pause/resume on real services', () => {
   it('re-running migrations is a no-op', async () => {
     expect(await migrate(ns.config)).toEqual([]);
     const pgApplied = await db.query('SELECT name FROM herald_migrations ORDER BY name');
-    expect(pgApplied.rows.map((r) => r.name)).toEqual(['0001_core.sql']);
+    expect(pgApplied.rows.map((r) => r.name)).toEqual(['0001_core.sql', '0002_rate_limit.sql']);
   });
 
   it('plans resumably: an interrupted plan continues without appending a chunk twice', async () => {

@@ -90,3 +90,23 @@ describe('config', () => {
     expect(() => loadConfig({ HERALD_API_KEYS: 'short' })).toThrow(/HERALD_API_KEYS/);
   });
 });
+
+describe('webhook Retry-After', () => {
+  it('reads seconds and HTTP dates, capped at a minute', async () => {
+    const { retryAfterMs } = await import('../../src/channel/webhook-channel.js');
+    expect(retryAfterMs('2')).toBe(2000);
+    expect(retryAfterMs(undefined)).toBeNull();
+    expect(retryAfterMs('soon')).toBeNull();
+    expect(retryAfterMs('3600')).toBe(60_000);
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(retryAfterMs('Thu, 01 Jan 2026 00:00:05 GMT', now)).toBe(5000);
+  });
+
+  it('validates PATCH bodies', async () => {
+    const { validateUpdateCampaign } = await import('../../src/domain/campaign-input.js');
+    expect(validateUpdateCampaign({ rate_limit: 100 })).toEqual({ rateLimit: 100 });
+    expect(validateUpdateCampaign({ rate_limit: null })).toEqual({ rateLimit: null });
+    expect(fieldsOf(() => validateUpdateCampaign({}))).toEqual(['body']);
+    expect(fieldsOf(() => validateUpdateCampaign({ rate_limit: 1.5, status: 'x' }))).toEqual(['status', 'rate_limit']);
+  });
+});
