@@ -91,54 +91,35 @@ export class ChunkStream {
   }
 
   /** Reads new entries for `consumer`, blocking up to `blockMs`. Use a connection of its own: it blocks. */
-  async read(conn: Redis, campaignId: number, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
-    let raw: unknown;
-    try {
-      raw = await conn.callBuffer(
-        'XREADGROUP',
-        'GROUP',
-        CHUNK_GROUP,
-        consumer,
-        'COUNT',
-        count,
-        'BLOCK',
-        blockMs,
-        'STREAMS',
-        this.keys.chunks(campaignId),
-        '>',
-      );
-    } catch (err) {
-      const msg = String((err as Error).message);
-      // The stream or group was deleted (campaign finished, or Redis lost its data): nothing to read.
-      if (msg.includes('NOGROUP') || msg.includes('UNBLOCKED')) return [];
-      throw redisError(err, 'read chunks');
-    }
-    if (!Array.isArray(raw) || raw.length === 0) return [];
-    const stream = raw[0] as [Buffer, unknown];
-    return parseEntries(stream[1]);
+  read(conn: Redis, campaignId: number, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
+    return this.readGroup(conn, campaignId, consumer, count, ['BLOCK', blockMs], '>');
   }
 
   /**
    * Re-reads entries already delivered to `consumer` and not acked (its history), after `afterId`:
    * a consumer that was paused or restarted under the same name picks these up first.
    */
-  async readPending(conn: Redis, campaignId: number, consumer: string, count: number, afterId: string): Promise<StreamEntry[]> {
+  readPending(conn: Redis, campaignId: number, consumer: string, count: number, afterId: string): Promise<StreamEntry[]> {
+    return this.readGroup(conn, campaignId, consumer, count, [], afterId);
+  }
+
+  private async readGroup(
+    conn: Redis,
+    campaignId: number,
+    consumer: string,
+    count: number,
+    block: Array<string | number>,
+    from: string,
+  ): Promise<StreamEntry[]> {
     let raw: unknown;
     try {
-      raw = await conn.callBuffer(
-        'XREADGROUP',
-        'GROUP',
-        CHUNK_GROUP,
-        consumer,
-        'COUNT',
-        count,
-        'STREAMS',
-        this.keys.chunks(campaignId),
-        afterId,
-      );
+      const args = ['GROUP', CHUNK_GROUP, consumer, 'COUNT', count, ...block, 'STREAMS', this.keys.chunks(campaignId), from];
+      raw = await conn.callBuffer('XREADGROUP', ...args);
     } catch (err) {
-      if (String((err as Error).message).includes('NOGROUP')) return [];
-      throw redisError(err, 'read pending chunks');
+      const msg = String((err as Error).message);
+      // The stream or group was deleted (campaign finished, or Redis lost its data): nothing to read.
+      if (msg.includes('NOGROUP') || msg.includes('UNBLOCKED')) return [];
+      throw redisError(err, 'read chunks');
     }
     if (!Array.isArray(raw) || raw.length === 0) return [];
     return parseEntries((raw[0] as [Buffer, unknown])[1]);

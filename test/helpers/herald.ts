@@ -100,6 +100,19 @@ export class Api {
     return a.body.id as number;
   }
 
+  /** Creates a null-channel campaign on `audienceId`; `extra` adds or overrides fields. */
+  async nullCampaign(audienceId: number, extra: Record<string, unknown> = {}): Promise<number> {
+    const c = await this.call('POST', '/v1/campaigns', {
+      name: `null campaign on ${audienceId}`,
+      audience_id: audienceId,
+      channel: { type: 'null' },
+      content: { title: 't', body: 'b' },
+      ...extra,
+    });
+    if (c.status !== 201) throw new Error(`create campaign failed: ${JSON.stringify(c.body)}`);
+    return c.body.id as number;
+  }
+
   async waitForStatus(id: number, statuses: string[], timeoutMs = 120_000): Promise<any> {
     const t0 = Date.now();
     for (;;) {

@@ -67,18 +67,12 @@ describe('a null-channel campaign end to end', () => {
     const second = await startTestHerald(ns, { port: 0 });
     try {
       const audienceId = await api.audience(20_000, 'co');
-      const c = await api.call('POST', '/v1/campaigns', {
-        name: 'shared',
-        audience_id: audienceId,
-        channel: { type: 'null' },
-        content: { title: 't', body: 'b' },
-        chunk_size: 100,
-      });
-      await api.call('POST', `/v1/campaigns/${c.body.id}/start`);
-      const done = await api.waitForStatus(c.body.id, ['completed']);
+      const id = await api.nullCampaign(audienceId, { chunk_size: 100 });
+      await api.call('POST', `/v1/campaigns/${id}/start`);
+      const done = await api.waitForStatus(id, ['completed']);
       expect(done.delivered).toBe(20_000);
       const rows = await herald.ch.rows<{ n: string; u: string }>(
-        `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${c.body.id}`,
+        `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${id}`,
       );
       expect(Number(rows[0]!.n)).toBe(20_000);
       expect(Number(rows[0]!.u)).toBe(20_000);

@@ -65,18 +65,12 @@ describe('several herald processes share a campaign', () => {
 
   it('splits the chunks between an in-process dispatcher and a child process, each recipient once', async () => {
     const audienceId = await api.audience(100_000, 'mp');
-    const c = await api.call('POST', '/v1/campaigns', {
-      name: 'two processes',
-      audience_id: audienceId,
-      channel: { type: 'null' },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-    });
-    await api.call('POST', `/v1/campaigns/${c.body.id}/start`);
-    const done = await api.waitForStatus(c.body.id, ['completed']);
+    const id = await api.nullCampaign(audienceId, { chunk_size: 100 });
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const done = await api.waitForStatus(id, ['completed']);
     expect(done.delivered).toBe(100_000);
     const rows = await herald.ch.rows<{ n: string; u: string }>(
-      `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${c.body.id}`,
+      `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${id}`,
     );
     expect(rows[0]).toEqual({ n: '100000', u: '100000' });
     // The child reports what its actor sent when it deactivates.

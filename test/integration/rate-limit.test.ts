@@ -48,18 +48,8 @@ describe('campaign send rate', () => {
     sink?.close();
   });
 
-  async function campaign(audienceId: number, extra: Record<string, unknown>): Promise<number> {
-    const c = await api.call('POST', '/v1/campaigns', {
-      name: 'rated',
-      audience_id: audienceId,
-      channel: { type: 'null' },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-      ...extra,
-    });
-    expect(c.status).toBe(201);
-    return c.body.id as number;
-  }
+  const campaign = (audienceId: number, extra: Record<string, unknown>): Promise<number> =>
+    api.nullCampaign(audienceId, { chunk_size: 100, ...extra });
 
   it('holds a campaign to its rate across consumers and processes', async () => {
     const audienceId = await api.audience(10_000, 'rl');

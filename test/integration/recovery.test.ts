@@ -42,16 +42,7 @@ describe('planning, reclaim and pause/resume on real services', () => {
     await ns?.drop();
   });
 
-  async function campaign(audienceId: number, name: string): Promise<number> {
-    const c = await api.call('POST', '/v1/campaigns', {
-      name,
-      audience_id: audienceId,
-      channel: { type: 'null' },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-    });
-    return c.body.id as number;
-  }
+  const campaign = (audienceId: number, name: string): Promise<number> => api.nullCampaign(audienceId, { name, chunk_size: 100 });
 
   it('re-running migrations is a no-op', async () => {
     expect(await migrate(ns.config)).toEqual([]);
