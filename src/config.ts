@@ -21,6 +21,7 @@ export const DEFAULTS = {
   reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over
   leaseMs: 10_000, // HERALD_LEASE_MS: campaign ownership lease; renewed every third of it
   readCount: 4, // HERALD_READ_COUNT: chunks one XREADGROUP asks for
+  subBatchSize: 100, // HERALD_SUBBATCH_SIZE: recipients per channel call; pause is checked between sub-batches
   planAheadChunks: 400, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
   sinkFlushRows: 100_000, // HERALD_SINK_FLUSH_ROWS: ClickHouse insert batch size
   sinkFlushMs: 200, // HERALD_SINK_FLUSH_MS: a partial batch is inserted after this long
@@ -52,6 +53,7 @@ export interface Config {
   leaseMs: number;
   readCount: number;
   planAheadChunks: number;
+  subBatchSize: number;
   sinkFlushRows: number;
   sinkFlushMs: number;
   sinkMaxBufferedRows: number;
@@ -77,6 +79,7 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['leaseMs', 'HERALD_LEASE_MS', 300, 3_600_000],
   ['readCount', 'HERALD_READ_COUNT', 1, 1000],
   ['planAheadChunks', 'HERALD_PLAN_AHEAD_CHUNKS', 1, 1_000_000],
+  ['subBatchSize', 'HERALD_SUBBATCH_SIZE', 1, 100_000],
   ['sinkFlushRows', 'HERALD_SINK_FLUSH_ROWS', 1, 10_000_000],
   ['sinkFlushMs', 'HERALD_SINK_FLUSH_MS', 1, 600_000],
   ['sinkMaxBufferedRows', 'HERALD_SINK_MAX_BUFFERED_ROWS', 1, 100_000_000],

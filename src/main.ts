@@ -18,12 +18,14 @@ import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
 import { Keys } from './stream/keys.js';
 import { ChunkStream } from './stream/chunk-stream.js';
+import { announceChanged, announceStatus } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
+import { Ledger } from './actor/ledger.js';
 import { startApi, type ApiServer } from './api/server.js';
 
 export interface Herald {
@@ -88,9 +90,6 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     connections: cfg.webhookConnections,
   });
   const holderId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const publish = async (id: number, status: string): Promise<void> => {
-    await redis.publish(keys.control(), `${id} ${status}`);
-  };
 
   let dispatcher: Dispatcher | null = null;
   let subscriber: Redis | null = null;
@@ -107,6 +106,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       channels,
       sink,
       rate: new RateLimiter(redis, keys),
+      ledger: new Ledger(redis, keys),
       log,
       holderId,
       pollMs: cfg.pollMs,
@@ -117,6 +117,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         leaseMs: cfg.leaseMs,
         blockMs: 250,
         completionCheckMs: 50,
+        subBatchSize: cfg.subBatchSize,
       },
     });
     await dispatcher.start();
@@ -133,8 +134,15 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       audiences,
       campaigns,
       progress,
-      publishStatus: publish,
-      publishChanged: (id) => publish(id, 'changed'),
+      publishStatus: (id, status) => announceStatus(redis, keys, id, status),
+      publishChanged: (id) => announceChanged(redis, keys, id),
+      overshoot: async (ids) => {
+        const out = new Map<number, number>();
+        if (ids.length === 0) return out;
+        const values = await redis.mget(ids.map((id) => keys.overshoot(id)));
+        ids.forEach((id, i) => out.set(id, Number(values[i] ?? 0)));
+        return out;
+      },
       log,
       health: async () => {
         const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {

@@ -16,7 +16,8 @@ import type { RateLimiter } from './rate-limiter.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
-import { unpackStrings } from '../domain/packed-ids.js';
+import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
+import type { Ledger } from './ledger.js';
 
 export interface ActorOptions {
   workers: number;
@@ -27,6 +28,8 @@ export interface ActorOptions {
   blockMs: number;
   /** how often the owner checks for completion */
   completionCheckMs: number;
+  /** recipients per channel call; status is checked and the ledger written between sub-batches */
+  subBatchSize: number;
 }
 
 export interface ActorDeps {
@@ -38,6 +41,7 @@ export interface ActorDeps {
   channels: ChannelRegistry;
   sink: EventSink;
   rate: RateLimiter;
+  ledger: Ledger;
   log: Logger;
   holderId: string;
   publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
@@ -287,30 +291,55 @@ export class CampaignActor {
       this.acks.add(entry.id);
       return;
     }
-    // The shared send rate: wait for this chunk's share; a pause meanwhile leaves the chunk unsent and pending.
-    const mayGo = await this.deps.rate.acquire(
-      this.id,
-      chunk.count,
-      () => this.campaign.rateLimit,
-      () => !this.running || !mayStartChunk(this.status),
-    );
-    if (!mayGo) return;
+    const holder = this.inflight.get(entry.id);
+    if (holder === undefined) return;
+    const sending = (announced: string | null): boolean =>
+      this.running && mayStartChunk(this.status) && (announced ?? 'sending') === 'sending';
+    // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we go on?
+    let step = await this.deps.ledger.step(this.id, holder, entry.id, chunk.seq, -1, 0);
+    if (step.stale) {
+      this.inflight.delete(entry.id);
+      return;
+    }
+    let sent = step.sent;
     const channel = this.deps.channels.get(this.campaign.channel);
-    const userIds = channel.needsRecipients ? unpackStrings(chunk.users, chunk.count) : [];
-    const addresses = channel.needsRecipients ? (chunk.addresses ?? new Array<string | null>(chunk.count).fill(null)) : [];
-    const result = await channel.send({
-      campaignId: this.id,
-      title: this.campaign.content.title,
-      body: this.campaign.content.body,
-      count: chunk.count,
-      userIds,
-      addresses,
-    });
-    const { stored } = await this.deps.sink.appendOutcomes(this.id, chunk.users, chunk.count, result.failed, Math.floor(Date.now() / 1000));
+    const offsets = packedOffsets(chunk.users, chunk.count);
+    const tickets: Array<Promise<void>> = [];
+    while (sent < chunk.count) {
+      if (!sending(step.status)) return; // left pending: resumed (or reclaimed) from the ledger
+      const n = Math.min(this.deps.options.subBatchSize, chunk.count - sent);
+      // The shared send rate: wait for this sub-batch's share; a pause meanwhile leaves it unsent.
+      const mayGo = await this.deps.rate.acquire(
+        this.id,
+        n,
+        () => this.campaign.rateLimit,
+        () => !this.running || !mayStartChunk(this.status),
+      );
+      if (!mayGo) return;
+      const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
+      const result = await channel.send({
+        campaignId: this.id,
+        title: this.campaign.content.title,
+        body: this.campaign.content.body,
+        count: n,
+        userIds: channel.needsRecipients ? unpackStrings(users, n) : [],
+        addresses: channel.needsRecipients ? (chunk.addresses?.slice(sent, sent + n) ?? new Array<string | null>(n).fill(null)) : [],
+      });
+      const { stored } = await this.deps.sink.appendOutcomes(this.id, users, n, result.failed, Math.floor(Date.now() / 1000));
+      tickets.push(stored);
+      this.stats.recipients += n;
+      this.stats.failed += result.failed.size;
+      sent += n;
+      step = await this.deps.ledger.step(this.id, holder, entry.id, chunk.seq, sent, n);
+      if (step.stale) {
+        // Taken over while we were sending (we stalled past the reclaim time): stop here at once.
+        this.deps.log.warn({ campaignId: this.id, entry: entry.id }, 'chunk taken over by another consumer; stopping');
+        this.inflight.delete(entry.id);
+        return;
+      }
+    }
     this.stats.chunks++;
-    this.stats.recipients += chunk.count;
-    this.stats.failed += result.failed.size;
-    // Ack only once the events are in ClickHouse; the consumer moves on meanwhile.
-    void stored.then(() => this.acks.add(entry.id));
+    // Ack only once every event of the chunk is in ClickHouse; the consumer moves on meanwhile.
+    void Promise.all(tickets).then(() => this.acks.add(entry.id));
   }
 }

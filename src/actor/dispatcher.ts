@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
 import { CampaignActor, type ActorDeps } from './campaign-actor.js';
+import { announceStatus } from '../stream/control.js';
 
 export type DispatcherDeps = Omit<ActorDeps, 'publishStatus'> & {
   subscriber: Redis;
@@ -38,7 +39,7 @@ export class Dispatcher {
   }
 
   async publishStatus(campaignId: number, status: CampaignStatus): Promise<void> {
-    await this.deps.redis.publish(this.deps.keys.control(), `${campaignId} ${status}`);
+    await announceStatus(this.deps.redis, this.deps.keys, campaignId, status);
   }
 
   hosted(): CampaignActor[] {

@@ -31,6 +31,8 @@ export interface ApiDeps {
   campaigns: CampaignRepo;
   progress: ProgressReader;
   publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  /** messages sent after a pause or cancel was announced, per campaign */
+  overshoot(campaignIds: readonly number[]): Promise<Map<number, number>>;
   /** tells dispatchers to reload a campaign's settings (rate limit) */
   publishChanged(campaignId: number): Promise<void>;
   health(): Promise<Record<string, string>>;
@@ -111,8 +113,9 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
   route('get', '/v1/campaigns', async (info) => {
     const q = validateListCampaigns(info.query);
     const list = await deps.campaigns.list(q);
-    const counts = await deps.progress.counts(list.map((c) => c.id));
-    const items = list.map((c) => campaignView(c, counts.get(c.id)));
+    const ids = list.map((c) => c.id);
+    const [counts, overshoot] = await Promise.all([deps.progress.counts(ids), deps.overshoot(ids)]);
+    const items = list.map((c) => campaignView(c, counts.get(c.id), overshoot.get(c.id)));
     const last = list[list.length - 1];
     return { status: 200, body: { campaigns: items, next_before: list.length === q.limit && last ? last.id : null } };
   });
@@ -121,8 +124,8 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     const id = parseId(info.params[0], 'id');
     const c = await deps.campaigns.get(id);
     if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
-    const counts = await deps.progress.counts([id]);
-    return { status: 200, body: campaignView(c, counts.get(id)) };
+    const [counts, overshoot] = await Promise.all([deps.progress.counts([id]), deps.overshoot([id])]);
+    return { status: 200, body: campaignView(c, counts.get(id), overshoot.get(id)) };
   });
 
   route('patch', '/v1/campaigns/:id', async (info, res, state) => {

@@ -2,7 +2,7 @@
 import type { Campaign } from '../store/campaign-repo.js';
 import { ZERO_COUNTS, type CampaignCounts } from '../progress/progress-reader.js';
 
-export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS): Record<string, unknown> {
+export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, overshoot = 0): Record<string, unknown> {
   return {
     id: c.id,
     name: c.name,
@@ -18,6 +18,7 @@ export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS):
     failed: counts.failed,
     read: counts.read,
     unique_readers: counts.uniqueReaders,
+    overshoot,
     planned_chunks: c.plannedChunks,
     created_at: c.createdAt.toISOString(),
     started_at: c.startedAt?.toISOString() ?? null,

@@ -39,6 +39,19 @@ export function packStrings(values: readonly string[]): Buffer {
   return buf.subarray(0, off);
 }
 
+/** Byte offsets of each packed id: offsets[i] is where id i starts, offsets[count] the end. */
+export function packedOffsets(packed: Uint8Array, count: number): Uint32Array {
+  const out = new Uint32Array(count + 1);
+  let off = 0;
+  for (let i = 0; i < count; i++) {
+    out[i] = off;
+    const [len, start] = readVarint(packed, off, packed.length);
+    off = start + len;
+  }
+  out[count] = off;
+  return out;
+}
+
 export function unpackStrings(packed: Uint8Array, count: number): string[] {
   const buf = Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
   const out = new Array<string>(count);

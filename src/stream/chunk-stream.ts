@@ -229,9 +229,20 @@ export class ChunkStream {
     }
   }
 
+  /**
+   * A finished campaign's work state goes: the stream and the ledger. The overshoot count stays a week
+   * for GET /v1/campaigns/:id; the status key expires on its own.
+   */
   async drop(campaignId: number): Promise<void> {
+    const k = this.keys;
     try {
-      await this.redis.del(this.keys.chunks(campaignId));
+      const res =
+        (await this.redis
+          .multi()
+          .del(k.chunks(campaignId), k.ledger(campaignId))
+          .expire(k.overshoot(campaignId), 7 * 24 * 3600)
+          .exec()) ?? [];
+      for (const [err] of res) if (err) throw err;
     } catch (err) {
       throw redisError(err, 'drop stream');
     }

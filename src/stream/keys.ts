@@ -18,6 +18,21 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:epoch`;
   }
 
+  /** the campaign's status, as last announced (consumers check it between sub-batches) */
+  status(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:status`;
+  }
+
+  /** chunk seq → recipients of that chunk already handed to the channel */
+  ledger(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:ledger`;
+  }
+
+  /** messages whose send finished after a pause or cancel was announced */
+  overshoot(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:overshoot`;
+  }
+
   /** the campaign's send-rate schedule (GCRA theoretical arrival time, µs) */
   rate(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:rate`;

@@ -1,0 +1,134 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import type { Herald } from '../../src/main.js';
+import { CHUNK_GROUP, Keys } from '../../src/stream/keys.js';
+import { ChunkStream } from '../../src/stream/chunk-stream.js';
+import { Planner } from '../../src/planner/planner.js';
+import { CampaignRepo } from '../../src/store/campaign-repo.js';
+import { RecipientReader } from '../../src/store/recipient-reader.js';
+import { createDb, type Db } from '../../src/store/db.js';
+import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+
+/** A webhook receiver that answers after `delayMs` and remembers when it saw each idempotency key. */
+class SlowSink {
+  server!: Server;
+  url!: string;
+  readonly seen = new Map<string, number[]>();
+  constructor(readonly delayMs: number) {}
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      let data = '';
+      req.on('data', (d: Buffer) => (data += d.toString()));
+      req.on('end', () => {
+        setTimeout(() => {
+          const now = Date.now();
+          for (const m of (JSON.parse(data) as { messages: Array<{ idempotency_key: string }> }).messages) {
+            const times = this.seen.get(m.idempotency_key) ?? [];
+            times.push(now);
+            this.seen.set(m.idempotency_key, times);
+          }
+          res.writeHead(200).end();
+        }, this.delayMs);
+      });
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hook`;
+  }
+  receivedAfter(t: number): number {
+    let n = 0;
+    for (const times of this.seen.values()) n += times.filter((x) => x > t).length;
+    return n;
+  }
+}
+
+describe('pause, resume and reclaim send every recipient exactly once', () => {
+  let ns: Namespace;
+  let herald: Herald;
+  let api: Api;
+  const sink = new SlowSink(15);
+
+  beforeAll(async () => {
+    await sink.start();
+    ns = await createNamespace({ subBatchSize: 20, webhookBatchSize: 20, workers: 2, reclaimIdleMs: 500 });
+    herald = await startTestHerald(ns);
+    api = apiFor(herald);
+  });
+
+  afterAll(async () => {
+    await herald?.stop();
+    await ns?.drop();
+    sink.server?.close();
+  });
+
+  it('stops within one sub-batch per consumer of a pause, reports the overshoot, and resumes without repeats', async () => {
+    const n = 3_000;
+    const audienceId = await api.audience(n, 'pz');
+    const c = await api.call('POST', '/v1/campaigns', {
+      name: 'pause webhook',
+      audience_id: audienceId,
+      channel: { type: 'webhook', url: sink.url },
+      content: { title: 't', body: 'b' },
+      chunk_size: 100,
+    });
+    const id = c.body.id as number;
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    while (sink.seen.size < 200) await new Promise((r) => setTimeout(r, 10));
+    const paused = await api.call('POST', `/v1/campaigns/${id}/pause`);
+    const pausedAt = Date.now();
+    expect(paused.body.status).toBe('paused');
+    await new Promise((r) => setTimeout(r, 600));
+    const afterPause = sink.receivedAfter(pausedAt);
+    const mid = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+    // At most the sub-batch each consumer had in flight: 2 consumers × 20.
+    expect(afterPause).toBeLessThanOrEqual(40);
+    expect(mid.overshoot).toBeLessThanOrEqual(40);
+    expect(mid.overshoot).toBeGreaterThanOrEqual(afterPause);
+    expect(sink.seen.size).toBeLessThan(n);
+    const frozen = sink.seen.size;
+    await new Promise((r) => setTimeout(r, 400));
+    expect(sink.seen.size).toBe(frozen);
+
+    await api.call('POST', `/v1/campaigns/${id}/resume`);
+    const done = await api.waitForStatus(id, ['completed'], 60_000);
+    expect(done.delivered).toBe(n);
+    expect(sink.seen.size).toBe(n);
+    expect([...sink.seen.values()].filter((t) => t.length !== 1)).toEqual([]);
+  });
+
+  it('continues a reclaimed chunk after the part its dead holder already sent', async () => {
+    const redis = new Redis(ns.config.redisUrl);
+    const db: Db = createDb(ns.config.databaseUrl, 2);
+    try {
+      const keys = new Keys(ns.config.redisPrefix);
+      const audienceId = await api.audience(500, 'lg');
+      const c = await api.call('POST', '/v1/campaigns', {
+        name: 'ledger',
+        audience_id: audienceId,
+        channel: { type: 'webhook', url: sink.url },
+        content: { title: 't', body: 'b' },
+        chunk_size: 100,
+      });
+      const id = c.body.id as number;
+      // While the campaign is paused (no dispatcher hosts it), plan it and hand its first chunk to a
+      // consumer that "sends" 40 of its 100 recipients and dies; then resume it through the API.
+      await db.query("UPDATE campaigns SET status = 'paused', started_at = now() WHERE id = $1", [id]);
+      const stream = new ChunkStream(redis, keys);
+      await new Planner(new CampaignRepo(db), new RecipientReader(db), stream).plan(id);
+      await redis.xreadgroup('GROUP', CHUNK_GROUP, 'dead', 'COUNT', 1, 'STREAMS', keys.chunks(id), '>');
+      await redis.hset(keys.ledger(id), '1', '40');
+      expect((await api.call('POST', `/v1/campaigns/${id}/resume`)).body.status).toBe('sending');
+      const done = await api.waitForStatus(id, ['completed'], 60_000);
+      // The 40 the dead consumer sent are not sent again; everything else exactly once.
+      const mine = [...sink.seen.keys()].filter((k) => k.startsWith(`${id}:`));
+      expect(mine).toHaveLength(460);
+      expect(mine.every((k) => sink.seen.get(k)!.length === 1)).toBe(true);
+      expect(mine.filter((k) => /:lg([1-9]|[1-3][0-9]|40)$/.test(k))).toEqual([]);
+      expect(done.delivered).toBe(460);
+    } finally {
+      redis.disconnect();
+      await db.end();
+    }
+  });
+});
