@@ -21,7 +21,7 @@ export const DEFAULTS = {
   reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over
   leaseMs: 10_000, // HERALD_LEASE_MS: campaign ownership lease; renewed every third of it
   readCount: 4, // HERALD_READ_COUNT: chunks one XREADGROUP asks for
-  subBatchSize: 100, // HERALD_SUBBATCH_SIZE: recipients per channel call; pause is checked between sub-batches
+  subBatchSize: 50, // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk); pause is checked between
   planAheadChunks: 400, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
   sinkFlushRows: 100_000, // HERALD_SINK_FLUSH_ROWS: ClickHouse insert batch size
   sinkFlushMs: 200, // HERALD_SINK_FLUSH_MS: a partial batch is inserted after this long

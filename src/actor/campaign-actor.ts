@@ -17,7 +17,7 @@ import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
-import type { Ledger } from './ledger.js';
+import type { Ledger, StepResult } from './ledger.js';
 
 export interface ActorOptions {
   workers: number;
@@ -295,19 +295,24 @@ export class CampaignActor {
     if (holder === undefined) return;
     const sending = (announced: string | null): boolean =>
       this.running && mayStartChunk(this.status) && (announced ?? 'sending') === 'sending';
-    // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we go on?
-    let step = await this.deps.ledger.step(this.id, holder, entry.id, chunk.seq, -1, 0);
-    if (step.stale) {
-      this.inflight.delete(entry.id);
-      return;
+    // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
+    // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
+    let step: StepResult = { stale: false, status: null, sent: 0 };
+    if (!entry.fresh) {
+      step = await this.deps.ledger.step(this.id, holder, entry.id, chunk.seq, -1, 0);
+      if (step.stale) {
+        this.inflight.delete(entry.id);
+        return;
+      }
     }
     let sent = step.sent;
     const channel = this.deps.channels.get(this.campaign.channel);
+    const subBatch = channel.instant ? chunk.count : this.deps.options.subBatchSize;
     const offsets = packedOffsets(chunk.users, chunk.count);
     const tickets: Array<Promise<void>> = [];
     while (sent < chunk.count) {
       if (!sending(step.status)) return; // left pending: resumed (or reclaimed) from the ledger
-      const n = Math.min(this.deps.options.subBatchSize, chunk.count - sent);
+      const n = Math.min(subBatch, chunk.count - sent);
       // The shared send rate: wait for this sub-batch's share; a pause meanwhile leaves it unsent.
       const mayGo = await this.deps.rate.acquire(
         this.id,

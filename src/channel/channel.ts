@@ -25,6 +25,8 @@ export interface Channel {
   readonly type: string;
   /** whether the transport reads user ids and addresses; when not, they are never decoded to strings */
   readonly needsRecipients: boolean;
+  /** true when a send has no effect outside Herald (null): a chunk then goes in one sub-batch */
+  readonly instant: boolean;
   send(batch: OutboundBatch, signal?: AbortSignal): Promise<SendResult>;
   close(): Promise<void>;
 }

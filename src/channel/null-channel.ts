@@ -4,6 +4,7 @@ import type { Channel, OutboundBatch, SendResult } from './channel.js';
 const NONE: SendResult = Object.freeze({ failed: new Map<number, string>(), retries: 0 }) as SendResult;
 
 export class NullChannel implements Channel {
+  readonly instant = true;
   readonly needsRecipients = false;
   readonly type = 'null';
 

@@ -38,6 +38,7 @@ export function retryAfterMs(header: string | string[] | undefined, now = Date.n
 }
 
 export class WebhookChannel implements Channel {
+  readonly instant = false;
   readonly needsRecipients = true;
   readonly type = 'webhook';
   private readonly pool: Pool;

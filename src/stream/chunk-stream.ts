@@ -13,6 +13,8 @@ export interface StreamEntry {
   /** null when the entry could not be decoded: the caller acks it away and reports the error */
   chunk: ChunkDescriptor | null;
   error: HeraldError | null;
+  /** first delivery (read with '>'): no earlier holder can have sent any of it */
+  fresh: boolean;
 }
 
 export interface GroupState {
@@ -28,7 +30,7 @@ function redisError(err: unknown, what: string): HeraldError {
   return new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ${what}: ${(err as Error).message}`, {}, err);
 }
 
-function parseEntries(raw: unknown): StreamEntry[] {
+function parseEntries(raw: unknown, fresh = false): StreamEntry[] {
   const out: StreamEntry[] = [];
   if (!Array.isArray(raw)) return out;
   for (const item of raw as unknown[]) {
@@ -45,13 +47,14 @@ function parseEntries(raw: unknown): StreamEntry[] {
         id,
         chunk: null,
         error: new HeraldError('STREAM_ENTRY_INVALID', `entry ${id} has no '${CHUNK_FIELD}' field`, { field: CHUNK_FIELD }),
+        fresh,
       });
       continue;
     }
     try {
-      out.push({ id, chunk: decodeChunk(data), error: null });
+      out.push({ id, chunk: decodeChunk(data), error: null, fresh });
     } catch (err) {
-      out.push({ id, chunk: null, error: err as HeraldError });
+      out.push({ id, chunk: null, error: err as HeraldError, fresh });
     }
   }
   return out;
@@ -122,7 +125,7 @@ export class ChunkStream {
       throw redisError(err, 'read chunks');
     }
     if (!Array.isArray(raw) || raw.length === 0) return [];
-    return parseEntries((raw[0] as [Buffer, unknown])[1]);
+    return parseEntries((raw[0] as [Buffer, unknown])[1], from === '>');
   }
 
   /**
