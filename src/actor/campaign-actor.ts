@@ -45,6 +45,11 @@ export interface ActorDeps {
   log: Logger;
   holderId: string;
   publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  /**
+   * Whether PostgreSQL, the record, answers. While it does not, no sub-batch is started: a status
+   * change could not be seen, and nothing must be done that cannot be recorded.
+   */
+  recordAvailable(): boolean;
   options: ActorOptions;
 }
 
@@ -311,6 +316,7 @@ export class CampaignActor {
     const offsets = packedOffsets(chunk.users, chunk.count);
     const tickets: Array<Promise<void>> = [];
     while (sent < chunk.count) {
+      while (!this.deps.recordAvailable() && sending(step.status)) await this.sleep(100);
       if (!sending(step.status)) return; // left pending: resumed (or reclaimed) from the ledger
       const n = Math.min(subBatch, chunk.count - sent);
       // The shared send rate: wait for this sub-batch's share; a pause meanwhile leaves it unsent.

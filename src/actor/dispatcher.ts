@@ -8,7 +8,7 @@ import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status
 import { CampaignActor, type ActorDeps } from './campaign-actor.js';
 import { announceStatus } from '../stream/control.js';
 
-export type DispatcherDeps = Omit<ActorDeps, 'publishStatus'> & {
+export type DispatcherDeps = Omit<ActorDeps, 'publishStatus' | 'recordAvailable'> & {
   subscriber: Redis;
   pollMs: number;
 };
@@ -18,6 +18,8 @@ export class Dispatcher {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private polling: Promise<void> | null = null;
+  /** whether the last poll reached PostgreSQL; while it does not, no sub-batch is started */
+  private pgUp = true;
 
   constructor(private readonly deps: DispatcherDeps) {}
 
@@ -70,8 +72,11 @@ export class Dispatcher {
       for (const actor of this.actors.values()) {
         if (sending.has(actor.id)) actor.reload();
       }
+      if (!this.pgUp) this.deps.log.info('PostgreSQL answers again: dispatch continues');
+      this.pgUp = true;
     } catch (err) {
-      this.deps.log.error({ err }, 'dispatcher poll failed');
+      if (this.pgUp) this.deps.log.error({ err }, 'dispatcher poll failed: dispatch holds until PostgreSQL answers');
+      this.pgUp = false;
     }
   }
 
@@ -82,7 +87,10 @@ export class Dispatcher {
       return null;
     });
     if (campaign === null || campaign.status !== 'sending' || this.actors.has(id) || this.stopped) return;
-    const actor = new CampaignActor({ ...this.deps, publishStatus: (c, s) => this.publishStatus(c, s) }, campaign);
+    const actor = new CampaignActor(
+      { ...this.deps, publishStatus: (c, s) => this.publishStatus(c, s), recordAvailable: () => this.pgUp },
+      campaign,
+    );
     this.actors.set(id, actor);
     actor.start();
     this.deps.log.info({ campaignId: id }, 'campaign actor activated');

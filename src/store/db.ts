@@ -10,7 +10,15 @@ pg.types.setTypeParser(20, (v: string) => Number(v));
 export type Db = pg.Pool;
 
 export function createDb(databaseUrl: string, max = 10): Db {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max, idleTimeoutMillis: 30_000 });
+  // Bounded waits: a PostgreSQL that stops answering (not just refusing) must surface as an error,
+  // so dispatch can notice the outage instead of hanging on a query.
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 60_000,
+  });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that kills
   // the process. The next query gets a fresh connection, so logging is enough.
   pool.on('error', () => undefined);
@@ -21,6 +29,9 @@ export function createDb(databaseUrl: string, max = 10): Db {
 export function wrapPgError(err: unknown, what: string): HeraldError {
   if (err instanceof HeraldError) return err;
   const e = err as { code?: string; message?: string };
-  const connection = e.code === undefined || e.code.startsWith('08') || e.code === '57P01' || e.code === 'ECONNREFUSED';
+  // A SQLSTATE is five characters; anything else (ECONNRESET, ECONNREFUSED, timeouts, no code at all)
+  // is the connection, as are classes 08 (connection), 57P0x (shutdown) and 53300 (too many clients).
+  const code = e.code ?? '';
+  const connection = !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || code.startsWith('57P0') || code === '53300';
   return new HeraldError(connection ? 'DEPENDENCY_UNAVAILABLE' : 'INTERNAL', `PostgreSQL ${what}: ${e.message ?? String(err)}`, {}, err);
 }

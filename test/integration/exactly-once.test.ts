@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Herald } from '../../src/main.js';
@@ -10,38 +8,7 @@ import { CampaignRepo } from '../../src/store/campaign-repo.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
 import { createDb, type Db } from '../../src/store/db.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
-
-/** A webhook receiver that answers after `delayMs` and remembers when it saw each idempotency key. */
-class SlowSink {
-  server!: Server;
-  url!: string;
-  readonly seen = new Map<string, number[]>();
-  constructor(readonly delayMs: number) {}
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => {
-        setTimeout(() => {
-          const now = Date.now();
-          for (const m of (JSON.parse(data) as { messages: Array<{ idempotency_key: string }> }).messages) {
-            const times = this.seen.get(m.idempotency_key) ?? [];
-            times.push(now);
-            this.seen.set(m.idempotency_key, times);
-          }
-          res.writeHead(200).end();
-        }, this.delayMs);
-      });
-    });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hook`;
-  }
-  receivedAfter(t: number): number {
-    let n = 0;
-    for (const times of this.seen.values()) n += times.filter((x) => x > t).length;
-    return n;
-  }
-}
+import { SlowSink } from '../helpers/slow-sink.js';
 
 describe('pause, resume and reclaim send every recipient exactly once', () => {
   let ns: Namespace;
