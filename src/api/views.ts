@@ -2,7 +2,17 @@
 import type { Campaign } from '../store/campaign-repo.js';
 import { ZERO_COUNTS, type CampaignCounts } from '../progress/progress-reader.js';
 
+/**
+ * `delivered + failed + aborted + pending = total` at every moment: what has no outcome yet is pending,
+ * or aborted once the campaign was cancelled (or failed) and will never send it.
+ */
+export function remaining(c: Campaign, counts: CampaignCounts): { aborted: number; pending: number } {
+  const open = Math.max(0, (c.total ?? 0) - counts.delivered - counts.failed);
+  return c.status === 'cancelled' || c.status === 'failed' ? { aborted: open, pending: 0 } : { aborted: 0, pending: open };
+}
+
 export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, overshoot = 0): Record<string, unknown> {
+  const { aborted, pending } = remaining(c, counts);
   return {
     id: c.id,
     name: c.name,
@@ -16,6 +26,8 @@ export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, 
     sent: counts.sent,
     delivered: counts.delivered,
     failed: counts.failed,
+    aborted,
+    pending,
     read: counts.read,
     unique_readers: counts.uniqueReaders,
     overshoot,

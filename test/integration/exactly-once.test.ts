@@ -53,6 +53,8 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
     expect(mid.overshoot).toBeLessThanOrEqual(40);
     expect(mid.overshoot).toBeGreaterThanOrEqual(afterPause);
     expect(sink.seen.size).toBeLessThan(n);
+    expect(mid.aborted).toBe(0);
+    expect(mid.delivered + mid.failed + mid.aborted + mid.pending).toBe(n);
     const frozen = sink.seen.size;
     await new Promise((r) => setTimeout(r, 400));
     expect(sink.seen.size).toBe(frozen);
@@ -62,6 +64,34 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
     expect(done.delivered).toBe(n);
     expect(sink.seen.size).toBe(n);
     expect([...sink.seen.values()].filter((t) => t.length !== 1)).toEqual([]);
+  });
+
+  it('cancels mid-campaign: nothing more is sent, and what was not sent is counted as aborted', async () => {
+    const n = 2_000;
+    const audienceId = await api.audience(n, 'cx');
+    const c = await api.call('POST', '/v1/campaigns', {
+      name: 'cancel webhook',
+      audience_id: audienceId,
+      channel: { type: 'webhook', url: sink.url },
+      content: { title: 't', body: 'b' },
+      chunk_size: 100,
+    });
+    const id = c.body.id as number;
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const mine = (): number => [...sink.seen.keys()].filter((k) => k.startsWith(`${id}:`)).length;
+    while (mine() < 300) await new Promise((r) => setTimeout(r, 5));
+    expect((await api.call('POST', `/v1/campaigns/${id}/cancel`)).body.status).toBe('cancelled');
+    await new Promise((r) => setTimeout(r, 600));
+    const settled = mine();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(mine()).toBe(settled);
+    const got = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+    expect(got.status).toBe('cancelled');
+    expect(got.delivered).toBe(settled);
+    expect(got.pending).toBe(0);
+    expect(got.aborted).toBe(n - settled);
+    expect(got.delivered + got.failed + got.aborted + got.pending).toBe(n);
+    expect(await herald.redis.exists(`${ns.config.redisPrefix}:{c${id}}:chunks`)).toBe(0);
   });
 
   it('continues a reclaimed chunk after the part its dead holder already sent', async () => {
