@@ -23,6 +23,7 @@ import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
 import { ProgressReader } from './progress/progress-reader.js';
+import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { Ledger } from './actor/ledger.js';
@@ -102,7 +103,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       keys,
       stream,
       campaigns,
-      planner: new Planner(campaigns, reader, stream, { aheadChunks: cfg.planAheadChunks, pageRows: 100_000 }),
+      planner: new Planner(campaigns, reader, stream, { aheadChunks: cfg.planAheadChunks, pageRows: 100_000 }, new OutcomeFilter(ch)),
       channels,
       sink,
       rate: new RateLimiter(redis, keys),
@@ -118,6 +119,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         blockMs: 250,
         completionCheckMs: 50,
         subBatchSize: cfg.subBatchSize,
+        lostStreamGraceMs: cfg.sinkFlushMs * 2 + 1000,
       },
     });
     await dispatcher.start();

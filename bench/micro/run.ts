@@ -19,7 +19,7 @@ const ids = Array.from({ length: CHUNK }, (_, i) => 1_000_000 + i);
 const names = ids.map((i) => `user-${i}`);
 const copyText = Buffer.from(ids.map((i) => `${i}\tuser-${i}\n`).join(''));
 const page = parseRecipientRows(copyText, false);
-const [chunk] = packChunks({ campaignId: 42, audienceId: 7 }, { seq: 0, afterId: 0 }, page, CHUNK, true);
+const [chunk] = packChunks({ campaignId: 42, audienceId: 7, generation: 0 }, { seq: 0, afterId: 0 }, page, CHUNK, true);
 const encoded = encodeChunk(chunk!);
 const asJson = JSON.stringify({ ...chunk, users: names });
 const none = new Map<number, string>();
@@ -32,7 +32,7 @@ bench
   .add(`chunk decode, JSON (${CHUNK} recipients)`, () => JSON.parse(asJson))
   .add(`COPY text → packed ids (${CHUNK} rows)`, () => parseRecipientRows(copyText, false))
   .add(`planner: page → chunks (${CHUNK} rows)`, () =>
-    packChunks({ campaignId: 42, audienceId: 7 }, { seq: 0, afterId: 0 }, page, CHUNK, true),
+    packChunks({ campaignId: 42, audienceId: 7, generation: 0 }, { seq: 0, afterId: 0 }, page, CHUNK, true),
   )
   .add(`RowBinary events from packed ids (${CHUNK} rows)`, () => {
     const w = new EventRowWriter(32 * 1024);

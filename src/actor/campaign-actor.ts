@@ -30,6 +30,8 @@ export interface ActorOptions {
   completionCheckMs: number;
   /** recipients per channel call; status is checked and the ledger written between sub-batches */
   subBatchSize: number;
+  /** after the stream is found lost: how long to let every process's buffered events reach ClickHouse before re-planning */
+  lostStreamGraceMs: number;
 }
 
 export interface ActorDeps {
@@ -73,6 +75,8 @@ export class CampaignActor {
   private readonly loops: Array<Promise<void>> = [];
   private planningDone: boolean;
   private planning: Promise<void> | null = null;
+  /** re-planning after the stream was lost: planning and completion wait */
+  private recovering = false;
   private lastReclaimAt = 0;
   /** sleepers to wake early (status change, stop) */
   private readonly wakers = new Set<() => void>();
@@ -102,6 +106,8 @@ export class CampaignActor {
     this.loops.push(this.ownerLoop());
     for (let i = 0; i < this.deps.options.workers; i++) {
       const conn = this.deps.redis.duplicate();
+      // Connection trouble shows up as failed reads, handled in the loop; the event is only reported.
+      conn.on('error', (err: Error) => this.deps.log.debug({ err: err.message, campaignId: this.id }, 'consumer connection'));
       this.conns.push(conn);
       this.loops.push(this.consumerLoop(conn, `${this.deps.holderId}-${i}`));
     }
@@ -188,6 +194,7 @@ export class CampaignActor {
           if (this.lease.held && !was) log.debug({ campaignId: this.id, epoch: this.lease.epoch }, 'campaign lease acquired');
         }
         if (this.lease.held) {
+          if (await this.streamLost()) await this.recover();
           if (!this.planningDone && this.planning === null) this.planning = this.plan();
           if (now - this.lastReclaimAt >= options.reclaimIdleMs / 2) {
             this.lastReclaimAt = now;
@@ -202,9 +209,46 @@ export class CampaignActor {
     }
   }
 
+  /**
+   * The stream (with its group) is gone although PostgreSQL records a plan of the current generation:
+   * Redis lost it (restart without persistence, FLUSHALL, failover).
+   */
+  private async streamLost(): Promise<boolean> {
+    const state = await this.deps.stream.state(this.id);
+    if (state.exists) return false;
+    const c = await this.deps.campaigns.get(this.id);
+    return c !== null && c.status === 'sending' && c.plannedChunks > 0 && c.planGeneration === this.campaign.planGeneration;
+  }
+
+  /**
+   * Re-plans from PostgreSQL under the next generation. First every outcome sent so far must be in
+   * ClickHouse (this process flushes; others flush within their flush interval), because the new plan
+   * leaves out every recipient with an outcome: what was sent is not sent again.
+   */
+  private async recover(): Promise<void> {
+    this.recovering = true;
+    try {
+      this.deps.log.warn(
+        { campaignId: this.id, generation: this.campaign.planGeneration },
+        'campaign stream lost; re-planning from PostgreSQL',
+      );
+      await this.planning;
+      await this.deps.sink.flush();
+      await this.sleep(this.deps.options.lostStreamGraceMs);
+      await this.deps.campaigns.restartPlan(this.id, this.campaign.planGeneration);
+      const c = await this.deps.campaigns.get(this.id);
+      if (c !== null) this.campaign = c;
+      this.planningDone = c?.planningDone ?? false;
+      this.inflight.clear();
+      this.reclaimed.length = 0;
+    } finally {
+      this.recovering = false;
+    }
+  }
+
   private plan(): Promise<void> {
     return this.deps.planner
-      .plan(this.id, () => !this.running)
+      .plan(this.id, () => !this.running || this.recovering)
       .then((r) => {
         this.planningDone = r.done;
         this.deps.log.info({ campaignId: this.id, chunks: r.chunks, recipients: r.recipients, ms: Math.round(r.ms) }, 'campaign planned');
@@ -230,7 +274,15 @@ export class CampaignActor {
   private async checkCompletion(): Promise<boolean> {
     await this.acks.flush();
     const state = await this.deps.stream.state(this.id);
-    if (!isDrained(this.planningDone, state) || this.reclaimed.length > 0) return false;
+    if (!isDrained(this.planningDone, state) || this.reclaimed.length > 0 || this.recovering) return false;
+    // Drained as far as this process knows; PostgreSQL says whether the current plan is complete (another
+    // process may have re-planned after a lost stream).
+    const c = await this.deps.campaigns.get(this.id);
+    if (c === null || !c.planningDone) {
+      if (c !== null) this.campaign = c;
+      this.planningDone = false;
+      return false;
+    }
     try {
       await this.deps.campaigns.transition(this.id, 'complete');
     } catch (err) {
@@ -298,13 +350,22 @@ export class CampaignActor {
     }
     const holder = this.inflight.get(entry.id);
     if (holder === undefined) return;
+    if (chunk.generation > this.campaign.planGeneration) {
+      const c = await this.deps.campaigns.get(this.id);
+      if (c !== null) this.campaign = c;
+    }
+    if (chunk.generation < this.campaign.planGeneration) {
+      // An entry of a plan that was replaced (its stream was lost and re-planned): never sent.
+      this.acks.add(entry.id);
+      return;
+    }
     const sending = (announced: string | null): boolean =>
       this.running && mayStartChunk(this.status) && (announced ?? 'sending') === 'sending';
     // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
     // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
     let step: StepResult = { stale: false, status: null, sent: 0 };
     if (!entry.fresh) {
-      step = await this.deps.ledger.step(this.id, holder, entry.id, chunk.seq, -1, 0);
+      step = await this.deps.ledger.step(this.id, holder, entry.id, -1, 0);
       if (step.stale) {
         this.inflight.delete(entry.id);
         return;
@@ -341,7 +402,7 @@ export class CampaignActor {
       this.stats.recipients += n;
       this.stats.failed += result.failed.size;
       sent += n;
-      step = await this.deps.ledger.step(this.id, holder, entry.id, chunk.seq, sent, n);
+      step = await this.deps.ledger.step(this.id, holder, entry.id, sent, n);
       if (step.stale) {
         // Taken over while we were sending (we stalled past the reclaim time): stop here at once.
         this.deps.log.warn({ campaignId: this.id, entry: entry.id }, 'chunk taken over by another consumer; stopping');

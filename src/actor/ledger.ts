@@ -1,5 +1,5 @@
 /**
- * The recipient ledger: per chunk, how many of its recipients were handed to the channel. Written after
+ * The recipient ledger: per chunk (keyed by its stream entry id), how many of its recipients were handed to the channel. Written after
  * each sub-batch the channel accepted (never when the chunk was read), fenced by the stream's own
  * ownership record, so a reclaimed or resumed chunk continues after its sent part and a consumer that
  * lost its chunk cannot record progress.
@@ -36,20 +36,27 @@ export class Ledger {
   }
 
   /** `sent` < 0 only reads (before the first sub-batch). */
-  async step(campaignId: number, consumer: string, entryId: string, seq: number, sent: number, batch: number): Promise<StepResult> {
+  async step(campaignId: number, consumer: string, entryId: string, sent: number, batch: number): Promise<StepResult> {
     const k = this.keys;
-    const [state, ledger] = await this.cmds.heraldChunkStep(
-      k.status(campaignId),
-      k.ledger(campaignId),
-      k.overshoot(campaignId),
-      k.chunks(campaignId),
-      CHUNK_GROUP,
-      consumer,
-      entryId,
-      seq,
-      sent,
-      batch,
-    );
+    let reply: [string, number];
+    try {
+      reply = await this.cmds.heraldChunkStep(
+        k.status(campaignId),
+        k.ledger(campaignId),
+        k.overshoot(campaignId),
+        k.chunks(campaignId),
+        CHUNK_GROUP,
+        consumer,
+        entryId,
+        sent,
+        batch,
+      );
+    } catch (err) {
+      // The stream or its group is gone (Redis lost it): this chunk is no one's now; the owner re-plans.
+      if (String((err as Error).message).includes('NOGROUP')) return { stale: true, status: null, sent: 0 };
+      throw err;
+    }
+    const [state, ledger] = reply;
     return { stale: state === 'stale', status: state === 'stale' || state === '' ? null : state, sent: Number(ledger) };
   }
 }

@@ -35,9 +35,13 @@ export class ClickHouse {
   }
 
   /** SELECT … returning JSONEachRow rows. `max_execution_time` stops a runaway query on the server too. */
-  async rows<T>(query: string, maxSeconds = 30): Promise<T[]> {
+  async rows<T>(query: string, maxSeconds = 30, settings: Record<string, number> = {}): Promise<T[]> {
     try {
-      const rs = await this.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { max_execution_time: maxSeconds } });
+      const rs = await this.client.query({
+        query,
+        format: 'JSONEachRow',
+        clickhouse_settings: { max_execution_time: maxSeconds, ...settings },
+      });
       return await rs.json<T>();
     } catch (err) {
       throw wrap(err, query);

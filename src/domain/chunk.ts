@@ -8,7 +8,9 @@
 export interface ChunkDescriptor {
   campaignId: number;
   audienceId: number;
-  /** 1-based position in the campaign's plan; also the stream entry id `0-<seq>`, which makes appends idempotent. */
+  /** the plan this chunk belongs to (a lost stream is re-planned under the next generation) */
+  generation: number;
+  /** 1-based position in the plan; with the generation, the stream entry id `<generation>-<seq>`, which makes appends idempotent */
   seq: number;
   afterId: number;
   lastId: number;
@@ -29,16 +31,17 @@ export interface RecipientPage {
   addresses: Array<string | null> | null;
 }
 
-/** Stream ids are `<ms>-<seq>`; using ms = 0 and the chunk's seq means Redis itself refuses a repeated append. */
-export function chunkStreamId(seq: number): string {
-  return `0-${seq}`;
+/** Stream ids are `<ms>-<seq>`; using the plan generation and the chunk's seq means Redis itself refuses a repeated append. */
+export function chunkStreamId(generation: number, seq: number): string {
+  return `${generation}-${seq}`;
 }
 
-export function seqFromStreamId(id: string): number {
-  const dash = id.indexOf('-');
-  const seq = Number(id.slice(dash + 1));
-  if (dash < 0 || id.slice(0, dash) !== '0' || !Number.isSafeInteger(seq) || seq < 1) return -1;
-  return seq;
+export function seqFromStreamId(id: string): { generation: number; seq: number } | null {
+  const m = /^(\d+)-(\d+)$/.exec(id);
+  if (m === null) return null;
+  const generation = Number(m[1]);
+  const seq = Number(m[2]);
+  return Number.isSafeInteger(generation) && Number.isSafeInteger(seq) && seq >= 1 ? { generation, seq } : null;
 }
 
 /**
@@ -47,7 +50,7 @@ export function seqFromStreamId(id: string): number {
  * recipients are left for the next page, which the caller starts after the last full chunk.
  */
 export function packChunks(
-  base: { campaignId: number; audienceId: number },
+  base: { campaignId: number; audienceId: number; generation: number },
   start: { seq: number; afterId: number },
   page: RecipientPage,
   chunkSize: number,

@@ -11,6 +11,11 @@ import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
 import type { ChunkStream } from '../stream/chunk-stream.js';
 
+/** Leaves out recipients that already have an outcome (used by re-plans after a lost stream). */
+export interface OutcomeFilterPort {
+  withoutOutcomes(campaignId: number, page: RecipientPage): Promise<RecipientPage>;
+}
+
 export interface PlanResult {
   chunks: number;
   recipients: number;
@@ -36,6 +41,7 @@ export class Planner {
     private readonly reader: RecipientReader,
     private readonly stream: ChunkStream,
     private readonly opts: PlannerOptions = { aheadChunks: 400, pageRows: 100_000 },
+    private readonly outcomes: OutcomeFilterPort | null = null,
   ) {}
 
   async plan(campaignId: number, shouldStop: () => boolean = () => false): Promise<PlanResult> {
@@ -46,7 +52,10 @@ export class Planner {
     // compete with the first page for PostgreSQL's time.
     let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
     const withAddress = channelNeedsAddress(c.channel);
-    const base = { campaignId, audienceId: c.audienceId };
+    const base = { campaignId, audienceId: c.audienceId, generation: c.planGeneration };
+    // A re-plan (generation > 0) must not send again to anyone who already has an outcome.
+    const replan = c.planGeneration > 0;
+    if (replan && this.outcomes === null) throw new Error('a re-plan needs an outcome filter');
     let seq = c.plannedChunks;
     let afterId = c.plannedLastId;
     let position = c.plannedCount;
@@ -57,21 +66,26 @@ export class Planner {
       const wanted = PAGE_CHUNKS[Math.min(page, PAGE_CHUNKS.length - 1)]!;
       return Math.max(1, Math.min(wanted, Math.floor(this.opts.pageRows / c.chunkSize))) * c.chunkSize;
     };
-    const read = (from: number, limit: number): Promise<RecipientPage> => this.reader.page(c.audienceId, from, maxId, limit, withAddress);
+    const readPage = (from: number, limit: number): Promise<RecipientPage> =>
+      this.reader.page(c.audienceId, from, maxId, limit, withAddress);
     // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
     // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.
     let limit = pageLimit(0);
-    let next: Promise<RecipientPage> | null = done ? null : read(afterId, limit);
+    let next: Promise<RecipientPage> | null = done ? null : readPage(afterId, limit);
     for (let page = 0; next !== null && !shouldStop(); page++) {
-      const rows = await next;
-      const final = rows.ids.length < limit;
+      const read = await next;
+      const final = read.ids.length < limit;
+      const lastRead = read.ids[read.ids.length - 1];
       next = null;
       if (!final) {
         limit = pageLimit(page + 1);
-        next = read(rows.ids[rows.ids.length - 1]!, limit);
+        next = readPage(lastRead!, limit);
         next.catch(() => undefined); // awaited on the next turn; do not let an early exit leave it unhandled
       }
-      const chunks = packChunks(base, { seq, afterId }, rows, c.chunkSize, final);
+      const rows = replan ? await this.outcomes!.withoutOutcomes(campaignId, read) : read;
+      // A filtered page is no longer whole chunks: keep its tail for the next page only when the audience
+      // goes on, by packing it as final here (a short chunk) — a re-plan's chunks need not be full.
+      const chunks = packChunks(base, { seq, afterId }, rows, c.chunkSize, final || replan);
       if (!(await this.roomFor(campaignId, chunks.length, shouldStop))) break;
       appended += await this.stream.append(chunks);
       for (const ch of chunks) {
@@ -79,6 +93,8 @@ export class Planner {
         afterId = ch.lastId;
         position += ch.count;
       }
+      // Skipped recipients still move the plan on: the next page starts after the last one read.
+      if (replan && lastRead !== undefined) afterId = Math.max(afterId, lastRead);
       if (counting === null) {
         counting = this.campaigns.countPlanTotal(campaignId);
         counting.catch(() => undefined); // awaited before planning is recorded done; never left unhandled

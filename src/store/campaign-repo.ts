@@ -19,6 +19,7 @@ export interface Campaign {
   status: CampaignStatus;
   total: number | null;
   planMaxId: number | null;
+  planGeneration: number;
   plannedChunks: number;
   plannedLastId: number;
   plannedCount: number;
@@ -41,6 +42,7 @@ interface CampaignRow {
   status: CampaignStatus;
   total: number | null;
   plan_max_id: number | null;
+  plan_generation: number;
   planned_chunks: number;
   planned_last_id: number;
   planned_count: number;
@@ -64,6 +66,7 @@ function fromRow(r: CampaignRow): Campaign {
     status: r.status,
     total: r.total,
     planMaxId: r.plan_max_id,
+    planGeneration: r.plan_generation,
     plannedChunks: r.planned_chunks,
     plannedLastId: r.planned_last_id,
     plannedCount: r.planned_count,
@@ -247,6 +250,25 @@ export class CampaignRepo {
       return r.rows[0]?.total ?? 0;
     } catch (err) {
       throw wrapPgError(err, 'count plan');
+    }
+  }
+
+  /**
+   * Starts a new plan generation after the stream was lost: planning starts over (the planner leaves out
+   * recipients that already have an outcome). Conditional on the generation seen, so when several owners
+   * notice the loss, one restarts the plan.
+   */
+  async restartPlan(id: number, seenGeneration: number): Promise<boolean> {
+    try {
+      const r = await this.db.query(
+        `UPDATE campaigns SET plan_generation = plan_generation + 1, planned_chunks = 0, planned_last_id = 0,
+           planned_count = 0, planning_done = false, updated_at = now()
+         WHERE id = $1 AND plan_generation = $2 AND status = 'sending'`,
+        [id, seenGeneration],
+      );
+      return r.rowCount === 1;
+    } catch (err) {
+      throw wrapPgError(err, 'restart plan');
     }
   }
 

@@ -8,14 +8,14 @@ import { HeraldError } from '../errors.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { checkPacked } from '../domain/packed-ids.js';
 
-const VERSION = 2;
-const INT_FIELDS = ['campaignId', 'audienceId', 'seq', 'afterId', 'lastId', 'count'] as const;
+const VERSION = 3;
+const INT_FIELDS = ['campaignId', 'audienceId', 'generation', 'seq', 'afterId', 'lastId', 'count'] as const;
 
 // Plain arrays: no records/structures, so any msgpack reader can decode an entry.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 
 export function encodeChunk(c: ChunkDescriptor): Buffer {
-  return packr.pack([VERSION, c.campaignId, c.audienceId, c.seq, c.afterId, c.lastId, c.count, c.users, c.addresses]);
+  return packr.pack([VERSION, c.campaignId, c.audienceId, c.generation, c.seq, c.afterId, c.lastId, c.count, c.users, c.addresses]);
 }
 
 function invalid(message: string, field: string, cause?: unknown): HeraldError {
@@ -36,16 +36,16 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
   for (let i = 0; i < INT_FIELDS.length; i++) {
     const v: unknown = value[i + 1];
     const field = INT_FIELDS[i]!;
-    const min = field === 'afterId' ? 0 : 1;
+    const min = field === 'afterId' || field === 'generation' ? 0 : 1;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw invalid(`${field} must be an integer >= ${min}`, field);
     ints[field] = v;
   }
   if (ints.lastId! <= ints.afterId!) throw invalid('lastId must exceed afterId', 'lastId');
-  const users: unknown = value[7];
+  const users: unknown = value[INT_FIELDS.length + 1];
   if (!(users instanceof Uint8Array)) throw invalid('users must be binary', 'users');
   const problem = checkPacked(users, ints.count!);
   if (problem !== null) throw invalid(`users: ${problem}`, 'users');
-  const addresses: unknown = value[8];
+  const addresses: unknown = value[INT_FIELDS.length + 2];
   if (
     addresses !== null &&
     (!Array.isArray(addresses) || addresses.length !== ints.count || !addresses.every((a) => a === null || typeof a === 'string'))

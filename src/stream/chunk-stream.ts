@@ -78,7 +78,7 @@ export class ChunkStream {
   async append(chunks: readonly ChunkDescriptor[]): Promise<number> {
     if (chunks.length === 0) return 0;
     const p = this.redis.pipeline();
-    for (const c of chunks) p.xadd(this.keys.chunks(c.campaignId), chunkStreamId(c.seq), CHUNK_FIELD, encodeChunk(c));
+    for (const c of chunks) p.xadd(this.keys.chunks(c.campaignId), chunkStreamId(c.generation, c.seq), CHUNK_FIELD, encodeChunk(c));
     let results;
     try {
       results = (await p.exec()) ?? [];

@@ -114,7 +114,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
       const stream = new ChunkStream(redis, keys);
       await new Planner(new CampaignRepo(db), new RecipientReader(db), stream).plan(id);
       await redis.xreadgroup('GROUP', CHUNK_GROUP, 'dead', 'COUNT', 1, 'STREAMS', keys.chunks(id), '>');
-      await redis.hset(keys.ledger(id), '1', '40');
+      await redis.hset(keys.ledger(id), '0-1', '40');
       expect((await api.call('POST', `/v1/campaigns/${id}/resume`)).body.status).toBe('sending');
       const done = await api.waitForStatus(id, ['completed'], 60_000);
       // The 40 the dead consumer sent are not sent again; everything else exactly once.

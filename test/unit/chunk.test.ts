@@ -12,7 +12,7 @@ function page(ids: number[], withAddress = false): RecipientPage {
   return { ...p, addresses: withAddress ? ids.map((i) => (i % 2 ? `a${i}` : null)) : null };
 }
 
-const base = { campaignId: 7, audienceId: 3 };
+const base = { campaignId: 7, audienceId: 3, generation: 0 };
 
 describe('chunk packing', () => {
   it('cuts a page into contiguous keyset ranges carrying their recipients', () => {
@@ -45,9 +45,10 @@ describe('chunk packing', () => {
   it('counts chunks and maps stream ids', () => {
     expect(chunkCount(1_000_000, 500)).toBe(2000);
     expect(chunkCount(1001, 500)).toBe(3);
-    expect(chunkStreamId(17)).toBe('0-17');
-    expect(seqFromStreamId('0-17')).toBe(17);
-    expect(seqFromStreamId('1700000000000-0')).toBe(-1);
+    expect(chunkStreamId(0, 17)).toBe('0-17');
+    expect(chunkStreamId(2, 17)).toBe('2-17');
+    expect(seqFromStreamId('2-17')).toEqual({ generation: 2, seq: 17 });
+    expect(seqFromStreamId('1700000000000-0')).toBeNull();
   });
 });
 
@@ -71,16 +72,17 @@ describe('chunk codec', () => {
       throw new Error('decoded');
     };
     const a = packStrings(['a']);
-    expect(bad([2, 42, 9, 1, 0, 10, 'x', a, null]).details.field).toBe('count');
-    expect(bad([2, -1, 9, 1, 0, 10, 1, a, null]).details.field).toBe('campaignId');
-    expect(bad([1, 42, 9, 1, 0, 10, 1, a, null]).details.field).toBe('version');
-    expect(bad([2, 42, 9, 1, 10, 10, 1, a, null]).details.field).toBe('lastId');
-    expect(bad([2, 42, 9, 1, 0, 10, 2, a, null]).details.field).toBe('users');
-    expect(bad([2, 42, 9, 1, 0, 10, 1, ['a'], null]).details.field).toBe('users');
-    expect(bad([2, 42, 9, 1, 0, 10, 1, Buffer.from([5, 97]), null]).message).toMatch(/runs past the end/);
-    expect(bad([2, 42, 9, 1, 0, 10, 1, a, [1]]).details.field).toBe('addresses');
+    expect(bad([3, 42, 9, 0, 1, 0, 10, 'x', a, null]).details.field).toBe('count');
+    expect(bad([3, -1, 9, 0, 1, 0, 10, 1, a, null]).details.field).toBe('campaignId');
+    expect(bad([3, 42, 9, -1, 1, 0, 10, 1, a, null]).details.field).toBe('generation');
+    expect(bad([2, 42, 9, 0, 1, 0, 10, 1, a, null]).details.field).toBe('version');
+    expect(bad([3, 42, 9, 0, 1, 10, 10, 1, a, null]).details.field).toBe('lastId');
+    expect(bad([3, 42, 9, 0, 1, 0, 10, 2, a, null]).details.field).toBe('users');
+    expect(bad([3, 42, 9, 0, 1, 0, 10, 1, ['a'], null]).details.field).toBe('users');
+    expect(bad([3, 42, 9, 0, 1, 0, 10, 1, Buffer.from([5, 97]), null]).message).toMatch(/runs past the end/);
+    expect(bad([3, 42, 9, 0, 1, 0, 10, 1, a, [1]]).details.field).toBe('addresses');
     expect(bad({ a: 1 }).code).toBe('STREAM_ENTRY_INVALID');
-    expect(() => decodeChunk(Buffer.from([0x99, 0x02]))).toThrow(/not msgpack/);
+    expect(() => decodeChunk(Buffer.from([0x9a, 0x03]))).toThrow(/not msgpack/);
   });
 });
 

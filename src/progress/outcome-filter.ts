@@ -1,0 +1,38 @@
+/**
+ * For a re-plan after the stream was lost: which recipients of a page already have an outcome
+ * (delivered or failed) in ClickHouse, so they are not sent again. One query per page; the ids go in
+ * an IN list, with max_query_size raised for it (a setting 18.16 knows).
+ */
+import type { ClickHouse } from '../clickhouse/client.js';
+import { str, uint } from '../clickhouse/sql.js';
+import type { RecipientPage } from '../domain/chunk.js';
+import { packedOffsets, packStrings, unpackStrings } from '../domain/packed-ids.js';
+
+export class OutcomeFilter {
+  constructor(private readonly ch: ClickHouse) {}
+
+  async withoutOutcomes(campaignId: number, page: RecipientPage): Promise<RecipientPage> {
+    const n = page.ids.length;
+    if (n === 0) return page;
+    const userIds = unpackStrings(page.users, n);
+    const rows = await this.ch.rows<{ user_id: string }>(
+      `SELECT DISTINCT user_id FROM message_events
+       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed') AND user_id IN (${userIds.map(str).join(',')})`,
+      60,
+      { max_query_size: 256 * 1024 * 1024 },
+    );
+    if (rows.length === 0) return page;
+    const done = new Set(rows.map((r) => r.user_id));
+    const keep: number[] = [];
+    for (let i = 0; i < n; i++) if (!done.has(userIds[i]!)) keep.push(i);
+    const kept = keep.map((i) => userIds[i]!);
+    const users = packStrings(kept);
+    const userEnds = Array.from(packedOffsets(users, kept.length).subarray(1));
+    return {
+      ids: keep.map((i) => page.ids[i]!),
+      users,
+      userEnds,
+      addresses: page.addresses === null ? null : keep.map((i) => page.addresses![i] ?? null),
+    };
+  }
+}
