@@ -56,27 +56,39 @@ export class Dispatcher {
 
   private async poll(): Promise<void> {
     if (this.stopped) return;
+    // A PostgreSQL that hangs instead of refusing must also count as away.
+    const limit = Math.max(5_000, this.deps.pollMs * 5);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`PostgreSQL did not answer the poll in ${limit} ms`)), limit);
+    });
     try {
-      for (const id of await this.deps.campaigns.startDue()) {
-        this.deps.log.info({ campaignId: id }, 'scheduled campaign started');
-        await this.publishStatus(id, 'sending');
-      }
-      const sending = new Set(await this.deps.campaigns.idsWithStatus('sending'));
-      for (const id of sending) if (!this.actors.has(id)) await this.activate(id);
-      for (const [id, actor] of this.actors) {
-        if (sending.has(id)) continue;
-        const status = await this.deps.campaigns.status(id);
-        actor.setStatus(status ?? 'cancelled');
-      }
-      // Settings (rate limit) of the campaigns hosted here, in case a change message was missed.
-      for (const actor of this.actors.values()) {
-        if (sending.has(actor.id)) actor.reload();
-      }
+      await Promise.race([this.pollOnce(), timeout]);
       if (!this.pgUp) this.deps.log.info('PostgreSQL answers again: dispatch continues');
       this.pgUp = true;
     } catch (err) {
       if (this.pgUp) this.deps.log.error({ err }, 'dispatcher poll failed: dispatch holds until PostgreSQL answers');
       this.pgUp = false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async pollOnce(): Promise<void> {
+    for (const id of await this.deps.campaigns.startDue()) {
+      this.deps.log.info({ campaignId: id }, 'scheduled campaign started');
+      await this.publishStatus(id, 'sending');
+    }
+    const sending = new Set(await this.deps.campaigns.idsWithStatus('sending'));
+    for (const id of sending) if (!this.actors.has(id)) await this.activate(id);
+    for (const [id, actor] of this.actors) {
+      if (sending.has(id)) continue;
+      const status = await this.deps.campaigns.status(id);
+      actor.setStatus(status ?? 'cancelled');
+    }
+    // Settings (rate limit) of the campaigns hosted here, in case a change message was missed.
+    for (const actor of this.actors.values()) {
+      if (sending.has(actor.id)) actor.reload();
     }
   }
 

@@ -10,15 +10,9 @@ pg.types.setTypeParser(20, (v: string) => Number(v));
 export type Db = pg.Pool;
 
 export function createDb(databaseUrl: string, max = 10): Db {
-  // Bounded waits: a PostgreSQL that stops answering (not just refusing) must surface as an error,
-  // so dispatch can notice the outage instead of hanging on a query.
-  const pool = new pg.Pool({
-    connectionString: databaseUrl,
-    max,
-    idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 5_000,
-    query_timeout: 60_000,
-  });
+  // A bounded wait for a connection: a PostgreSQL that stops answering must surface as an error. No
+  // global query timeout: a 10M-row import legitimately runs for minutes (the dispatcher's poll has its own).
+  const pool = new pg.Pool({ connectionString: databaseUrl, max, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 5_000 });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that kills
   // the process. The next query gets a fresh connection, so logging is enough.
   pool.on('error', () => undefined);
