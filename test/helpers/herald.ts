@@ -100,10 +100,10 @@ export class Api {
     return a.body.id as number;
   }
 
-  /** Creates a null-channel campaign on `audienceId`; `extra` adds or overrides fields. */
+  /** Creates a campaign on `audienceId` (null channel unless `extra` says otherwise); returns its id. */
   async nullCampaign(audienceId: number, extra: Record<string, unknown> = {}): Promise<number> {
     const c = await this.call('POST', '/v1/campaigns', {
-      name: `null campaign on ${audienceId}`,
+      name: `campaign on ${audienceId}`,
       audience_id: audienceId,
       channel: { type: 'null' },
       content: { title: 't', body: 'b' },
@@ -111,6 +111,11 @@ export class Api {
     });
     if (c.status !== 201) throw new Error(`create campaign failed: ${JSON.stringify(c.body)}`);
     return c.body.id as number;
+  }
+
+  /** Creates a webhook campaign posting to `url`, 100-recipient chunks unless `extra` says otherwise. */
+  webhookCampaign(audienceId: number, url: string, extra: Record<string, unknown> = {}): Promise<number> {
+    return this.nullCampaign(audienceId, { channel: { type: 'webhook', url }, chunk_size: 100, ...extra });
   }
 
   async waitForStatus(id: number, statuses: string[], timeoutMs = 120_000): Promise<any> {

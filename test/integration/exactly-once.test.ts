@@ -32,14 +32,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
   it('stops within one sub-batch per consumer of a pause, reports the overshoot, and resumes without repeats', async () => {
     const n = 3_000;
     const audienceId = await api.audience(n, 'pz');
-    const c = await api.call('POST', '/v1/campaigns', {
-      name: 'pause webhook',
-      audience_id: audienceId,
-      channel: { type: 'webhook', url: sink.url },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-    });
-    const id = c.body.id as number;
+    const id = await api.webhookCampaign(audienceId, sink.url, { name: 'pause webhook' });
     await api.call('POST', `/v1/campaigns/${id}/start`);
     while (sink.seen.size < 200) await new Promise((r) => setTimeout(r, 10));
     const paused = await api.call('POST', `/v1/campaigns/${id}/pause`);
@@ -69,14 +62,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
   it('cancels mid-campaign: nothing more is sent, and what was not sent is counted as aborted', async () => {
     const n = 2_000;
     const audienceId = await api.audience(n, 'cx');
-    const c = await api.call('POST', '/v1/campaigns', {
-      name: 'cancel webhook',
-      audience_id: audienceId,
-      channel: { type: 'webhook', url: sink.url },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-    });
-    const id = c.body.id as number;
+    const id = await api.webhookCampaign(audienceId, sink.url, { name: 'cancel webhook' });
     await api.call('POST', `/v1/campaigns/${id}/start`);
     const mine = (): number => [...sink.seen.keys()].filter((k) => k.startsWith(`${id}:`)).length;
     while (mine() < 300) await new Promise((r) => setTimeout(r, 5));
@@ -100,14 +86,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
     try {
       const keys = new Keys(ns.config.redisPrefix);
       const audienceId = await api.audience(500, 'lg');
-      const c = await api.call('POST', '/v1/campaigns', {
-        name: 'ledger',
-        audience_id: audienceId,
-        channel: { type: 'webhook', url: sink.url },
-        content: { title: 't', body: 'b' },
-        chunk_size: 100,
-      });
-      const id = c.body.id as number;
+      const id = await api.webhookCampaign(audienceId, sink.url, { name: 'ledger' });
       // While the campaign is paused (no dispatcher hosts it), plan it and hand its first chunk to a
       // consumer that "sends" 40 of its 100 recipients and dies; then resume it through the API.
       await db.query("UPDATE campaigns SET status = 'paused', started_at = now() WHERE id = $1", [id]);

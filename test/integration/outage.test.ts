@@ -32,14 +32,7 @@ describe('PostgreSQL unavailable during a campaign', () => {
   it('holds dispatch while PostgreSQL is away and finishes exactly once when it is back', async () => {
     const n = 3_000;
     const audienceId = await api.audience(n, 'pg');
-    const c = await api.call('POST', '/v1/campaigns', {
-      name: 'outage',
-      audience_id: audienceId,
-      channel: { type: 'webhook', url: sink.url },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-    });
-    const id = c.body.id as number;
+    const id = await api.webhookCampaign(audienceId, sink.url, { name: 'outage' });
     await api.call('POST', `/v1/campaigns/${id}/start`);
     while (sink.seen.size < 300) await new Promise((r) => setTimeout(r, 5));
 

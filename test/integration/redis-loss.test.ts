@@ -36,14 +36,7 @@ describe('Redis restarted empty in the middle of a campaign', () => {
   it('re-plans from PostgreSQL and completes with every recipient exactly once', async () => {
     const n = 3_000;
     const audienceId = await api.audience(n, 'rx');
-    const c = await api.call('POST', '/v1/campaigns', {
-      name: 'redis loss',
-      audience_id: audienceId,
-      channel: { type: 'webhook', url: sink.url },
-      content: { title: 't', body: 'b' },
-      chunk_size: 100,
-    });
-    const id = c.body.id as number;
+    const id = await api.webhookCampaign(audienceId, sink.url, { name: 'redis loss' });
     await api.call('POST', `/v1/campaigns/${id}/start`);
     while (sink.seen.size < 600) await new Promise((r) => setTimeout(r, 5));
 
