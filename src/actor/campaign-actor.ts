@@ -16,8 +16,8 @@ import type { RateLimiter } from './rate-limiter.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
-import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
 import type { Ledger, StepResult } from './ledger.js';
+import { ChunkSender } from './chunk-sender.js';
 
 export interface ActorOptions {
   workers: number;
@@ -80,6 +80,7 @@ export class CampaignActor {
   private lastReclaimAt = 0;
   /** sleepers to wake early (status change, stop) */
   private readonly wakers = new Set<() => void>();
+  private readonly sender: ChunkSender;
 
   constructor(
     private readonly deps: ActorDeps,
@@ -88,6 +89,7 @@ export class CampaignActor {
     this.status = campaign.status;
     this.planningDone = campaign.planningDone;
     this.lease = new Lease(deps.redis, deps.keys, campaign.id, deps.holderId, deps.options.leaseMs);
+    this.sender = new ChunkSender({ ...deps, subBatchSize: deps.options.subBatchSize });
     this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
       for (const id of ids) this.inflight.delete(id);
@@ -359,7 +361,7 @@ export class CampaignActor {
       this.acks.add(entry.id);
       return;
     }
-    const sending = (announced: string | null): boolean =>
+    const mayGoOn = (announced: string | null): boolean =>
       this.running && mayStartChunk(this.status) && (announced ?? 'sending') === 'sending';
     // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
     // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
@@ -371,47 +373,22 @@ export class CampaignActor {
         return;
       }
     }
-    let sent = step.sent;
-    const channel = this.deps.channels.get(this.campaign.channel);
-    const subBatch = channel.instant ? chunk.count : this.deps.options.subBatchSize;
-    const offsets = packedOffsets(chunk.users, chunk.count);
-    const tickets: Array<Promise<void>> = [];
-    while (sent < chunk.count) {
-      while (!this.deps.recordAvailable() && sending(step.status)) await this.sleep(100);
-      if (!sending(step.status)) return; // left pending: resumed (or reclaimed) from the ledger
-      const n = Math.min(subBatch, chunk.count - sent);
-      // The shared send rate: wait for this sub-batch's share; a pause meanwhile leaves it unsent.
-      const mayGo = await this.deps.rate.acquire(
-        this.id,
-        n,
-        () => this.campaign.rateLimit,
-        () => !this.running || !mayStartChunk(this.status),
-      );
-      if (!mayGo) return;
-      const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
-      const result = await channel.send({
-        campaignId: this.id,
-        title: this.campaign.content.title,
-        body: this.campaign.content.body,
-        count: n,
-        userIds: channel.needsRecipients ? unpackStrings(users, n) : [],
-        addresses: channel.needsRecipients ? (chunk.addresses?.slice(sent, sent + n) ?? new Array<string | null>(n).fill(null)) : [],
-      });
-      const { stored } = await this.deps.sink.appendOutcomes(this.id, users, n, result.failed, Math.floor(Date.now() / 1000));
-      tickets.push(stored);
-      this.stats.recipients += n;
-      this.stats.failed += result.failed.size;
-      sent += n;
-      step = await this.deps.ledger.step(this.id, holder, entry.id, sent, n);
-      if (step.stale) {
-        // Taken over while we were sending (we stalled past the reclaim time): stop here at once.
-        this.deps.log.warn({ campaignId: this.id, entry: entry.id }, 'chunk taken over by another consumer; stopping');
-        this.inflight.delete(entry.id);
-        return;
-      }
-    }
+    const outcome = await this.sender.send({
+      campaign: this.campaign,
+      chunk,
+      entryId: entry.id,
+      holder,
+      step,
+      mayGoOn,
+      rateLimit: () => this.campaign.rateLimit,
+      sleep: (ms) => this.sleep(ms),
+    });
+    this.stats.recipients += outcome.recipients;
+    this.stats.failed += outcome.failed;
+    if (outcome.kind === 'taken-over') this.inflight.delete(entry.id);
+    if (outcome.kind !== 'done') return;
     this.stats.chunks++;
     // Ack only once every event of the chunk is in ClickHouse; the consumer moves on meanwhile.
-    void Promise.all(tickets).then(() => this.acks.add(entry.id));
+    void outcome.stored.then(() => this.acks.add(entry.id));
   }
 }
