@@ -89,7 +89,11 @@ export class CampaignActor {
     this.status = campaign.status;
     this.planningDone = campaign.planningDone;
     this.lease = new Lease(deps.redis, deps.keys, campaign.id, deps.holderId, deps.options.leaseMs);
-    this.sender = new ChunkSender({ ...deps, subBatchSize: deps.options.subBatchSize });
+    this.sender = new ChunkSender({
+      ...deps,
+      subBatchSize: deps.options.subBatchSize,
+      recheckAfterMs: Math.max(50, Math.floor(deps.options.reclaimIdleMs / 3)),
+    });
     this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
       for (const id of ids) this.inflight.delete(id);
@@ -175,7 +179,10 @@ export class CampaignActor {
       if (ids === undefined) byConsumer.set(consumer, [id]);
       else ids.push(id);
     }
-    for (const [consumer, ids] of byConsumer) await this.deps.stream.touch(this.id, consumer, ids);
+    for (const [consumer, ids] of byConsumer) {
+      // Entries taken over by another consumer (this process stalled past the reclaim time) are not ours.
+      for (const id of await this.deps.stream.touch(this.id, consumer, ids)) this.inflight.delete(id);
+    }
   }
 
   private async ownerLoop(): Promise<void> {
@@ -366,8 +373,10 @@ export class CampaignActor {
     // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
     // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
     let step: StepResult = { stale: false, status: null, sent: 0 };
+    let checkedAt = entry.readAt;
     if (!entry.fresh) {
       step = await this.deps.ledger.step(this.id, holder, entry.id, -1, 0);
+      checkedAt = Date.now();
       if (step.stale) {
         this.inflight.delete(entry.id);
         return;
@@ -379,6 +388,7 @@ export class CampaignActor {
       entryId: entry.id,
       holder,
       step,
+      checkedAt,
       mayGoOn,
       rateLimit: () => this.campaign.rateLimit,
       sleep: (ms) => this.sleep(ms),

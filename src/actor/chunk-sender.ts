@@ -20,6 +20,12 @@ export interface ChunkSenderDeps {
   log: Logger;
   recordAvailable(): boolean;
   subBatchSize: number;
+  /**
+   * Ownership older than this is checked again right before a send. A live process refreshes its hold
+   * every reclaimIdleMs / 3, so an older check means this process stalled (GC, SIGSTOP) and its chunk
+   * may have been taken over meanwhile.
+   */
+  recheckAfterMs: number;
 }
 
 export interface SendContext {
@@ -30,6 +36,8 @@ export interface SendContext {
   holder: string;
   /** where the chunk stands before this attempt */
   step: StepResult;
+  /** when ownership was last seen (the read, or the last ledger step), in ms */
+  checkedAt: number;
   /** whether this process still sends for the campaign, given the last announced status (null: unknown) */
   mayGoOn(announced: string | null): boolean;
   /** the campaign's current rate limit (it can change while the chunk is sent) */
@@ -48,6 +56,7 @@ export class ChunkSender {
   async send(ctx: SendContext): Promise<SendOutcome> {
     const { chunk, campaign } = ctx;
     let step = ctx.step;
+    let checkedAt = ctx.checkedAt;
     let sent = step.sent;
     let recipients = 0;
     let failed = 0;
@@ -63,6 +72,12 @@ export class ChunkSender {
       const n = Math.min(subBatch, chunk.count - sent);
       const mayGo = await this.deps.rate.acquire(campaign.id, n, ctx.rateLimit, () => !ctx.mayGoOn(null));
       if (!mayGo) return { kind: 'stopped', recipients, failed };
+      if (Date.now() - checkedAt > this.deps.recheckAfterMs) {
+        step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, -1, 0);
+        checkedAt = Date.now();
+        if (step.stale) return { kind: 'taken-over', recipients, failed };
+        if (!ctx.mayGoOn(step.status)) return { kind: 'stopped', recipients, failed };
+      }
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
       const result = await channel.send({
         campaignId: campaign.id,
@@ -78,6 +93,7 @@ export class ChunkSender {
       failed += result.failed.size;
       sent += n;
       step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, sent, n);
+      checkedAt = Date.now();
       if (step.stale) {
         // Taken over while we were sending (we stalled past the reclaim time): stop here at once.
         this.deps.log.warn({ campaignId: campaign.id, entry: ctx.entryId }, 'chunk taken over by another consumer; stopping');

@@ -2,6 +2,7 @@
  * The Redis Streams transport for chunks: append (pipelined, idempotent by explicit id), group reads,
  * acknowledgements, reclaim of idle entries, and the numbers the owner needs to decide completion.
  */
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { HeraldError } from '../errors.js';
 import { chunkStreamId, type ChunkDescriptor } from '../domain/chunk.js';
@@ -15,6 +16,8 @@ export interface StreamEntry {
   error: HeraldError | null;
   /** first delivery (read with '>'): no earlier holder can have sent any of it */
   fresh: boolean;
+  /** when it was read (ms): the ownership seen then may be stale if the process stalled since */
+  readAt: number;
 }
 
 export interface GroupState {
@@ -32,6 +35,7 @@ function redisError(err: unknown, what: string): HeraldError {
 
 function parseEntries(raw: unknown, fresh = false): StreamEntry[] {
   const out: StreamEntry[] = [];
+  const readAt = Date.now();
   if (!Array.isArray(raw)) return out;
   for (const item of raw as unknown[]) {
     // A reclaimed entry deleted meanwhile comes back as null (Redis < 7) – skip it.
@@ -48,23 +52,32 @@ function parseEntries(raw: unknown, fresh = false): StreamEntry[] {
         chunk: null,
         error: new HeraldError('STREAM_ENTRY_INVALID', `entry ${id} has no '${CHUNK_FIELD}' field`, { field: CHUNK_FIELD }),
         fresh,
+        readAt,
       });
       continue;
     }
     try {
-      out.push({ id, chunk: decodeChunk(data), error: null, fresh });
+      out.push({ id, chunk: decodeChunk(data), error: null, fresh, readAt });
     } catch (err) {
-      out.push({ id, chunk: null, error: err as HeraldError, fresh });
+      out.push({ id, chunk: null, error: err as HeraldError, fresh, readAt });
     }
   }
   return out;
 }
 
+interface TouchCommand {
+  heraldTouch(key: string, group: string, consumer: string, ...ids: string[]): Promise<unknown>;
+}
+
+const TOUCH_LUA = readFileSync(new URL('./lua/touch.lua', import.meta.url), 'utf8');
+
 export class ChunkStream {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-  ) {}
+  ) {
+    if (!(redis as unknown as Partial<TouchCommand>).heraldTouch) redis.defineCommand('heraldTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
+  }
 
   async ensureGroup(campaignId: number): Promise<void> {
     try {
@@ -188,12 +201,17 @@ export class ChunkStream {
   }
 
   /** Resets the idle time of entries `consumer` holds (XCLAIM … 0 … JUSTID: no delivery counted). */
-  async touch(campaignId: number, consumer: string, ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
+  /**
+   * Resets the idle time of entries `consumer` still holds (only those: an entry reclaimed by another
+   * consumer is not taken back). Returns the ids it no longer holds.
+   */
+  async touch(campaignId: number, consumer: string, ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
     try {
-      await this.redis.xclaim(this.keys.chunks(campaignId), CHUNK_GROUP, consumer, 0, ...ids, 'JUSTID');
+      const lost = await (this.redis as unknown as TouchCommand).heraldTouch(this.keys.chunks(campaignId), CHUNK_GROUP, consumer, ...ids);
+      return (lost as unknown[]).map(String);
     } catch (err) {
-      if (String((err as Error).message).includes('NOGROUP')) return;
+      if (String((err as Error).message).includes('NOGROUP')) return [...ids];
       throw redisError(err, 'touch chunks');
     }
   }
