@@ -1,43 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
-
-/** Starts `bin/herald serve` as a real OS process on the namespace; resolves once it logs that it listens. */
-function spawnHerald(ns: Namespace, lines: string[]): Promise<ChildProcess> {
-  const c = ns.config;
-  const child = spawn('bin/herald', ['serve'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: c.databaseUrl,
-      REDIS_URL: c.redisUrl,
-      CLICKHOUSE_URL: c.clickhouseUrl,
-      CLICKHOUSE_DB: c.clickhouseDb,
-      HERALD_REDIS_PREFIX: c.redisPrefix,
-      HERALD_API_KEYS: c.apiKeys.join(','),
-      HERALD_PORT: '0',
-      HERALD_HOST: '127.0.0.1',
-      HERALD_WORKERS: '2',
-      HERALD_POLL_MS: '200',
-      HERALD_LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        if (line.includes('Herald API listening')) resolve(child);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`herald exited with ${code}`)));
-  });
-}
+import { spawnHerald } from '../helpers/child-herald.js';
 
 describe('several herald processes share a campaign', () => {
   let ns: Namespace;
