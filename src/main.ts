@@ -16,6 +16,7 @@ import { CampaignRepo } from './store/campaign-repo.js';
 import { AudienceRepo } from './store/audience-repo.js';
 import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
+import { uint64, uintList } from './clickhouse/sql.js';
 import { Keys } from './stream/keys.js';
 import { ChunkStream } from './stream/chunk-stream.js';
 import { announceChanged, announceStatus } from './stream/control.js';
@@ -75,7 +76,15 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const audiences = new AudienceRepo(db);
   const reader = new RecipientReader(db);
   const sink = new EventSink(
-    { insert: (rows) => ch.insertRaw('message_events', 'RowBinary', [rows]) },
+    {
+      insert: (rows) => ch.insertRaw('message_events', 'RowBinary', [rows]),
+      landed: async (batch, campaignIds) => {
+        const r = await ch.rows<{ n: string | number }>(
+          `SELECT count() AS n FROM message_events WHERE campaign_id IN ${uintList(campaignIds)} AND batch = ${uint64(batch)}`,
+        );
+        return Number(r[0]?.n ?? 0);
+      },
+    },
     {
       flushRows: cfg.sinkFlushRows,
       flushMs: cfg.sinkFlushMs,

@@ -30,6 +30,12 @@ export function str(value: string): string {
   return `'${value.replace(/[\\'\n\r\t\0\b\f]/g, (c) => STRING_ESCAPES[c] ?? c)}'`;
 }
 
+/** UInt64 literal from a bigint (ids beyond 2^53, such as random batch ids). */
+export function uint64(value: bigint): string {
+  if (value < 0n || value >= 1n << 64n) throw new RangeError(`not a UInt64: ${String(value)}`);
+  return value.toString();
+}
+
 export function uintList(values: readonly number[]): string {
   if (values.length === 0) throw new RangeError('empty list');
   return `(${values.map(uint).join(', ')})`;

@@ -5,11 +5,14 @@
  * hands back a promise for the moment the rows are in ClickHouse: callers XACK only after that, so an
  * acknowledged chunk always has its events stored. A failed insert is retried (same batch) with backoff.
  */
+import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
 import { EventRowWriter } from './row-binary.js';
 
 export interface EventInserter {
   insert(rows: Buffer, rowCount: number): Promise<void>;
+  /** rows of batch `batch` already stored, looked up within these campaigns (their primary-key prefix) */
+  landed(batch: bigint, campaignIds: readonly number[]): Promise<number>;
 }
 
 export interface EventSinkOptions {
@@ -22,6 +25,8 @@ export interface EventSinkOptions {
 }
 
 interface Batch {
+  id: bigint;
+  campaigns: Set<number>;
   writer: EventRowWriter;
   done: Promise<void>;
   resolve: () => void;
@@ -59,7 +64,15 @@ export class EventSink {
   private newBatch(): Batch {
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
-    return { writer: new EventRowWriter(Math.min(this.opts.flushRows * 48, 64 << 20)), done, resolve, openedAt: Date.now() };
+    const id = randomBytes(8).readBigUInt64LE();
+    return {
+      id,
+      campaigns: new Set(),
+      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 64 << 20), id),
+      done,
+      resolve,
+      openedAt: Date.now(),
+    };
   }
 
   private buffered(): number {
@@ -76,12 +89,14 @@ export class EventSink {
     atSec: number,
   ): Promise<Ticket> {
     await this.room();
+    this.current.campaigns.add(campaignId);
     this.current.writer.addOutcomes(campaignId, users, count, failed, atSec);
     return this.afterAppend();
   }
 
   async append(campaignId: number, userId: string, kind: EventKind, atSec: number, error = ''): Promise<Ticket> {
     await this.room();
+    this.current.campaigns.add(campaignId);
     this.current.writer.add(campaignId, userId, kind, atSec, error);
     return this.afterAppend();
   }
@@ -111,7 +126,7 @@ export class EventSink {
     const rows = batch.writer.rows;
     this.inflightRows += rows;
     const prev = this.inflight ?? Promise.resolve();
-    const run = prev.then(() => this.insertWithRetry(batch.writer.finish(), rows));
+    const run = prev.then(() => this.insertWithRetry(batch, batch.writer.finish(), rows));
     this.inflight = run;
     void run.then(() => {
       this.inflightRows -= rows;
@@ -128,10 +143,24 @@ export class EventSink {
     });
   }
 
-  private async insertWithRetry(rows: Buffer, count: number): Promise<void> {
+  /**
+   * Inserts until it works. A failed insert may still have been stored (the answer was lost), so before
+   * each retry the batch id is looked up: a batch already there is not inserted again.
+   */
+  private async insertWithRetry(batch: Batch, rows: Buffer, count: number): Promise<void> {
     const base = this.opts.retryBaseMs ?? 200;
+    const campaigns = [...batch.campaigns];
     for (let attempt = 1; ; attempt++) {
       try {
+        if (attempt > 1) {
+          const landed = await this.inserter.landed(batch.id, campaigns);
+          if (landed > 0) {
+            // landed < count happens only if the batch spanned partitions (months) and one part failed;
+            // a second insert would double the rest, so it is reported rather than retried.
+            if (landed < count) this.opts.onError?.(new Error(`batch ${batch.id} stored ${landed} of ${count} rows`), attempt);
+            return;
+          }
+        }
         await this.inserter.insert(rows, count);
         return;
       } catch (err) {

@@ -1,6 +1,7 @@
 /**
  * RowBinary encoding of `message_events` rows straight into one growing Buffer: no per-row objects or
- * strings. Column order: campaign_id UInt64, user_id String, kind Enum8, at DateTime, error String.
+ * strings. Column order: campaign_id UInt64, user_id String, kind Enum8, at DateTime, error String,
+ * batch UInt64 (the writer's batch id, the same on every row it writes).
  */
 import { EVENT_KIND_CODE, type EventKind } from '../domain/message-event.js';
 import { readVarint } from '../domain/packed-ids.js';
@@ -9,9 +10,17 @@ export class EventRowWriter {
   private buf: Buffer;
   private off = 0;
   rows = 0;
+  private readonly batchBytes = Buffer.allocUnsafe(8);
 
-  constructor(initialBytes = 1 << 20) {
+  constructor(initialBytes = 1 << 20, batch = 0n) {
     this.buf = Buffer.allocUnsafe(initialBytes);
+    this.batchBytes.writeBigUInt64LE(batch);
+  }
+
+  private batchColumn(): void {
+    this.ensure(8);
+    this.batchBytes.copy(this.buf, this.off);
+    this.off += 8;
   }
 
   get bytes(): number {
@@ -52,6 +61,7 @@ export class EventRowWriter {
     this.buf.writeUInt32LE(atSec >>> 0, this.off);
     this.off += 4;
     this.string(error);
+    this.batchColumn();
     this.rows++;
   }
 
@@ -64,8 +74,8 @@ export class EventRowWriter {
     const idBytes = Buffer.allocUnsafe(8);
     idBytes.writeBigUInt64LE(BigInt(campaignId));
     const at = atSec >>> 0;
-    // Worst case per row besides the id itself: 8 + 1 + 4 + 1 bytes; failures grow it further below.
-    this.ensure(users.length + count * 14);
+    // Worst case per row besides the id itself: 8 + 1 + 4 + 1 + 8 bytes; failures grow it further below.
+    this.ensure(users.length + count * 22);
     let pos = 0;
     for (let i = 0; i < count; i++) {
       const [len, start] = readVarint(users, pos, users.length);
@@ -84,12 +94,14 @@ export class EventRowWriter {
       buf[off++] = (at >>> 16) & 0xff;
       buf[off++] = at >>> 24;
       this.off = off;
-      if (err === undefined)
+      if (err === undefined) {
         this.buf[this.off++] = 0; // empty error string
-      else {
+      } else {
         this.string(err);
-        this.ensure(users.length - pos + (count - i) * 14);
+        this.ensure(users.length - pos + (count - i) * 22);
       }
+      this.batchBytes.copy(this.buf, this.off);
+      this.off += 8;
     }
     this.rows += count;
   }

@@ -3,9 +3,13 @@ import { EventSink, type EventInserter } from '../../src/sink/event-sink.js';
 import { EventRowWriter } from '../../src/sink/row-binary.js';
 import { packStrings } from '../../src/domain/packed-ids.js';
 
-/** Decodes message_events RowBinary, to check the encoder byte for byte. */
+/** Decodes message_events RowBinary (without the batch column), to check the encoder byte for byte. */
 function decodeRows(buf: Buffer): Array<[number, string, number, number, string]> {
-  const out: Array<[number, string, number, number, string]> = [];
+  return decodeWithBatch(buf).map(([id, user, kind, at, error]) => [id, user, kind, at, error]);
+}
+
+function decodeWithBatch(buf: Buffer): Array<[number, string, number, number, string, bigint]> {
+  const out: Array<[number, string, number, number, string, bigint]> = [];
   let off = 0;
   const varint = (): number => {
     let n = 0;
@@ -30,16 +34,21 @@ function decodeRows(buf: Buffer): Array<[number, string, number, number, string]
     const kind = buf[off++]!;
     const at = buf.readUInt32LE(off);
     off += 4;
-    out.push([id, user, kind, at, str()]);
+    const error = str();
+    const batch = buf.readBigUInt64LE(off);
+    off += 8;
+    out.push([id, user, kind, at, error, batch]);
   }
   return out;
 }
 
-/** In-memory inserter: records batches, can be made to fail or stall. */
+/** In-memory inserter: records batches, can be made to fail, to lose its answer, or to stall. */
 class FakeInserter implements EventInserter {
   batches: Buffer[] = [];
   rows = 0;
   failNext = 0;
+  /** store the next insert but throw as if the connection dropped before the answer */
+  loseAnswerNext = 0;
   gate: Promise<void> | null = null;
   async insert(rows: Buffer, count: number): Promise<void> {
     if (this.gate) await this.gate;
@@ -49,6 +58,15 @@ class FakeInserter implements EventInserter {
     }
     this.batches.push(Buffer.from(rows));
     this.rows += count;
+    if (this.loseAnswerNext > 0) {
+      this.loseAnswerNext--;
+      throw new Error('socket hang up');
+    }
+  }
+  async landed(batch: bigint, campaignIds: readonly number[]): Promise<number> {
+    let n = 0;
+    for (const b of this.batches) for (const r of decodeWithBatch(b)) if (r[5] === batch && campaignIds.includes(r[0])) n++;
+    return n;
   }
 }
 
@@ -106,6 +124,30 @@ describe('EventSink', () => {
     expect(errors).toEqual([1, 2]);
     expect(ins.batches).toHaveLength(1);
     expect(decodeRows(ins.batches[0]!).map((r) => r[1])).toEqual(['a', 'b']);
+  });
+
+  it('does not insert a batch again when only its answer was lost', async () => {
+    const ins = new FakeInserter();
+    ins.loseAnswerNext = 1;
+    const errors: number[] = [];
+    const sink = new EventSink(ins, {
+      flushRows: 3,
+      flushMs: 10,
+      maxBufferedRows: 100,
+      retryBaseMs: 1,
+      onError: (_e, n) => errors.push(n),
+    });
+    const t = await sink.appendOutcomes(5, packStrings(['a', 'b', 'c']), 3, new Map(), 9);
+    await t.stored;
+    expect(errors).toEqual([1]);
+    expect(ins.rows).toBe(3);
+    expect(ins.batches).toHaveLength(1);
+    // every row of a batch carries the same batch id, and batches differ
+    const rows = decodeWithBatch(ins.batches[0]!);
+    expect(new Set(rows.map((r) => r[5])).size).toBe(1);
+    const t2 = await sink.appendOutcomes(5, packStrings(['d', 'e', 'f']), 3, new Map(), 9);
+    await t2.stored;
+    expect(decodeWithBatch(ins.batches[1]!)[0]![5]).not.toBe(rows[0]![5]);
   });
 
   it('makes appenders wait while maxBufferedRows are unwritten', async () => {
