@@ -108,4 +108,12 @@ describe('a null-channel campaign end to end', () => {
     });
     expect((await api.call('POST', `/v1/campaigns/${later.body.id}/cancel`)).body.status).toBe('cancelled');
   });
+
+  it('completes a campaign whose audience is empty', async () => {
+    const a = await api.call('POST', '/v1/audiences', { name: 'nobody' });
+    const id = await api.nullCampaign(a.body.id);
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const done = await api.waitForStatus(id, ['completed'], 30_000);
+    expect(done).toMatchObject({ total: 0, delivered: 0, pending: 0, planned_chunks: 0 });
+  });
 });
