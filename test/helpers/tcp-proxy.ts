@@ -59,3 +59,13 @@ export async function startProxy(targetHost: string, targetPort: number): Promis
       }),
   };
 }
+
+/**
+ * Starts a proxy in front of the real service a config URL names, and returns that URL rewritten to go
+ * through it (the database path and credentials kept).
+ */
+export async function proxyFor(serviceUrl: string, defaultPort: number): Promise<{ proxy: TcpProxy; url: string }> {
+  const u = new URL(serviceUrl);
+  const proxy = await startProxy(u.hostname, Number(u.port || defaultPort));
+  return { proxy, url: proxy.url(serviceUrl) };
+}

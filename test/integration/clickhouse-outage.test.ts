@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
 import { SlowSink } from '../helpers/slow-sink.js';
-import { startProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { proxyFor, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 describe('ClickHouse unavailable during a campaign', () => {
   let ns: Namespace;
@@ -15,10 +14,10 @@ describe('ClickHouse unavailable during a campaign', () => {
   beforeAll(async () => {
     await sink.start();
     ns = await createNamespace({ subBatchSize: 50, webhookBatchSize: 50, workers: 2, sinkFlushRows: 500, sinkMaxBufferedRows: 2_000 });
-    const chUrl = new URL(inject('services').clickhouseUrl);
     // Herald reaches the real ClickHouse through a proxy the test can cut.
-    proxy = await startProxy(chUrl.hostname, Number(chUrl.port || 8123));
-    herald = await startTestHerald(ns, { clickhouseUrl: proxy.url(ns.config.clickhouseUrl) });
+    const behind = await proxyFor(ns.config.clickhouseUrl, 8123);
+    proxy = behind.proxy;
+    herald = await startTestHerald(ns, { clickhouseUrl: behind.url });
     api = apiFor(herald);
   });
 

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
 import { SlowSink } from '../helpers/slow-sink.js';
-import { startProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { proxyFor, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 describe('PostgreSQL unavailable during a campaign', () => {
   let ns: Namespace;
@@ -15,10 +14,10 @@ describe('PostgreSQL unavailable during a campaign', () => {
   beforeAll(async () => {
     await sink.start();
     ns = await createNamespace({ subBatchSize: 20, webhookBatchSize: 20, workers: 2, pollMs: 100 });
-    const pgUrl = new URL(inject('services').databaseUrl);
     // Herald reaches the real PostgreSQL through a proxy the test can cut.
-    proxy = await startProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
-    herald = await startTestHerald(ns, { databaseUrl: proxy.url(ns.config.databaseUrl) });
+    const behind = await proxyFor(ns.config.databaseUrl, 5432);
+    proxy = behind.proxy;
+    herald = await startTestHerald(ns, { databaseUrl: behind.url });
     api = apiFor(herald);
   });
 
