@@ -16,13 +16,13 @@ import { CampaignRepo } from './store/campaign-repo.js';
 import { AudienceRepo } from './store/audience-repo.js';
 import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
-import { uint64, uintList } from './clickhouse/sql.js';
+import { uint64List, uintList } from './clickhouse/sql.js';
 import { Keys } from './stream/keys.js';
 import { ChunkStream } from './stream/chunk-stream.js';
 import { announceChanged, announceStatus } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
-import { EventSink } from './sink/event-sink.js';
+import { EventSink, landedKey } from './sink/event-sink.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
@@ -78,18 +78,23 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const sink = new EventSink(
     {
       insert: (rows) => ch.insertRaw('message_events', 'RowBinary', [rows]),
-      landed: async (batch, campaignIds) => {
-        const r = await ch.rows<{ n: string | number }>(
-          `SELECT count() AS n FROM message_events WHERE campaign_id IN ${uintList(campaignIds)} AND batch = ${uint64(batch)}`,
+      landed: async (pairs) => {
+        const campaignIds = [...new Set(pairs.map((p) => p.campaignId))];
+        const batchIds = [...new Set(pairs.map((p) => p.batchId))];
+        const r = await ch.rows<{ campaign_id: string | number; batch: string | number }>(
+          `SELECT campaign_id, batch FROM message_events WHERE campaign_id IN ${uintList(campaignIds)} AND batch IN ${uint64List(batchIds)} GROUP BY campaign_id, batch`,
         );
-        return Number(r[0]?.n ?? 0);
+        return new Set(r.map((row) => landedKey(Number(row.campaign_id), BigInt(row.batch))));
       },
     },
     {
       flushRows: cfg.sinkFlushRows,
       flushMs: cfg.sinkFlushMs,
       maxBufferedRows: cfg.sinkMaxBufferedRows,
+      fence: (campaignId, holder, entryIds) => stream.fence(campaignId, holder, entryIds),
       onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
+      onFenced: (campaignId, entryIds, rows) =>
+        log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
     },
   );
   const channels = new ChannelRegistry({

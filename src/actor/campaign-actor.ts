@@ -71,6 +71,8 @@ export class CampaignActor {
   private readonly reclaimed: StreamEntry[] = [];
   /** entries read or reclaimed here and not yet acked → the consumer name holding them */
   private readonly inflight = new Map<string, string>();
+  /** entries this process recorded sub-batches of → the storing of their events (until acked) */
+  private readonly storing = new Map<string, Promise<void>>();
   private readonly conns: Redis[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private planningDone: boolean;
@@ -96,7 +98,10 @@ export class CampaignActor {
     });
     this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
-      for (const id of ids) this.inflight.delete(id);
+      for (const id of ids) {
+        this.inflight.delete(id);
+        this.storing.delete(id);
+      }
     };
   }
 
@@ -144,6 +149,9 @@ export class CampaignActor {
     this.running = false;
     this.wakeAll();
     await Promise.allSettled(this.loops);
+    // A page being appended when the campaign stopped lands before the lease goes (the closer of a
+    // cancelled campaign reads the stream's end once it holds the lease).
+    await this.planning;
     await this.acks.flush();
     if (this.lease.held && onStatus(this.status) === 'stop-and-drop') {
       await this.deps.stream.drop(this.id).catch((err: unknown) => this.deps.log.warn({ err }, 'drop stream failed'));
@@ -372,14 +380,21 @@ export class CampaignActor {
       this.running && mayStartChunk(this.status) && (announced ?? 'sending') === 'sending';
     // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
     // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
-    let step: StepResult = { stale: false, status: null, sent: 0 };
+    let step: StepResult = { stale: false, lost: false, status: null, sent: 0 };
     let checkedAt = entry.readAt;
+    let earlier: Array<Promise<void>> = [];
     if (!entry.fresh) {
       step = await this.deps.ledger.step(this.id, holder, entry.id, -1, 0);
       checkedAt = Date.now();
       if (step.stale) {
         this.inflight.delete(entry.id);
         return;
+      }
+      if (step.sent > 0) {
+        // What was recorded before must reach ClickHouse exactly once: first let this process's own
+        // earlier attempt finish storing (or be fenced out), then write what is still missing.
+        await this.storing.get(entry.id);
+        earlier = await this.sender.recover(this.id, chunk, entry.id, holder);
       }
     }
     const outcome = await this.sender.send({
@@ -388,6 +403,7 @@ export class CampaignActor {
       entryId: entry.id,
       holder,
       step,
+      earlier,
       checkedAt,
       mayGoOn,
       rateLimit: () => this.campaign.rateLimit,
@@ -395,6 +411,7 @@ export class CampaignActor {
     });
     this.stats.recipients += outcome.recipients;
     this.stats.failed += outcome.failed;
+    this.storing.set(entry.id, outcome.stored);
     if (outcome.kind === 'taken-over') this.inflight.delete(entry.id);
     if (outcome.kind !== 'done') return;
     this.stats.chunks++;

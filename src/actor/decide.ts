@@ -18,9 +18,12 @@ export function isDrained(planningDone: boolean, s: GroupState): boolean {
   return planningDone && s.exists && s.pending === 0 && s.lastDeliveredId === s.lastGeneratedId;
 }
 
-/** After a status change: what a hosting process does with its actor. */
+/**
+ * After a status change: what a hosting process does with its actor. A completed campaign's stream is
+ * empty and goes; a cancelled one's is kept for the closer, which records its unsent recipients first.
+ */
 export function onStatus(status: CampaignStatus): 'run' | 'stop' | 'stop-and-drop' {
   if (status === 'sending') return 'run';
-  if (status === 'completed' || status === 'cancelled' || status === 'failed') return 'stop-and-drop';
+  if (status === 'completed') return 'stop-and-drop';
   return 'stop';
 }

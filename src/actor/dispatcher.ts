@@ -5,7 +5,9 @@
  */
 import type { Redis } from 'ioredis';
 import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
-import { CampaignActor, type ActorDeps } from './campaign-actor.js';
+import { CampaignActor, type ActorDeps, type ActorStats } from './campaign-actor.js';
+import { CampaignCloser } from './campaign-closer.js';
+import { ChunkSender } from './chunk-sender.js';
 import { announceStatus } from '../stream/control.js';
 
 export type DispatcherDeps = Omit<ActorDeps, 'publishStatus' | 'recordAvailable'> & {
@@ -15,6 +17,10 @@ export type DispatcherDeps = Omit<ActorDeps, 'publishStatus' | 'recordAvailable'
 
 export class Dispatcher {
   private readonly actors = new Map<number, CampaignActor>();
+  /** the stats of the last actor each campaign had here, kept after it stops (small: a few numbers) */
+  private readonly lastStats = new Map<number, ActorStats>();
+  /** cancelled campaigns being closed here (their aborted recipients recorded) */
+  private readonly closing = new Map<number, Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private polling: Promise<void> | null = null;
@@ -48,6 +54,11 @@ export class Dispatcher {
     return [...this.actors.values()];
   }
 
+  /** What this process did for a campaign: its hosted actor's stats, or those of the last one it had. */
+  statsOf(campaignId: number): ActorStats | null {
+    return this.actors.get(campaignId)?.stats ?? this.lastStats.get(campaignId) ?? null;
+  }
+
   private onStatus(id: number, status: CampaignStatus): void {
     const actor = this.actors.get(id);
     if (actor !== undefined) actor.setStatus(status);
@@ -79,6 +90,7 @@ export class Dispatcher {
       this.deps.log.info({ campaignId: id }, 'scheduled campaign started');
       await this.publishStatus(id, 'sending');
     }
+    for (const id of await this.deps.campaigns.idsToClose()) this.close(id);
     const sending = new Set(await this.deps.campaigns.idsWithStatus('sending'));
     for (const id of sending) if (!this.actors.has(id)) await this.activate(id);
     for (const [id, actor] of this.actors) {
@@ -109,10 +121,40 @@ export class Dispatcher {
     void actor.done.then(async () => {
       await actor.stop();
       if (this.actors.get(id) === actor) this.actors.delete(id);
+      this.lastStats.set(id, { ...actor.stats });
       this.deps.log.info({ campaignId: id, status: actor.status, ...actor.stats }, 'campaign actor deactivated');
       // Resumed while it was stopping: host it again now rather than at the next poll.
       if (actor.status === 'sending' && !this.stopped) void this.activate(id);
+      if (actor.status === 'cancelled' || actor.status === 'failed') this.close(id);
     });
+  }
+
+  /**
+   * Records the unsent recipients of a cancelled campaign as aborted (campaign-closer.ts), once its actor
+   * here has stopped. Another process holding the lease does it instead; a failed close is retried at
+   * the next poll.
+   */
+  private close(id: number): void {
+    if (this.stopped || this.closing.has(id) || this.actors.has(id) || this.deps.options.workers === 0) return;
+    const sender = new ChunkSender({
+      ...this.deps,
+      recordAvailable: () => this.pgUp,
+      subBatchSize: this.deps.options.subBatchSize,
+      recheckAfterMs: this.deps.options.reclaimIdleMs,
+    });
+    const closer = new CampaignCloser(
+      { ...this.deps, sender, reclaimIdleMs: this.deps.options.reclaimIdleMs, leaseMs: this.deps.options.leaseMs },
+      id,
+      () => this.stopped,
+    );
+    const run = closer
+      .run()
+      .then((r) => {
+        if (r === 'busy') this.deps.log.debug({ campaignId: id }, 'campaign being closed by another process');
+      })
+      .catch((err: unknown) => this.deps.log.error({ err, campaignId: id }, 'closing cancelled campaign failed; will retry'))
+      .finally(() => this.closing.delete(id));
+    this.closing.set(id, run);
   }
 
   async stop(): Promise<void> {
@@ -121,5 +163,6 @@ export class Dispatcher {
     await this.polling;
     await Promise.all([...this.actors.values()].map((a) => a.stop()));
     this.actors.clear();
+    await Promise.all(this.closing.values());
   }
 }

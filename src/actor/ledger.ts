@@ -8,9 +8,17 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../stream/keys.js';
 import { CHUNK_GROUP } from '../stream/keys.js';
+import { HeraldError } from '../errors.js';
+import { decodeRecords, type SubBatchRecord } from '../domain/sub-batch.js';
 
 export interface StepResult {
+  /** this consumer no longer holds the chunk (taken over, or finished by someone else) */
   stale: boolean;
+  /**
+   * Redis lost the campaign's work state (restarted empty, failed over, re-planned since): nothing can be
+   * recorded here, and what was sent must still reach ClickHouse, which the re-plan consults.
+   */
+  lost: boolean;
   /** announced status, or null when Redis has none (restarted): the caller uses what it knows */
   status: string | null;
   /** the chunk's recipients sent so far */
@@ -18,25 +26,36 @@ export interface StepResult {
 }
 
 interface LedgerCommands {
-  heraldChunkStep(...args: Array<string | number>): Promise<[string, number]>;
+  heraldChunkStep(...args: Array<string | number | Buffer>): Promise<[string, number]>;
 }
 
+const EMPTY = Buffer.alloc(0);
 const LUA = readFileSync(new URL('./lua/chunk-step.lua', import.meta.url), 'utf8');
 
 export class Ledger {
   private readonly cmds: LedgerCommands;
 
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly keys: Keys,
   ) {
     if (!(redis as unknown as Partial<LedgerCommands>).heraldChunkStep)
-      redis.defineCommand('heraldChunkStep', { numberOfKeys: 4, lua: LUA });
+      redis.defineCommand('heraldChunkStep', { numberOfKeys: 6, lua: LUA });
     this.cmds = redis as unknown as LedgerCommands;
   }
 
-  /** `sent` < 0 only reads (before the first sub-batch). */
-  async step(campaignId: number, consumer: string, entryId: string, sent: number, batch: number): Promise<StepResult> {
+  /**
+   * `sent` < 0 only reads (before the first sub-batch). Otherwise `record` (domain/sub-batch.ts) is kept
+   * with the ledger, so the sub-batch's events can be rebuilt by whoever holds the chunk next.
+   */
+  async step(
+    campaignId: number,
+    consumer: string,
+    entryId: string,
+    sent: number,
+    batch: number,
+    record: Buffer = EMPTY,
+  ): Promise<StepResult> {
     const k = this.keys;
     let reply: [string, number];
     try {
@@ -45,18 +64,32 @@ export class Ledger {
         k.ledger(campaignId),
         k.overshoot(campaignId),
         k.chunks(campaignId),
+        k.records(campaignId),
+        k.plan(campaignId),
         CHUNK_GROUP,
         consumer,
         entryId,
         sent,
         batch,
+        record,
       );
     } catch (err) {
-      // The stream or its group is gone (Redis lost it): this chunk is no one's now; the owner re-plans.
-      if (String((err as Error).message).includes('NOGROUP')) return { stale: true, status: null, sent: 0 };
-      throw err;
+      throw new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ledger step: ${(err as Error).message}`, {}, err);
     }
     const [state, ledger] = reply;
-    return { stale: state === 'stale', status: state === 'stale' || state === '' ? null : state, sent: Number(ledger) };
+    const lost = state === 'lost';
+    const stale = state === 'stale' || lost;
+    return { stale, lost, status: stale || state === '' ? null : state, sent: Number(ledger) };
+  }
+
+  /** The sub-batches recorded for a chunk so far, in order. */
+  async records(campaignId: number, entryId: string): Promise<SubBatchRecord[]> {
+    let bytes: Buffer | null;
+    try {
+      bytes = await this.redis.hgetBuffer(this.keys.records(campaignId), entryId);
+    } catch (err) {
+      throw new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis read ledger records: ${(err as Error).message}`, {}, err);
+    }
+    return decodeRecords(bytes);
   }
 }

@@ -35,6 +35,7 @@ export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, 
     created_at: c.createdAt.toISOString(),
     started_at: c.startedAt?.toISOString() ?? null,
     finished_at: c.finishedAt?.toISOString() ?? null,
+    aborts_recorded_at: c.abortsRecordedAt?.toISOString() ?? null,
     error: c.error,
   };
 }

@@ -40,3 +40,8 @@ export function uintList(values: readonly number[]): string {
   if (values.length === 0) throw new RangeError('empty list');
   return `(${values.map(uint).join(', ')})`;
 }
+
+export function uint64List(values: readonly bigint[]): string {
+  if (values.length === 0) throw new RangeError('empty list');
+  return `(${values.map(uint64).join(', ')})`;
+}

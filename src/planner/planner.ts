@@ -5,7 +5,7 @@
  * recorded in PostgreSQL after every page, so a planner that dies resumes where it stopped; re-appending
  * a chunk is refused by Redis (explicit ids), so nothing is appended twice.
  */
-import { packChunks, type RecipientPage } from '../domain/chunk.js';
+import { packChunks, type ChunkDescriptor, type RecipientPage } from '../domain/chunk.js';
 import { channelNeedsAddress } from '../domain/campaign-input.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
@@ -44,10 +44,19 @@ export class Planner {
     private readonly outcomes: OutcomeFilterPort | null = null,
   ) {}
 
-  async plan(campaignId: number, shouldStop: () => boolean = () => false): Promise<PlanResult> {
+  /**
+   * `emit`, when given, takes the chunks instead of the stream, with no window to wait for: the closer of
+   * a cancelled campaign walks the unplanned rest of the audience this way, with the same seqs and the
+   * same recorded progress, so it too resumes where it stopped.
+   */
+  async plan(
+    campaignId: number,
+    shouldStop: () => boolean = () => false,
+    emit: ((chunks: ChunkDescriptor[]) => Promise<void>) | null = null,
+  ): Promise<PlanResult> {
     const t0 = performance.now();
     const c = await this.campaigns.beginPlan(campaignId);
-    await this.stream.ensureGroup(campaignId);
+    if (emit === null) await this.stream.ensureGroup(campaignId);
     // The total is counted beside planning, started once the first chunks are out so it does not
     // compete with the first page for PostgreSQL's time.
     let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
@@ -86,8 +95,13 @@ export class Planner {
       // A filtered page is no longer whole chunks: keep its tail for the next page only when the audience
       // goes on, by packing it as final here (a short chunk) — a re-plan's chunks need not be full.
       const chunks = packChunks(base, { seq, afterId }, rows, c.chunkSize, final || replan);
-      if (!(await this.roomFor(campaignId, chunks.length, shouldStop))) break;
-      appended += await this.stream.append(chunks);
+      if (emit !== null) {
+        if (shouldStop()) break;
+        await emit(chunks);
+      } else {
+        if (!(await this.roomFor(campaignId, chunks.length, shouldStop))) break;
+        appended += await this.stream.append(chunks);
+      }
       for (const ch of chunks) {
         seq = ch.seq;
         afterId = ch.lastId;

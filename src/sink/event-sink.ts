@@ -3,7 +3,12 @@
  * inserted when it reaches `flushRows` or is `flushMs` old, one insert in flight while the next fills.
  * `append` waits while more than `maxBufferedRows` are unwritten (backpressure on the actors), and
  * hands back a promise for the moment the rows are in ClickHouse: callers XACK only after that, so an
- * acknowledged chunk always has its events stored. A failed insert is retried (same batch) with backoff.
+ * acknowledged chunk always has its events stored. A failed insert is retried with backoff.
+ *
+ * A batch is a list of segments, one per sub-batch (domain/sub-batch.ts), each under its sub-batch's id.
+ * Before each insert attempt the fence drops the segments of chunks this process no longer holds (their
+ * new holder rebuilds them from the ledger), and before a retry the segments already stored are dropped
+ * (the answer to an insert that did land can be lost), so no row is ever stored twice.
  */
 import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
@@ -11,8 +16,39 @@ import { EventRowWriter } from './row-binary.js';
 
 export interface EventInserter {
   insert(rows: Buffer, rowCount: number): Promise<void>;
-  /** rows of batch `batch` already stored, looked up within these campaigns (their primary-key prefix) */
-  landed(batch: bigint, campaignIds: readonly number[]): Promise<number>;
+  /** of these (campaign, batch id) pairs, the ones with rows stored, as `landedKey`s */
+  landed(pairs: ReadonlyArray<{ campaignId: number; batchId: bigint }>): Promise<Set<string>>;
+}
+
+export function landedKey(campaignId: number, batchId: bigint): string {
+  return `${campaignId}:${batchId}`;
+}
+
+/**
+ * Which of a holder's chunks it may still write events for (stream/lua/fence.lua). Returns the entry ids
+ * whose segments must be dropped.
+ */
+export type EventFence = (campaignId: number, holder: string, entryIds: readonly string[]) => Promise<string[]>;
+
+/** The chunk a segment's events belong to, and the consumer that holds it. */
+export interface SegmentOwner {
+  entryId: string;
+  holder: string;
+}
+
+export interface Outcomes {
+  campaignId: number;
+  /** packed user ids (domain/packed-ids.ts), `count` of them */
+  users: Buffer;
+  count: number;
+  failed: ReadonlyMap<number, string>;
+  atSec: number;
+  /** the sub-batch id (domain/sub-batch.ts) */
+  batchId: bigint;
+  /** what the rows not in `failed` are: delivered (the default), or aborted (never sent) */
+  kind?: 'delivered' | 'aborted';
+  /** null: written whoever holds the chunk (no fence) */
+  owner: SegmentOwner | null;
 }
 
 export interface EventSinkOptions {
@@ -21,12 +57,25 @@ export interface EventSinkOptions {
   maxBufferedRows: number;
   /** first retry delay; doubles up to 10 s */
   retryBaseMs?: number;
+  fence?: EventFence;
   onError?: (err: unknown, attempt: number) => void;
+  /** rows left out of an insert by the fence (their chunk was taken over) */
+  onFenced?: (campaignId: number, entryIds: readonly string[], rows: number) => void;
+}
+
+interface Segment {
+  campaignId: number;
+  batchId: bigint;
+  owner: SegmentOwner | null;
+  start: number;
+  end: number;
+  rows: number;
 }
 
 interface Batch {
+  /** the id of rows outside a sub-batch (single events) */
   id: bigint;
-  campaigns: Set<number>;
+  segments: Segment[];
   writer: EventRowWriter;
   done: Promise<void>;
   resolve: () => void;
@@ -43,6 +92,10 @@ export interface SinkStats {
   insertedBatches: number;
   failedInserts: number;
   bufferedRows: number;
+  /** rows left to a chunk's new holder */
+  fencedRows: number;
+  /** rows found already stored before a retry */
+  landedRows: number;
 }
 
 export class EventSink {
@@ -52,7 +105,7 @@ export class EventSink {
   private timer: NodeJS.Timeout | null = null;
   private waiters: Array<() => void> = [];
   private closed = false;
-  readonly stats: SinkStats = { insertedRows: 0, insertedBatches: 0, failedInserts: 0, bufferedRows: 0 };
+  readonly stats: SinkStats = { insertedRows: 0, insertedBatches: 0, failedInserts: 0, bufferedRows: 0, fencedRows: 0, landedRows: 0 };
 
   constructor(
     private readonly inserter: EventInserter,
@@ -67,7 +120,7 @@ export class EventSink {
     const id = randomBytes(8).readBigUInt64LE();
     return {
       id,
-      campaigns: new Set(),
+      segments: [],
       writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 64 << 20), id),
       done,
       resolve,
@@ -79,26 +132,37 @@ export class EventSink {
     return this.current.writer.rows + this.inflightRows;
   }
 
-  /** Waits for room, encodes, and returns the promise of the rows being stored. */
-  /** `users` are packed user ids (domain/packed-ids.ts), `count` of them. */
-  async appendOutcomes(
-    campaignId: number,
-    users: Buffer,
-    count: number,
-    failed: ReadonlyMap<number, string>,
-    atSec: number,
-  ): Promise<Ticket> {
+  /** Waits for room, encodes one sub-batch's outcomes, and returns the promise of their being stored. */
+  async appendOutcomes(o: Outcomes): Promise<Ticket> {
     await this.room();
-    this.current.campaigns.add(campaignId);
-    this.current.writer.addOutcomes(campaignId, users, count, failed, atSec);
+    const w = this.current.writer;
+    const start = w.bytes;
+    w.setBatch(o.batchId);
+    w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind);
+    this.current.segments.push({ campaignId: o.campaignId, batchId: o.batchId, owner: o.owner, start, end: w.bytes, rows: o.count });
     return this.afterAppend();
   }
 
+  /** One event outside any sub-batch (a read): written under the insert's own id. */
   async append(campaignId: number, userId: string, kind: EventKind, atSec: number, error = ''): Promise<Ticket> {
     await this.room();
-    this.current.campaigns.add(campaignId);
-    this.current.writer.add(campaignId, userId, kind, atSec, error);
+    const b = this.current;
+    const start = b.writer.bytes;
+    b.writer.setBatch(b.id);
+    b.writer.add(campaignId, userId, kind, atSec, error);
+    const last = b.segments[b.segments.length - 1];
+    if (last !== undefined && last.owner === null && last.batchId === b.id && last.campaignId === campaignId && last.end === start) {
+      last.end = b.writer.bytes;
+      last.rows++;
+    } else b.segments.push({ campaignId, batchId: b.id, owner: null, start, end: b.writer.bytes, rows: 1 });
     return this.afterAppend();
+  }
+
+  /** Of these sub-batch ids of a campaign, the ones whose rows are stored already. */
+  async landed(campaignId: number, batchIds: readonly bigint[]): Promise<Set<bigint>> {
+    if (batchIds.length === 0) return new Set();
+    const keys = await this.inserter.landed(batchIds.map((batchId) => ({ campaignId, batchId })));
+    return new Set(batchIds.filter((b) => keys.has(landedKey(campaignId, b))));
   }
 
   private async room(): Promise<void> {
@@ -126,11 +190,10 @@ export class EventSink {
     const rows = batch.writer.rows;
     this.inflightRows += rows;
     const prev = this.inflight ?? Promise.resolve();
-    const run = prev.then(() => this.insertWithRetry(batch, batch.writer.finish(), rows));
+    const run = prev.then(() => this.insertWithRetry(batch, batch.writer.finish()));
     this.inflight = run;
     void run.then(() => {
       this.inflightRows -= rows;
-      this.stats.insertedRows += rows;
       this.stats.insertedBatches++;
       this.stats.bufferedRows = this.buffered();
       if (this.inflight === run) this.inflight = null;
@@ -144,24 +207,21 @@ export class EventSink {
   }
 
   /**
-   * Inserts until it works. A failed insert may still have been stored (the answer was lost), so before
-   * each retry the batch id is looked up: a batch already there is not inserted again.
+   * Inserts until it works. Each attempt first leaves out the segments of chunks taken over meanwhile
+   * (fence); a retry also leaves out the segments already stored (the failed attempt may have landed).
    */
-  private async insertWithRetry(batch: Batch, rows: Buffer, count: number): Promise<void> {
+  private async insertWithRetry(batch: Batch, bytes: Buffer): Promise<void> {
     const base = this.opts.retryBaseMs ?? 200;
-    const campaigns = [...batch.campaigns];
+    let segments = batch.segments;
     for (let attempt = 1; ; attempt++) {
       try {
-        if (attempt > 1) {
-          const landed = await this.inserter.landed(batch.id, campaigns);
-          if (landed > 0) {
-            // landed < count happens only if the batch spanned partitions (months) and one part failed;
-            // a second insert would double the rest, so it is reported rather than retried.
-            if (landed < count) this.opts.onError?.(new Error(`batch ${batch.id} stored ${landed} of ${count} rows`), attempt);
-            return;
-          }
-        }
-        await this.inserter.insert(rows, count);
+        segments = await this.fenced(segments);
+        if (attempt > 1) segments = await this.notLanded(segments);
+        if (segments.length === 0) return;
+        const rows = segments.reduce((n, s) => n + s.rows, 0);
+        const whole = segments.length === batch.segments.length;
+        await this.inserter.insert(whole ? bytes : Buffer.concat(segments.map((s) => bytes.subarray(s.start, s.end))), rows);
+        this.stats.insertedRows += rows;
         return;
       } catch (err) {
         this.stats.failedInserts++;
@@ -169,6 +229,41 @@ export class EventSink {
         await new Promise((r) => setTimeout(r, Math.min(base * 2 ** (attempt - 1), 10_000)));
       }
     }
+  }
+
+  private async fenced(segments: Segment[]): Promise<Segment[]> {
+    const fence = this.opts.fence;
+    if (fence === undefined) return segments;
+    const byHolder = new Map<string, { campaignId: number; holder: string; ids: Set<string> }>();
+    for (const s of segments) {
+      if (s.owner === null) continue;
+      const key = `${s.campaignId} ${s.owner.holder}`;
+      let g = byHolder.get(key);
+      if (g === undefined) byHolder.set(key, (g = { campaignId: s.campaignId, holder: s.owner.holder, ids: new Set() }));
+      g.ids.add(s.owner.entryId);
+    }
+    const dropped = new Set<string>();
+    for (const g of byHolder.values()) {
+      const ids = await fence(g.campaignId, g.holder, [...g.ids]);
+      for (const id of ids) dropped.add(`${g.campaignId} ${g.holder} ${id}`);
+      if (ids.length > 0) {
+        const rows = segments
+          .filter((s) => s.owner !== null && s.campaignId === g.campaignId && s.owner.holder === g.holder && ids.includes(s.owner.entryId))
+          .reduce((n, s) => n + s.rows, 0);
+        this.stats.fencedRows += rows;
+        this.opts.onFenced?.(g.campaignId, ids, rows);
+      }
+    }
+    if (dropped.size === 0) return segments;
+    return segments.filter((s) => s.owner === null || !dropped.has(`${s.campaignId} ${s.owner.holder} ${s.owner.entryId}`));
+  }
+
+  private async notLanded(segments: Segment[]): Promise<Segment[]> {
+    const landed = await this.inserter.landed(segments.map((s) => ({ campaignId: s.campaignId, batchId: s.batchId })));
+    if (landed.size === 0) return segments;
+    const rest = segments.filter((s) => !landed.has(landedKey(s.campaignId, s.batchId)));
+    for (const s of segments) if (landed.has(landedKey(s.campaignId, s.batchId))) this.stats.landedRows += s.rows;
+    return rest;
   }
 
   /** Starts inserting the open batch now instead of at flushMs: senders call this when they run out of work. */

@@ -1,7 +1,8 @@
 /**
  * RowBinary encoding of `message_events` rows straight into one growing Buffer: no per-row objects or
  * strings. Column order: campaign_id UInt64, user_id String, kind Enum8, at DateTime, error String,
- * batch UInt64 (the writer's batch id, the same on every row it writes).
+ * batch UInt64 (the id of the sub-batch the row belongs to, domain/sub-batch.ts, or of the insert for rows
+ * outside a sub-batch: set with `setBatch` before adding rows).
  */
 import { EVENT_KIND_CODE, type EventKind } from '../domain/message-event.js';
 import { readVarint } from '../domain/packed-ids.js';
@@ -66,11 +67,19 @@ export class EventRowWriter {
   }
 
   /**
-   * The hot path: `count` recipients of one campaign at one time, each delivered unless listed in
-   * `failed`. `users` holds the ids already in RowBinary String form (packed-ids.ts), so each row is
+   * The hot path: `count` recipients of one campaign at one time, each `kind` (delivered, or aborted)
+   * unless listed in `failed`. `users` holds the ids already in RowBinary String form (packed-ids.ts), so each row is
    * two copies and four bytes; the campaign id bytes are computed once.
    */
-  addOutcomes(campaignId: number, users: Buffer, count: number, failed: ReadonlyMap<number, string>, atSec: number): void {
+  addOutcomes(
+    campaignId: number,
+    users: Buffer,
+    count: number,
+    failed: ReadonlyMap<number, string>,
+    atSec: number,
+    kind: 'delivered' | 'aborted' = 'delivered',
+  ): void {
+    const okCode = EVENT_KIND_CODE[kind];
     const idBytes = Buffer.allocUnsafe(8);
     idBytes.writeBigUInt64LE(BigInt(campaignId));
     const at = atSec >>> 0;
@@ -88,7 +97,7 @@ export class EventRowWriter {
       else off += users.copy(buf, off, pos, end);
       pos = end;
       const err = failed.size === 0 ? undefined : failed.get(i);
-      buf[off++] = err === undefined ? EVENT_KIND_CODE.delivered : EVENT_KIND_CODE.failed;
+      buf[off++] = err === undefined ? okCode : EVENT_KIND_CODE.failed;
       buf[off++] = at & 0xff;
       buf[off++] = (at >>> 8) & 0xff;
       buf[off++] = (at >>> 16) & 0xff;
@@ -104,6 +113,11 @@ export class EventRowWriter {
       this.off += 8;
     }
     this.rows += count;
+  }
+
+  /** The id written into the `batch` column of the rows added from now on. */
+  setBatch(batch: bigint): void {
+    this.batchBytes.writeBigUInt64LE(batch);
   }
 
   /** The encoded rows; the writer must not be used afterwards. */

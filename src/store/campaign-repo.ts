@@ -27,6 +27,8 @@ export interface Campaign {
   error: string | null;
   createdAt: Date;
   startedAt: Date | null;
+  /** when every unsent recipient of a cancelled (or failed) campaign was recorded as aborted */
+  abortsRecordedAt: Date | null;
   finishedAt: Date | null;
 }
 
@@ -50,6 +52,7 @@ interface CampaignRow {
   error: string | null;
   created_at: Date;
   started_at: Date | null;
+  aborts_recorded_at: Date | null;
   finished_at: Date | null;
 }
 
@@ -74,6 +77,7 @@ function fromRow(r: CampaignRow): Campaign {
     error: r.error,
     createdAt: r.created_at,
     startedAt: r.started_at,
+    abortsRecordedAt: r.aborts_recorded_at,
     finishedAt: r.finished_at,
   };
 }
@@ -269,6 +273,29 @@ export class CampaignRepo {
       return r.rowCount === 1;
     } catch (err) {
       throw wrapPgError(err, 'restart plan');
+    }
+  }
+
+  /** Cancelled (or failed) campaigns that had started and whose aborted recipients are not all recorded yet. */
+  async idsToClose(): Promise<number[]> {
+    try {
+      const r = await this.db.query<{ id: string }>(
+        `SELECT id FROM campaigns WHERE status IN ('cancelled', 'failed') AND started_at IS NOT NULL AND aborts_recorded_at IS NULL ORDER BY id`,
+      );
+      return r.rows.map((row) => Number(row.id));
+    } catch (err) {
+      throw wrapPgError(err, 'list campaigns to close');
+    }
+  }
+
+  async markAbortsRecorded(id: number): Promise<void> {
+    try {
+      await this.db.query(
+        `UPDATE campaigns SET aborts_recorded_at = now(), updated_at = now() WHERE id = $1 AND aborts_recorded_at IS NULL`,
+        [id],
+      );
+    } catch (err) {
+      throw wrapPgError(err, 'record aborts');
     }
   }
 

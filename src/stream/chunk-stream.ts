@@ -67,9 +67,11 @@ function parseEntries(raw: unknown, fresh = false): StreamEntry[] {
 
 interface TouchCommand {
   heraldTouch(key: string, group: string, consumer: string, ...ids: string[]): Promise<unknown>;
+  heraldFence(key: string, planKey: string, group: string, consumer: string, ...ids: string[]): Promise<unknown>;
 }
 
 const TOUCH_LUA = readFileSync(new URL('./lua/touch.lua', import.meta.url), 'utf8');
+const FENCE_LUA = readFileSync(new URL('./lua/fence.lua', import.meta.url), 'utf8');
 
 export class ChunkStream {
   constructor(
@@ -77,6 +79,7 @@ export class ChunkStream {
     private readonly keys: Keys,
   ) {
     if (!(redis as unknown as Partial<TouchCommand>).heraldTouch) redis.defineCommand('heraldTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
+    if (!(redis as unknown as Partial<TouchCommand>).heraldFence) redis.defineCommand('heraldFence', { numberOfKeys: 2, lua: FENCE_LUA });
   }
 
   async ensureGroup(campaignId: number): Promise<void> {
@@ -92,6 +95,9 @@ export class ChunkStream {
     if (chunks.length === 0) return 0;
     const p = this.redis.pipeline();
     for (const c of chunks) p.xadd(this.keys.chunks(c.campaignId), chunkStreamId(c.generation, c.seq), CHUNK_FIELD, encodeChunk(c));
+    // The plan's generation, for the sink's fence (fence.lua); a plan key is written before its chunks are read.
+    const last = chunks[chunks.length - 1]!;
+    p.set(this.keys.plan(last.campaignId), last.generation);
     let results;
     try {
       results = (await p.exec()) ?? [];
@@ -99,7 +105,7 @@ export class ChunkStream {
       throw redisError(err, 'append chunks');
     }
     let appended = 0;
-    for (const [err] of results) {
+    for (const [err] of results.slice(0, chunks.length)) {
       if (err === null) appended++;
       else if (!/equal or smaller/.test(err.message)) throw redisError(err, 'append chunks');
     }
@@ -109,6 +115,11 @@ export class ChunkStream {
   /** Reads new entries for `consumer`, blocking up to `blockMs`. Use a connection of its own: it blocks. */
   read(conn: Redis, campaignId: number, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
     return this.readGroup(conn, campaignId, consumer, count, ['BLOCK', blockMs], '>');
+  }
+
+  /** Reads new entries for `consumer` without waiting for any. */
+  readNew(conn: Redis, campaignId: number, consumer: string, count: number): Promise<StreamEntry[]> {
+    return this.readGroup(conn, campaignId, consumer, count, [], '>');
   }
 
   /**
@@ -154,6 +165,8 @@ export class ChunkStream {
           .multi()
           .xack(key, CHUNK_GROUP, ...ids)
           .xdel(key, ...ids)
+          .hdel(this.keys.ledger(campaignId), ...ids)
+          .hdel(this.keys.records(campaignId), ...ids)
           .exec()) ?? [];
       const [ackErr, acked] = res[0] ?? [null, 0];
       if (ackErr) throw ackErr;
@@ -216,6 +229,26 @@ export class ChunkStream {
     }
   }
 
+  /**
+   * Of the entries `consumer` wrote events for, the ones whose events it must no longer write (fence.lua);
+   * the others have their idle time reset.
+   */
+  async fence(campaignId: number, consumer: string, ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    try {
+      const drop = await (this.redis as unknown as TouchCommand).heraldFence(
+        this.keys.chunks(campaignId),
+        this.keys.plan(campaignId),
+        CHUNK_GROUP,
+        consumer,
+        ...ids,
+      );
+      return (drop as unknown[]).map(String);
+    } catch (err) {
+      throw redisError(err, 'fence events');
+    }
+  }
+
   async state(campaignId: number): Promise<GroupState> {
     const key = this.keys.chunks(campaignId);
     try {
@@ -252,7 +285,8 @@ export class ChunkStream {
 
   /**
    * A finished campaign's work state goes: the stream and the ledger. The overshoot count stays a week
-   * for GET /v1/campaigns/:id; the status key expires on its own.
+   * for GET /v1/campaigns/:id, and the plan key as long (the sink's fence tells a dropped stream from a
+   * lost one by it); the status key expires on its own.
    */
   async drop(campaignId: number): Promise<void> {
     const k = this.keys;
@@ -260,8 +294,9 @@ export class ChunkStream {
       const res =
         (await this.redis
           .multi()
-          .del(k.chunks(campaignId), k.ledger(campaignId))
+          .del(k.chunks(campaignId), k.ledger(campaignId), k.records(campaignId))
           .expire(k.overshoot(campaignId), 7 * 24 * 3600)
+          .expire(k.plan(campaignId), 7 * 24 * 3600)
           .exec()) ?? [];
       for (const [err] of res) if (err) throw err;
     } catch (err) {

@@ -28,6 +28,19 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:ledger`;
   }
 
+  /** chunk entry id → the records of its sub-batches (domain/sub-batch.ts), written with the ledger */
+  records(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:records`;
+  }
+
+  /**
+   * The generation of the campaign's current plan. It outlives the stream (a finished campaign's stream
+   * is dropped), so a missing key means Redis lost its data, not that the work is done.
+   */
+  plan(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:plan`;
+  }
+
   /** messages whose send finished after a pause or cancel was announced */
   overshoot(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:overshoot`;

@@ -132,3 +132,11 @@ export class Api {
 export function apiFor(h: Herald): Api {
   return new Api(`http://127.0.0.1:${h.port}`);
 }
+
+/** Rows of one kind for a campaign in ClickHouse, and how many distinct recipients they name. */
+export async function eventCounts(h: Herald, campaignId: number, kind = 'delivered'): Promise<{ n: number; u: number }> {
+  const r = await h.ch.rows<{ n: string; u: string }>(
+    `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${campaignId} AND kind = '${kind}'`,
+  );
+  return { n: Number(r[0]!.n), u: Number(r[0]!.u) };
+}

@@ -9,14 +9,9 @@ import { RecipientReader } from '../../src/store/recipient-reader.js';
 import { createDb, type Db } from '../../src/store/db.js';
 import { migrate } from '../../src/main.js';
 import { loadMigrations } from '../../src/migrate/migrate.js';
-import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+import { apiFor, createNamespace, eventCounts, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
 
-async function deliveredCounts(h: Herald, id: number): Promise<{ n: number; u: number }> {
-  const r = await h.ch.rows<{ n: string; u: string }>(
-    `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${id} AND kind = 'delivered'`,
-  );
-  return { n: Number(r[0]!.n), u: Number(r[0]!.u) };
-}
+const deliveredCounts = (h: Herald, id: number): Promise<{ n: number; u: number }> => eventCounts(h, id);
 
 describe('planning, reclaim and pause/resume on real services', () => {
   let ns: Namespace;

@@ -12,12 +12,13 @@ describe('actor decisions', () => {
     expect(isDrained(true, { ...state, exists: false })).toBe(false);
   });
 
-  it('starts chunks only while sending, and drops the stream on terminal statuses', () => {
+  it('starts chunks only while sending, drops a completed stream and keeps a cancelled one for its closer', () => {
     expect(mayStartChunk('sending')).toBe(true);
     expect(mayStartChunk('paused')).toBe(false);
     expect(onStatus('sending')).toBe('run');
     expect(onStatus('paused')).toBe('stop');
-    expect(onStatus('cancelled')).toBe('stop-and-drop');
+    expect(onStatus('cancelled')).toBe('stop');
+    expect(onStatus('failed')).toBe('stop');
     expect(onStatus('completed')).toBe('stop-and-drop');
   });
 });

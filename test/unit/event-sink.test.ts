@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EventSink, type EventInserter } from '../../src/sink/event-sink.js';
+import { EventSink, landedKey, type EventInserter, type Outcomes } from '../../src/sink/event-sink.js';
 import { EventRowWriter } from '../../src/sink/row-binary.js';
 import { packStrings } from '../../src/domain/packed-ids.js';
 
@@ -42,6 +42,21 @@ function decodeWithBatch(buf: Buffer): Array<[number, string, number, number, st
   return out;
 }
 
+let nextBatch = 1n;
+/** One sub-batch of outcomes, all delivered, under a fresh sub-batch id unless one is given. */
+function outcomes(campaignId: number, users: string[], more: Partial<Outcomes> = {}): Outcomes {
+  return {
+    campaignId,
+    users: packStrings(users),
+    count: users.length,
+    failed: new Map(),
+    atSec: 1,
+    batchId: nextBatch++,
+    owner: null,
+    ...more,
+  };
+}
+
 /** In-memory inserter: records batches, can be made to fail, to lose its answer, or to stall. */
 class FakeInserter implements EventInserter {
   batches: Buffer[] = [];
@@ -63,10 +78,10 @@ class FakeInserter implements EventInserter {
       throw new Error('socket hang up');
     }
   }
-  async landed(batch: bigint, campaignIds: readonly number[]): Promise<number> {
-    let n = 0;
-    for (const b of this.batches) for (const r of decodeWithBatch(b)) if (r[5] === batch && campaignIds.includes(r[0])) n++;
-    return n;
+  async landed(pairs: ReadonlyArray<{ campaignId: number; batchId: bigint }>): Promise<Set<string>> {
+    const stored = new Set<string>();
+    for (const b of this.batches) for (const r of decodeWithBatch(b)) stored.add(landedKey(r[0], r[5]));
+    return new Set(pairs.map((p) => landedKey(p.campaignId, p.batchId)).filter((k) => stored.has(k)));
   }
 }
 
@@ -89,12 +104,12 @@ describe('EventSink', () => {
   it('flushes at flushRows and resolves tickets only when stored', async () => {
     const ins = new FakeInserter();
     const sink = new EventSink(ins, { flushRows: 4, flushMs: 10_000, maxBufferedRows: 100 });
-    const a = await sink.appendOutcomes(1, packStrings(['a', 'b']), 2, new Map(), 1);
+    const a = await sink.appendOutcomes(outcomes(1, ['a', 'b']));
     let stored = false;
     void a.stored.then(() => (stored = true));
     await new Promise((r) => setTimeout(r, 5));
     expect(stored).toBe(false);
-    await sink.appendOutcomes(1, packStrings(['c', 'd']), 2, new Map(), 1);
+    await sink.appendOutcomes(outcomes(1, ['c', 'd']));
     await a.stored;
     expect(ins.batches).toHaveLength(1);
     expect(ins.rows).toBe(4);
@@ -119,7 +134,7 @@ describe('EventSink', () => {
       retryBaseMs: 1,
       onError: (_e, n) => errors.push(n),
     });
-    const t = await sink.appendOutcomes(3, packStrings(['a', 'b']), 2, new Map(), 9);
+    const t = await sink.appendOutcomes(outcomes(3, ['a', 'b']));
     await t.stored;
     expect(errors).toEqual([1, 2]);
     expect(ins.batches).toHaveLength(1);
@@ -137,17 +152,52 @@ describe('EventSink', () => {
       retryBaseMs: 1,
       onError: (_e, n) => errors.push(n),
     });
-    const t = await sink.appendOutcomes(5, packStrings(['a', 'b', 'c']), 3, new Map(), 9);
+    const t = await sink.appendOutcomes(outcomes(5, ['a', 'b', 'c']));
     await t.stored;
     expect(errors).toEqual([1]);
     expect(ins.rows).toBe(3);
     expect(ins.batches).toHaveLength(1);
-    // every row of a batch carries the same batch id, and batches differ
-    const rows = decodeWithBatch(ins.batches[0]!);
-    expect(new Set(rows.map((r) => r[5])).size).toBe(1);
-    const t2 = await sink.appendOutcomes(5, packStrings(['d', 'e', 'f']), 3, new Map(), 9);
-    await t2.stored;
-    expect(decodeWithBatch(ins.batches[1]!)[0]![5]).not.toBe(rows[0]![5]);
+    // rows carry their sub-batch's id, which is what the retry looked up
+    expect(new Set(decodeWithBatch(ins.batches[0]!).map((r) => r[5])).size).toBe(1);
+  });
+
+  it('on a retry, leaves out only the sub-batches already stored', async () => {
+    const ins = new FakeInserter();
+    const sink = new EventSink(ins, { flushRows: 4, flushMs: 10, maxBufferedRows: 100, retryBaseMs: 1 });
+    // an earlier insert (another process, or a lost answer) stored sub-batch 900 of campaign 5, not 901
+    const w = new EventRowWriter(64, 900n);
+    w.addOutcomes(5, packStrings(['a', 'b']), 2, new Map(), 9);
+    ins.batches = [Buffer.from(w.finish())];
+    ins.failNext = 1;
+    const t1 = await sink.appendOutcomes(outcomes(5, ['a', 'b'], { batchId: 900n }));
+    const t2 = await sink.appendOutcomes(outcomes(5, ['c', 'd'], { batchId: 901n }));
+    await Promise.all([t1.stored, t2.stored]);
+    expect(ins.batches).toHaveLength(2);
+    expect(decodeRows(ins.batches[1]!).map((r) => r[1])).toEqual(['c', 'd']);
+    expect(sink.stats.landedRows).toBe(2);
+  });
+
+  it('leaves out the rows of chunks the fence says this holder lost, and keeps the rest', async () => {
+    const ins = new FakeInserter();
+    const asked: string[] = [];
+    const sink = new EventSink(ins, {
+      flushRows: 6,
+      flushMs: 10,
+      maxBufferedRows: 100,
+      fence: async (campaignId, holder, ids) => {
+        asked.push(`${campaignId}/${holder}:${[...ids].sort().join(',')}`);
+        return holder === 'h1' ? ids.filter((id) => id === '0-2') : [];
+      },
+    });
+    const a = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { owner: { entryId: '0-1', holder: 'h1' } }));
+    await sink.appendOutcomes(outcomes(1, ['c', 'd'], { owner: { entryId: '0-2', holder: 'h1' } }));
+    await sink.appendOutcomes(outcomes(1, ['e'], { owner: { entryId: '0-2', holder: 'h2' } }));
+    await sink.append(1, 'r', 'read', 1);
+    await a.stored;
+    expect(asked.sort()).toEqual(['1/h1:0-1,0-2', '1/h2:0-2']);
+    expect(decodeRows(ins.batches[0]!).map((r) => r[1])).toEqual(['a', 'b', 'e', 'r']);
+    expect(ins.rows).toBe(4);
+    expect(sink.stats.fencedRows).toBe(2);
   });
 
   it('makes appenders wait while maxBufferedRows are unwritten', async () => {
@@ -155,10 +205,10 @@ describe('EventSink', () => {
     let open!: () => void;
     ins.gate = new Promise((r) => (open = r));
     const sink = new EventSink(ins, { flushRows: 2, flushMs: 5, maxBufferedRows: 4 });
-    await sink.appendOutcomes(1, packStrings(['a', 'b']), 2, new Map(), 1); // in flight (stalled)
-    await sink.appendOutcomes(1, packStrings(['c', 'd']), 2, new Map(), 1); // queued behind it
+    await sink.appendOutcomes(outcomes(1, ['a', 'b'])); // in flight (stalled)
+    await sink.appendOutcomes(outcomes(1, ['c', 'd'])); // queued behind it
     let third = false;
-    const p = sink.appendOutcomes(1, packStrings(['e']), 1, new Map(), 1).then(() => (third = true));
+    const p = sink.appendOutcomes(outcomes(1, ['e'])).then(() => (third = true));
     await new Promise((r) => setTimeout(r, 30));
     expect(third).toBe(false);
     ins.gate = null;

@@ -1,16 +1,26 @@
 -- chunk-step: between two sub-batches of a chunk, record what was sent and decide whether to go on.
--- KEYS[1] status key, KEYS[2] ledger hash (entry id → sent), KEYS[3] overshoot counter, KEYS[4] chunk stream
+-- KEYS[1] status key, KEYS[2] ledger hash (entry id → sent), KEYS[3] overshoot counter, KEYS[4] chunk stream,
+-- KEYS[5] records hash (entry id → the chunk's sub-batch records, concatenated), KEYS[6] plan generation key
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id (also the ledger field: <generation>-<seq>),
 -- ARGV[4] recipients of the chunk sent so far by this consumer (-1: nothing to record yet),
--- ARGV[5] size of the sub-batch just sent (counted as overshoot if the campaign is no longer sending)
--- Returns {state, sent}: state is 'stale' when the entry is no longer pending on this consumer (it was
+-- ARGV[5] size of the sub-batch just sent (counted as overshoot if the campaign is no longer sending),
+-- ARGV[6] the sub-batch's record (domain/sub-batch.ts): when and which failed, so its events can be rebuilt
+-- Returns {state, sent}: state is 'lost' when Redis lost the campaign's work state (no plan key, or a
+-- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this consumer (it was
 -- reclaimed: the fencing token is the stream's own ownership record), else the announced status ('' if
 -- unknown); sent is the chunk's ledger value after this step.
 -- Why Lua: the ownership check, the ledger write and the status read must be one atomic step, or a
--- consumer whose chunk was taken over could still record progress.
-local pending = redis.call('XPENDING', KEYS[4], ARGV[1], ARGV[3], ARGV[3], 1)
+-- consumer whose chunk was taken over could still record progress. The record is written in the same
+-- step so that a sub-batch in the ledger always has its events recoverable, even if this process dies
+-- before they reach ClickHouse.
+local plan = redis.call('GET', KEYS[6])
+if plan ~= string.match(ARGV[3], '^(%d+)-') then
+  return {'lost', 0}
+end
 local ledger = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-if #pending == 0 or pending[1][2] ~= ARGV[2] then
+-- pcall: a stream dropped since (the campaign finished or was cancelled) answers with an error
+local pending = redis.pcall('XPENDING', KEYS[4], ARGV[1], ARGV[3], ARGV[3], 1)
+if type(pending) ~= 'table' or pending.err ~= nil or #pending == 0 or pending[1][2] ~= ARGV[2] then
   return {'stale', ledger}
 end
 local status = redis.call('GET', KEYS[1]) or ''
@@ -18,6 +28,8 @@ local sent = tonumber(ARGV[4])
 if sent >= 0 then
   if sent > ledger then
     redis.call('HSET', KEYS[2], ARGV[3], sent)
+    local prev = redis.call('HGET', KEYS[5], ARGV[3]) or ''
+    redis.call('HSET', KEYS[5], ARGV[3], prev .. ARGV[6])
     ledger = sent
   end
   if status ~= '' and status ~= 'sending' then

@@ -1,0 +1,180 @@
+/**
+ * Closes a cancelled (or failed) campaign: records every recipient it will never send to as `aborted`
+ * in ClickHouse, then drops its stream. It holds the campaign's lease, so one process does it, and it
+ * resumes after a crash (aborted rows carry deterministic sub-batch ids and are looked up before they
+ * are written; the unplanned rest is walked with the planner's recorded progress).
+ *
+ * Chunks still held by consumers that are stopping are not taken from them: the closer waits until
+ * they are idle for the reclaim time (their holders have stopped heartbeating them), so a sub-batch in
+ * flight at the cancel is recorded as sent by its holder, never as aborted.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ChunkDescriptor } from '../domain/chunk.js';
+import { packedOffsets } from '../domain/packed-ids.js';
+import { subBatchId } from '../domain/sub-batch.js';
+import type { CampaignRepo } from '../store/campaign-repo.js';
+import type { ChunkStream, StreamEntry } from '../stream/chunk-stream.js';
+import type { Keys } from '../stream/keys.js';
+import { seqFromStreamId } from '../domain/chunk.js';
+import type { Planner } from '../planner/planner.js';
+import type { EventSink, Ticket } from '../sink/event-sink.js';
+import type { Ledger } from './ledger.js';
+import type { ChunkSender } from './chunk-sender.js';
+import { Lease } from './lease.js';
+
+export interface CloserDeps {
+  redis: Redis;
+  keys: Keys;
+  stream: ChunkStream;
+  campaigns: CampaignRepo;
+  planner: Planner;
+  sink: EventSink;
+  ledger: Ledger;
+  sender: ChunkSender;
+  log: Logger;
+  holderId: string;
+  reclaimIdleMs: number;
+  leaseMs: number;
+}
+
+export type CloseResult = 'closed' | 'busy' | 'stopped';
+
+export class CampaignCloser {
+  private readonly lease: Lease;
+  private readonly consumer: string;
+  aborted = 0;
+
+  constructor(
+    private readonly deps: CloserDeps,
+    private readonly campaignId: number,
+    private readonly shouldStop: () => boolean,
+  ) {
+    this.lease = new Lease(deps.redis, deps.keys, campaignId, deps.holderId, deps.leaseMs);
+    this.consumer = `${deps.holderId}-closer`;
+  }
+
+  async run(): Promise<CloseResult> {
+    await this.lease.tick();
+    if (!this.lease.held) return 'busy';
+    // The lease is renewed while closing; losing it (this process stalled) stops the close, and the
+    // next holder starts over, which is safe: every write is looked up first.
+    let lost = false;
+    const renew = setInterval(
+      () => {
+        this.lease.tick().then(
+          (held) => (lost ||= !held),
+          () => undefined,
+        );
+      },
+      Math.max(50, Math.floor(this.deps.leaseMs / 3)),
+    );
+    const stop = (): boolean => lost || this.shouldStop();
+    try {
+      const c = await this.deps.campaigns.get(this.campaignId);
+      if (c === null || c.abortsRecordedAt !== null) return 'closed';
+      const lastSeq = await this.drainStream(c.planGeneration, stop);
+      if (lastSeq === null) return 'stopped';
+      if (!c.planningDone) {
+        const r = await this.deps.planner.plan(this.campaignId, stop, (chunks) => this.abortUnplanned(chunks, lastSeq));
+        if (!r.done) return 'stopped';
+      }
+      await this.deps.sink.flush();
+      if (stop()) return 'stopped';
+      await this.deps.campaigns.markAbortsRecorded(this.campaignId);
+      await this.deps.stream.drop(this.campaignId);
+      this.deps.log.info(
+        { campaignId: this.campaignId, aborted: this.aborted },
+        'cancelled campaign closed: unsent recipients recorded as aborted',
+      );
+      return 'closed';
+    } finally {
+      clearInterval(renew);
+      await this.lease.release().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Takes every chunk left in the stream (never delivered, or idle on a stopped consumer) and records
+   * the unsent part of each. Returns the seq of the last chunk the stream ever had (the unplanned rest
+   * starts after it), or null if asked to stop.
+   */
+  private async drainStream(generation: number, stop: () => boolean): Promise<number | null> {
+    const { stream, redis } = this.deps;
+    let history: string | null = '0-0';
+    for (;;) {
+      if (stop()) return null;
+      let entries: StreamEntry[];
+      if (history !== null) {
+        entries = await stream.readPending(redis, this.campaignId, this.consumer, 100, history);
+        history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
+      } else {
+        entries = await stream.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
+        if (entries.length === 0) entries = await stream.readNew(redis, this.campaignId, this.consumer, 100);
+      }
+      for (const e of entries) await this.closeEntry(e, generation);
+      if (entries.length > 0) continue;
+      const state = await stream.state(this.campaignId);
+      if (!state.exists || (state.pending === 0 && state.lastDeliveredId === state.lastGeneratedId)) {
+        return seqFromStreamId(state.lastGeneratedId)?.seq ?? 0;
+      }
+      // Held by consumers still stopping: wait until they are idle past the reclaim time.
+      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(20, this.deps.reclaimIdleMs / 4))));
+    }
+  }
+
+  private async closeEntry(e: StreamEntry, generation: number): Promise<void> {
+    const chunk = e.chunk;
+    if (chunk === null || chunk.campaignId !== this.campaignId || chunk.generation < generation) {
+      await this.deps.stream.ack(this.campaignId, [e.id]);
+      return;
+    }
+    const step = await this.deps.ledger.step(this.campaignId, this.consumer, e.id, -1, 0);
+    if (step.stale) return;
+    // What its holders sent and recorded must be stored too (they may have died before storing it).
+    const tickets = step.sent > 0 ? await this.deps.sender.recover(this.campaignId, chunk, e.id, this.consumer) : [];
+    if (step.sent < chunk.count) tickets.push((await this.abort(chunk, step.sent, { entryId: e.id, holder: this.consumer })).stored);
+    await Promise.all(tickets);
+    await this.deps.stream.ack(this.campaignId, [e.id]);
+  }
+
+  /** Chunks of the audience never appended: aborted whole, and stored before the planner records them. */
+  private async abortUnplanned(chunks: ChunkDescriptor[], lastSeq: number): Promise<void> {
+    // A chunk appended but not yet recorded in PostgreSQL when planning stopped was in the stream: done above.
+    const rest = chunks.filter((c) => c.seq > lastSeq);
+    if (rest.length === 0) return;
+    const ids = rest.map((c) => subBatchId(c.generation, c.seq, 0, 'aborted'));
+    const landed = await this.deps.sink.landed(this.campaignId, ids);
+    const tickets: Array<Promise<void>> = [];
+    for (let i = 0; i < rest.length; i++) if (!landed.has(ids[i]!)) tickets.push((await this.append(rest[i]!, 0, ids[i]!, null)).stored);
+    await Promise.all(tickets);
+  }
+
+  /** Records recipients [from, count) of a chunk as aborted, unless a previous closer already did. */
+  private async abort(chunk: ChunkDescriptor, from: number, owner: { entryId: string; holder: string } | null): Promise<Ticket> {
+    const batchId = subBatchId(chunk.generation, chunk.seq, from, 'aborted');
+    if ((await this.deps.sink.landed(this.campaignId, [batchId])).size > 0) return { stored: Promise.resolve() };
+    return this.append(chunk, from, batchId, owner);
+  }
+
+  private async append(
+    chunk: ChunkDescriptor,
+    from: number,
+    batchId: bigint,
+    owner: { entryId: string; holder: string } | null,
+  ): Promise<Ticket> {
+    const offsets = packedOffsets(chunk.users, chunk.count);
+    const ticket = await this.deps.sink.appendOutcomes({
+      campaignId: this.campaignId,
+      users: chunk.users.subarray(offsets[from]!, offsets[chunk.count]!),
+      count: chunk.count - from,
+      failed: new Map(),
+      atSec: Math.floor(Date.now() / 1000),
+      batchId,
+      kind: 'aborted',
+      owner,
+    });
+    this.aborted += chunk.count - from;
+    return ticket;
+  }
+}
