@@ -23,6 +23,7 @@ import { announceChanged, announceStatus } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink, landedKey } from './sink/event-sink.js';
+import { RetryRepo } from './store/retry-repo.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
@@ -92,6 +93,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       flushMs: cfg.sinkFlushMs,
       maxBufferedRows: cfg.sinkMaxBufferedRows,
       fence: (campaignId, holder, entryIds) => stream.fence(campaignId, holder, entryIds),
+      fenceValidMs: Math.max(50, Math.floor(cfg.reclaimIdleMs / 3)),
       onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
       onFenced: (campaignId, entryIds, rows) =>
         log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
@@ -149,6 +151,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       defaultChunkSize: cfg.chunkSize,
       audiences,
       campaigns,
+      retries: new RetryRepo(db),
       progress,
       publishStatus: (id, status) => announceStatus(redis, keys, id, status),
       publishChanged: (id) => announceChanged(redis, keys, id),

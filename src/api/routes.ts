@@ -16,6 +16,7 @@ import {
 } from '../domain/campaign-input.js';
 import type { AudienceRepo } from '../store/audience-repo.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
+import type { RetryRepo } from '../store/retry-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
 import { bodyReadable } from './body-stream.js';
 import { checkBearer, copyRequest, errorReply, readJson, ResponseState, type Reply, type RequestInfo } from './http.js';
@@ -29,6 +30,7 @@ export interface ApiDeps {
   defaultChunkSize: number;
   audiences: AudienceRepo;
   campaigns: CampaignRepo;
+  retries: RetryRepo;
   progress: ProgressReader;
   publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
   /** messages sent after a pause or cancel was announced, per campaign */
@@ -140,8 +142,9 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
   route('get', '/v1/campaigns/:id/failures', async (info) => {
     const id = parseId(info.params[0], 'id');
     const q = validateFailuresQuery(info.query);
-    if ((await deps.campaigns.status(id)) === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
-    const failures = await deps.progress.failures(id, q.after, q.limit);
+    const c = await deps.campaigns.get(id);
+    if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    const failures = await deps.progress.failures(id, q.after, q.limit, c.firstRetryGeneration);
     const last = failures[failures.length - 1];
     return {
       status: 200,
@@ -164,6 +167,19 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
       return { status: 200, body: { id: c.id, status: c.status } };
     });
   }
+
+  // Sends again to exactly the recipients whose latest outcome is a failure, as a new round of the
+  // campaign (store/retry-repo.ts); 409 unless the campaign is completed.
+  route('post', '/v1/campaigns/:id/retry-failed', async (info) => {
+    const id = parseId(info.params[0], 'id');
+    const c = await deps.campaigns.get(id);
+    if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    const r = await deps.retries.startRound(id, () => deps.progress.failedUserIds(id, c.firstRetryGeneration));
+    if (r.retrying > 0) {
+      await deps.publishStatus(id, 'sending').catch((err: unknown) => deps.log.warn({ err, campaignId: id }, 'status publish failed'));
+    }
+    return { status: 200, body: { id, status: r.status, retrying: r.retrying } };
+  });
 
   route(
     'get',

@@ -2,6 +2,7 @@
  * The one place that turns values into ClickHouse SQL literals. ClickHouse 18.16 has no query
  * parameters, so every value in a statement passes through here, validated first.
  */
+import { SUB_BATCH_LAYOUT } from '../domain/sub-batch.js';
 
 export function identifier(name: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new RangeError(`not a ClickHouse identifier: ${JSON.stringify(name)}`);
@@ -44,4 +45,16 @@ export function uintList(values: readonly number[]): string {
 export function uint64List(values: readonly bigint[]): string {
   if (values.length === 0) throw new RangeError('empty list');
   return `(${values.map(uint64).join(', ')})`;
+}
+
+/**
+ * A condition on `message_events.batch`: the row is an outcome (delivered or failed) of a sub-batch of plan
+ * generation `generation` or later (domain/sub-batch.ts lays the id out). 18.16 has bitShiftRight/bitAnd.
+ */
+export function outcomeSinceGeneration(generation: number): string {
+  const L = SUB_BATCH_LAYOUT;
+  return (
+    `(bitShiftRight(batch, ${L.kindShift}) = ${L.outcomeKind} AND ` +
+    `bitAnd(bitShiftRight(batch, ${L.generationShift}), ${L.generationMask}) >= ${uint(generation)})`
+  );
 }

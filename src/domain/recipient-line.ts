@@ -56,7 +56,7 @@ export function parseNdjsonLine(line: string): LineResult {
 const COPY_ESCAPE = /[\\\t\n\r]/g;
 const COPY_REPLACEMENTS: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
-function copyField(v: string | null): string {
+export function copyField(v: string | null): string {
   if (v === null) return '\\N';
   return v.replace(COPY_ESCAPE, (c) => COPY_REPLACEMENTS[c] ?? c);
 }

@@ -17,6 +17,8 @@ export type SubBatchKind = 'outcome' | 'aborted';
 const GEN_BITS = 14n;
 const SEQ_BITS = 28n;
 const FROM_BITS = 20n;
+/** where the fields sit, for queries that select by them (clickhouse/sql.ts) */
+export const SUB_BATCH_LAYOUT = { kindShift: 62, generationShift: 48, generationMask: 2 ** 14 - 1, outcomeKind: 1 } as const;
 export const MAX_GENERATION = 2 ** Number(GEN_BITS) - 1;
 export const MAX_SEQ = 2 ** Number(SEQ_BITS) - 1;
 export const MAX_FROM = 2 ** Number(FROM_BITS) - 1;

@@ -13,7 +13,7 @@ import type { ChunkStream } from '../stream/chunk-stream.js';
 
 /** Leaves out recipients that already have an outcome (used by re-plans after a lost stream). */
 export interface OutcomeFilterPort {
-  withoutOutcomes(campaignId: number, page: RecipientPage): Promise<RecipientPage>;
+  withoutOutcomes(campaignId: number, page: RecipientPage, sinceGeneration: number): Promise<RecipientPage>;
 }
 
 export interface PlanResult {
@@ -61,9 +61,10 @@ export class Planner {
     // compete with the first page for PostgreSQL's time.
     let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
     const withAddress = channelNeedsAddress(c.channel);
-    const base = { campaignId, audienceId: c.audienceId, generation: c.planGeneration };
-    // A re-plan (generation > 0) must not send again to anyone who already has an outcome.
-    const replan = c.planGeneration > 0;
+    const base = { campaignId, audienceId: c.planAudienceId, generation: c.planGeneration };
+    // A re-plan (a later generation of the same round) must not send again to anyone who already has an
+    // outcome in this round.
+    const replan = c.planGeneration > c.roundGeneration;
     if (replan && this.outcomes === null) throw new Error('a re-plan needs an outcome filter');
     let seq = c.plannedChunks;
     let afterId = c.plannedLastId;
@@ -76,7 +77,7 @@ export class Planner {
       return Math.max(1, Math.min(wanted, Math.floor(this.opts.pageRows / c.chunkSize))) * c.chunkSize;
     };
     const readPage = (from: number, limit: number): Promise<RecipientPage> =>
-      this.reader.page(c.audienceId, from, maxId, limit, withAddress);
+      this.reader.page(c.planAudienceId, from, maxId, limit, withAddress);
     // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
     // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.
     let limit = pageLimit(0);
@@ -91,7 +92,7 @@ export class Planner {
         next = readPage(lastRead!, limit);
         next.catch(() => undefined); // awaited on the next turn; do not let an early exit leave it unhandled
       }
-      const rows = replan ? await this.outcomes!.withoutOutcomes(campaignId, read) : read;
+      const rows = replan ? await this.outcomes!.withoutOutcomes(campaignId, read, c.roundGeneration) : read;
       // A filtered page is no longer whole chunks: keep its tail for the next page only when the audience
       // goes on, by packing it as final here (a short chunk) — a re-plan's chunks need not be full.
       const chunks = packChunks(base, { seq, afterId }, rows, c.chunkSize, final || replan);

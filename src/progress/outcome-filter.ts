@@ -4,20 +4,22 @@
  * an IN list, with max_query_size raised for it (a setting 18.16 knows).
  */
 import type { ClickHouse } from '../clickhouse/client.js';
-import { str, uint } from '../clickhouse/sql.js';
+import { outcomeSinceGeneration, str, uint } from '../clickhouse/sql.js';
 import type { RecipientPage } from '../domain/chunk.js';
 import { packedOffsets, packStrings, unpackStrings } from '../domain/packed-ids.js';
 
 export class OutcomeFilter {
   constructor(private readonly ch: ClickHouse) {}
 
-  async withoutOutcomes(campaignId: number, page: RecipientPage): Promise<RecipientPage> {
+  /** `sinceGeneration`: only outcomes of the current round count (a retry round re-sends earlier failures). */
+  async withoutOutcomes(campaignId: number, page: RecipientPage, sinceGeneration = 0): Promise<RecipientPage> {
     const n = page.ids.length;
     if (n === 0) return page;
     const userIds = unpackStrings(page.users, n);
     const rows = await this.ch.rows<{ user_id: string }>(
       `SELECT DISTINCT user_id FROM message_events
-       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed') AND user_id IN (${userIds.map(str).join(',')})`,
+       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed') AND user_id IN (${userIds.map(str).join(',')})
+       ${sinceGeneration > 0 ? `AND ${outcomeSinceGeneration(sinceGeneration)}` : ''}`,
       60,
       { max_query_size: 256 * 1024 * 1024 },
     );

@@ -3,7 +3,7 @@
  * takes milliseconds whatever the audience size. Unique readers come from their own view.
  */
 import type { ClickHouse } from '../clickhouse/client.js';
-import { str, uint, uintList } from '../clickhouse/sql.js';
+import { outcomeSinceGeneration, str, uint, uintList } from '../clickhouse/sql.js';
 
 export interface CampaignCounts {
   sent: number;
@@ -50,16 +50,35 @@ export class ProgressReader {
   }
 
   /**
-   * Failed recipients of a campaign in user_id order, after `after` (a keyset cursor): the latest error
-   * and how many failed outcomes each has. Reads a range of the table's primary key, so pages stay cheap.
+   * Recipients of a campaign whose latest outcome is a failure, in user_id order, after `after` (a keyset
+   * cursor): the latest error (by sub-batch id, whose generation grows with each round: seconds can tie)
+   * and how many failed outcomes each has (one per round it failed in). Reads
+   * a range of the table's primary key, so pages stay cheap. `firstRetryGeneration`: once a campaign had
+   * retry rounds, a recipient delivered in one of them has failed no more.
    */
-  async failures(campaignId: number, after: string, limit: number): Promise<FailedRecipient[]> {
+  async failures(campaignId: number, after: string, limit: number, firstRetryGeneration: number | null = null): Promise<FailedRecipient[]> {
+    const id = uint(campaignId);
+    const recovered =
+      firstRetryGeneration === null
+        ? ''
+        : `AND user_id NOT IN (SELECT user_id FROM message_events WHERE campaign_id = ${id} AND kind = 'delivered'
+             AND user_id > ${str(after)} AND ${outcomeSinceGeneration(firstRetryGeneration)})`;
     const rows = await this.ch.rows<{ user_id: string; error: string; attempts: string | number }>(
-      `SELECT user_id, argMax(error, at) AS error, count() AS attempts FROM message_events
-       WHERE campaign_id = ${uint(campaignId)} AND kind = 'failed' AND user_id > ${str(after)}
+      `SELECT user_id, argMax(error, batch) AS error, count() AS attempts FROM message_events
+       WHERE campaign_id = ${id} AND kind = 'failed' AND user_id > ${str(after)} ${recovered}
        GROUP BY user_id ORDER BY user_id LIMIT ${uint(limit)}`,
     );
     return rows.map((r) => ({ userId: r.user_id, error: r.error, attempts: Number(r.attempts) }));
+  }
+
+  /** Every currently failed user id of a campaign, a page at a time (for a retry round). */
+  async *failedUserIds(campaignId: number, firstRetryGeneration: number | null, pageSize = 50_000): AsyncIterable<string[]> {
+    for (let after = ''; ;) {
+      const page = await this.failures(campaignId, after, pageSize, firstRetryGeneration);
+      if (page.length > 0) yield page.map((f) => f.userId);
+      if (page.length < pageSize) return;
+      after = page[page.length - 1]!.userId;
+    }
   }
 }
 

@@ -58,6 +58,12 @@ export interface EventSinkOptions {
   /** first retry delay; doubles up to 10 s */
   retryBaseMs?: number;
   fence?: EventFence;
+  /**
+   * A fence answer older than this when the insert is about to start is asked again: the process stalled
+   * (GC, SIGSTOP) in between, and its chunks may have been taken over meanwhile. Keep it well under the
+   * reclaim time, which is how long a fenced entry stays ours.
+   */
+  fenceValidMs?: number;
   onError?: (err: unknown, attempt: number) => void;
   /** rows left out of an insert by the fence (their chunk was taken over) */
   onFenced?: (campaignId: number, entryIds: readonly string[], rows: number) => void;
@@ -216,11 +222,20 @@ export class EventSink {
     for (let attempt = 1; ; attempt++) {
       try {
         segments = await this.fenced(segments);
+        let fencedAt = Date.now();
         if (attempt > 1) segments = await this.notLanded(segments);
+        const body = (): Buffer =>
+          segments.length === batch.segments.length ? bytes : Buffer.concat(segments.map((s) => bytes.subarray(s.start, s.end)));
+        let rowBytes = body();
+        // Stalled since the fence answered (GC, SIGSTOP)? Ask again right before the insert starts.
+        while (Date.now() - fencedAt > (this.opts.fenceValidMs ?? Infinity)) {
+          segments = await this.fenced(segments);
+          fencedAt = Date.now();
+          rowBytes = body();
+        }
         if (segments.length === 0) return;
         const rows = segments.reduce((n, s) => n + s.rows, 0);
-        const whole = segments.length === batch.segments.length;
-        await this.inserter.insert(whole ? bytes : Buffer.concat(segments.map((s) => bytes.subarray(s.start, s.end))), rows);
+        await this.inserter.insert(rowBytes, rows);
         this.stats.insertedRows += rows;
         return;
       } catch (err) {

@@ -4,10 +4,8 @@
  * file or already in the audience counts once, ids follow file order, and a failed or aborted request
  * leaves the audience exactly as it was.
  */
-import { once } from 'node:events';
-import { from as copyFrom } from 'pg-copy-streams';
 import { HeraldError } from '../errors.js';
-import { wrapPgError, type Db } from './db.js';
+import { copyIn, inTransaction, wrapPgError, type Db } from './db.js';
 
 export interface Audience {
   id: number;
@@ -53,34 +51,14 @@ export class AudienceRepo {
    * were new to the audience. Throws (and rolls back) if the source throws, e.g. on a too-large body.
    */
   async importCopy(audienceId: number, batches: AsyncIterable<string>): Promise<number> {
-    let client;
-    try {
-      client = await this.db.connect();
-    } catch (err) {
-      throw wrapPgError(err, 'connect for import');
-    }
-    try {
-      await client.query('BEGIN');
+    const rows = await inTransaction(this.db, 'import recipients', async (client) => {
       // Locks the audience row against concurrent imports into the same audience only.
       const a = await client.query('SELECT id FROM audiences WHERE id = $1 FOR UPDATE', [audienceId]);
       if (a.rowCount === 0) throw new HeraldError('NOT_FOUND', `audience ${audienceId} not found`);
       await client.query(
         'CREATE TEMP TABLE import_stage (line_no bigint, user_id text COLLATE "C", address text, attrs jsonb) ON COMMIT DROP',
       );
-      const copy = client.query(copyFrom('COPY import_stage (line_no, user_id, address, attrs) FROM STDIN'));
-      const finished = once(copy, 'finish');
-      // Attach early so a COPY error while we are still reading the body is not an unhandled rejection.
-      finished.catch(() => undefined);
-      try {
-        for await (const text of batches) {
-          if (!copy.write(text)) await Promise.race([once(copy, 'drain'), finished]);
-        }
-      } catch (err) {
-        copy.destroy(err as Error);
-        throw err;
-      }
-      copy.end();
-      await finished;
+      await copyIn(client, 'COPY import_stage (line_no, user_id, address, attrs) FROM STDIN', batches);
       const r = await client.query(
         // First line wins for a repeated user_id; users already in the audience are skipped. The audience
         // row lock makes the anti-join safe against concurrent imports, and is cheaper than ON CONFLICT.
@@ -91,20 +69,15 @@ export class AudienceRepo {
          ORDER BY d.line_no`,
         [audienceId],
       );
-      await client.query('COMMIT');
-      if ((r.rowCount ?? 0) > 10_000) {
-        // After a big import: fresh statistics before answering (sampled, ~0.1 s), so a campaign started
-        // right away gets index plans; then, in the background, the visibility map set on the new pages
-        // so the planner's reads are index-only (autovacuum would get there, later).
-        await this.db.query('ANALYZE recipients').catch(() => undefined);
-        this.db.query('VACUUM recipients').catch(() => undefined);
-      }
       return r.rowCount ?? 0;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err instanceof HeraldError ? err : wrapPgError(err, 'import recipients');
-    } finally {
-      client.release();
+    });
+    if (rows > 10_000) {
+      // After a big import: fresh statistics before answering (sampled, ~0.1 s), so a campaign started
+      // right away gets index plans; then, in the background, the visibility map set on the new pages
+      // so the planner's reads are index-only (autovacuum would get there, later).
+      await this.db.query('ANALYZE recipients').catch(() => undefined);
+      this.db.query('VACUUM recipients').catch(() => undefined);
     }
+    return rows;
   }
 }

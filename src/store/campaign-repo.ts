@@ -30,6 +30,11 @@ export interface Campaign {
   /** when every unsent recipient of a cancelled (or failed) campaign was recorded as aborted */
   abortsRecordedAt: Date | null;
   finishedAt: Date | null;
+  /** the audience the current round plans from: the campaign's own, or a retry round's (0005_retry_rounds.sql) */
+  planAudienceId: number;
+  roundGeneration: number;
+  firstRetryGeneration: number | null;
+  retried: number;
 }
 
 interface CampaignRow {
@@ -54,6 +59,10 @@ interface CampaignRow {
   started_at: Date | null;
   aborts_recorded_at: Date | null;
   finished_at: Date | null;
+  plan_audience_id: number | null;
+  round_generation: number;
+  first_retry_generation: number | null;
+  retried: number;
 }
 
 function fromRow(r: CampaignRow): Campaign {
@@ -79,6 +88,10 @@ function fromRow(r: CampaignRow): Campaign {
     startedAt: r.started_at,
     abortsRecordedAt: r.aborts_recorded_at,
     finishedAt: r.finished_at,
+    planAudienceId: Number(r.plan_audience_id ?? r.audience_id),
+    roundGeneration: r.round_generation,
+    firstRetryGeneration: r.first_retry_generation,
+    retried: Number(r.retried),
   };
 }
 
@@ -230,7 +243,8 @@ export class CampaignRepo {
   async beginPlan(id: number): Promise<Campaign> {
     try {
       await this.db.query(
-        `UPDATE campaigns c SET plan_max_id = COALESCE((SELECT max(r.id) FROM recipients r WHERE r.audience_id = c.audience_id), 0),
+        `UPDATE campaigns c SET plan_max_id = COALESCE((SELECT max(r.id) FROM recipients r
+             WHERE r.audience_id = COALESCE(c.plan_audience_id, c.audience_id)), 0),
            updated_at = now()
          WHERE c.id = $1 AND c.plan_max_id IS NULL`,
         [id],

@@ -2,7 +2,9 @@
  * PostgreSQL pool and error mapping. int8 columns are parsed as JS numbers: ids and counts stay far
  * below 2^53 (a campaign of 10^15 recipients is not a concern), and numbers are what the API returns.
  */
+import { once } from 'node:events';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { HeraldError } from '../errors.js';
 
 pg.types.setTypeParser(20, (v: string) => Number(v));
@@ -28,4 +30,49 @@ export function wrapPgError(err: unknown, what: string): HeraldError {
   const code = e.code ?? '';
   const connection = !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || code.startsWith('57P0') || code === '53300';
   return new HeraldError(connection ? 'DEPENDENCY_UNAVAILABLE' : 'INTERNAL', `PostgreSQL ${what}: ${e.message ?? String(err)}`, {}, err);
+}
+
+/**
+ * Runs `fn` in a transaction on one pooled connection: COMMIT when it returns (unless it rolled back
+ * itself), ROLLBACK when it throws. Errors come out as HeraldErrors naming `what`.
+ */
+export async function inTransaction<T>(db: Db, what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await db.connect();
+  } catch (err) {
+    throw wrapPgError(err, `connect for ${what}`);
+  }
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw wrapPgError(err, what);
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Streams COPY text from `chunks` into `COPY … FROM STDIN`, waiting on the socket's drain (backpressure).
+ * A source that throws aborts the COPY (and so the transaction) with its own error.
+ */
+export async function copyIn(client: pg.PoolClient, sql: string, chunks: AsyncIterable<string>): Promise<void> {
+  const copy = client.query(copyFrom(sql));
+  const finished = once(copy, 'finish');
+  // Attach early so a COPY error while the source is still being read is not an unhandled rejection.
+  finished.catch(() => undefined);
+  try {
+    for await (const text of chunks) {
+      if (!copy.write(text)) await Promise.race([once(copy, 'drain'), finished]);
+    }
+  } catch (err) {
+    copy.destroy(err as Error);
+    throw err;
+  }
+  copy.end();
+  await finished;
 }

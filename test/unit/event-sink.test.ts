@@ -200,6 +200,32 @@ describe('EventSink', () => {
     expect(sink.stats.fencedRows).toBe(2);
   });
 
+  it('asks the fence again when the insert starts long after its answer (a stall in between)', async () => {
+    const ins = new FakeInserter();
+    ins.failNext = 1;
+    const landed = ins.landed.bind(ins);
+    // the landed lookup before the retry takes longer than the fence answer stays valid
+    ins.landed = async (pairs) => {
+      await new Promise((r) => setTimeout(r, 30));
+      return landed(pairs);
+    };
+    let asked = 0;
+    const sink = new EventSink(ins, {
+      flushRows: 2,
+      flushMs: 5,
+      maxBufferedRows: 100,
+      retryBaseMs: 1,
+      fenceValidMs: 10,
+      // taken over while this process was "stalled" in the lookup: the second answer drops the chunk
+      fence: async (_c, _h, ids) => (++asked >= 3 ? [...ids] : []),
+    });
+    const t = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { owner: { entryId: '0-1', holder: 'h' } }));
+    await t.stored;
+    expect(asked).toBe(3);
+    expect(ins.rows).toBe(0);
+    expect(sink.stats.fencedRows).toBe(2);
+  });
+
   it('makes appenders wait while maxBufferedRows are unwritten', async () => {
     const ins = new FakeInserter();
     let open!: () => void;

@@ -1,0 +1,70 @@
+/**
+ * Retry rounds (schemas/postgres/0005_retry_rounds.sql): a completed campaign's failed recipients become
+ * an audience of their own, planned as the campaign's next round under the next plan generation. All of
+ * it happens in one transaction holding the campaign's row: two racing retry calls cannot both start a
+ * round, and a failure leaves the campaign exactly as it was.
+ */
+import { HeraldError } from '../errors.js';
+import { copyField } from '../domain/recipient-line.js';
+import { copyIn, inTransaction, type Db } from './db.js';
+
+export interface RetryStart {
+  /** recipients in the new round (0: nothing had failed, and the campaign stays completed) */
+  retrying: number;
+  status: string;
+}
+
+export class RetryRepo {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * `failed` yields the user ids whose latest outcome is `failed`, in pages; it is read while the
+   * campaign's row is locked and the campaign is `completed` (so every outcome is stored).
+   */
+  async startRound(campaignId: number, failed: () => AsyncIterable<string[]>): Promise<RetryStart> {
+    return inTransaction(this.db, 'start retry round', async (client) => {
+      const c = await client.query<{ status: string; audience_id: number; name: string }>(
+        'SELECT status, audience_id, name FROM campaigns WHERE id = $1 FOR UPDATE',
+        [campaignId],
+      );
+      const row = c.rows[0];
+      if (row === undefined) throw new HeraldError('NOT_FOUND', `campaign ${campaignId} not found`);
+      if (row.status !== 'completed') {
+        throw new HeraldError('CONFLICT', `cannot retry-failed a campaign that is ${row.status}`, { status: row.status, id: campaignId });
+      }
+      await client.query('CREATE TEMP TABLE retry_stage (user_id text COLLATE "C") ON COMMIT DROP');
+      await copyIn(client, 'COPY retry_stage (user_id) FROM STDIN', copyText(failed()));
+      const n = await client.query<{ n: number }>(
+        'SELECT count(*)::bigint AS n FROM recipients WHERE audience_id = $1 AND user_id IN (SELECT user_id FROM retry_stage)',
+        [row.audience_id],
+      );
+      if ((n.rows[0]?.n ?? 0) === 0) return { retrying: 0, status: row.status };
+      const a = await client.query<{ id: number }>('INSERT INTO audiences (name) VALUES ($1) RETURNING id', [
+        `retry of campaign ${campaignId} (${row.name})`,
+      ]);
+      const audienceId = a.rows[0]!.id;
+      // In the campaign audience's order, with the addresses and attributes it has now.
+      const r = await client.query(
+        `INSERT INTO recipients (audience_id, user_id, address, attrs)
+         SELECT $1, r.user_id, r.address, r.attrs FROM recipients r
+         WHERE r.audience_id = $2 AND r.user_id IN (SELECT user_id FROM retry_stage)
+         ORDER BY r.id`,
+        [audienceId, row.audience_id],
+      );
+      const retrying = r.rowCount ?? 0;
+      await client.query(
+        `UPDATE campaigns SET status = 'sending', plan_generation = plan_generation + 1, round_generation = plan_generation + 1,
+           first_retry_generation = COALESCE(first_retry_generation, plan_generation + 1), plan_audience_id = $2,
+           plan_max_id = NULL, planned_chunks = 0, planned_last_id = 0, planned_count = 0, planning_done = false,
+           retried = retried + $3, finished_at = NULL, updated_at = now()
+         WHERE id = $1`,
+        [campaignId, audienceId, retrying],
+      );
+      return { retrying, status: 'sending' };
+    });
+  }
+}
+
+async function* copyText(pages: AsyncIterable<string[]>): AsyncIterable<string> {
+  for await (const page of pages) if (page.length > 0) yield page.map((u) => `${copyField(u)}\n`).join('');
+}
