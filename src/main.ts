@@ -153,7 +153,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       campaigns,
       retries: new RetryRepo(db),
       progress,
-      publishStatus: (id, status) => announceStatus(redis, keys, id, status),
+      publishStatus: async (id, status, version) => {
+        await announceStatus(redis, keys, id, status, version);
+      },
       publishChanged: (id) => announceChanged(redis, keys, id),
       overshoot: async (ids) => {
         const out = new Map<number, number>();

@@ -46,7 +46,8 @@ export interface ActorDeps {
   ledger: Ledger;
   log: Logger;
   holderId: string;
-  publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  /** `version`: the campaign's status_version after the change (stream/control.ts) */
+  publishStatus(campaignId: number, status: CampaignStatus, version: number): Promise<void>;
   /**
    * Whether PostgreSQL, the record, answers. While it does not, no sub-batch is started: a status
    * change could not be seen, and nothing must be done that cannot be recorded.
@@ -213,7 +214,8 @@ export class CampaignActor {
         if (this.lease.held) {
           if (await this.streamLost()) await this.recover();
           if (!this.planningDone && this.planning === null) this.planning = this.plan();
-          if (now - this.lastReclaimAt >= options.reclaimIdleMs / 2) {
+          // Often, so a dead consumer's chunks wait little more than the idle time (XAUTOCLAIM is one cheap call).
+          if (now - this.lastReclaimAt >= options.reclaimIdleMs / 8) {
             this.lastReclaimAt = now;
             await this.reclaim();
           }
@@ -300,8 +302,9 @@ export class CampaignActor {
       this.planningDone = false;
       return false;
     }
+    let completed: Campaign;
     try {
-      await this.deps.campaigns.transition(this.id, 'complete');
+      completed = await this.deps.campaigns.transition(this.id, 'complete');
     } catch (err) {
       // paused or cancelled meanwhile: not ours to complete
       this.deps.log.debug({ err, campaignId: this.id }, 'complete refused');
@@ -313,7 +316,7 @@ export class CampaignActor {
     this.deps.log.info({ campaignId: this.id }, 'campaign completed');
     // Every entry is acked: the stream has nothing left to give, so free it now rather than at stop.
     await this.deps.stream.drop(this.id);
-    await this.deps.publishStatus(this.id, 'completed');
+    await this.deps.publishStatus(this.id, 'completed', completed.statusVersion);
     return true;
   }
 

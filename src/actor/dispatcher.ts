@@ -46,8 +46,8 @@ export class Dispatcher {
     }, this.deps.pollMs);
   }
 
-  async publishStatus(campaignId: number, status: CampaignStatus): Promise<void> {
-    await announceStatus(this.deps.redis, this.deps.keys, campaignId, status);
+  async publishStatus(campaignId: number, status: CampaignStatus, version: number): Promise<void> {
+    await announceStatus(this.deps.redis, this.deps.keys, campaignId, status, version);
   }
 
   hosted(): CampaignActor[] {
@@ -86,12 +86,16 @@ export class Dispatcher {
   }
 
   private async pollOnce(): Promise<void> {
-    for (const id of await this.deps.campaigns.startDue()) {
+    for (const { id, statusVersion } of await this.deps.campaigns.startDue()) {
       this.deps.log.info({ campaignId: id }, 'scheduled campaign started');
-      await this.publishStatus(id, 'sending');
+      await this.publishStatus(id, 'sending', statusVersion);
     }
     for (const id of await this.deps.campaigns.idsToClose()) this.close(id);
-    const sending = new Set(await this.deps.campaigns.idsWithStatus('sending'));
+    const rows = await this.deps.campaigns.withStatus('sending');
+    // Announced again each poll (a no-op unless Redis missed it: an announcement that failed, or a Redis
+    // that lost its keys), so consumers never go on reading a stale paused status.
+    for (const { id, statusVersion } of rows) await this.publishStatus(id, 'sending', statusVersion);
+    const sending = new Set(rows.map((r) => r.id));
     for (const id of sending) if (!this.actors.has(id)) await this.activate(id);
     for (const [id, actor] of this.actors) {
       if (sending.has(id)) continue;
@@ -112,7 +116,7 @@ export class Dispatcher {
     });
     if (campaign === null || campaign.status !== 'sending' || this.actors.has(id) || this.stopped) return;
     const actor = new CampaignActor(
-      { ...this.deps, publishStatus: (c, s) => this.publishStatus(c, s), recordAvailable: () => this.pgUp },
+      { ...this.deps, publishStatus: (c, s, v) => this.publishStatus(c, s, v), recordAvailable: () => this.pgUp },
       campaign,
     );
     this.actors.set(id, actor);

@@ -32,7 +32,8 @@ export interface ApiDeps {
   campaigns: CampaignRepo;
   retries: RetryRepo;
   progress: ProgressReader;
-  publishStatus(campaignId: number, status: CampaignStatus): Promise<void>;
+  /** `version`: the campaign's status_version after the change (stream/control.ts) */
+  publishStatus(campaignId: number, status: CampaignStatus, version: number): Promise<void>;
   /** messages sent after a pause or cancel was announced, per campaign */
   overshoot(campaignIds: readonly number[]): Promise<Map<number, number>>;
   /** tells dispatchers to reload a campaign's settings (rate limit) */
@@ -133,7 +134,7 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
   route('patch', '/v1/campaigns/:id', async (info, res, state) => {
     const id = parseId(info.params[0], 'id');
     const input = validateUpdateCampaign(await readJson(res, state, info, deps.maxBodyBytes));
-    const c = await deps.campaigns.setRateLimit(id, input.rateLimit ?? null);
+    const c = await deps.campaigns.update(id, input);
     await deps.publishChanged(id).catch((err: unknown) => deps.log.warn({ err, campaignId: id }, 'change publish failed'));
     const counts = await deps.progress.counts([id]);
     return { status: 200, body: campaignView(c, counts.get(id)) };
@@ -160,7 +161,7 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     route('post', `/v1/campaigns/:id/${command}`, async (info) => {
       const id = parseId(info.params[0], 'id');
       const c = await deps.campaigns.transition(id, command);
-      await deps.publishStatus(id, c.status).catch((err: unknown) => {
+      await deps.publishStatus(id, c.status, c.statusVersion).catch((err: unknown) => {
         // The poll loop picks the change up within HERALD_POLL_MS; PostgreSQL already has it.
         deps.log.warn({ err, campaignId: id }, 'status publish failed');
       });
@@ -176,7 +177,9 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
     const r = await deps.retries.startRound(id, () => deps.progress.failedUserIds(id, c.firstRetryGeneration));
     if (r.retrying > 0) {
-      await deps.publishStatus(id, 'sending').catch((err: unknown) => deps.log.warn({ err, campaignId: id }, 'status publish failed'));
+      await deps
+        .publishStatus(id, 'sending', r.statusVersion)
+        .catch((err: unknown) => deps.log.warn({ err, campaignId: id }, 'status publish failed'));
     }
     return { status: 200, body: { id, status: r.status, retrying: r.retrying } };
   });

@@ -23,6 +23,8 @@ export interface CreateCampaignInput {
 
 export interface UpdateCampaignInput {
   rateLimit?: number | null;
+  /** a new start time (the campaign becomes `scheduled`), or null (back to `draft`); before it starts only */
+  scheduleAt?: Date | null;
 }
 
 const MAX_RATE = 10_000_000;
@@ -42,9 +44,18 @@ export function validateUpdateCampaign(body: unknown): UpdateCampaignInput {
   const errors: FieldError[] = [];
   const out: UpdateCampaignInput = {};
   for (const key of Object.keys(body)) {
-    if (key !== 'rate_limit') errors.push({ field: key, error: 'cannot be changed (changeable: rate_limit)' });
+    if (key !== 'rate_limit' && key !== 'schedule_at')
+      errors.push({ field: key, error: 'cannot be changed (changeable: rate_limit, schedule_at)' });
   }
   if ('rate_limit' in body) out.rateLimit = validateRate(body.rate_limit, errors);
+  if ('schedule_at' in body) {
+    if (body.schedule_at === null) out.scheduleAt = null;
+    else {
+      const d = typeof body.schedule_at === 'string' ? new Date(body.schedule_at) : new Date(NaN);
+      if (Number.isNaN(d.getTime())) errors.push({ field: 'schedule_at', error: 'must be an ISO-8601 date-time string or null' });
+      else out.scheduleAt = d;
+    }
+  }
   if (errors.length === 0 && Object.keys(out).length === 0) errors.push({ field: 'body', error: 'names nothing to change' });
   if (errors.length > 0) throw HeraldError.invalid(errors);
   return out;

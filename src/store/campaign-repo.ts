@@ -4,7 +4,7 @@
  */
 import { HeraldError } from '../errors.js';
 import { allowedFrom, isTerminal, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
-import type { ChannelSpec, CreateCampaignInput, ListCampaignsQuery } from '../domain/campaign-input.js';
+import type { ChannelSpec, CreateCampaignInput, ListCampaignsQuery, UpdateCampaignInput } from '../domain/campaign-input.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface Campaign {
@@ -35,6 +35,8 @@ export interface Campaign {
   roundGeneration: number;
   firstRetryGeneration: number | null;
   retried: number;
+  /** bumped by every status change (0006_status_version.sql): announcements carry it */
+  statusVersion: number;
 }
 
 interface CampaignRow {
@@ -63,6 +65,7 @@ interface CampaignRow {
   round_generation: number;
   first_retry_generation: number | null;
   retried: number;
+  status_version: number;
 }
 
 function fromRow(r: CampaignRow): Campaign {
@@ -92,6 +95,7 @@ function fromRow(r: CampaignRow): Campaign {
     roundGeneration: r.round_generation,
     firstRetryGeneration: r.first_retry_generation,
     retried: Number(r.retried),
+    statusVersion: Number(r.status_version),
   };
 }
 
@@ -155,23 +159,44 @@ export class CampaignRepo {
     }
   }
 
-  async idsWithStatus(status: CampaignStatus): Promise<number[]> {
+  /** Campaigns in `status`, with the version of that status (announcements carry it). */
+  async withStatus(status: CampaignStatus): Promise<Array<{ id: number; statusVersion: number }>> {
     try {
-      const r = await this.db.query<{ id: number }>('SELECT id FROM campaigns WHERE status = $1 ORDER BY id', [status]);
-      return r.rows.map((row) => row.id);
+      const r = await this.db.query<{ id: number; status_version: number }>(
+        'SELECT id, status_version FROM campaigns WHERE status = $1 ORDER BY id',
+        [status],
+      );
+      return r.rows.map((row) => ({ id: row.id, statusVersion: Number(row.status_version) }));
     } catch (err) {
       throw wrapPgError(err, 'list campaigns by status');
     }
   }
 
   /** Changes a campaign's rate limit; refused (409) once the campaign has finished. */
-  async setRateLimit(id: number, rateLimit: number | null): Promise<Campaign> {
+  /**
+   * PATCH: the rate limit changes until the campaign finishes; the schedule only before it starts (one
+   * conditional UPDATE, so it cannot race the scheduler's start: one of them wins, the other gets 409).
+   */
+  async update(id: number, input: UpdateCampaignInput): Promise<Campaign> {
+    const reschedule = input.scheduleAt !== undefined;
     let row: CampaignRow | undefined;
     try {
       const r = await this.db.query<CampaignRow>(
-        `UPDATE campaigns SET rate_limit = $2, updated_at = now()
-         WHERE id = $1 AND status NOT IN ('completed', 'cancelled', 'failed') RETURNING *`,
-        [id, rateLimit],
+        `UPDATE campaigns SET
+           rate_limit = CASE WHEN $2 THEN $3::integer ELSE rate_limit END,
+           schedule_at = CASE WHEN $4 THEN $5::timestamptz ELSE schedule_at END,
+           status = CASE WHEN $4 THEN (CASE WHEN $5::timestamptz IS NULL THEN 'draft' ELSE 'scheduled' END) ELSE status END,
+           status_version = status_version + CASE WHEN $4 THEN 1 ELSE 0 END,
+           updated_at = now()
+         WHERE id = $1 AND status = ANY($6::text[]) RETURNING *`,
+        [
+          id,
+          input.rateLimit !== undefined,
+          input.rateLimit ?? null,
+          reschedule,
+          input.scheduleAt ?? null,
+          reschedule ? ['draft', 'scheduled'] : ['draft', 'scheduled', 'sending', 'paused'],
+        ],
       );
       row = r.rows[0];
     } catch (err) {
@@ -180,24 +205,26 @@ export class CampaignRepo {
     if (row !== undefined) return fromRow(row);
     const current = await this.status(id);
     if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
-    throw new HeraldError('CONFLICT', `cannot change a campaign that is ${current}`, { status: current, id });
+    const what = reschedule ? 'reschedule' : 'change';
+    throw new HeraldError('CONFLICT', `cannot ${what} a campaign that is ${current}`, { status: current, id });
   }
 
   /**
    * Starts every scheduled campaign whose time has come, in one statement: SKIP LOCKED lets several
    * dispatcher processes run this at once, and the status condition makes a start happen exactly once.
    */
-  async startDue(limit = 100): Promise<number[]> {
+  async startDue(limit = 100): Promise<Array<{ id: number; statusVersion: number }>> {
     try {
-      const r = await this.db.query<{ id: number }>(
-        `UPDATE campaigns SET status = 'sending', started_at = COALESCE(started_at, now()), updated_at = now()
+      const r = await this.db.query<{ id: number; status_version: number }>(
+        `UPDATE campaigns SET status = 'sending', started_at = COALESCE(started_at, now()), status_version = status_version + 1,
+           updated_at = now()
          WHERE id IN (SELECT id FROM campaigns WHERE status = 'scheduled' AND schedule_at <= now()
                       ORDER BY schedule_at LIMIT $1 FOR UPDATE SKIP LOCKED)
            AND status = 'scheduled'
-         RETURNING id`,
+         RETURNING id, status_version`,
         [limit],
       );
-      return r.rows.map((row) => row.id);
+      return r.rows.map((row) => ({ id: row.id, statusVersion: Number(row.status_version) }));
     } catch (err) {
       throw wrapPgError(err, 'start scheduled campaigns');
     }
@@ -207,7 +234,7 @@ export class CampaignRepo {
    * Applies `command` atomically: 404 for an unknown id, 409 with the current status when the
    * transition is illegal from it (including when another request changed it first).
    */
-  async transition(id: number, command: CampaignCommand, error: string | null = null): Promise<Campaign> {
+  async transition(id: number, command: CampaignCommand, error: string | null = null, attempt = 1): Promise<Campaign> {
     const pairs = allowedFrom(command);
     const cases = pairs.map((p) => `WHEN '${p.from}' THEN '${p.to}'`).join(' ');
     const to = new Set(pairs.map((p) => p.to));
@@ -218,6 +245,7 @@ export class CampaignRepo {
       const r = await this.db.query<CampaignRow>(
         `UPDATE campaigns SET
            status = CASE status ${cases} END,
+           status_version = status_version + 1,
            updated_at = now()
            ${starts ? ', started_at = COALESCE(started_at, now())' : ''}
            ${terminal ? ', finished_at = now()' : ''}
@@ -233,6 +261,9 @@ export class CampaignRepo {
     if (row !== undefined) return fromRow(row);
     const current = await this.status(id);
     if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    // The status that refused the move may have changed again since (racing calls): if the move is legal
+    // now, it is tried again, so a 409 always names a status the move is illegal from.
+    if (pairs.some((p) => p.from === current) && attempt < 5) return this.transition(id, command, error, attempt + 1);
     throw new HeraldError('CONFLICT', `cannot ${command} a campaign that is ${current}`, { status: current, id });
   }
 

@@ -12,6 +12,8 @@ export interface RetryStart {
   /** recipients in the new round (0: nothing had failed, and the campaign stays completed) */
   retrying: number;
   status: string;
+  /** the campaign's status_version after the round started */
+  statusVersion: number;
 }
 
 export class RetryRepo {
@@ -23,8 +25,8 @@ export class RetryRepo {
    */
   async startRound(campaignId: number, failed: () => AsyncIterable<string[]>): Promise<RetryStart> {
     return inTransaction(this.db, 'start retry round', async (client) => {
-      const c = await client.query<{ status: string; audience_id: number; name: string }>(
-        'SELECT status, audience_id, name FROM campaigns WHERE id = $1 FOR UPDATE',
+      const c = await client.query<{ status: string; audience_id: number; name: string; status_version: number }>(
+        'SELECT status, audience_id, name, status_version FROM campaigns WHERE id = $1 FOR UPDATE',
         [campaignId],
       );
       const row = c.rows[0];
@@ -38,7 +40,7 @@ export class RetryRepo {
         'SELECT count(*)::bigint AS n FROM recipients WHERE audience_id = $1 AND user_id IN (SELECT user_id FROM retry_stage)',
         [row.audience_id],
       );
-      if ((n.rows[0]?.n ?? 0) === 0) return { retrying: 0, status: row.status };
+      if ((n.rows[0]?.n ?? 0) === 0) return { retrying: 0, status: row.status, statusVersion: Number(row.status_version) };
       const a = await client.query<{ id: number }>('INSERT INTO audiences (name) VALUES ($1) RETURNING id', [
         `retry of campaign ${campaignId} (${row.name})`,
       ]);
@@ -56,11 +58,11 @@ export class RetryRepo {
         `UPDATE campaigns SET status = 'sending', plan_generation = plan_generation + 1, round_generation = plan_generation + 1,
            first_retry_generation = COALESCE(first_retry_generation, plan_generation + 1), plan_audience_id = $2,
            plan_max_id = NULL, planned_chunks = 0, planned_last_id = 0, planned_count = 0, planning_done = false,
-           retried = retried + $3, finished_at = NULL, updated_at = now()
+           retried = retried + $3, status_version = status_version + 1, finished_at = NULL, updated_at = now()
          WHERE id = $1`,
         [campaignId, audienceId, retrying],
       );
-      return { retrying, status: 'sending' };
+      return { retrying, status: 'sending', statusVersion: Number(row.status_version) + 1 };
     });
   }
 }

@@ -23,6 +23,11 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:status`;
   }
 
+  /** the status_version of the status in `status` (stream/lua/announce.lua keeps the newer) */
+  statusVersion(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:status-version`;
+  }
+
   /** chunk seq → recipients of that chunk already handed to the channel */
   ledger(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:ledger`;

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Keys } from '../../src/stream/keys.js';
+import { announceStatus } from '../../src/stream/control.js';
 import type { Herald } from '../../src/main.js';
 import { Api, apiFor, createNamespace, startTestHerald, type Namespace } from '../helpers/herald.js';
 
@@ -150,6 +152,43 @@ describe('HTTP API: validation, auth, imports and errors', () => {
     const got = await api.call('GET', `/v1/campaigns/${id}`);
     expect(got.body).toMatchObject({ id, status: 'cancelled', delivered: 0, sent: 0 });
     expect(got.body.finished_at).not.toBeNull();
+  });
+
+  it('keeps the state machine consistent under racing pause and resume calls', async () => {
+    // A campaign that stays `sending` for the whole test: 1 message a second.
+    const audienceId = await api.audience(50, 'race');
+    const id = await api.nullCampaign(audienceId, { name: 'racing', rate_limit: 1 });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    let state = 'sending';
+    for (let round = 0; round < 5; round++) {
+      const calls = await Promise.all(
+        ['pause', 'resume', 'pause', 'resume', 'pause', 'resume'].map((cmd) =>
+          api.call('POST', `/v1/campaigns/${id}/${cmd}`).then((r) => ({ cmd, ...r })),
+        ),
+      );
+      expect(calls.every((r) => r.status === 200 || r.status === 409)).toBe(true);
+      // Serialised by PostgreSQL, the winners alternate from the state the round began in: from sending,
+      // pause, resume, pause…; from paused, resume, pause…. So the final state follows from the counts.
+      const won = (cmd: string): number => calls.filter((r) => r.cmd === cmd && r.status === 200).length;
+      const [first, second] = state === 'sending' ? ['pause', 'resume'] : ['resume', 'pause'];
+      const lead = won(first!) - won(second!);
+      expect([0, 1]).toContain(lead);
+      state = lead === 1 ? (first === 'pause' ? 'paused' : 'sending') : state;
+      expect((await api.call('GET', `/v1/campaigns/${id}`)).body.status).toBe(state);
+      // Each 409 names the status that made the move illegal.
+      for (const r of calls.filter((x) => x.status === 409)) expect(r.body.status).toBe(r.cmd === 'pause' ? 'paused' : 'sending');
+    }
+    expect((await api.call('POST', `/v1/campaigns/${id}/cancel`)).body.status).toBe('cancelled');
+  });
+
+  it('keeps the newer status in Redis when two announcements arrive out of order', async () => {
+    const keys = new Keys(ns.config.redisPrefix);
+    const id = 987_001;
+    expect(await announceStatus(herald.redis, keys, id, 'sending', 7)).toBe(true);
+    expect(await announceStatus(herald.redis, keys, id, 'paused', 6)).toBe(false);
+    expect(await herald.redis.get(keys.status(id))).toBe('sending');
+    expect(await announceStatus(herald.redis, keys, id, 'paused', 8)).toBe(true);
+    expect(await herald.redis.get(keys.status(id))).toBe('paused');
   });
 
   it('reports health of every dependency', async () => {

@@ -109,6 +109,29 @@ describe('a null-channel campaign end to end', () => {
     expect((await api.call('POST', `/v1/campaigns/${later.body.id}/cancel`)).body.status).toBe('cancelled');
   });
 
+  it('reschedules a scheduled campaign before it starts, and refuses once it has', async () => {
+    const audienceId = await api.audience(1_000, 'rs');
+    const id = await api.nullCampaign(audienceId, { name: 'rescheduled', schedule_at: new Date(Date.now() + 3_600_000).toISOString() });
+    // Unscheduled (back to draft), scheduled again, then moved up to a second from now.
+    expect((await api.call('PATCH', `/v1/campaigns/${id}`, { schedule_at: null })).body).toMatchObject({
+      status: 'draft',
+      schedule_at: null,
+    });
+    expect(
+      (await api.call('PATCH', `/v1/campaigns/${id}`, { schedule_at: new Date(Date.now() + 3_600_000).toISOString() })).body.status,
+    ).toBe('scheduled');
+    const at = new Date(Date.now() + 1_000);
+    expect((await api.call('PATCH', `/v1/campaigns/${id}`, { schedule_at: at.toISOString() })).body).toMatchObject({
+      status: 'scheduled',
+      schedule_at: at.toISOString(),
+    });
+    const done = await api.waitForStatus(id, ['completed'], 30_000);
+    expect(new Date(done.started_at).getTime()).toBeGreaterThanOrEqual(at.getTime() - 1000);
+    expect(done.delivered).toBe(1_000);
+    const late = await api.call('PATCH', `/v1/campaigns/${id}`, { schedule_at: new Date(Date.now() + 60_000).toISOString() });
+    expect(late).toMatchObject({ status: 409, body: { status: 'completed' } });
+  });
+
   it('completes a campaign whose audience is empty', async () => {
     const a = await api.call('POST', '/v1/audiences', { name: 'nobody' });
     const id = await api.nullCampaign(a.body.id);

@@ -108,5 +108,9 @@ describe('webhook Retry-After', () => {
     expect(validateUpdateCampaign({ rate_limit: null })).toEqual({ rateLimit: null });
     expect(fieldsOf(() => validateUpdateCampaign({}))).toEqual(['body']);
     expect(fieldsOf(() => validateUpdateCampaign({ rate_limit: 1.5, status: 'x' }))).toEqual(['status', 'rate_limit']);
+    expect(validateUpdateCampaign({ schedule_at: '2030-01-01T00:00:00Z' })).toEqual({ scheduleAt: new Date('2030-01-01T00:00:00Z') });
+    expect(validateUpdateCampaign({ schedule_at: null })).toEqual({ scheduleAt: null });
+    expect(fieldsOf(() => validateUpdateCampaign({ schedule_at: 'next tuesday' }))).toEqual(['schedule_at']);
+    expect(fieldsOf(() => validateUpdateCampaign({ schedule_at: 5 }))).toEqual(['schedule_at']);
   });
 });

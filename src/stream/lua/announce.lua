@@ -1,0 +1,20 @@
+-- announce: record a campaign's status in Redis and tell the dispatchers, unless a newer one is there.
+-- KEYS[1] status key, KEYS[2] status version key
+-- ARGV[1] status, ARGV[2] version (campaigns.status_version), ARGV[3] TTL in seconds (0: none),
+-- ARGV[4] pub/sub channel, ARGV[5] message
+-- Returns 1 if announced, 0 if a newer status was already announced.
+-- Why Lua: racing transitions are announced after PostgreSQL has ordered them, in any order; comparing
+-- and setting in one step keeps the key (and the messages) in PostgreSQL's order.
+local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local version = tonumber(ARGV[2])
+if current >= version then return 0 end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
