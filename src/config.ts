@@ -2,6 +2,7 @@
  * Configuration: one defaults object, resolved from the environment once at boot, validated, frozen.
  * A bad value fails the boot with the name of the variable, never later in the hot path.
  */
+import { createHmac } from 'node:crypto';
 import { HeraldError, type FieldError } from './errors.js';
 
 export const DEFAULTS = {
@@ -33,9 +34,15 @@ export const DEFAULTS = {
   webhookConnections: 32, // HERALD_WEBHOOK_CONNECTIONS: keep-alive sockets per webhook origin
   shutdownGraceMs: 30_000, // HERALD_SHUTDOWN_GRACE_MS: on SIGTERM, finish chunks in hand and flush events for at most this long
   logLevel: 'info', // HERALD_LOG_LEVEL: pino level
+  secret: '', // HERALD_SECRET: signs user and tracking tokens (16+ characters); empty: derived from HERALD_API_KEYS
+  userTokenTtlS: 86_400, // HERALD_USER_TOKEN_TTL_S: lifetime of a user token minted by POST /v1/users/:id/token
+  publicUrl: '', // HERALD_PUBLIC_URL: base of tracking URLs put in webhook messages; empty: http://<host>:<port>
 } as const;
 
 export interface Config {
+  secret: string;
+  userTokenTtlS: number;
+  publicUrl: string;
   databaseUrl: string;
   redisUrl: string;
   clickhouseUrl: string;
@@ -88,6 +95,7 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['webhookAttempts', 'HERALD_WEBHOOK_ATTEMPTS', 1, 100],
   ['webhookBackoffMs', 'HERALD_WEBHOOK_BACKOFF_MS', 0, 600_000],
   ['webhookConnections', 'HERALD_WEBHOOK_CONNECTIONS', 1, 10_000],
+  ['userTokenTtlS', 'HERALD_USER_TOKEN_TTL_S', 60, 366 * 86_400],
   ['shutdownGraceMs', 'HERALD_SHUTDOWN_GRACE_MS', 0, 3_600_000],
 ];
 
@@ -142,6 +150,20 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     if (keys.some((k) => k.length < 8)) errors.push({ field: 'HERALD_API_KEYS', error: 'every key must be at least 8 characters' });
     cfg.apiKeys = keys;
   }
+  if (env.HERALD_SECRET !== undefined && env.HERALD_SECRET !== '') {
+    if (env.HERALD_SECRET.length < 16) errors.push({ field: 'HERALD_SECRET', error: 'must be at least 16 characters' });
+    else cfg.secret = env.HERALD_SECRET;
+  }
+  if (env.HERALD_PUBLIC_URL) {
+    try {
+      const u = new URL(env.HERALD_PUBLIC_URL);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:')
+        errors.push({ field: 'HERALD_PUBLIC_URL', error: 'must start with http:// or https://' });
+      else cfg.publicUrl = env.HERALD_PUBLIC_URL.replace(/\/+$/, '');
+    } catch {
+      errors.push({ field: 'HERALD_PUBLIC_URL', error: 'is not a URL' });
+    }
+  }
   if (cfg.sinkMaxBufferedRows < cfg.sinkFlushRows) {
     errors.push({ field: 'HERALD_SINK_MAX_BUFFERED_ROWS', error: 'must be at least HERALD_SINK_FLUSH_ROWS' });
   }
@@ -161,4 +183,13 @@ export function requireApiKeys(cfg: Readonly<Config>): void {
       field: 'HERALD_API_KEYS',
     });
   }
+}
+
+/**
+ * The key tokens are signed with: HERALD_SECRET, or one derived from the API keys (so a single-key setup
+ * works out of the box; changing the keys then invalidates every token, which is the safe direction).
+ */
+export function tokenSecret(cfg: Readonly<Config>): string {
+  if (cfg.secret !== '') return cfg.secret;
+  return createHmac('sha256', 'herald token secret').update(cfg.apiKeys.join(',')).digest('base64url');
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { loadConfig, requireApiKeys, type Config } from './config.js';
+import { loadConfig, requireApiKeys, tokenSecret, type Config } from './config.js';
 import { isHeraldError } from './errors.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
@@ -24,6 +24,11 @@ import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink, landedKey } from './sink/event-sink.js';
 import { RetryRepo } from './store/retry-repo.js';
+import { InboxRepo } from './store/inbox-repo.js';
+import { InboxReader } from './progress/inbox-reader.js';
+import { StatsReader } from './progress/stats-reader.js';
+import { ReadRecorder } from './sink/read-recorder.js';
+import { trackingToken } from './domain/tokens.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
@@ -99,12 +104,20 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
     },
   );
+  const secret = tokenSecret(cfg);
+  // Tracking URLs point at this process's API unless HERALD_PUBLIC_URL names the public address.
+  let listeningPort = cfg.port;
+  const publicUrl = (): string =>
+    cfg.publicUrl !== ''
+      ? cfg.publicUrl
+      : `http://${cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host}:${listeningPort}`;
   const channels = new ChannelRegistry({
     batchSize: cfg.webhookBatchSize,
     timeoutMs: cfg.webhookTimeoutMs,
     attempts: cfg.webhookAttempts,
     backoffMs: cfg.webhookBackoffMs,
     connections: cfg.webhookConnections,
+    trackingUrl: (campaignId, userId) => `${publicUrl()}/t/${trackingToken(secret, campaignId, userId)}`,
   });
   const holderId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 
@@ -144,7 +157,21 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let api: ApiServer | null = null;
   if (opts.api !== false) {
     const progress = new ProgressReader(ch);
+    const inboxReader = new InboxReader(ch);
     api = await startApi(cfg.host, cfg.port, {
+      tokenSecret: secret,
+      userTokenTtlS: cfg.userTokenTtlS,
+      inbox: new InboxRepo(db),
+      inboxReader,
+      reads: new ReadRecorder(sink, (campaignId, userIds) => inboxReader.deliveries(campaignId, userIds)),
+      stats: new StatsReader(ch),
+      recordCallbacks: async (events) => {
+        const tickets = [];
+        for (const e of events)
+          tickets.push(await sink.append(e.campaignId, e.userId, e.kind === 'delivered' ? 'confirmed' : 'bounced', e.atSec, e.error));
+        sink.flushSoon();
+        await Promise.all(tickets.map((t) => t.stored));
+      },
       apiKeys: cfg.apiKeys,
       maxBodyBytes: cfg.maxBodyBytes,
       maxImportBytes: cfg.maxImportBytes,
@@ -184,6 +211,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         return Object.fromEntries(results);
       },
     });
+    listeningPort = api.port;
     log.info({ port: api.port }, 'Herald API listening');
   }
 

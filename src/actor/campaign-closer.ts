@@ -172,6 +172,7 @@ export class CampaignCloser {
       atSec: Math.floor(Date.now() / 1000),
       batchId,
       kind: 'aborted',
+      segments: chunk.segments?.slice(from) ?? null,
       owner,
     });
     this.aborted += chunk.count - from;

@@ -115,6 +115,7 @@ export class ChunkSender {
         failed: result.failed,
         atSec,
         batchId: subBatchId(chunk.generation, chunk.seq, sent),
+        segments: chunk.segments?.slice(sent, sent + n) ?? null,
         owner: step.lost ? null : { entryId: ctx.entryId, holder: ctx.holder },
       });
       tickets.push(stored);
@@ -154,6 +155,7 @@ export class ChunkSender {
         failed: r.failed,
         atSec: r.atSec,
         batchId: ids[i]!,
+        segments: chunk.segments?.slice(r.from, r.from + r.n) ?? null,
         owner: { entryId, holder },
       });
       tickets.push(stored);

@@ -18,12 +18,15 @@ import type { AudienceRepo } from '../store/audience-repo.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RetryRepo } from '../store/retry-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
+import type { StatsReader } from '../progress/stats-reader.js';
+import { registerUserRoutes, type UserApiDeps } from './user-routes.js';
 import { bodyReadable } from './body-stream.js';
 import { checkBearer, copyRequest, errorReply, readJson, ResponseState, type Reply, type RequestInfo } from './http.js';
 import { csvToCopy, importFormat, ndjsonToCopy, type ImportReport } from './recipient-import.js';
 import { campaignView } from './views.js';
 
-export interface ApiDeps {
+export interface ApiDeps extends UserApiDeps {
+  stats: StatsReader;
   apiKeys: readonly string[];
   maxBodyBytes: number;
   maxImportBytes: number;
@@ -42,10 +45,12 @@ export interface ApiDeps {
   log: Logger;
 }
 
-type Handler = (info: RequestInfo, res: HttpResponse, state: ResponseState) => Promise<Reply>;
+export type Handler = (info: RequestInfo, res: HttpResponse, state: ResponseState) => Promise<Reply>;
+/** Registers a handler; `auth` false: the handler authorizes (or the route is public). */
+export type Route = (method: 'get' | 'post' | 'patch', pattern: string, handler: Handler, auth?: boolean) => void;
 
 export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
-  const route = (method: 'get' | 'post' | 'patch', pattern: string, handler: Handler, auth = true): void => {
+  const route: Route = (method, pattern, handler, auth = true) => {
     const paramCount = (pattern.match(/:/g) ?? []).length;
     app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
       const state = new ResponseState(res);
@@ -183,6 +188,36 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
     }
     return { status: 200, body: { id, status: r.status, retrying: r.retrying } };
   });
+
+  // Read-rate analytics, from the ClickHouse views only (progress/stats-reader.ts).
+  route('get', '/v1/campaigns/:id/stats', async (info) => {
+    const id = parseId(info.params[0], 'id');
+    const bucket = info.query.get('bucket') ?? 'minute';
+    if (bucket !== 'minute' && bucket !== 'hour') throw HeraldError.invalid([{ field: 'bucket', error: 'must be "minute" or "hour"' }]);
+    const c = await deps.campaigns.get(id);
+    if (c === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+    const [counts, stats] = await Promise.all([deps.progress.counts([id]), deps.stats.read(id, bucket)]);
+    const view = campaignView(c, counts.get(id));
+    const n = counts.get(id);
+    const totals = {
+      total: view.total,
+      delivered: view.delivered,
+      failed: view.failed,
+      aborted: view.aborted,
+      pending: view.pending,
+      read: view.read,
+      unique_readers: view.unique_readers,
+      confirmed: n?.confirmed ?? 0,
+      bounced: n?.bounced ?? 0,
+    };
+    const delivered = Number(view.delivered);
+    return {
+      status: 200,
+      body: { id, totals, read_rate: delivered === 0 ? 0 : Number(view.unique_readers) / delivered, ...stats },
+    };
+  });
+
+  registerUserRoutes(route, deps);
 
   route(
     'get',

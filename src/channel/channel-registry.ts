@@ -2,16 +2,19 @@
 import type { ChannelSpec } from '../domain/campaign-input.js';
 import type { Channel } from './channel.js';
 import { NullChannel } from './null-channel.js';
+import { InboxChannel } from './inbox-channel.js';
 import { WebhookChannel, type WebhookOptions } from './webhook-channel.js';
 
 export class ChannelRegistry {
   private readonly nullChannel = new NullChannel();
+  private readonly inboxChannel = new InboxChannel();
   private readonly webhooks = new Map<string, WebhookChannel>();
 
   constructor(private readonly webhookDefaults: Omit<WebhookOptions, 'url'>) {}
 
   get(spec: ChannelSpec): Channel {
     if (spec.type === 'null') return this.nullChannel;
+    if (spec.type === 'inbox') return this.inboxChannel;
     let ch = this.webhooks.get(spec.url);
     if (ch === undefined) {
       ch = new WebhookChannel({ ...this.webhookDefaults, url: spec.url });

@@ -17,6 +17,8 @@ export interface WebhookOptions {
   attempts: number;
   backoffMs: number;
   connections: number;
+  /** the read-receipt URL put in each message as `tracking_url` (a signed pixel, api/tracking), if any */
+  trackingUrl?: (campaignId: number, userId: string) => string;
 }
 
 type Outcome =
@@ -76,6 +78,7 @@ export class WebhookChannel implements Channel {
         title: batch.title,
         body: batch.body,
         idempotency_key: idempotencyKey(batch.campaignId, userId),
+        ...(this.opts.trackingUrl === undefined ? {} : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),
       });
     }
     const payload = JSON.stringify({ campaign_id: batch.campaignId, messages });

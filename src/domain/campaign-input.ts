@@ -4,12 +4,15 @@
 import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
 
-export type ChannelSpec = { type: 'null' } | { type: 'webhook'; url: string };
+export type ChannelSpec = { type: 'null' } | { type: 'inbox' } | { type: 'webhook'; url: string };
 
 /** Whether a channel uses recipients' addresses (the planner then carries them in each chunk). */
 export function channelNeedsAddress(spec: ChannelSpec): boolean {
-  return spec.type !== 'null';
+  return spec.type === 'webhook';
 }
+
+/** A key of recipients.attrs: letters, digits, `_`, `-`, `.`; it goes into SQL only as a parameter. */
+const SEGMENT_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
 
 export interface CreateCampaignInput {
   name: string;
@@ -19,6 +22,8 @@ export interface CreateCampaignInput {
   chunkSize: number | null;
   scheduleAt: Date | null;
   rateLimit: number | null;
+  /** the audience attribute events carry for segment analytics (e.g. `country`), or null */
+  segmentBy: string | null;
 }
 
 export interface UpdateCampaignInput {
@@ -107,6 +112,7 @@ function validateChannel(raw: unknown, errors: FieldError[]): ChannelSpec {
     return { type: 'null' };
   }
   if (raw.type === 'null') return { type: 'null' };
+  if (raw.type === 'inbox') return { type: 'inbox' };
   if (raw.type === 'webhook') {
     const url = raw.url;
     if (typeof url !== 'string') {
@@ -121,7 +127,7 @@ function validateChannel(raw: unknown, errors: FieldError[]): ChannelSpec {
     }
     return { type: 'webhook', url };
   }
-  errors.push({ field: 'channel.type', error: 'must be "null" or "webhook"' });
+  errors.push({ field: 'channel.type', error: 'must be "null", "inbox" or "webhook"' });
   return { type: 'null' };
 }
 
@@ -156,8 +162,14 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
     else scheduleAt = d;
   }
   const rateLimit = validateRate(body.rate_limit, errors);
+  let segmentBy: string | null = null;
+  if (body.segment_by !== undefined && body.segment_by !== null) {
+    if (typeof body.segment_by !== 'string' || !SEGMENT_KEY.test(body.segment_by)) {
+      errors.push({ field: 'segment_by', error: 'must be an attribute name of 1-64 letters, digits, "_", "-" or "."' });
+    } else segmentBy = body.segment_by;
+  }
   if (errors.length > 0) throw HeraldError.invalid(errors);
-  return { name, audienceId, channel, content, chunkSize, scheduleAt, rateLimit };
+  return { name, audienceId, channel, content, chunkSize, scheduleAt, rateLimit, segmentBy };
 }
 
 export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {

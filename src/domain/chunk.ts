@@ -20,6 +20,8 @@ export interface ChunkDescriptor {
   users: Buffer;
   /** null when the campaign's channel does not use addresses */
   addresses: Array<string | null> | null;
+  /** each recipient's value of the campaign's `segment_by` attribute; null when the campaign has none */
+  segments: Array<string | null> | null;
 }
 
 /** One page of an audience in id order, as the planner reads it. */
@@ -29,6 +31,7 @@ export interface RecipientPage {
   users: Buffer;
   userEnds: number[];
   addresses: Array<string | null> | null;
+  segments: Array<string | null> | null;
 }
 
 /** Stream ids are `<ms>-<seq>`; using the plan generation and the chunk's seq means Redis itself refuses a repeated append. */
@@ -74,6 +77,7 @@ export function packChunks(
       count: to - from,
       users: page.users.subarray(from === 0 ? 0 : page.userEnds[from - 1]!, page.userEnds[to - 1]!),
       addresses: page.addresses === null ? null : page.addresses.slice(from, to),
+      segments: page.segments === null ? null : page.segments.slice(from, to),
     });
     afterId = lastId;
   }

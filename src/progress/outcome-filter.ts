@@ -35,6 +35,7 @@ export class OutcomeFilter {
       users,
       userEnds,
       addresses: page.addresses === null ? null : keep.map((i) => page.addresses![i] ?? null),
+      segments: page.segments === null ? null : keep.map((i) => page.segments![i] ?? null),
     };
   }
 }

@@ -11,9 +11,20 @@ export interface CampaignCounts {
   failed: number;
   read: number;
   uniqueReaders: number;
+  /** a provider's own delivered / failed callbacks (POST /v1/events) */
+  confirmed: number;
+  bounced: number;
 }
 
-export const ZERO_COUNTS: Readonly<CampaignCounts> = Object.freeze({ sent: 0, delivered: 0, failed: 0, read: 0, uniqueReaders: 0 });
+export const ZERO_COUNTS: Readonly<CampaignCounts> = Object.freeze({
+  sent: 0,
+  delivered: 0,
+  failed: 0,
+  read: 0,
+  uniqueReaders: 0,
+  confirmed: 0,
+  bounced: 0,
+});
 
 export class ProgressReader {
   constructor(private readonly ch: ClickHouse) {}
@@ -40,6 +51,8 @@ export class ProgressReader {
       else if (r.kind === 'delivered') c.delivered = n;
       else if (r.kind === 'failed') c.failed = n;
       else if (r.kind === 'read') c.read = n;
+      else if (r.kind === 'confirmed') c.confirmed = n;
+      else if (r.kind === 'bounced') c.bounced = n;
     }
     for (const c of out.values()) c.sent += c.delivered + c.failed;
     for (const r of readers) {

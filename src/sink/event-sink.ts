@@ -47,6 +47,8 @@ export interface Outcomes {
   batchId: bigint;
   /** what the rows not in `failed` are: delivered (the default), or aborted (never sent) */
   kind?: 'delivered' | 'aborted';
+  /** each recipient's segment value (the campaign's segment_by attribute), or null */
+  segments?: ReadonlyArray<string | null> | null;
   /** null: written whoever holds the chunk (no fence) */
   owner: SegmentOwner | null;
 }
@@ -144,18 +146,29 @@ export class EventSink {
     const w = this.current.writer;
     const start = w.bytes;
     w.setBatch(o.batchId);
-    w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind);
+    w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind, o.segments ?? null);
     this.current.segments.push({ campaignId: o.campaignId, batchId: o.batchId, owner: o.owner, start, end: w.bytes, rows: o.count });
     return this.afterAppend();
   }
 
-  /** One event outside any sub-batch (a read): written under the insert's own id. */
-  async append(campaignId: number, userId: string, kind: EventKind, atSec: number, error = ''): Promise<Ticket> {
+  /**
+   * One event outside any sub-batch (a read, a provider's callback): written under the insert's own id.
+   * A read carries when its message was delivered and the recipient's segment, when known.
+   */
+  async append(
+    campaignId: number,
+    userId: string,
+    kind: EventKind,
+    atSec: number,
+    error = '',
+    deliveredAtSec = 0,
+    segment = '',
+  ): Promise<Ticket> {
     await this.room();
     const b = this.current;
     const start = b.writer.bytes;
     b.writer.setBatch(b.id);
-    b.writer.add(campaignId, userId, kind, atSec, error);
+    b.writer.add(campaignId, userId, kind, atSec, error, deliveredAtSec, segment);
     const last = b.segments[b.segments.length - 1];
     if (last !== undefined && last.owner === null && last.batchId === b.id && last.campaignId === campaignId && last.end === start) {
       last.end = b.writer.bytes;

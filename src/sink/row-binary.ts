@@ -1,8 +1,10 @@
 /**
  * RowBinary encoding of `message_events` rows straight into one growing Buffer: no per-row objects or
- * strings. Column order: campaign_id UInt64, user_id String, kind Enum8, at DateTime, error String,
- * batch UInt64 (the id of the sub-batch the row belongs to, domain/sub-batch.ts, or of the insert for rows
- * outside a sub-batch: set with `setBatch` before adding rows).
+ * strings. Column order (the table's, migrations 0001-0004): campaign_id UInt64, user_id String, kind Enum8,
+ * at DateTime, error String, batch UInt64 (the id of the sub-batch the row belongs to, domain/sub-batch.ts,
+ * or of the insert for rows outside a sub-batch: set with `setBatch` before adding rows), delivered_at
+ * DateTime (reads: when the message was delivered; else 0), segment String (the recipient's value of the
+ * campaign's segment attribute, or empty).
  */
 import { EVENT_KIND_CODE, type EventKind } from '../domain/message-event.js';
 import { readVarint } from '../domain/packed-ids.js';
@@ -52,7 +54,7 @@ export class EventRowWriter {
     this.off += this.buf.write(s, this.off, len, 'utf8');
   }
 
-  add(campaignId: number, userId: string, kind: EventKind, atSec: number, error: string): void {
+  add(campaignId: number, userId: string, kind: EventKind, atSec: number, error: string, deliveredAtSec = 0, segment = ''): void {
     this.ensure(8 + 1 + 4 + 2);
     this.buf.writeBigUInt64LE(BigInt(campaignId), this.off);
     this.off += 8;
@@ -63,6 +65,10 @@ export class EventRowWriter {
     this.off += 4;
     this.string(error);
     this.batchColumn();
+    this.ensure(4);
+    this.buf.writeUInt32LE(deliveredAtSec >>> 0, this.off);
+    this.off += 4;
+    this.string(segment);
     this.rows++;
   }
 
@@ -78,13 +84,14 @@ export class EventRowWriter {
     failed: ReadonlyMap<number, string>,
     atSec: number,
     kind: 'delivered' | 'aborted' = 'delivered',
+    segments: ReadonlyArray<string | null> | null = null,
   ): void {
     const okCode = EVENT_KIND_CODE[kind];
     const idBytes = Buffer.allocUnsafe(8);
     idBytes.writeBigUInt64LE(BigInt(campaignId));
     const at = atSec >>> 0;
-    // Worst case per row besides the id itself: 8 + 1 + 4 + 1 + 8 bytes; failures grow it further below.
-    this.ensure(users.length + count * 22);
+    // Worst case per row besides the id itself: 8 + 1 + 4 + 1 + 8 + 4 + 1 bytes; failures and segments grow it below.
+    this.ensure(users.length + count * 27);
     let pos = 0;
     for (let i = 0; i < count; i++) {
       const [len, start] = readVarint(users, pos, users.length);
@@ -107,10 +114,21 @@ export class EventRowWriter {
         this.buf[this.off++] = 0; // empty error string
       } else {
         this.string(err);
-        this.ensure(users.length - pos + (count - i) * 22);
+        this.ensure(users.length - pos + (count - i) * 27);
       }
       this.batchBytes.copy(this.buf, this.off);
       this.off += 8;
+      // delivered_at: 0 on outcomes
+      this.buf[this.off++] = 0;
+      this.buf[this.off++] = 0;
+      this.buf[this.off++] = 0;
+      this.buf[this.off++] = 0;
+      const segment = segments === null ? null : segments[i];
+      if (segment === null || segment === undefined || segment === '') this.buf[this.off++] = 0;
+      else {
+        this.string(segment);
+        this.ensure(users.length - pos + (count - i) * 27);
+      }
     }
     this.rows += count;
   }

@@ -37,6 +37,8 @@ export interface Campaign {
   retried: number;
   /** bumped by every status change (0006_status_version.sql): announcements carry it */
   statusVersion: number;
+  /** the recipients' attribute every event carries as its segment (0007_segment_by.sql), or null */
+  segmentBy: string | null;
 }
 
 interface CampaignRow {
@@ -66,6 +68,7 @@ interface CampaignRow {
   first_retry_generation: number | null;
   retried: number;
   status_version: number;
+  segment_by: string | null;
 }
 
 function fromRow(r: CampaignRow): Campaign {
@@ -96,6 +99,7 @@ function fromRow(r: CampaignRow): Campaign {
     firstRetryGeneration: r.first_retry_generation,
     retried: Number(r.retried),
     statusVersion: Number(r.status_version),
+    segmentBy: r.segment_by,
   };
 }
 
@@ -105,8 +109,8 @@ export class CampaignRepo {
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
       const r = await this.db.query<CampaignRow>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit)
-         SELECT $1, a.id, $3, $4, $5, $6, $7, $8 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9 FROM audiences a WHERE a.id = $2
          RETURNING *`,
         [
           input.name,
@@ -117,6 +121,7 @@ export class CampaignRepo {
           input.scheduleAt,
           input.scheduleAt === null ? 'draft' : 'scheduled',
           input.rateLimit,
+          input.segmentBy,
         ],
       );
       const row = r.rows[0];

@@ -42,14 +42,15 @@ function indexOfByte(buf: Buffer, byte: number, from: number, end: number): numb
 }
 
 /**
- * Parses `id \t user_id [\t address]` rows. Escaped fields (rare: a backslash, tab or newline in an id)
+ * Parses `id \t user_id [\t address] [\t segment]` rows. Escaped fields (rare: a backslash, tab or newline in an id)
  * take the slow path through a string; PostgreSQL emits octal/hex escapes only for control characters,
  * single bytes in UTF-8, so unescaping the decoded text is exact.
  */
-export function parseRecipientRows(text: Buffer, withAddress: boolean): RecipientPage {
+export function parseRecipientRows(text: Buffer, withAddress: boolean, withSegment = false): RecipientPage {
   const ids: number[] = [];
   const userEnds: number[] = [];
   const addresses: Array<string | null> | null = withAddress ? [] : null;
+  const segments: Array<string | null> | null = withSegment ? [] : null;
   // Packed ids are never longer than the text they come from (+ up to 4 extra varint bytes per row).
   let users = Buffer.allocUnsafe(text.length + 64);
   let off = 0;
@@ -63,12 +64,23 @@ export function parseRecipientRows(text: Buffer, withAddress: boolean): Recipien
     for (let i = pos; i < tab1; i++) id = id * 10 + (text[i]! - 48);
     ids.push(id);
     let userEnd = end;
-    if (addresses !== null) {
+    if (addresses !== null || segments !== null) {
       const tab2 = indexOfByte(text, TAB, tab1 + 1, end);
-      if (tab2 === -1) throw new Error(`COPY row without address at byte ${pos}`);
+      if (tab2 === -1) throw new Error(`COPY row without its ${addresses !== null ? 'address' : 'segment'} at byte ${pos}`);
       userEnd = tab2;
-      const a = text.toString('utf8', tab2 + 1, end);
-      addresses.push(a === '\\N' ? null : unescapeCopy(a));
+      let fieldEnd = end;
+      if (addresses !== null && segments !== null) {
+        fieldEnd = indexOfByte(text, TAB, tab2 + 1, end);
+        if (fieldEnd === -1) throw new Error(`COPY row without its segment at byte ${pos}`);
+      }
+      const first = text.toString('utf8', tab2 + 1, fieldEnd);
+      const value = first === '\\N' ? null : unescapeCopy(first);
+      if (addresses !== null) addresses.push(value);
+      else segments!.push(value);
+      if (addresses !== null && segments !== null) {
+        const seg = text.toString('utf8', fieldEnd + 1, end);
+        segments.push(seg === '\\N' ? null : unescapeCopy(seg));
+      }
     }
     const len = userEnd - tab1 - 1;
     if (off + len + 10 > users.length) {
@@ -91,5 +103,5 @@ export function parseRecipientRows(text: Buffer, withAddress: boolean): Recipien
     userEnds.push(off);
     pos = end + 1;
   }
-  return { ids, users: users.subarray(0, off), userEnds, addresses };
+  return { ids, users: users.subarray(0, off), userEnds, addresses, segments };
 }

@@ -18,9 +18,19 @@ export class RecipientReader {
   constructor(private readonly db: Db) {}
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
-  async page(audienceId: number, afterId: number, maxId: number, limit: number, withAddress: boolean): Promise<RecipientPage> {
+  /** `segmentBy`: a key of attrs whose value each row carries (validated at campaign creation), or null. */
+  async page(
+    audienceId: number,
+    afterId: number,
+    maxId: number,
+    limit: number,
+    withAddress: boolean,
+    segmentBy: string | null = null,
+  ): Promise<RecipientPage> {
+    // COPY takes no parameters: the key is a validated name (campaign-input.ts), quoted as a literal here.
+    const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
     const sql =
-      `COPY (SELECT id, user_id${withAddress ? ', address' : ''} FROM recipients ` +
+      `COPY (SELECT id, user_id${withAddress ? ', address' : ''}${segment} FROM recipients ` +
       `WHERE audience_id = ${int(audienceId, 'audienceId')} AND id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')} ` +
       `ORDER BY id LIMIT ${int(limit, 'limit')}) TO STDOUT`;
     let client;
@@ -33,7 +43,7 @@ export class RecipientReader {
       const parts: Buffer[] = [];
       const stream = client.query(copyTo(sql));
       for await (const part of stream as AsyncIterable<Buffer>) parts.push(part);
-      return parseRecipientRows(parts.length === 1 ? parts[0]! : Buffer.concat(parts), withAddress);
+      return parseRecipientRows(parts.length === 1 ? parts[0]! : Buffer.concat(parts), withAddress, segmentBy !== null);
     } catch (err) {
       throw wrapPgError(err, 'read audience page');
     } finally {
@@ -53,4 +63,9 @@ export class RecipientReader {
       throw wrapPgError(err, 'audience extent');
     }
   }
+}
+
+function literal(s: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(s)) throw new RangeError(`not an attribute name: ${s}`);
+  return `'${s}'`;
 }

@@ -8,14 +8,27 @@ import { HeraldError } from '../errors.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { checkPacked } from '../domain/packed-ids.js';
 
-const VERSION = 3;
+/** 4 added the segments; 3 (without them) is still read, so entries planned before an upgrade are sent. */
+const VERSION = 4;
 const INT_FIELDS = ['campaignId', 'audienceId', 'generation', 'seq', 'afterId', 'lastId', 'count'] as const;
 
 // Plain arrays: no records/structures, so any msgpack reader can decode an entry.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 
 export function encodeChunk(c: ChunkDescriptor): Buffer {
-  return packr.pack([VERSION, c.campaignId, c.audienceId, c.generation, c.seq, c.afterId, c.lastId, c.count, c.users, c.addresses]);
+  return packr.pack([
+    VERSION,
+    c.campaignId,
+    c.audienceId,
+    c.generation,
+    c.seq,
+    c.afterId,
+    c.lastId,
+    c.count,
+    c.users,
+    c.addresses,
+    c.segments,
+  ]);
 }
 
 function invalid(message: string, field: string, cause?: unknown): HeraldError {
@@ -30,8 +43,9 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
     throw invalid('not msgpack', 'd', err);
   }
   if (!Array.isArray(value)) throw invalid('expected an array', 'd');
-  if (value[0] !== VERSION) throw invalid(`unknown version ${String(value[0])}`, 'version');
-  if (value.length !== INT_FIELDS.length + 3) throw invalid(`expected ${INT_FIELDS.length + 3} values`, 'd');
+  if (value[0] !== VERSION && value[0] !== 3) throw invalid(`unknown version ${String(value[0])}`, 'version');
+  const fields = INT_FIELDS.length + (value[0] === 3 ? 3 : 4);
+  if (value.length !== fields) throw invalid(`expected ${fields} values`, 'd');
   const ints: Record<string, number> = {};
   for (let i = 0; i < INT_FIELDS.length; i++) {
     const v: unknown = value[i + 1];
@@ -46,15 +60,17 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
   const problem = checkPacked(users, ints.count!);
   if (problem !== null) throw invalid(`users: ${problem}`, 'users');
   const addresses: unknown = value[INT_FIELDS.length + 2];
-  if (
-    addresses !== null &&
-    (!Array.isArray(addresses) || addresses.length !== ints.count || !addresses.every((a) => a === null || typeof a === 'string'))
-  ) {
-    throw invalid('addresses must be null or count strings/nulls', 'addresses');
-  }
+  if (!isStringList(addresses, ints.count!)) throw invalid('addresses must be null or count strings/nulls', 'addresses');
+  const segments: unknown = value[0] === 3 ? null : value[INT_FIELDS.length + 3];
+  if (!isStringList(segments, ints.count!)) throw invalid('segments must be null or count strings/nulls', 'segments');
   return {
-    ...(ints as unknown as Omit<ChunkDescriptor, 'users' | 'addresses'>),
+    ...(ints as unknown as Omit<ChunkDescriptor, 'users' | 'addresses' | 'segments'>),
     users: Buffer.isBuffer(users) ? users : Buffer.from(users.buffer, users.byteOffset, users.byteLength),
-    addresses: addresses as Array<string | null> | null,
+    addresses,
+    segments,
   };
+}
+
+function isStringList(v: unknown, count: number): v is Array<string | null> | null {
+  return v === null || (Array.isArray(v) && v.length === count && v.every((a) => a === null || typeof a === 'string'));
 }

@@ -6,7 +6,7 @@ import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } fr
 
 interface Received {
   campaign_id: number;
-  messages: Array<{ user_id: string; address: string | null; title: string; body: string; idempotency_key: string }>;
+  messages: Array<{ user_id: string; address: string | null; title: string; body: string; idempotency_key: string; tracking_url: string }>;
 }
 
 describe('webhook channel against a local HTTP sink', () => {
@@ -103,6 +103,7 @@ describe('webhook channel against a local HTTP sink', () => {
       title: 'T',
       body: 'B',
       idempotency_key: `${c.body.id}:${m.user_id}`,
+      tracking_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/t/t1\\.${c.body.id}\\.`)),
     });
   });
 

@@ -8,8 +8,10 @@ function decodeRows(buf: Buffer): Array<[number, string, number, number, string]
   return decodeWithBatch(buf).map(([id, user, kind, at, error]) => [id, user, kind, at, error]);
 }
 
-function decodeWithBatch(buf: Buffer): Array<[number, string, number, number, string, bigint]> {
-  const out: Array<[number, string, number, number, string, bigint]> = [];
+type Row = [number, string, number, number, string, bigint, number, string];
+
+function decodeWithBatch(buf: Buffer): Row[] {
+  const out: Row[] = [];
   let off = 0;
   const varint = (): number => {
     let n = 0;
@@ -37,7 +39,10 @@ function decodeWithBatch(buf: Buffer): Array<[number, string, number, number, st
     const error = str();
     const batch = buf.readBigUInt64LE(off);
     off += 8;
-    out.push([id, user, kind, at, error, batch]);
+    const deliveredAt = buf.readUInt32LE(off);
+    off += 4;
+    const segment = str();
+    out.push([id, user, kind, at, error, batch, deliveredAt, segment]);
   }
   return out;
 }
@@ -90,12 +95,26 @@ describe('RowBinary event rows', () => {
     const w = new EventRowWriter(16);
     const long = 'é'.repeat(200);
     w.addOutcomes(7, packStrings(['u1', 'ü2', long]), 3, new Map([[1, 'HTTP 422: nope']]), 1_700_000_000);
-    w.add(2 ** 40, 'r', 'read', 5, '');
-    expect(decodeRows(w.finish())).toEqual([
-      [7, 'u1', 2, 1_700_000_000, ''],
-      [7, 'ü2', 3, 1_700_000_000, 'HTTP 422: nope'],
-      [7, long, 2, 1_700_000_000, ''],
-      [2 ** 40, 'r', 4, 5, ''],
+    w.add(2 ** 40, 'r', 'read', 5, '', 3, 'FR');
+    w.addOutcomes(8, packStrings(['s1', 's2', 's3']), 3, new Map(), 9, 'aborted', ['DE', null, 'ü'.repeat(100)]);
+    expect(
+      decodeWithBatch(w.finish()).map(([id, user, kind, at, error, , deliveredAt, segment]) => [
+        id,
+        user,
+        kind,
+        at,
+        error,
+        deliveredAt,
+        segment,
+      ]),
+    ).toEqual([
+      [7, 'u1', 2, 1_700_000_000, '', 0, ''],
+      [7, 'ü2', 3, 1_700_000_000, 'HTTP 422: nope', 0, ''],
+      [7, long, 2, 1_700_000_000, '', 0, ''],
+      [2 ** 40, 'r', 4, 5, '', 3, 'FR'],
+      [8, 's1', 5, 9, '', 0, 'DE'],
+      [8, 's2', 5, 9, '', 0, ''],
+      [8, 's3', 5, 9, '', 0, 'ü'.repeat(100)],
     ]);
   });
 });

@@ -1,0 +1,57 @@
+/**
+ * Signed tokens, HMAC-SHA256 with Herald's secret, so no token needs a table:
+ *   user token      `u1.<user_id b64url>.<expires unix s>.<sig>`: the bearer of a user's inbox endpoints,
+ *                   minted by the application's backend (POST /v1/users/:user_id/token, admin key);
+ *   tracking token  `t1.<campaign_id>.<user_id b64url>.<sig>`: in a webhook message's tracking_url; the
+ *                   pixel GET /t/:token records a read for exactly that (campaign, user).
+ * The signature covers the kind, so one kind of token never passes as the other. Verification compares in
+ * constant time and says nothing about why a token failed.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+function sign(secret: string, payload: string): string {
+  return createHmac('sha256', secret).update(payload).digest('base64url');
+}
+
+function same(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64url');
+const unb64 = (s: string): string | null => {
+  if (!/^[A-Za-z0-9_-]*$/.test(s)) return null;
+  return Buffer.from(s, 'base64url').toString('utf8');
+};
+
+export function userToken(secret: string, userId: string, expiresAtSec: number): string {
+  const body = `u1.${b64(userId)}.${expiresAtSec}`;
+  return `${body}.${sign(secret, body)}`;
+}
+
+/** The user id the token was minted for, or null (forged, altered, expired, or not a user token). */
+export function verifyUserToken(secret: string, token: string, nowSec: number): string | null {
+  const parts = token.split('.');
+  if (parts.length !== 4 || parts[0] !== 'u1') return null;
+  const [, user, exp, sig] = parts as [string, string, string, string];
+  if (!same(sig, sign(secret, `u1.${user}.${exp}`))) return null;
+  if (!/^\d{1,12}$/.test(exp) || Number(exp) <= nowSec) return null;
+  return unb64(user);
+}
+
+export function trackingToken(secret: string, campaignId: number, userId: string): string {
+  const body = `t1.${campaignId}.${b64(userId)}`;
+  return `${body}.${sign(secret, body)}`;
+}
+
+export function verifyTrackingToken(secret: string, token: string): { campaignId: number; userId: string } | null {
+  const parts = token.split('.');
+  if (parts.length !== 4 || parts[0] !== 't1') return null;
+  const [, campaign, user, sig] = parts as [string, string, string, string];
+  if (!same(sig, sign(secret, `t1.${campaign}.${user}`))) return null;
+  const campaignId = Number(campaign);
+  const userId = unb64(user);
+  if (!/^\d{1,15}$/.test(campaign) || !Number.isSafeInteger(campaignId) || userId === null) return null;
+  return { campaignId, userId };
+}

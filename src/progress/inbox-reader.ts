@@ -1,0 +1,54 @@
+/**
+ * A user's inbox, derived: the candidate campaigns (inbox campaigns whose audience holds the user, from
+ * PostgreSQL) filtered to those actually delivered to the user, with the read state, from the user's
+ * `delivered` and `read` events in ClickHouse. One query per call, on the primary key (campaign_id,
+ * kind, user_id), so no per-recipient row exists anywhere but the event log.
+ */
+import type { ClickHouse } from '../clickhouse/client.js';
+import { str, uint, uintList } from '../clickhouse/sql.js';
+
+export interface UserCampaignState {
+  deliveredAtSec: number;
+  /** first read, or null */
+  readAtSec: number | null;
+}
+
+export class InboxReader {
+  constructor(private readonly ch: ClickHouse) {}
+
+  /** For each of `campaignIds` delivered to `userId`: when, and when first read. Others are absent. */
+  async states(userId: string, campaignIds: readonly number[]): Promise<Map<number, UserCampaignState>> {
+    const out = new Map<number, UserCampaignState>();
+    if (campaignIds.length === 0) return out;
+    const rows = await this.ch.rows<{ campaign_id: string | number; kind: string; at: string | number }>(
+      `SELECT campaign_id, toString(kind) AS kind, toUInt32(min(at)) AS at FROM message_events
+       WHERE campaign_id IN ${uintList(campaignIds)} AND kind IN ('delivered', 'read') AND user_id = ${str(userId)}
+       GROUP BY campaign_id, kind`,
+    );
+    const reads = new Map<number, number>();
+    for (const r of rows) {
+      if (r.kind === 'delivered') out.set(Number(r.campaign_id), { deliveredAtSec: Number(r.at), readAtSec: null });
+      else reads.set(Number(r.campaign_id), Number(r.at));
+    }
+    for (const [id, at] of reads) {
+      const s = out.get(id);
+      if (s !== undefined) s.readAtSec = at;
+    }
+    return out;
+  }
+
+  /** When each of `userIds` was delivered campaign `campaignId`, and with which segment (for reads). */
+  async deliveries(campaignId: number, userIds: readonly string[]): Promise<Map<string, { deliveredAtSec: number; segment: string }>> {
+    const out = new Map<string, { deliveredAtSec: number; segment: string }>();
+    if (userIds.length === 0) return out;
+    const rows = await this.ch.rows<{ user_id: string; at: string | number; segment: string }>(
+      `SELECT user_id, toUInt32(min(at)) AS at, any(segment) AS segment FROM message_events
+       WHERE campaign_id = ${uint(campaignId)} AND kind = 'delivered' AND user_id IN (${userIds.map(str).join(',')})
+       GROUP BY user_id`,
+      60,
+      { max_query_size: 256 * 1024 * 1024 },
+    );
+    for (const r of rows) out.set(r.user_id, { deliveredAtSec: Number(r.at), segment: r.segment });
+    return out;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Records reads (inbox, pixel, provider callbacks) as `read` events. Each read carries when its message
+ * was delivered (time to read) and the recipient's segment, taken from the recipient's `delivered` event:
+ * reads arriving together are looked up together, one ClickHouse query per campaign, on the table's
+ * primary key (campaign_id, kind, user_id). `record` resolves once the reads are stored, so an accepted
+ * read is never lost and a following inbox query sees it.
+ */
+import type { EventSink } from './event-sink.js';
+
+export interface Read {
+  campaignId: number;
+  userId: string;
+  atSec: number;
+}
+
+/** The delivery facts of some recipients of one campaign: user id → delivered_at (unix s) and segment. */
+export type DeliveryLookup = (
+  campaignId: number,
+  userIds: readonly string[],
+) => Promise<Map<string, { deliveredAtSec: number; segment: string }>>;
+
+interface Waiting {
+  reads: Read[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class ReadRecorder {
+  private queue: Waiting[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly sink: EventSink,
+    private readonly lookup: DeliveryLookup,
+  ) {}
+
+  record(reads: Read[]): Promise<void> {
+    if (reads.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.queue.push({ reads, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    this.scheduled = false;
+    try {
+      const byCampaign = new Map<number, Set<string>>();
+      for (const w of batch) {
+        for (const r of w.reads) {
+          let users = byCampaign.get(r.campaignId);
+          if (users === undefined) byCampaign.set(r.campaignId, (users = new Set()));
+          users.add(r.userId);
+        }
+      }
+      const facts = new Map<number, Map<string, { deliveredAtSec: number; segment: string }>>();
+      await Promise.all(
+        [...byCampaign].map(async ([campaignId, users]) => facts.set(campaignId, await this.lookup(campaignId, [...users]))),
+      );
+      const tickets = [];
+      for (const w of batch) {
+        for (const r of w.reads) {
+          const f = facts.get(r.campaignId)?.get(r.userId);
+          tickets.push(await this.sink.append(r.campaignId, r.userId, 'read', r.atSec, '', f?.deliveredAtSec ?? 0, f?.segment ?? ''));
+        }
+      }
+      // Reads are few and someone waits for each: write them now rather than at the next flush.
+      this.sink.flushSoon();
+      await Promise.all(tickets.map((t) => t.stored));
+      for (const w of batch) w.resolve();
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+    }
+  }
+}
