@@ -113,6 +113,8 @@ export class EventSink {
   private timer: NodeJS.Timeout | null = null;
   private waiters: Array<() => void> = [];
   private closed = false;
+  /** someone waits for the open batch (flushSoon while an insert was in flight) */
+  private soon = false;
   readonly stats: SinkStats = { insertedRows: 0, insertedBatches: 0, failedInserts: 0, bufferedRows: 0, fencedRows: 0, landedRows: 0 };
 
   constructor(
@@ -205,6 +207,7 @@ export class EventSink {
     }
     const batch = this.current;
     if (batch.writer.rows === 0) return;
+    this.soon = false;
     this.current = this.newBatch();
     const rows = batch.writer.rows;
     this.inflightRows += rows;
@@ -220,8 +223,8 @@ export class EventSink {
       const w = this.waiters;
       this.waiters = [];
       for (const wake of w) wake();
-      // rows that arrived while we were inserting and are already a full batch go next
-      if (this.current.writer.rows >= this.opts.flushRows) this.rotate();
+      // rows that arrived while we were inserting and are already a full batch (or are awaited) go next
+      if (this.current.writer.rows >= this.opts.flushRows || (this.soon && this.current.writer.rows > 0)) this.rotate();
     });
   }
 
@@ -296,7 +299,10 @@ export class EventSink {
 
   /** Starts inserting the open batch now instead of at flushMs: senders call this when they run out of work. */
   flushSoon(): void {
-    if (this.current.writer.rows > 0 && this.inflight === null) this.rotate();
+    if (this.current.writer.rows === 0) return;
+    if (this.inflight === null) this.rotate();
+    // Behind an insert in flight: goes as soon as that one is done, not at flushMs.
+    else this.soon = true;
   }
 
   /** Inserts everything appended so far. */

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { migrate, startHerald, type Herald } from '../../src/main.js';
 import { ClickHouse } from '../../src/clickhouse/client.js';
@@ -139,4 +139,22 @@ export async function eventCounts(h: Herald, campaignId: number, kind = 'deliver
     `SELECT count() AS n, uniqExact(user_id) AS u FROM message_events WHERE campaign_id = ${campaignId} AND kind = '${kind}'`,
   );
   return { n: Number(r[0]!.n), u: Number(r[0]!.u) };
+}
+
+/**
+ * The usual file setup: a namespace and a Herald on it for the file's tests, stopped and dropped after.
+ * Read the fields inside tests (they are set in beforeAll).
+ */
+export function useHerald(overrides: Partial<Config> = {}): { ns: Namespace; herald: Herald; api: Api } {
+  const ctx = {} as { ns: Namespace; herald: Herald; api: Api };
+  beforeAll(async () => {
+    ctx.ns = await createNamespace(overrides);
+    ctx.herald = await startTestHerald(ctx.ns);
+    ctx.api = apiFor(ctx.herald);
+  });
+  afterAll(async () => {
+    await ctx.herald?.stop();
+    await ctx.ns?.drop();
+  });
+  return ctx;
 }
