@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { splitStatements } from '../../src/migrate/migrate.js';
 import { tokenSecret } from '../../src/config.js';
 import { trackingToken } from '../../src/domain/tokens.js';
 import { Api, eventCounts, useHerald } from '../helpers/herald.js';
@@ -105,6 +107,27 @@ describe('the in-app inbox, read receipts and read-rate analytics', () => {
     });
     for (const e of expected) expect(stats.body.by_segment).toContainEqual(expect.objectContaining(e));
     expect((await api.call('GET', `/v1/campaigns/${id}/stats?bucket=week`)).body.field).toBe('bucket');
+
+    // The analyst queries in schemas/clickhouse/queries give the same answers.
+    const query = async (file: string): Promise<Array<Array<Record<string, unknown>>>> => {
+      const sql = (await readFile(`schemas/clickhouse/queries/${file}`, 'utf8')).replace(/campaign_id = 1\b/g, `campaign_id = ${id}`);
+      const out = [];
+      for (const stmt of splitStatements(sql)) out.push(await herald.ch.rows<Record<string, unknown>>(stmt));
+      return out;
+    };
+    const [hours] = await query('read_rate_by_hour.sql');
+    expect(hours!.reduce((s, r) => s + Number(r.reads), 0)).toBe(reads);
+    expect(hours!.reduce((s, r) => s + Number(r.delivered), 0)).toBe(n);
+    const [segs] = await query('read_rate_by_segment.sql');
+    for (const e of expected) {
+      expect(segs).toContainEqual(expect.objectContaining({ segment: e.segment }));
+      const row = segs!.find((r) => r.segment === e.segment)!;
+      expect([Number(row.delivered), Number(row.readers)]).toEqual([e.delivered, e.unique_readers]);
+    }
+    const [cohort, quantiles] = await query('readers_within_an_hour.sql');
+    expect(Number(cohort![0]!.readers)).toBe(30_000);
+    expect(Number(cohort![0]!.within_1h)).toBe(30_000);
+    expect(quantiles![0]!.seconds_p50_p90_p99).toHaveLength(3);
 
     // Inboxes: read and unread, with the user's own token.
     const tokenFor = async (u: string): Promise<string> => (await api.call('POST', `/v1/users/${u}/token`)).body.token as string;
