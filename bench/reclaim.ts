@@ -20,6 +20,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { CHUNK_GROUP, Keys } from '../src/stream/keys.js';
+import { dropNamespace, namespaced } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -49,21 +50,12 @@ const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
 const results: Array<Record<string, number | boolean>> = [];
 for (const idle of IDLES) {
   const ns = `herald_reclaim_${run}_${idle}`;
-  const dbUrl = new URL(base.databaseUrl);
-  dbUrl.pathname = `/${ns}`;
-  const cfg = Object.freeze({
-    ...base,
-    databaseUrl: dbUrl.toString(),
-    clickhouseDb: ns,
-    redisPrefix: ns,
-    port: 0,
-    host: '127.0.0.1',
+  const cfg = namespaced(base, ns, {
     workers: 2,
     subBatchSize: 50,
     webhookBatchSize: 50,
     reclaimIdleMs: idle,
     leaseMs: Math.round(idle * 1.5),
-    logLevel: 'warn',
   });
   const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
   const child = spawn('bin/herald', ['serve'], {
@@ -143,14 +135,7 @@ for (const idle of IDLES) {
   );
   await call('POST', `/v1/campaigns/${c.id}/cancel`);
   await herald.stop();
-  const { ClickHouse } = await import('../src/clickhouse/client.js');
-  const ch = new ClickHouse({ url: base.clickhouseUrl, database: 'default' });
-  await ch.command(`DROP DATABASE IF EXISTS ${ns}`);
-  await ch.close();
-  const { createDb } = await import('../src/store/db.js');
-  const admin = createDb(base.databaseUrl, 1);
-  await admin.query(`DROP DATABASE IF EXISTS ${ns} WITH (FORCE)`);
-  await admin.end();
+  await dropNamespace(base, ns);
 }
 sink.close();
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);

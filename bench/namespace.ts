@@ -1,0 +1,32 @@
+/**
+ * A bench run's own namespace: a PostgreSQL database, a ClickHouse database and a Redis key prefix, all
+ * named `ns`, created by Herald's migrations at start and dropped by `dropNamespace` at the end, so a
+ * bench never touches anyone's data and leaves nothing behind.
+ */
+import { ClickHouse } from '../src/clickhouse/client.js';
+import type { Config } from '../src/config.js';
+import { createDb } from '../src/store/db.js';
+
+export function namespaced(base: Readonly<Config>, ns: string, overrides: Partial<Config> = {}): Readonly<Config> {
+  const dbUrl = new URL(base.databaseUrl);
+  dbUrl.pathname = `/${ns}`;
+  return Object.freeze({
+    ...base,
+    databaseUrl: dbUrl.toString(),
+    clickhouseDb: ns,
+    redisPrefix: ns,
+    port: 0,
+    host: '127.0.0.1',
+    logLevel: 'warn',
+    ...overrides,
+  });
+}
+
+export async function dropNamespace(base: Readonly<Config>, ns: string): Promise<void> {
+  const ch = new ClickHouse({ url: base.clickhouseUrl, database: 'default' });
+  await ch.command(`DROP DATABASE IF EXISTS ${ns}`);
+  await ch.close();
+  const admin = createDb(base.databaseUrl, 1);
+  await admin.query(`DROP DATABASE IF EXISTS ${ns} WITH (FORCE)`);
+  await admin.end();
+}
