@@ -36,10 +36,16 @@ export const DEFAULTS = {
   logLevel: 'info', // HERALD_LOG_LEVEL: pino level
   secret: '', // HERALD_SECRET: signs user and tracking tokens (16+ characters); empty: derived from HERALD_API_KEYS
   userTokenTtlS: 86_400, // HERALD_USER_TOKEN_TTL_S: lifetime of a user token minted by POST /v1/users/:id/token
+  wsTickMs: 1000, // HERALD_WS_TICK_MS: how often live progress frames are computed and published
+  wsMaxBackpressure: 1 << 20, // HERALD_WS_MAX_BACKPRESSURE: bytes unsent to one WebSocket client past which its frames are skipped
+  wsSlowCloseMs: 10_000, // HERALD_WS_SLOW_CLOSE_MS: a client past that limit this long is closed
   publicUrl: '', // HERALD_PUBLIC_URL: base of tracking URLs put in webhook messages; empty: http://<host>:<port>
 } as const;
 
 export interface Config {
+  wsTickMs: number;
+  wsMaxBackpressure: number;
+  wsSlowCloseMs: number;
   secret: string;
   userTokenTtlS: number;
   publicUrl: string;
@@ -96,6 +102,9 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['webhookBackoffMs', 'HERALD_WEBHOOK_BACKOFF_MS', 0, 600_000],
   ['webhookConnections', 'HERALD_WEBHOOK_CONNECTIONS', 1, 10_000],
   ['userTokenTtlS', 'HERALD_USER_TOKEN_TTL_S', 60, 366 * 86_400],
+  ['wsTickMs', 'HERALD_WS_TICK_MS', 50, 60_000],
+  ['wsMaxBackpressure', 'HERALD_WS_MAX_BACKPRESSURE', 1024, 1 << 30],
+  ['wsSlowCloseMs', 'HERALD_WS_SLOW_CLOSE_MS', 100, 3_600_000],
   ['shutdownGraceMs', 'HERALD_SHUTDOWN_GRACE_MS', 0, 3_600_000],
 ];
 

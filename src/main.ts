@@ -155,62 +155,73 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   }
 
   let api: ApiServer | null = null;
+  let wsSubscriber: Redis | null = null;
   if (opts.api !== false) {
     const progress = new ProgressReader(ch);
+    wsSubscriber = redis.duplicate();
+    wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
     const inboxReader = new InboxReader(ch);
-    api = await startApi(cfg.host, cfg.port, {
-      tokenSecret: secret,
-      userTokenTtlS: cfg.userTokenTtlS,
-      inbox: new InboxRepo(db),
-      inboxReader,
-      reads: new ReadRecorder(sink, (campaignId, userIds) => inboxReader.deliveries(campaignId, userIds)),
-      stats: new StatsReader(ch),
-      recordCallbacks: async (events) => {
-        const tickets = [];
-        for (const e of events)
-          tickets.push(await sink.append(e.campaignId, e.userId, e.kind === 'delivered' ? 'confirmed' : 'bounced', e.atSec, e.error));
-        sink.flushSoon();
-        await Promise.all(tickets.map((t) => t.stored));
+    api = await startApi(
+      cfg.host,
+      cfg.port,
+      {
+        tokenSecret: secret,
+        userTokenTtlS: cfg.userTokenTtlS,
+        inbox: new InboxRepo(db),
+        inboxReader,
+        reads: new ReadRecorder(sink, (campaignId, userIds) => inboxReader.deliveries(campaignId, userIds)),
+        stats: new StatsReader(ch),
+        recordCallbacks: async (events) => {
+          const tickets = [];
+          for (const e of events)
+            tickets.push(await sink.append(e.campaignId, e.userId, e.kind === 'delivered' ? 'confirmed' : 'bounced', e.atSec, e.error));
+          sink.flushSoon();
+          await Promise.all(tickets.map((t) => t.stored));
+        },
+        apiKeys: cfg.apiKeys,
+        maxBodyBytes: cfg.maxBodyBytes,
+        maxImportBytes: cfg.maxImportBytes,
+        defaultChunkSize: cfg.chunkSize,
+        audiences,
+        campaigns,
+        retries: new RetryRepo(db),
+        progress,
+        publishStatus: async (id, status, version) => {
+          await announceStatus(redis, keys, id, status, version);
+        },
+        publishChanged: (id) => announceChanged(redis, keys, id),
+        overshoot: async (ids) => {
+          const out = new Map<number, number>();
+          if (ids.length === 0) return out;
+          const values = await redis.mget(ids.map((id) => keys.overshoot(id)));
+          ids.forEach((id, i) => out.set(id, Number(values[i] ?? 0)));
+          return out;
+        },
+        log,
+        health: async () => {
+          const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {
+            try {
+              await withTimeout(fn(), 2000);
+              return [name, 'ok'];
+            } catch (err) {
+              return [name, (err as Error).message || 'unreachable'];
+            }
+          };
+          const results = await Promise.all([
+            check('postgres', () => db.query('SELECT 1')),
+            check('redis', () => redis.ping()),
+            check('clickhouse', async () => {
+              if (!(await ch.ping())) throw new Error('ping failed');
+            }),
+          ]);
+          return Object.fromEntries(results);
+        },
       },
-      apiKeys: cfg.apiKeys,
-      maxBodyBytes: cfg.maxBodyBytes,
-      maxImportBytes: cfg.maxImportBytes,
-      defaultChunkSize: cfg.chunkSize,
-      audiences,
-      campaigns,
-      retries: new RetryRepo(db),
-      progress,
-      publishStatus: async (id, status, version) => {
-        await announceStatus(redis, keys, id, status, version);
+      {
+        hub: { campaigns, progress, subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
+        options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
       },
-      publishChanged: (id) => announceChanged(redis, keys, id),
-      overshoot: async (ids) => {
-        const out = new Map<number, number>();
-        if (ids.length === 0) return out;
-        const values = await redis.mget(ids.map((id) => keys.overshoot(id)));
-        ids.forEach((id, i) => out.set(id, Number(values[i] ?? 0)));
-        return out;
-      },
-      log,
-      health: async () => {
-        const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {
-          try {
-            await withTimeout(fn(), 2000);
-            return [name, 'ok'];
-          } catch (err) {
-            return [name, (err as Error).message || 'unreachable'];
-          }
-        };
-        const results = await Promise.all([
-          check('postgres', () => db.query('SELECT 1')),
-          check('redis', () => redis.ping()),
-          check('clickhouse', async () => {
-            if (!(await ch.ping())) throw new Error('ping failed');
-          }),
-        ]);
-        return Object.fromEntries(results);
-      },
-    });
+    );
     listeningPort = api.port;
     log.info({ port: api.port }, 'Herald API listening');
   }
@@ -228,7 +239,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     log,
     stop() {
       stopping ??= (async () => {
-        api?.close();
+        await api?.close();
+        wsSubscriber?.disconnect();
         await dispatcher?.stop();
         await withTimeout(sink.close(), 30_000).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));
         await channels.close();

@@ -281,7 +281,11 @@ export class CampaignActor {
   private async reclaim(): Promise<void> {
     const consumer = `${this.deps.holderId}-reclaim`;
     const claimed = await this.deps.stream.reclaim(this.id, consumer, this.deps.options.reclaimIdleMs, 100);
-    // An entry this process already holds is being worked on (its heartbeat was late): never twice.
+    // An entry this process already holds is being worked on (its heartbeat was late, the process was
+    // busy): never twice, and given straight back to the consumer working on it, so that consumer's next
+    // ledger step is not refused (which would make it send its sub-batch in flight a second time).
+    const mine = claimed.filter((e) => this.inflight.has(e.id));
+    for (const e of mine) await this.deps.stream.giveBack(this.id, consumer, this.inflight.get(e.id)!, e.id);
     const entries = claimed.filter((e) => !this.inflight.has(e.id));
     for (const e of entries) this.inflight.set(e.id, consumer);
     if (entries.length === 0) return;

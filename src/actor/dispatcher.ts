@@ -4,11 +4,11 @@
  * the campaign leaves `sending`. Several processes do the same and share each campaign's chunks.
  */
 import type { Redis } from 'ioredis';
-import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
+import type { CampaignStatus } from '../domain/campaign-status.js';
 import { CampaignActor, type ActorDeps, type ActorStats } from './campaign-actor.js';
 import { CampaignCloser } from './campaign-closer.js';
 import { ChunkSender } from './chunk-sender.js';
-import { announceStatus } from '../stream/control.js';
+import { announceStatus, listenControl } from '../stream/control.js';
 
 export type DispatcherDeps = Omit<ActorDeps, 'publishStatus' | 'recordAvailable'> & {
   subscriber: Redis;
@@ -30,16 +30,10 @@ export class Dispatcher {
   constructor(private readonly deps: DispatcherDeps) {}
 
   async start(): Promise<void> {
-    const channel = this.deps.keys.control();
-    this.deps.subscriber.on('message', (ch: string, message: string) => {
-      if (ch !== channel) return;
-      const [idText, what] = message.split(' ');
-      const id = Number(idText);
-      if (!Number.isSafeInteger(id)) return;
-      if (isCampaignStatus(what)) this.onStatus(id, what);
-      else if (what === 'changed') this.actors.get(id)?.reload();
+    await listenControl(this.deps.subscriber, this.deps.keys, (id, what) => {
+      if (what === 'changed') this.actors.get(id)?.reload();
+      else this.onStatus(id, what);
     });
-    await this.deps.subscriber.subscribe(channel);
     await this.poll();
     this.timer = setInterval(() => {
       if (this.polling === null) this.polling = this.poll().finally(() => (this.polling = null));

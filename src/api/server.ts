@@ -1,14 +1,31 @@
 /** Starts and stops the uWebSockets.js app. */
 import uWS from 'uWebSockets.js';
 import { registerRoutes, type ApiDeps } from './routes.js';
+import { ProgressHub, type HubDeps } from '../ws/progress-hub.js';
+import { registerWebSocket, type WsOptions } from '../ws/ws-server.js';
 
 export interface ApiServer {
   port: number;
-  close(): void;
+  /** live progress (null when the WebSocket API is off) */
+  hub: ProgressHub | null;
+  wsClients(): number;
+  close(): Promise<void>;
 }
 
-export function startApi(host: string, port: number, deps: ApiDeps): Promise<ApiServer> {
+export interface WsSetup {
+  hub: Omit<HubDeps, 'publish'>;
+  options: WsOptions;
+}
+
+export async function startApi(host: string, port: number, deps: ApiDeps, ws: WsSetup | null = null): Promise<ApiServer> {
   const app = uWS.App();
+  let hub: ProgressHub | null = null;
+  let sockets: { close(): void; clients(): number } | null = null;
+  if (ws !== null) {
+    hub = new ProgressHub({ ...ws.hub, publish: (topic, message, binary) => app.publish(topic, message, binary) });
+    sockets = registerWebSocket(app, hub, ws.options);
+    await hub.start();
+  }
   registerRoutes(app, deps);
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => {
@@ -18,8 +35,12 @@ export function startApi(host: string, port: number, deps: ApiDeps): Promise<Api
       }
       resolve({
         port: uWS.us_socket_local_port(socket),
-        close: () => {
+        hub,
+        wsClients: () => sockets?.clients() ?? 0,
+        close: async () => {
           uWS.us_listen_socket_close(socket);
+          sockets?.close();
+          await hub?.stop();
           app.close();
         },
       });

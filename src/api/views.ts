@@ -1,26 +1,10 @@
 /** API views: snake_case JSON built from repository objects and ClickHouse counts. */
 import type { Campaign } from '../store/campaign-repo.js';
 import { ZERO_COUNTS, type CampaignCounts } from '../progress/progress-reader.js';
-
-/**
- * Failures still standing: each recipient sent again in a retry round had one failure, which its new
- * outcome replaces (schemas/postgres/0005_retry_rounds.sql).
- */
-export function currentFailed(c: Campaign, counts: CampaignCounts): number {
-  return Math.max(0, counts.failed - c.retried);
-}
-
-/**
- * `delivered + failed + aborted + pending = total` at every moment: what has no outcome yet is pending,
- * or aborted once the campaign was cancelled (or failed) and will never send it.
- */
-export function remaining(c: Campaign, counts: CampaignCounts): { aborted: number; pending: number } {
-  const open = Math.max(0, (c.total ?? 0) - counts.delivered - currentFailed(c, counts));
-  return c.status === 'cancelled' || c.status === 'failed' ? { aborted: open, pending: 0 } : { aborted: 0, pending: open };
-}
+import { account } from '../domain/accounting.js';
 
 export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, overshoot = 0): Record<string, unknown> {
-  const { aborted, pending } = remaining(c, counts);
+  const a = account(c, counts);
   return {
     id: c.id,
     name: c.name,
@@ -31,12 +15,12 @@ export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, 
     schedule_at: c.scheduleAt?.toISOString() ?? null,
     rate_limit: c.rateLimit,
     total: c.total,
-    sent: counts.delivered + currentFailed(c, counts),
-    delivered: counts.delivered,
-    failed: currentFailed(c, counts),
+    sent: a.sent,
+    delivered: a.delivered,
+    failed: a.failed,
     retried: c.retried,
-    aborted,
-    pending,
+    aborted: a.aborted,
+    pending: a.pending,
     read: counts.read,
     unique_readers: counts.uniqueReaders,
     overshoot,

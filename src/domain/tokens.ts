@@ -55,3 +55,20 @@ export function verifyTrackingToken(secret: string, token: string): { campaignId
   if (!/^\d{1,15}$/.test(campaign) || !Number.isSafeInteger(campaignId) || userId === null) return null;
   return { campaignId, userId };
 }
+
+/**
+ * A WebSocket connect token `w1.<expires unix s>.<sig>`: browsers cannot set headers on a WebSocket, so
+ * the dashboard trades its admin key for one of these (POST /v1/ws/token) and puts it in the URL, where
+ * it is good for a minute.
+ */
+export function wsToken(secret: string, expiresAtSec: number): string {
+  const body = `w1.${expiresAtSec}`;
+  return `${body}.${sign(secret, body)}`;
+}
+
+export function verifyWsToken(secret: string, token: string, nowSec: number): boolean {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[0] !== 'w1') return false;
+  const [, exp, sig] = parts as [string, string, string];
+  return same(sig, sign(secret, `w1.${exp}`)) && /^\d{1,12}$/.test(exp) && Number(exp) > nowSec;
+}

@@ -1,6 +1,7 @@
 /**
- * Per-campaign counts from the ClickHouse views: a few aggregate rows per campaign, so the answer
- * takes milliseconds whatever the audience size. Unique readers come from their own view.
+ * Per-campaign counts from the ClickHouse views: one row per sub-batch and kind (campaign_batch_counts,
+ * where a sub-batch stored twice still counts once), so the answer takes milliseconds at millions of
+ * recipients. Unique readers come from their own view.
  */
 import type { ClickHouse } from '../clickhouse/client.js';
 import { outcomeSinceGeneration, str, uint, uintList } from '../clickhouse/sql.js';
@@ -36,8 +37,11 @@ export class ProgressReader {
     const ids = uintList(campaignIds);
     const [kinds, readers] = await Promise.all([
       this.ch.rows<{ campaign_id: string | number; kind: string; n: string | number }>(
-        `SELECT campaign_id, toString(kind) AS kind, countMerge(events) AS n FROM campaign_counts
-         WHERE campaign_id IN ${ids} GROUP BY campaign_id, kind`,
+        // A sub-batch counts once however many times its rows were stored (0005_batch_counts.sql).
+        `SELECT campaign_id, kind, sum(r) AS n FROM (
+           SELECT campaign_id, toString(kind) AS kind, batch, max(rows) AS r FROM campaign_batch_counts
+           WHERE campaign_id IN ${ids} GROUP BY campaign_id, kind, batch
+         ) GROUP BY campaign_id, kind`,
       ),
       this.ch.rows<{ campaign_id: string | number; n: string | number }>(
         `SELECT campaign_id, uniqExactMerge(readers) AS n FROM campaign_readers WHERE campaign_id IN ${ids} GROUP BY campaign_id`,

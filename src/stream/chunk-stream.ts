@@ -230,6 +230,19 @@ export class ChunkStream {
   }
 
   /**
+   * Hands an entry `from` just claimed back to `to` (XCLAIM … 0 … JUSTID), only if `from` still holds it:
+   * for an entry the reclaimer took from a live consumer of its own process.
+   */
+  async giveBack(campaignId: number, from: string, to: string, id: string): Promise<void> {
+    try {
+      const lost = await (this.redis as unknown as TouchCommand).heraldTouch(this.keys.chunks(campaignId), CHUNK_GROUP, from, id);
+      if ((lost as unknown[]).length === 0) await this.redis.xclaim(this.keys.chunks(campaignId), CHUNK_GROUP, to, 0, id, 'JUSTID');
+    } catch (err) {
+      throw redisError(err, 'give back chunk');
+    }
+  }
+
+  /**
    * Of the entries `consumer` wrote events for, the ones whose events it must no longer write (fence.lua);
    * the others have their idle time reset.
    */

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
+import { isCampaignStatus, isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { Keys } from './keys.js';
 
 const TERMINAL_KEY_TTL_S = 24 * 3600;
@@ -52,4 +52,24 @@ export async function announceStatus(
 /** Settings other than status changed (rate limit): hosts reload the campaign. */
 export async function announceChanged(redis: Redis, keys: Keys, campaignId: number): Promise<void> {
   await redis.publish(keys.control(), `${campaignId} changed`);
+}
+
+/**
+ * Subscribes `subscriber` (a connection of its own: it is in subscriber mode from then on) to the control
+ * channel and calls `onMessage` with each campaign's status change, or 'changed' for settings.
+ */
+export async function listenControl(
+  subscriber: Redis,
+  keys: Keys,
+  onMessage: (campaignId: number, what: CampaignStatus | 'changed') => void,
+): Promise<void> {
+  const channel = keys.control();
+  subscriber.on('message', (ch: string, message: string) => {
+    if (ch !== channel) return;
+    const [idText, what] = message.split(' ');
+    const id = Number(idText);
+    if (!Number.isSafeInteger(id)) return;
+    if (isCampaignStatus(what) || what === 'changed') onMessage(id, what);
+  });
+  await subscriber.subscribe(channel);
 }

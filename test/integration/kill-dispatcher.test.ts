@@ -17,15 +17,15 @@ describe('kill -9 of a dispatcher process in the middle of a webhook campaign', 
 
   beforeAll(async () => {
     await sink.start();
-    ns = await createNamespace({ subBatchSize: subBatch, webhookBatchSize: subBatch, workers: 2, reclaimIdleMs: 1_000, leaseMs: 1_500 });
+    ns = await createNamespace({ subBatchSize: subBatch, webhookBatchSize: subBatch, workers: 2, reclaimIdleMs: 2_000, leaseMs: 3_000 });
     herald = await startTestHerald(ns);
     api = apiFor(herald);
     child = await spawnHerald(ns, childLog, {
       HERALD_WORKERS: String(childWorkers),
       HERALD_SUBBATCH_SIZE: String(subBatch),
       HERALD_WEBHOOK_BATCH_SIZE: String(subBatch),
-      HERALD_RECLAIM_IDLE_MS: '1000',
-      HERALD_LEASE_MS: '1500',
+      HERALD_RECLAIM_IDLE_MS: '2000',
+      HERALD_LEASE_MS: '3000',
       // The child holds its events for seconds before writing them: when it dies, the ones it recorded in
       // the ledger are in no ClickHouse row yet, and only the ledger's records can bring them back.
       HERALD_SINK_FLUSH_MS: '60000',

@@ -1,0 +1,34 @@
+/**
+ * How a campaign's recipients add up, from its record (PostgreSQL) and its event counts (ClickHouse):
+ * `delivered + failed + aborted + pending = total` at every moment. Shared by the HTTP views and the
+ * WebSocket frames, so both say the same.
+ */
+
+export interface AccountedCampaign {
+  status: string;
+  total: number | null;
+  /** recipients sent again in retry rounds (each replaced one failure) */
+  retried: number;
+}
+
+export interface OutcomeCounts {
+  delivered: number;
+  failed: number;
+}
+
+export interface Accounts {
+  sent: number;
+  delivered: number;
+  failed: number;
+  aborted: number;
+  pending: number;
+}
+
+export function account(c: AccountedCampaign, counts: OutcomeCounts): Accounts {
+  // Failures still standing: a retried recipient's new outcome replaces its failure.
+  const failed = Math.max(0, counts.failed - c.retried);
+  // What has no outcome yet is pending, or aborted once the campaign was cancelled (or failed).
+  const open = Math.max(0, (c.total ?? 0) - counts.delivered - failed);
+  const over = c.status === 'cancelled' || c.status === 'failed';
+  return { sent: counts.delivered + failed, delivered: counts.delivered, failed, aborted: over ? open : 0, pending: over ? 0 : open };
+}
