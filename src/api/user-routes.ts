@@ -6,7 +6,7 @@
 import { HeraldError } from '../errors.js';
 import { parseId } from '../domain/campaign-input.js';
 import { parseUserId, validateEventBatch, type CallbackEvent } from '../domain/event-input.js';
-import { userToken, verifyTrackingToken, verifyUserToken } from '../domain/tokens.js';
+import { userToken, verifyTrackingToken, verifyUserToken, wsToken } from '../domain/tokens.js';
 import type { InboxRepo } from '../store/inbox-repo.js';
 import type { InboxReader } from '../progress/inbox-reader.js';
 import type { ReadRecorder } from '../sink/read-recorder.js';
@@ -49,6 +49,12 @@ function intParam(info: RequestInfo, name: string, min: number, max: number, dfl
 }
 
 export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
+  // A connect token for the WebSocket API, for browsers (which cannot send a header on a WebSocket).
+  route('post', '/v1/ws/token', async () => {
+    const expires = nowSec() + 60;
+    return { status: 200, body: { token: wsToken(deps.tokenSecret, expires), expires_at: new Date(expires * 1000).toISOString() } };
+  });
+
   route('post', '/v1/users/:user_id/token', async (info) => {
     const userId = parseUserId(info.params[0]);
     const expires = nowSec() + deps.userTokenTtlS;
