@@ -20,6 +20,7 @@ import type { RetryRepo } from '../store/retry-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
 import type { StatsReader } from '../progress/stats-reader.js';
 import { registerUserRoutes, type UserApiDeps } from './user-routes.js';
+import { registerDashboard } from './dashboard-routes.js';
 import { bodyReadable } from './body-stream.js';
 import { checkBearer, copyRequest, errorReply, readJson, ResponseState, type Reply, type RequestInfo } from './http.js';
 import { csvToCopy, importFormat, ndjsonToCopy, type ImportReport } from './recipient-import.js';
@@ -218,6 +219,7 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
   });
 
   registerUserRoutes(route, deps);
+  registerDashboard(route);
 
   route(
     'get',
