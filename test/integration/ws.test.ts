@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'undici';
 import { unpack } from 'msgpackr';
-import { API_KEY, useHerald } from '../helpers/herald.js';
+import { API_KEY, startTestHerald, useHerald } from '../helpers/herald.js';
 
 interface Frame {
   campaign_id?: number;
@@ -123,5 +123,25 @@ describe('live progress over WebSockets', () => {
     await packed.waitFor((f) => f.campaign_id === id && f.read === 1, 5_000);
     expect(json.frames.length).toBe(before);
     for (const c of [json, packed, all]) c.ws.close();
+  });
+
+  it('shows a client on a process without dispatchers the progress of campaigns others dispatch', async () => {
+    const { api } = ctx;
+    // An API-only Herald on the same services: it dispatches nothing itself.
+    const front = await startTestHerald(ctx.ns, { workers: 0, wsTickMs: 250 });
+    try {
+      const audienceId = await api.audience(30_000, 'fr');
+      const id = await api.nullCampaign(audienceId, { name: 'elsewhere', rate_limit: 15_000, chunk_size: 1_000 });
+      const client = await Client.open(`ws://127.0.0.1:${front.port}/v1/ws`, { authorization: `Bearer ${API_KEY}` });
+      client.send({ subscribe: id });
+      await client.waitFor((f) => f.campaign_id === id && f.status === 'draft');
+      await api.call('POST', `/v1/campaigns/${id}/start`); // through the dispatching process
+      await client.waitFor((f) => f.campaign_id === id && f.status === 'sending' && (f.sent ?? 0) > 0, 10_000);
+      const done = await client.waitFor((f) => f.campaign_id === id && f.status === 'completed', 30_000);
+      expect(done.frame).toMatchObject({ delivered: 30_000, pending: 0 });
+      client.ws.close();
+    } finally {
+      await front.stop();
+    }
   });
 });
