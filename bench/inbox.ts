@@ -19,7 +19,7 @@ import { loadConfig, tokenSecret } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { trackingToken } from '../src/domain/tokens.js';
 import { splitStatements } from '../src/migrate/migrate.js';
-import { dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, dropNamespace, namespaced } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,15 +34,7 @@ const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
 const cfg = namespaced(base, ns);
 const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const api = `http://127.0.0.1:${herald.port}`;
-const call = async (method: string, path: string, body?: unknown, type = 'application/json'): Promise<any> => {
-  const r = await fetch(`${api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': type },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await r.text();
-  return text === '' ? null : JSON.parse(text);
-};
+const call = apiCaller(api, KEY);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const COUNTRIES = ['FR', 'DE', 'US', 'BR', 'IN'];
 

@@ -30,3 +30,16 @@ export async function dropNamespace(base: Readonly<Config>, ns: string): Promise
   await admin.query(`DROP DATABASE IF EXISTS ${ns} WITH (FORCE)`);
   await admin.end();
 }
+
+/** A minimal client for the bench's Herald: JSON bodies unless `type` says otherwise; parsed JSON back. */
+export function apiCaller(base: string, key: string): (method: string, path: string, body?: unknown, type?: string) => Promise<any> {
+  return async (method, path, body, type = 'application/json') => {
+    const r = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, 'content-type': type },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await r.text();
+    return text === '' ? null : JSON.parse(text);
+  };
+}

@@ -20,7 +20,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { CHUNK_GROUP, Keys } from '../src/stream/keys.js';
-import { dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, dropNamespace, namespaced } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -78,10 +78,7 @@ for (const idle of IDLES) {
     stdio: 'ignore',
   });
   const api = `http://127.0.0.1:${herald.port}`;
-  const call = async (method: string, path: string, body?: string, type = 'application/json'): Promise<any> => {
-    const r = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': type }, body });
-    return r.json();
-  };
+  const call = apiCaller(api, KEY);
   const aud = await call('POST', '/v1/audiences', JSON.stringify({ name: `reclaim ${idle}` }));
   const lines = Array.from({ length: N }, (_, i) => `{"user_id":"k${i}"}`).join('\n');
   await call('POST', `/v1/audiences/${aud.id}/recipients`, lines, 'application/x-ndjson');

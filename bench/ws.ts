@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import { WebSocket } from 'undici';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
-import { dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, dropNamespace, namespaced } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -50,14 +50,7 @@ const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/`;
 const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
 const herald = await startHerald(namespaced(base, ns, { webhookBatchSize: 100, subBatchSize: 100 }), { logger: pino({ level: 'warn' }) });
 const api = `http://127.0.0.1:${herald.port}`;
-const call = async (method: string, path: string, body?: unknown, type = 'application/json'): Promise<any> => {
-  const r = await fetch(`${api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': type },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  return r.json();
-};
+const call = apiCaller(api, KEY);
 const aud = await call('POST', '/v1/audiences', { name: 'ws bench' });
 await call(
   'POST',
