@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** A webhook receiver that answers after `delayMs` and remembers when it saw each idempotency key. */
+/** A webhook receiver that answers after `delayMs` and remembers when each idempotency key arrived. */
 export class SlowSink {
   server!: Server;
   url!: string;
@@ -12,8 +12,10 @@ export class SlowSink {
       let data = '';
       req.on('data', (d: Buffer) => (data += d.toString()));
       req.on('end', () => {
+        // When the request arrived (its body complete), not when the answer goes: what was sent after a
+        // pause is judged by arrival, and a busy test process must not shift it past the pause.
+        const now = Date.now();
         setTimeout(() => {
-          const now = Date.now();
           for (const m of (JSON.parse(data) as { messages: Array<{ idempotency_key: string }> }).messages) {
             const times = this.seen.get(m.idempotency_key) ?? [];
             times.push(now);

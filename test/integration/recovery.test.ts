@@ -108,12 +108,18 @@ describe('planning, reclaim and pause/resume on real services', () => {
       }
       const paused = await api.call('POST', `/v1/campaigns/${id}/pause`);
       expect(paused.body.status).toBe('paused');
-      await new Promise((r) => setTimeout(r, 800));
-      const mid = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+      // The sub-batches in flight at the pause land (their events reach ClickHouse within a flush or
+      // two, longer on a busy machine): wait until the count settles, then nothing moves while paused.
+      let mid = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+      for (let settled = 0, t0 = Date.now(); settled < 2 && Date.now() - t0 < 15_000;) {
+        await new Promise((r) => setTimeout(r, 500));
+        const again = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+        settled = again.sent === mid.sent ? settled + 1 : 0;
+        mid = again;
+      }
       expect(mid.status).toBe('paused');
       expect(mid.sent).toBeLessThan(60_000);
-      await new Promise((r) => setTimeout(r, 500));
-      // Nothing moves while paused.
+      await new Promise((r) => setTimeout(r, 1_000));
       expect((await api.call('GET', `/v1/campaigns/${id}`)).body.sent).toBe(mid.sent);
       expect((await api.call('POST', `/v1/campaigns/${id}/resume`)).body.status).toBe('sending');
       const done = await api.waitForStatus(id, ['completed'], 60_000);
