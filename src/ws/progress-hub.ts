@@ -65,12 +65,11 @@ export class ProgressHub {
   unsubscribe(id: number | '*'): void {
     if (id === '*') this.allSubscribers = Math.max(0, this.allSubscribers - 1);
     else {
+      // Its last frame is kept until the next tick: a client subscribing again meanwhile is answered
+      // from it, so subscribe/unsubscribe churn costs no queries.
       const n = (this.interest.get(id) ?? 0) - 1;
       if (n > 0) this.interest.set(id, n);
-      else {
-        this.interest.delete(id);
-        if (this.allSubscribers === 0) this.forget(id);
-      }
+      else this.interest.delete(id);
     }
   }
 
@@ -81,7 +80,9 @@ export class ProgressHub {
 
   /** The last frame of a campaign, computed now if there is none (a new subscriber gets one at once). */
   async current(id: number): Promise<ProgressFrame | null> {
-    if (!this.latest.has(id)) await this.refresh([id], false);
+    const cached = this.latest.get(id);
+    if (cached !== undefined && Date.now() - Date.parse(cached.at) < this.deps.tickMs) return cached;
+    await this.refresh([id], false);
     return this.latest.get(id) ?? null;
   }
 
@@ -102,6 +103,8 @@ export class ProgressHub {
       // Campaigns shown to `*` subscribers that are no longer sending still get their last changes (reads).
       if (this.allSubscribers > 0) for (const id of this.latest.keys()) ids.add(id);
       if (ids.size > 0) await this.refresh([...ids], false);
+      // Frames nobody here watches any more are let go.
+      if (this.allSubscribers === 0) for (const id of [...this.latest.keys()]) if (!this.interest.has(id)) this.forget(id);
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'progress tick failed');
     }

@@ -5,7 +5,8 @@
  * connection stays. `?format=msgpack` makes every frame a binary msgpack one.
  * Slow clients: uWS skips a socket whose send buffer is past HERALD_WS_MAX_BACKPRESSURE, so frames meant
  * for it are dropped, not queued; when it drains it gets the latest frame of each campaign it watches;
- * one that stays past the limit for HERALD_WS_SLOW_CLOSE_MS is closed with a reason.
+ * one that stays past the limit for HERALD_WS_SLOW_CLOSE_MS is closed with a reason (4008), and dropped a
+ * second later if it does not even take the close frame.
  */
 import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
@@ -28,6 +29,8 @@ interface Client {
   closed: boolean;
   /** since when its buffer has been past the limit (0: it is not) */
   slowSince: number;
+  /** since when it has been asked to close for being slow (0: it has not) */
+  endingSince: number;
 }
 
 export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsOptions): { close(): void; clients(): number } {
@@ -35,7 +38,9 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
   const send = (ws: WebSocket<Client>, frame: object): void => {
     const c = ws.getUserData();
     if (c.closed) return;
-    ws.send(encodeFrame(frame as Record<string, unknown>, c.format), c.format === 'msgpack');
+    // 2: dropped, past the backpressure limit
+    if (ws.send(encodeFrame(frame as Record<string, unknown>, c.format), c.format === 'msgpack') === 2 && c.slowSince === 0)
+      c.slowSince = Date.now();
   };
 
   app.ws<Client>('/v1/ws', {
@@ -62,7 +67,7 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
         res.cork(() => res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body)));
         return;
       }
-      res.upgrade<Client>({ format, subs: new Set(), closed: false, slowSince: 0 }, key, protocol, extensions, context);
+      res.upgrade<Client>({ format, subs: new Set(), closed: false, slowSince: 0, endingSince: 0 }, key, protocol, extensions, context);
     },
     open: (ws) => {
       sockets.add(ws);
@@ -116,10 +121,18 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
     const now = Date.now();
     for (const ws of sockets) {
       const c = ws.getUserData();
-      if (ws.getBufferedAmount() <= opts.maxBackpressure) continue;
+      // uWS drops what would pass the limit, so a slow client's buffer sits just under it: half is slow.
+      if (ws.getBufferedAmount() < opts.maxBackpressure / 2) {
+        if (c.endingSince === 0) c.slowSince = 0;
+        continue;
+      }
       if (c.slowSince === 0) c.slowSince = now;
-      else if (now - c.slowSince > opts.slowCloseMs) {
+      else if (c.endingSince !== 0 && now - c.endingSince > 1_000) {
+        // It did not even take the close frame: drop the connection.
+        ws.close();
+      } else if (c.endingSince === 0 && now - c.slowSince > opts.slowCloseMs) {
         opts.log.warn({ buffered: ws.getBufferedAmount() }, 'closing a WebSocket client that stays too slow');
+        c.endingSince = now;
         ws.end(4008, `too slow: over ${opts.maxBackpressure} bytes unsent for ${opts.slowCloseMs} ms`);
       }
     }
