@@ -53,7 +53,7 @@ function bar(done: number, total: number, width = 40): string {
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 const run = Date.now().toString(36);
-console.log(`Herald is listening on ${base} (API key: ${key})`);
+console.log(`Herald is listening on ${base} (API key: ${key}); dashboard: ${base}/?key=${encodeURIComponent(key)}`);
 
 const audience = await call('POST', '/v1/audiences', { name: `demo ${run}` });
 let t0 = performance.now();

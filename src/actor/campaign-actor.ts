@@ -81,6 +81,8 @@ export class CampaignActor {
   /** re-planning after the stream was lost: planning and completion wait */
   private recovering = false;
   private lastReclaimAt = 0;
+  /** the status a ledger step last read from Redis (null: none since the last status change) */
+  private announced: string | null = null;
   /** sleepers to wake early (status change, stop) */
   private readonly wakers = new Set<() => void>();
   private readonly sender: ChunkSender;
@@ -137,6 +139,8 @@ export class CampaignActor {
 
   setStatus(status: CampaignStatus): void {
     this.status = status;
+    // PostgreSQL's word (pub/sub, poll) supersedes what a step last read from the status key.
+    this.announced = null;
     if (onStatus(status) !== 'run') this.running = false;
     this.wakeAll();
   }
@@ -351,6 +355,8 @@ export class CampaignActor {
       }
       for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
       for (const entry of entries) {
+        // A step saw the campaign paused (or cancelled) before this process was told: wait for the word.
+        while (this.running && this.announced !== null && this.announced !== 'sending') await this.sleep(50);
         if (!this.running || !mayStartChunk(this.status)) break;
         try {
           await this.processEntry(entry);
@@ -383,8 +389,12 @@ export class CampaignActor {
       this.acks.add(entry.id);
       return;
     }
-    const mayGoOn = (announced: string | null): boolean =>
-      this.running && mayStartChunk(this.status) && (announced ?? 'sending') === 'sending';
+    const mayGoOn = (announced: string | null): boolean => {
+      // What a ledger step read from the status key is news for every consumer here: the pause may be
+      // seen by a step before its pub/sub message arrives, and a fresh chunk must not start meanwhile.
+      if (announced !== null) this.announced = announced;
+      return this.running && mayStartChunk(this.status) && (announced ?? this.announced ?? 'sending') === 'sending';
+    };
     // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
     // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
     let step: StepResult = { stale: false, lost: false, status: null, sent: 0 };

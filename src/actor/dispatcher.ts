@@ -98,7 +98,11 @@ export class Dispatcher {
     }
     // Settings (rate limit) of the campaigns hosted here, in case a change message was missed.
     for (const actor of this.actors.values()) {
-      if (sending.has(actor.id)) actor.reload();
+      if (sending.has(actor.id)) {
+        actor.reload();
+        // PostgreSQL says sending: a paused status a step read from Redis has been superseded.
+        actor.setStatus('sending');
+      }
     }
   }
 
