@@ -10,7 +10,7 @@ import { userToken, verifyTrackingToken, verifyUserToken, wsToken } from '../dom
 import type { InboxRepo } from '../store/inbox-repo.js';
 import type { InboxReader } from '../progress/inbox-reader.js';
 import type { ReadRecorder } from '../sink/read-recorder.js';
-import { checkBearer, readJson, type RequestInfo } from './http.js';
+import { checkBearer, readJson, type Reply, type RequestInfo } from './http.js';
 import type { Route } from './routes.js';
 
 export interface UserApiDeps {
@@ -29,14 +29,21 @@ export interface UserApiDeps {
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const nowSec = (): number => Math.floor(Date.now() / 1000);
 
-function authorizeUser(info: RequestInfo, userId: string, deps: UserApiDeps): void {
-  if (checkBearer(info.headers.authorization, deps.apiKeys)) return;
+/** The path's user, once the caller is shown to be allowed: the admin key, or that user's own token. */
+function authorizedUser(info: RequestInfo, deps: UserApiDeps): string {
+  const userId = parseUserId(info.params[0]);
+  if (checkBearer(info.headers.authorization, deps.apiKeys)) return userId;
   const m = /^Bearer\s+(\S+)$/i.exec(info.headers.authorization);
   const tokenUser = m === null ? null : verifyUserToken(deps.tokenSecret, m[1]!, nowSec());
   if (tokenUser === null) {
     throw new HeraldError('UNAUTHORIZED', 'missing, invalid or expired user token', { field: 'authorization' });
   }
   if (tokenUser !== userId) throw new HeraldError('FORBIDDEN', "this token is not for this user's inbox", { field: 'authorization' });
+  return userId;
+}
+
+function tokenReply(token: string, expiresAtSec: number): Reply {
+  return { status: 200, body: { token, expires_at: new Date(expiresAtSec * 1000).toISOString() } };
 }
 
 function intParam(info: RequestInfo, name: string, min: number, max: number, dflt: number | null): number | null {
@@ -52,24 +59,20 @@ export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
   // A connect token for the WebSocket API, for browsers (which cannot send a header on a WebSocket).
   route('post', '/v1/ws/token', async () => {
     const expires = nowSec() + 60;
-    return { status: 200, body: { token: wsToken(deps.tokenSecret, expires), expires_at: new Date(expires * 1000).toISOString() } };
+    return tokenReply(wsToken(deps.tokenSecret, expires), expires);
   });
 
   route('post', '/v1/users/:user_id/token', async (info) => {
     const userId = parseUserId(info.params[0]);
     const expires = nowSec() + deps.userTokenTtlS;
-    return {
-      status: 200,
-      body: { token: userToken(deps.tokenSecret, userId, expires), expires_at: new Date(expires * 1000).toISOString() },
-    };
+    return tokenReply(userToken(deps.tokenSecret, userId, expires), expires);
   });
 
   route(
     'get',
     '/v1/users/:user_id/inbox',
     async (info) => {
-      const userId = parseUserId(info.params[0]);
-      authorizeUser(info, userId, deps);
+      const userId = authorizedUser(info, deps);
       const limit = intParam(info, 'limit', 1, 100, 20)!;
       let before = intParam(info, 'before', 1, Number.MAX_SAFE_INTEGER, null);
       const items: Array<Record<string, unknown>> = [];
@@ -107,8 +110,7 @@ export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
     'get',
     '/v1/users/:user_id/inbox/unread_count',
     async (info) => {
-      const userId = parseUserId(info.params[0]);
-      authorizeUser(info, userId, deps);
+      const userId = authorizedUser(info, deps);
       let unread = 0;
       for (let before: number | null = null; ;) {
         const page = await deps.inbox.candidates(userId, before, 1000);
@@ -129,8 +131,7 @@ export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
     'post',
     '/v1/users/:user_id/inbox/:campaign_id/read',
     async (info) => {
-      const userId = parseUserId(info.params[0]);
-      authorizeUser(info, userId, deps);
+      const userId = authorizedUser(info, deps);
       const campaignId = parseId(info.params[1], 'campaign_id');
       if (!(await deps.inbox.isRecipient(campaignId, userId))) {
         throw new HeraldError('NOT_FOUND', `user is not a recipient of inbox campaign ${campaignId}`, { field: 'campaign_id' });

@@ -1,13 +1,12 @@
 /** Builds channels from a campaign's channel spec; webhook clients are shared per URL. */
 import type { ChannelSpec } from '../domain/campaign-input.js';
 import type { Channel } from './channel.js';
-import { NullChannel } from './null-channel.js';
-import { InboxChannel } from './inbox-channel.js';
+import { InstantChannel } from './instant-channel.js';
 import { WebhookChannel, type WebhookOptions } from './webhook-channel.js';
 
 export class ChannelRegistry {
-  private readonly nullChannel = new NullChannel();
-  private readonly inboxChannel = new InboxChannel();
+  private readonly nullChannel = new InstantChannel('null');
+  private readonly inboxChannel = new InstantChannel('inbox');
   private readonly webhooks = new Map<string, WebhookChannel>();
 
   constructor(private readonly webhookDefaults: Omit<WebhookOptions, 'url'>) {}
