@@ -25,6 +25,7 @@ import { bodyReadable } from './body-stream.js';
 import { checkBearer, copyRequest, errorReply, readJson, ResponseState, type Reply, type RequestInfo } from './http.js';
 import { csvToCopy, importFormat, ndjsonToCopy, type ImportReport } from './recipient-import.js';
 import { campaignView } from './views.js';
+import type { WsStats } from '../ws/ws-server.js';
 
 export interface ApiDeps extends UserApiDeps {
   stats: StatsReader;
@@ -50,7 +51,7 @@ export type Handler = (info: RequestInfo, res: HttpResponse, state: ResponseStat
 /** Registers a handler; `auth` false: the handler authorizes (or the route is public). */
 export type Route = (method: 'get' | 'post' | 'patch', pattern: string, handler: Handler, auth?: boolean) => void;
 
-export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
+export function registerRoutes(app: TemplatedApp, deps: ApiDeps, wsStats: () => WsStats | null = () => null): void {
   const route: Route = (method, pattern, handler, auth = true) => {
     const paramCount = (pattern.match(/:/g) ?? []).length;
     app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
@@ -216,6 +217,13 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps): void {
       status: 200,
       body: { id, totals, read_rate: delivered === 0 ? 0 : Number(view.unique_readers) / delivered, ...stats },
     };
+  });
+
+  // WebSocket clients now, and how many were closed for being too slow: for operators watching dashboards' load.
+  route('get', '/v1/ws/clients', async () => {
+    const stats = wsStats();
+    if (stats === null) throw new HeraldError('NOT_FOUND', 'the WebSocket API is off in this process');
+    return { status: 200, body: stats };
   });
 
   registerUserRoutes(route, deps);

@@ -2,13 +2,14 @@
 import uWS from 'uWebSockets.js';
 import { registerRoutes, type ApiDeps } from './routes.js';
 import { ProgressHub, type HubDeps } from '../ws/progress-hub.js';
-import { registerWebSocket, type WsOptions } from '../ws/ws-server.js';
+import { registerWebSocket, type WsEndpoint, type WsOptions, type WsStats } from '../ws/ws-server.js';
 
 export interface ApiServer {
   port: number;
   /** live progress (null when the WebSocket API is off) */
   hub: ProgressHub | null;
-  wsClients(): number;
+  /** null when the WebSocket API is off */
+  wsStats(): WsStats | null;
   close(): Promise<void>;
 }
 
@@ -20,13 +21,13 @@ export interface WsSetup {
 export async function startApi(host: string, port: number, deps: ApiDeps, ws: WsSetup | null = null): Promise<ApiServer> {
   const app = uWS.App();
   let hub: ProgressHub | null = null;
-  let sockets: { close(): void; clients(): number } | null = null;
+  let sockets: WsEndpoint | null = null;
   if (ws !== null) {
     hub = new ProgressHub({ ...ws.hub, publish: (topic, message, binary) => app.publish(topic, message, binary) });
     sockets = registerWebSocket(app, hub, ws.options);
     await hub.start();
   }
-  registerRoutes(app, deps);
+  registerRoutes(app, deps, () => sockets?.stats() ?? null);
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => {
       if (!socket) {
@@ -36,7 +37,7 @@ export async function startApi(host: string, port: number, deps: ApiDeps, ws: Ws
       resolve({
         port: uWS.us_socket_local_port(socket),
         hub,
-        wsClients: () => sockets?.clients() ?? 0,
+        wsStats: () => sockets?.stats() ?? null,
         close: async () => {
           uWS.us_listen_socket_close(socket);
           sockets?.close();

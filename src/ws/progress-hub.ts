@@ -86,10 +86,11 @@ export class ProgressHub {
     return this.latest.get(id) ?? null;
   }
 
-  /** The last frames of these campaigns (for a client that was skipped while slow). */
-  latestOf(ids: Iterable<number>): ProgressFrame[] {
+  /** The last frame of each campaign named, `*` naming all (for a client whose frames were skipped). */
+  latestOf(ids: ReadonlySet<number | '*'>): ProgressFrame[] {
+    if (ids.has('*')) return [...this.latest.values()];
     const out: ProgressFrame[] = [];
-    for (const id of ids) {
+    for (const id of ids as ReadonlySet<number>) {
       const f = this.latest.get(id);
       if (f !== undefined) out.push(f);
     }

@@ -5,8 +5,8 @@
  * connection stays. `?format=msgpack` makes every frame a binary msgpack one.
  * Slow clients: uWS skips a socket whose send buffer is past HERALD_WS_MAX_BACKPRESSURE, so frames meant
  * for it are dropped, not queued; when it drains it gets the latest frame of each campaign it watches;
- * one that stays past the limit for HERALD_WS_SLOW_CLOSE_MS is closed with a reason (4008), and dropped a
- * second later if it does not even take the close frame.
+ * one that stays past the limit for HERALD_WS_SLOW_CLOSE_MS is closed with a reason (4008), and dropped if
+ * it has not taken the close frame after as long again. GET /v1/ws/clients counts them (wsStats()).
  */
 import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
@@ -29,18 +29,38 @@ interface Client {
   closed: boolean;
   /** since when its buffer has been past the limit (0: it is not) */
   slowSince: number;
-  /** since when it has been asked to close for being slow (0: it has not) */
+  /** frames may have been skipped since it last caught up: it gets the latest ones when it drains */
+  missed: boolean;
+  /** since when it is being closed for being slow (0: it is not) */
   endingSince: number;
+  /** the 4008 close frame is queued (it waits until the buffer is back under the limit) */
+  closeSent: boolean;
 }
 
-export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsOptions): { close(): void; clients(): number } {
+export interface WsStats {
+  clients: number;
+  /** clients past the backpressure limit now: their frames are being skipped */
+  slow: number;
+  /** clients closed for staying slow, since the start */
+  closed_slow: number;
+}
+
+export interface WsEndpoint {
+  close(): void;
+  stats(): WsStats;
+}
+
+export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsOptions): WsEndpoint {
   const sockets = new Set<WebSocket<Client>>();
+  let closedSlow = 0;
   const send = (ws: WebSocket<Client>, frame: object): void => {
     const c = ws.getUserData();
-    if (c.closed) return;
+    if (c.closed || c.endingSince !== 0) return;
     // 2: dropped, past the backpressure limit
-    if (ws.send(encodeFrame(frame as Record<string, unknown>, c.format), c.format === 'msgpack') === 2 && c.slowSince === 0)
-      c.slowSince = Date.now();
+    if (ws.send(encodeFrame(frame as Record<string, unknown>, c.format), c.format === 'msgpack') === 2) {
+      c.missed = true;
+      if (c.slowSince === 0) c.slowSince = Date.now();
+    }
   };
 
   app.ws<Client>('/v1/ws', {
@@ -67,7 +87,7 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
         res.cork(() => res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body)));
         return;
       }
-      res.upgrade<Client>({ format, subs: new Set(), closed: false, slowSince: 0, endingSince: 0 }, key, protocol, extensions, context);
+      res.upgrade<Client>({ format, subs: new Set(), closed: false, slowSince: 0, missed: false, endingSince: 0, closeSent: false }, key, protocol, extensions, context);
     },
     open: (ws) => {
       sockets.add(ws);
@@ -100,11 +120,20 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
     },
     drain: (ws) => {
       const c = ws.getUserData();
-      if (ws.getBufferedAmount() > opts.maxBackpressure / 2) return;
-      // Frames were skipped while it was slow: the latest of each campaign it watches replaces them.
-      if (c.slowSince !== 0) {
-        c.slowSince = 0;
-        for (const frame of hub.latestOf([...c.subs].filter((s): s is number => s !== '*'))) send(ws, frame);
+      if (c.endingSince !== 0) {
+        closeWhenRoom(ws);
+        return;
+      }
+      // Topic frames are skipped by uWS without telling: a buffer seen this full may have lost some.
+      if (ws.getBufferedAmount() > opts.maxBackpressure / 2) {
+        c.missed = true;
+        return;
+      }
+      c.slowSince = 0;
+      // The latest frame of each campaign it watches replaces the ones it missed.
+      if (c.missed) {
+        c.missed = false;
+        for (const frame of hub.latestOf(c.subs)) send(ws, frame);
       }
     },
     close: (ws) => {
@@ -116,25 +145,44 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
     },
   });
 
+  const reason = `too slow: over ${opts.maxBackpressure} bytes unsent for ${opts.slowCloseMs} ms`;
+  // uWS drops any frame, the close frame too, sent while the buffer is past the limit: the close frame
+  // waits until the client has read enough for it to fit.
+  const closeWhenRoom = (ws: WebSocket<Client>): void => {
+    const c = ws.getUserData();
+    if (c.closeSent || ws.getBufferedAmount() > opts.maxBackpressure) return;
+    c.closeSent = true;
+    ws.end(4008, reason);
+  };
+  const beginClose = (ws: WebSocket<Client>, now: number): void => {
+    const c = ws.getUserData();
+    opts.log.warn({ buffered: ws.getBufferedAmount() }, 'closing a WebSocket client that stays too slow');
+    c.endingSince = now;
+    closedSlow++;
+    // Nothing more for it but the close frame.
+    for (const id of c.subs) ws.unsubscribe(campaignTopic(id, c.format));
+    closeWhenRoom(ws);
+  };
+
   // Slow clients: noted when past the limit, closed when they stay there.
   const timer = setInterval(() => {
     const now = Date.now();
     for (const ws of sockets) {
       const c = ws.getUserData();
-      // uWS drops what would pass the limit, so a slow client's buffer sits just under it: half is slow.
-      if (ws.getBufferedAmount() < opts.maxBackpressure / 2) {
-        if (c.endingSince === 0) c.slowSince = 0;
+      if (c.endingSince !== 0) {
+        // One that does not even read its close frame within as long again is dropped.
+        if (now - c.endingSince > opts.slowCloseMs) ws.close();
+        else closeWhenRoom(ws);
         continue;
       }
-      if (c.slowSince === 0) c.slowSince = now;
-      else if (c.endingSince !== 0 && now - c.endingSince > 1_000) {
-        // It did not even take the close frame: drop the connection.
-        ws.close();
-      } else if (c.endingSince === 0 && now - c.slowSince > opts.slowCloseMs) {
-        opts.log.warn({ buffered: ws.getBufferedAmount() }, 'closing a WebSocket client that stays too slow');
-        c.endingSince = now;
-        ws.end(4008, `too slow: over ${opts.maxBackpressure} bytes unsent for ${opts.slowCloseMs} ms`);
+      // uWS drops what would pass the limit, so a slow client's buffer sits just under it: half is slow.
+      if (ws.getBufferedAmount() < opts.maxBackpressure / 2) {
+        c.slowSince = 0;
+        continue;
       }
+      c.missed = true;
+      if (c.slowSince === 0) c.slowSince = now;
+      else if (now - c.slowSince > opts.slowCloseMs) beginClose(ws, now);
     }
   }, 250);
 
@@ -143,6 +191,10 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
       clearInterval(timer);
       for (const ws of [...sockets]) ws.end(1001, 'server shutting down');
     },
-    clients: () => sockets.size,
+    stats: () => {
+      let slow = 0;
+      for (const ws of sockets) if (ws.getUserData().slowSince !== 0) slow++;
+      return { clients: sockets.size, slow, closed_slow: closedSlow };
+    },
   };
 }
