@@ -35,6 +35,7 @@ import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { Ledger } from './actor/ledger.js';
 import { startApi, type ApiServer } from './api/server.js';
+import { LiveCounters } from './progress/live-counters.js';
 
 export interface Herald {
   config: Readonly<Config>;
@@ -218,7 +219,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         },
       },
       {
-        hub: { campaigns, progress, subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
+        hub: { campaigns, progress, live: new LiveCounters(redis, keys), subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
         options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
       },
     );

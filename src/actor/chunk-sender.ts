@@ -96,7 +96,7 @@ export class ChunkSender {
       });
       const atSec = Math.floor(Date.now() / 1000);
       const record = encodeRecord({ from: sent, n, atSec, failed: result.failed });
-      step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, sent + n, n, record);
+      step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, sent + n, n, record, result.failed.size);
       checkedAt = Date.now();
       if (step.stale && !step.lost) {
         // Taken over while we were sending (we stalled past the reclaim time): this sub-batch is not

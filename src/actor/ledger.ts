@@ -40,13 +40,14 @@ export class Ledger {
     private readonly keys: Keys,
   ) {
     if (!(redis as unknown as Partial<LedgerCommands>).heraldChunkStep)
-      redis.defineCommand('heraldChunkStep', { numberOfKeys: 6, lua: LUA });
+      redis.defineCommand('heraldChunkStep', { numberOfKeys: 7, lua: LUA });
     this.cmds = redis as unknown as LedgerCommands;
   }
 
   /**
    * `sent` < 0 only reads (before the first sub-batch). Otherwise `record` (domain/sub-batch.ts) is kept
-   * with the ledger, so the sub-batch's events can be rebuilt by whoever holds the chunk next.
+   * with the ledger, so the sub-batch's events can be rebuilt by whoever holds the chunk next; `failures`
+   * of its `batch` recipients failed (for the live counters).
    */
   async step(
     campaignId: number,
@@ -55,6 +56,7 @@ export class Ledger {
     sent: number,
     batch: number,
     record: Buffer = EMPTY,
+    failures = 0,
   ): Promise<StepResult> {
     const k = this.keys;
     let reply: [string, number];
@@ -66,12 +68,14 @@ export class Ledger {
         k.chunks(campaignId),
         k.records(campaignId),
         k.plan(campaignId),
+        k.live(campaignId),
         CHUNK_GROUP,
         consumer,
         entryId,
         sent,
         batch,
         record,
+        failures,
       );
     } catch (err) {
       throw new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ledger step: ${(err as Error).message}`, {}, err);

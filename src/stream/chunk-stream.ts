@@ -297,7 +297,7 @@ export class ChunkStream {
   }
 
   /**
-   * A finished campaign's work state goes: the stream and the ledger. The overshoot count stays a week
+   * A finished campaign's work state goes: the stream and the ledger. The overshoot count and live counters stay a week
    * for GET /v1/campaigns/:id, and the plan key as long (the sink's fence tells a dropped stream from a
    * lost one by it); the status key expires on its own.
    */
@@ -310,6 +310,7 @@ export class ChunkStream {
           .del(k.chunks(campaignId), k.ledger(campaignId), k.records(campaignId))
           .expire(k.overshoot(campaignId), 7 * 24 * 3600)
           .expire(k.plan(campaignId), 7 * 24 * 3600)
+          .expire(k.live(campaignId), 7 * 24 * 3600)
           .exec()) ?? [];
       for (const [err] of res) if (err) throw err;
     } catch (err) {

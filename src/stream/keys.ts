@@ -46,6 +46,14 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:plan`;
   }
 
+  /**
+   * live counts of the campaign's outcomes (`delivered`, `failed`), raised in the ledger step that records
+   * each sub-batch, so at once and once: what WebSocket frames show while ClickHouse catches up
+   */
+  live(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:live`;
+  }
+
   /** messages whose send finished after a pause or cancel was announced */
   overshoot(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:overshoot`;

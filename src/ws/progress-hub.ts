@@ -3,15 +3,17 @@
  * campaign someone here watches (and, for `*` subscribers, every sending campaign), and publishes it
  * once per format to the campaign's uWS topic: one computed frame, whatever the number of clients.
  * A status change (Redis pub/sub, from whichever process made it) is published at once. Counts come from
- * ClickHouse's views, which every process shares: a client on any process sees every campaign.
+ * ClickHouse's views and, while a campaign runs, from the ledger's live counters in Redis, which are
+ * ahead of them by a sink flush; every process shares both, so a client on any process sees every campaign.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { account } from '../domain/accounting.js';
+import { account, type OutcomeCounts } from '../domain/accounting.js';
 import { isTerminal } from '../domain/campaign-status.js';
 import { listenControl } from '../stream/control.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
+import { liveOutcomes, type LiveCounters } from '../progress/live-counters.js';
 import type { Keys } from '../stream/keys.js';
 import { encodeFrame, withRate, type FrameFormat, type ProgressFrame, type Sample } from './frame.js';
 
@@ -24,6 +26,7 @@ export function campaignTopic(id: number | '*', format: FrameFormat): string {
 export interface HubDeps {
   campaigns: CampaignRepo;
   progress: ProgressReader;
+  live: LiveCounters;
   subscriber: Redis;
   keys: Keys;
   log: Logger;
@@ -119,11 +122,16 @@ export class ProgressHub {
     const rows = await Promise.all(ids.map((id) => this.deps.campaigns.get(id)));
     const campaigns = rows.filter((c): c is Campaign => c !== null);
     if (campaigns.length === 0) return;
-    const counts = await this.deps.progress.counts(campaigns.map((c) => c.id));
+    const shown = campaigns.map((c) => c.id);
+    const [counts, live] = await Promise.all([
+      this.deps.progress.counts(shown),
+      // Live counters only make frames fresher: without Redis, ClickHouse's counts still serve.
+      this.deps.live.read(shown).catch(() => new Map<number, OutcomeCounts>()),
+    ]);
     const now = Date.now();
     for (const c of campaigns) {
       const n = counts.get(c.id)!;
-      const a = account(c, n);
+      const a = account(c, liveOutcomes(n, live.get(c.id), isTerminal(c.status)));
       const frame = withRate(
         { campaign_id: c.id, status: c.status, total: c.total, ...a, read: n.read, unique_readers: n.uniqueReaders },
         this.samples.get(c.id),

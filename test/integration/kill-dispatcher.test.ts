@@ -4,6 +4,8 @@ import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, eventCounts, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
 import { spawnHerald } from '../helpers/child-herald.js';
 import { SlowSink } from '../helpers/slow-sink.js';
+import { LiveCounters } from '../../src/progress/live-counters.js';
+import { Keys } from '../../src/stream/keys.js';
 
 describe('kill -9 of a dispatcher process in the middle of a webhook campaign', () => {
   let ns: Namespace;
@@ -67,6 +69,9 @@ describe('kill -9 of a dispatcher process in the middle of a webhook campaign', 
     expect(await eventCounts(herald, id)).toEqual({ n, u: n });
     expect(done.delivered).toBe(n);
     expect(done.pending).toBe(0);
+    // The live counters (raised in the ledger step) counted each recipient once too, across the takeover.
+    const live = await new LiveCounters(herald.redis, new Keys(herald.config.redisPrefix)).read([id]);
+    expect(live.get(id)).toEqual({ delivered: n, failed: 0 });
     // The survivor took the child's chunks over (reclaim) and rebuilt events from the ledger.
     expect(herald.dispatcher!.statsOf(id)?.reclaimed).toBeGreaterThan(0);
   });

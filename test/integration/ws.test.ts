@@ -145,3 +145,30 @@ describe('live progress over WebSockets', () => {
     }
   });
 });
+
+describe('live counters ahead of ClickHouse', () => {
+  // The sink holds events for seconds: ClickHouse (and so GET) shows nothing of a sub-batch for that long.
+  const ctx = useHerald({ wsTickMs: 250, sinkFlushMs: 4_000, sinkFlushRows: 1_000_000, sinkMaxBufferedRows: 2_000_000 });
+
+  it('shows sends in frames before they reach ClickHouse, and ends on the ClickHouse figures', async () => {
+    const { api } = ctx;
+    const n = 20_000;
+    const audienceId = await api.audience(n, 'lv');
+    const id = await api.nullCampaign(audienceId, { name: 'live', rate_limit: 10_000, chunk_size: 1_000 });
+    const client = await Client.open(`ws://127.0.0.1:${ctx.herald.port}/v1/ws`, { authorization: `Bearer ${API_KEY}` });
+    client.send({ subscribe: id });
+    await client.waitFor((f) => f.campaign_id === id && f.status === 'draft');
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const early = await client.waitFor((f) => f.campaign_id === id && (f.sent ?? 0) > 0, 3_000);
+    const get = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+    expect(get.sent).toBe(0);
+    expect(early.frame.delivered).toBe(early.frame.sent);
+    const done = await client.waitFor((f) => f.campaign_id === id && f.status === 'completed', 60_000);
+    const final = (await api.call('GET', `/v1/campaigns/${id}`)).body;
+    expect(done.frame).toMatchObject({ delivered: n, sent: n, pending: 0 });
+    for (const k of ['sent', 'delivered', 'failed', 'pending']) expect(done.frame[k]).toEqual(final[k]);
+    const mine = client.frames.map((x) => x.frame).filter((f) => f.campaign_id === id);
+    for (let i = 1; i < mine.length; i++) expect(mine[i]!.sent!).toBeGreaterThanOrEqual(mine[i - 1]!.sent!);
+    client.ws.close();
+  });
+});

@@ -5,6 +5,7 @@
 -- ARGV[4] recipients of the chunk sent so far by this consumer (-1: nothing to record yet),
 -- ARGV[5] size of the sub-batch just sent (counted as overshoot if the campaign is no longer sending),
 -- ARGV[6] the sub-batch's record (domain/sub-batch.ts): when and which failed, so its events can be rebuilt
+-- KEYS[7] live counters hash; ARGV[7] recipients of the sub-batch that failed
 -- Returns {state, sent}: state is 'lost' when Redis lost the campaign's work state (no plan key, or a
 -- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this consumer (it was
 -- reclaimed: the fencing token is the stream's own ownership record), else the announced status ('' if
@@ -30,6 +31,10 @@ if sent >= 0 then
     redis.call('HSET', KEYS[2], ARGV[3], sent)
     local prev = redis.call('HGET', KEYS[5], ARGV[3]) or ''
     redis.call('HSET', KEYS[5], ARGV[3], prev .. ARGV[6])
+    -- Counted where the sub-batch is recorded: once, however often the chunk changes hands.
+    local failed = tonumber(ARGV[7])
+    redis.call('HINCRBY', KEYS[7], 'failed', failed)
+    redis.call('HINCRBY', KEYS[7], 'delivered', sent - ledger - failed)
     ledger = sent
   end
   if status ~= '' and status ~= 'sending' then
