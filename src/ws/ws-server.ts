@@ -87,7 +87,13 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
         res.cork(() => res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body)));
         return;
       }
-      res.upgrade<Client>({ format, subs: new Set(), closed: false, slowSince: 0, missed: false, endingSince: 0, closeSent: false }, key, protocol, extensions, context);
+      res.upgrade<Client>(
+        { format, subs: new Set(), closed: false, slowSince: 0, missed: false, endingSince: 0, closeSent: false },
+        key,
+        protocol,
+        extensions,
+        context,
+      );
     },
     open: (ws) => {
       sockets.add(ws);

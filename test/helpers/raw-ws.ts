@@ -27,7 +27,9 @@ export class RawWsClient {
   static async open(port: number, path: string, headers: Record<string, string>): Promise<RawWsClient> {
     const sock = net.connect(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
-    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    const extra = Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
     sock.write(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
@@ -110,7 +112,10 @@ export class RawWsClient {
       const frame = { opcode: b[0]! & 0x0f, payload: Buffer.from(b.subarray(at, at + len)) };
       this.pending = b.subarray(at + len);
       if (frame.opcode === 8) {
-        this.closeFrame = { code: frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : 1005, reason: frame.payload.subarray(2).toString() };
+        this.closeFrame = {
+          code: frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : 1005,
+          reason: frame.payload.subarray(2).toString(),
+        };
       }
       this.frames.push(frame);
     }

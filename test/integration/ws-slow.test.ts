@@ -79,7 +79,10 @@ describe('a slow WebSocket client past the backpressure limit', () => {
     // Error frames were dropped past the limit too: far fewer came than it asked for.
     expect(errors).toBeLessThan(sent);
     // Of the campaign's frames, most were skipped; the last one it got is the latest.
-    const mine = slow.json().slice(before).filter((f) => f.campaign_id === id);
+    const mine = slow
+      .json()
+      .slice(before)
+      .filter((f) => f.campaign_id === id);
     const seen = live.json().filter((f) => f.campaign_id === id);
     expect(seen.length).toBeGreaterThan(6);
     expect(mine.length).toBeLessThan(seen.length / 2);
