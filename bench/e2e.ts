@@ -6,8 +6,14 @@
  *   its own (VmHWM). Ceilings are measured in the same run, on the same machine, right after:
  *   - ClickHouse: Herald's RowBinary rows into a copy of message_events (with its views), 100k-row batches
  *   - PostgreSQL: the planner's read of the audience (100k-row keyset pages over COPY)
- *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--profile]   (--profile: CPU profiles of the Herald
- *   process into bench/results/prof/, for `node --cpu-prof` analysis)
+ *   - the bare path (peers/bare-path.ts): XREADGROUP of Herald-encoded chunks, no-op sends, RowBinary
+ *     inserts, XACK, with nothing of Herald around it; and the raw XADD rate (pipelined)
+ * Peers, same audience, chunk size and event rows, same run (peers/): BullMQ (addBulk of chunk jobs, one
+ * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
+ * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
+ * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
+ *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 16] [--naive-workers 4]
+ *   [--no-peers] [--profile]   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -21,6 +27,10 @@ import { createDb } from '../src/store/db.js';
 import { RecipientReader } from '../src/store/recipient-reader.js';
 import { EventRowWriter } from '../src/sink/row-binary.js';
 import { packStrings } from '../src/domain/packed-ids.js';
+import { runBarePath } from './peers/bare-path.js';
+import { runBullmq } from './peers/bullmq.js';
+import { median, naiveBytes, naiveProgress, runNaive } from './peers/naive.js';
+import type { PeerResult } from './peers/peer.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,6 +39,10 @@ function arg(name: string, dflt: string): string {
 
 const N = Number(arg('recipients', '1000000'));
 const WORKERS = arg('workers', '2').split(',').map(Number);
+const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '16'));
+const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
+const PEERS = !process.argv.includes('--no-peers');
+const CHUNK = 500;
 const KEY = 'bench-key-0123456789';
 const PORT = 18_480;
 const run = Date.now().toString(36);
@@ -173,6 +187,8 @@ interface Result {
   peakRssMb: number;
   redisPeakMb: number;
   clickhouseRowsPerSec: number;
+  /** GET /v1/campaigns/:id at the end, median of 5 */
+  progressQueryMs: number;
   /** CPU seconds each service used during the campaign (2 cores: at most 2 × seconds in all) */
   cpuSeconds: Record<string, number>;
 }
@@ -213,6 +229,12 @@ for (const workers of WORKERS) {
   const cpu = Object.fromEntries(Object.entries(cpu1).map(([k, v]) => [k, Math.round((v - cpu0[k]!) * 100) / 100]));
   const got = await call('GET', `/v1/campaigns/${c.id}`);
   if (got.delivered !== N) throw new Error(`ClickHouse shows ${got.delivered} delivered of ${N}`);
+  const progressMs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const q = performance.now();
+    await call('GET', `/v1/campaigns/${c.id}`);
+    progressMs.push(performance.now() - q);
+  }
   const rss = peakRssMb(herald.pid!);
   await stopHerald(herald);
   const r: Result = {
@@ -225,6 +247,7 @@ for (const workers of WORKERS) {
     peakRssMb: Math.round(rss),
     redisPeakMb: Math.round(((redisPeak - redisBase) / 2 ** 20) * 10) / 10,
     clickhouseRowsPerSec: Math.round(N / seconds),
+    progressQueryMs: Math.round(median(progressMs) * 10) / 10,
     cpuSeconds: cpu,
   };
   results.push(r);
@@ -267,11 +290,98 @@ for (let afterId = 0; ;) {
 }
 const pgCeiling = read / ((performance.now() - t) / 1000);
 
+// Bytes ClickHouse keeps per recipient for Herald (every table of its database: events and views).
+const heraldBytes = await ch.rows<{ b: string }>(
+  `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${dbName}' AND active`,
+);
+const heraldBytesPerRecipient = Number(heraldBytes[0]!.b) / (N * results.length);
+
+// Ceiling 3: the bare path, and the raw XADD rate.
+const bareDb = `${dbName}_bare`;
+await migrateClickHouse(base.clickhouseUrl, bareDb);
+const chBare = new ClickHouse({ url: base.clickhouseUrl, database: bareDb });
+const bare = await runBarePath(redis, chBare, `${env.HERALD_REDIS_PREFIX}:bare`, N, CHUNK, 100_000);
+await chBare.command(`DROP DATABASE ${bareDb}`).catch(() => undefined);
+await chBare.close();
+console.log(
+  `ceiling bare path (XREADGROUP 20 × ${CHUNK}-recipient chunks, no-op sends, RowBinary 100k inserts, XACK): ` +
+    `${Math.round(bare.recipientsPerSec).toLocaleString()} recipients/s; raw XADD ${Math.round(bare.xaddPerSec).toLocaleString()} chunks/s (pipelined)`,
+);
+
+interface PeerReport extends PeerResult {
+  recipientsPerSec: number;
+  progressQueryMs: number;
+  bytesPerRecipient: number;
+}
+const peers: Record<string, PeerReport> = {};
+if (PEERS) {
+  const peerDb = `${dbName}_bullmq`;
+  await migrateClickHouse(base.clickhouseUrl, peerDb);
+  const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
+  const bullCampaign = 900_001;
+  const b = await runBullmq({
+    redisUrl: base.redisUrl,
+    prefix: `${env.HERALD_REDIS_PREFIX}-bull`,
+    pool: db,
+    ch: chPeer,
+    audienceId: audience.id,
+    campaignId: bullCampaign,
+    chunk: CHUNK,
+    concurrency: BULLMQ_CONCURRENCY,
+    batchRows: 50_000,
+  });
+  if (b.recipients !== N) throw new Error(`BullMQ peer sent ${b.recipients} of ${N}`);
+  // Its progress: the same kind of ClickHouse count Herald answers from (events by kind, per campaign).
+  const bullMs: number[] = [];
+  let bullCount = 0;
+  for (let i = 0; i < 5; i++) {
+    const q = performance.now();
+    const r = await chPeer.rows<{ n: string }>(
+      `SELECT count() AS n FROM message_events WHERE campaign_id = ${bullCampaign} AND kind = 'delivered'`,
+    );
+    bullMs.push(performance.now() - q);
+    bullCount = Number(r[0]!.n);
+  }
+  if (bullCount !== N) throw new Error(`BullMQ peer: ClickHouse holds ${bullCount} of ${N}`);
+  const bullBytes = await chPeer.rows<{ b: string }>(
+    `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
+  );
+  peers.bullmq = { ...b, recipientsPerSec: N / b.seconds, progressQueryMs: median(bullMs), bytesPerRecipient: Number(bullBytes[0]!.b) / N };
+  await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
+  await chPeer.close();
+
+  const naiveCampaign = 900_002;
+  const nv = await runNaive({ pool: db, audienceId: audience.id, campaignId: naiveCampaign, chunk: CHUNK, workers: NAIVE_WORKERS });
+  if (nv.recipients !== N) throw new Error(`naive peer sent ${nv.recipients} of ${N}`);
+  const np = await naiveProgress(db, naiveCampaign);
+  if (np.counts.sent !== N) throw new Error(`naive peer: ${JSON.stringify(np.counts)}`);
+  peers.naive = { ...nv, recipientsPerSec: N / nv.seconds, progressQueryMs: np.ms, bytesPerRecipient: (await naiveBytes(db)) / N };
+  for (const [name, p] of Object.entries(peers)) {
+    console.log(
+      `peer ${name}: ${N.toLocaleString()} recipients in ${p.seconds.toFixed(2)} s = ${Math.round(p.recipientsPerSec).toLocaleString()} recipients/s; ` +
+        `first message ${p.firstMessageMs} ms; progress query ${p.progressQueryMs.toFixed(1)} ms; ${p.bytesPerRecipient.toFixed(1)} bytes/recipient`,
+    );
+  }
+}
+
 const best = Math.max(...results.map((r) => r.recipientsPerSec));
-const tightest = Math.min(chCeiling, pgCeiling);
+const bestRun = results.find((r) => r.recipientsPerSec === best)!;
+const tightest = Math.min(chCeiling, pgCeiling, bare.recipientsPerSec);
 console.log(`ceiling ClickHouse insert (RowBinary, 100k batches, with views): ${Math.round(chCeiling).toLocaleString()} rows/s`);
 console.log(`ceiling PostgreSQL audience read (100k-row keyset pages over COPY): ${Math.round(pgCeiling).toLocaleString()} rows/s`);
-console.log(`best end to end = ${((100 * best) / tightest).toFixed(0)}% of the tightest ceiling`);
+console.log(
+  `Herald best (${bestRun.workers} consumer(s)) = ${((100 * best) / tightest).toFixed(0)}% of the tightest ceiling, ` +
+    `${((100 * best) / bare.recipientsPerSec).toFixed(0)}% of the bare path; progress query ${bestRun.progressQueryMs} ms; ` +
+    `${heraldBytesPerRecipient.toFixed(1)} bytes/recipient in ClickHouse`,
+);
+const ratios: Record<string, number> = {};
+for (const [name, p] of Object.entries(peers)) {
+  ratios[`herald/${name}`] = best / p.recipientsPerSec;
+  console.log(
+    `Herald/${name}: throughput ${(best / p.recipientsPerSec).toFixed(2)}×; progress query ${(p.progressQueryMs / bestRun.progressQueryMs).toFixed(1)}× faster; ` +
+      `${(p.bytesPerRecipient / heraldBytesPerRecipient).toFixed(1)}× fewer bytes per recipient`,
+  );
+}
 
 const out = {
   bench: 'e2e',
@@ -279,8 +389,17 @@ const out = {
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
   import: { rows: N, seconds: importS, rowsPerSec: Math.round(N / importS) },
   results,
-  ceilings: { clickhouseRowsPerSec: Math.round(chCeiling), postgresKeysetRowsPerSec: Math.round(pgCeiling) },
+  heraldBytesPerRecipient,
+  ceilings: {
+    clickhouseRowsPerSec: Math.round(chCeiling),
+    postgresKeysetRowsPerSec: Math.round(pgCeiling),
+    barePathRecipientsPerSec: Math.round(bare.recipientsPerSec),
+    xaddChunksPerSec: Math.round(bare.xaddPerSec),
+  },
   fractionOfTightestCeiling: best / tightest,
+  fractionOfBarePath: best / bare.recipientsPerSec,
+  peers,
+  ratios,
 };
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/e2e-${N}.json`, `${JSON.stringify(out, null, 2)}\n`);

@@ -1,0 +1,44 @@
+/**
+ * The peers' and the bare path's event writes: outcome rows in Herald's own RowBinary encoding into the
+ * same `message_events` table (with all its views), `batchRows` per insert. `append` resolves once the
+ * rows are in ClickHouse, so a job or stream entry is finished only when its events are stored, as in
+ * Herald. A partial batch is written after `flushMs`.
+ */
+import type { ClickHouse } from '../../src/clickhouse/client.js';
+import { EventRowWriter } from '../../src/sink/row-binary.js';
+
+export class EventBatcher {
+  private writer = new EventRowWriter(8 << 20);
+  private waiting: Array<{ resolve(): void; reject(err: unknown): void }> = [];
+  private timer: NodeJS.Timeout | null = null;
+  inserts = 0;
+
+  constructor(
+    private readonly ch: ClickHouse,
+    private readonly batchRows: number,
+    private readonly flushMs = 200,
+  ) {}
+
+  append(campaignId: number, users: Buffer, count: number, atSec: number): Promise<void> {
+    this.writer.addOutcomes(campaignId, users, count, new Map(), atSec);
+    const done = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    if (this.writer.rows >= this.batchRows) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.flushMs);
+    return done;
+  }
+
+  private flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.writer.rows === 0) return;
+    const rows = this.writer.finish();
+    const waiting = this.waiting;
+    this.writer = new EventRowWriter(8 << 20);
+    this.waiting = [];
+    this.inserts++;
+    this.ch.insertRaw('message_events', 'RowBinary', [rows]).then(
+      () => waiting.forEach((w) => w.resolve()),
+      (err: unknown) => waiting.forEach((w) => w.reject(err)),
+    );
+  }
+}
