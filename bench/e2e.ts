@@ -12,7 +12,7 @@
  * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
  * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
  * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
- *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 16] [--naive-workers 4]
+ *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4]
  *   [--no-peers] [--profile]   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -39,7 +39,7 @@ function arg(name: string, dflt: string): string {
 
 const N = Number(arg('recipients', '1000000'));
 const WORKERS = arg('workers', '2').split(',').map(Number);
-const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '16'));
+const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '100'));
 const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
 const PEERS = !process.argv.includes('--no-peers');
 const CHUNK = 500;
