@@ -47,6 +47,7 @@ function indexOfByte(buf: Buffer, byte: number, from: number, end: number): numb
  * single bytes in UTF-8, so unescaping the decoded text is exact.
  */
 export function parseRecipientRows(text: Buffer, withAddress: boolean, withSegment = false): RecipientPage {
+  if (!withAddress && !withSegment) return parseIdRows(text);
   const ids: number[] = [];
   const userEnds: number[] = [];
   const addresses: Array<string | null> | null = withAddress ? [] : null;
@@ -104,4 +105,51 @@ export function parseRecipientRows(text: Buffer, withAddress: boolean, withSegme
     pos = end + 1;
   }
   return { ids, users: users.subarray(0, off), userEnds, addresses, segments };
+}
+
+/**
+ * The planner's usual page, `id \t user_id` rows, in one pass over the bytes: no Buffer.indexOf or
+ * Buffer.copy per row (native calls that cost more than the few bytes they handle), no string unless
+ * a field is escaped.
+ */
+function parseIdRows(text: Buffer): RecipientPage {
+  const ids: number[] = [];
+  const userEnds: number[] = [];
+  const n = text.length;
+  // Packed ids are never longer than the text they come from (the id digits and tab cover the varint).
+  const users = Buffer.allocUnsafe(n + 64);
+  let off = 0;
+  let pos = 0;
+  while (pos < n) {
+    const rowStart = pos;
+    let id = 0;
+    let c = text[pos]!;
+    while (c !== TAB) {
+      if (c === NL || c < 48 || c > 57) throw new Error(`COPY row without user_id at byte ${rowStart}`);
+      id = id * 10 + (c - 48);
+      if (++pos >= n) throw new Error(`COPY row without user_id at byte ${rowStart}`);
+      c = text[pos]!;
+    }
+    ids.push(id);
+    const from = ++pos;
+    let escaped = false;
+    while (pos < n && (c = text[pos]!) !== NL) {
+      if (c === BACKSLASH) escaped = true;
+      else if (c === TAB) throw new Error(`COPY row with an unexpected field at byte ${rowStart}`);
+      pos++;
+    }
+    if (!escaped) {
+      const len = pos - from;
+      off = writeVarint(users, off, len);
+      for (let i = from; i < pos; i++) users[off++] = text[i]!;
+    } else {
+      const str = unescapeCopy(text.toString('utf8', from, pos));
+      const len = Buffer.byteLength(str, 'utf8');
+      off = writeVarint(users, off, len);
+      off += users.write(str, off, len, 'utf8');
+    }
+    userEnds.push(off);
+    pos++;
+  }
+  return { ids, users: users.subarray(0, off), userEnds, addresses: null, segments: null };
 }

@@ -1,9 +1,9 @@
 /**
  * Reads an audience in id order, a page at a time, for the planner. A page is one short COPY query
  * (keyset: `id > afterId`, LIMIT), so no query stays open while a campaign is paused, and rows arrive
- * as raw COPY text, which costs a fraction of the extended protocol's per-row messages to parse.
+ * as raw COPY text (copy-out.ts), which costs a fraction of the extended protocol's per-row messages to parse.
  */
-import { to as copyTo } from 'pg-copy-streams';
+import { CopyOut } from './copy-out.js';
 import type { RecipientPage } from '../domain/chunk.js';
 import { parseRecipientRows } from './copy-text.js';
 import { wrapPgError, type Db } from './db.js';
@@ -40,10 +40,9 @@ export class RecipientReader {
       throw wrapPgError(err, 'connect for page');
     }
     try {
-      const parts: Buffer[] = [];
-      const stream = client.query(copyTo(sql));
-      for await (const part of stream as AsyncIterable<Buffer>) parts.push(part);
-      return parseRecipientRows(parts.length === 1 ? parts[0]! : Buffer.concat(parts), withAddress, segmentBy !== null);
+      const copy = new CopyOut(sql);
+      void client.query(copy as never);
+      return parseRecipientRows(await copy.done, withAddress, segmentBy !== null);
     } catch (err) {
       throw wrapPgError(err, 'read audience page');
     } finally {

@@ -108,3 +108,27 @@ describe('COPY text and packed ids', () => {
     expect(unpackStrings(packed, 2)).toEqual([long, 'y']);
   });
 });
+
+describe('COPY text of (id, user_id) rows', () => {
+  it('reads ids and packed user ids, escaped ones too, with or without a final newline', () => {
+    const users = ['plain', 'tab\there', 'back\\slash', 'ünïcödé', 'x'.repeat(200)];
+    const escape = (u: string): string => u.replace(/\\/g, '\\\\').replace(/\t/g, '\\t');
+    const text = users.map((u, i) => `${i + 10}\t${escape(u)}`).join('\n');
+    for (const t of [text, `${text}\n`]) {
+      const p = parseRecipientRows(Buffer.from(t), false);
+      expect(p.ids).toEqual(users.map((_, i) => i + 10));
+      expect(unpackStrings(p.users, users.length)).toEqual(users);
+      expect(checkPacked(p.users, users.length)).toBeNull();
+      // the same as the general parser's, which also reads addresses
+      const withAddress = parseRecipientRows(Buffer.from(users.map((u, i) => `${i + 10}\t${escape(u)}\t\\N`).join('\n')), true);
+      expect(withAddress.users.equals(p.users)).toBe(true);
+      expect(withAddress.userEnds).toEqual(p.userEnds);
+    }
+  });
+
+  it('refuses a row without a user id, or with a non-numeric id', () => {
+    expect(() => parseRecipientRows(Buffer.from('1\ta\n2\n'), false)).toThrow(/without user_id at byte 4/);
+    expect(() => parseRecipientRows(Buffer.from('1x\ta\n'), false)).toThrow(/without user_id at byte 0/);
+    expect(() => parseRecipientRows(Buffer.from('1\ta\tb\n'), false)).toThrow(/unexpected field at byte 0/);
+  });
+});
