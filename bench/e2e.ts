@@ -12,7 +12,7 @@
  * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
  * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
  * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
- *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4]
+ *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60]
  *   [--no-peers] [--profile]   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -41,6 +41,7 @@ const N = Number(arg('recipients', '1000000'));
 const WORKERS = arg('workers', '2').split(',').map(Number);
 const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '100'));
 const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
+const NAIVE_SECONDS = Number(arg('naive-seconds', '60'));
 const PEERS = !process.argv.includes('--no-peers');
 const CHUNK = 500;
 const KEY = 'bench-key-0123456789';
@@ -135,6 +136,11 @@ function cpuByService(heraldPid: number): Record<string, number> {
   };
 }
 
+function cpuSince(before: Record<string, number>, pid: number): Record<string, number> {
+  const now = cpuByService(pid);
+  return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, Math.round((v - before[k]!) * 100) / 100]));
+}
+
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -225,8 +231,7 @@ for (const workers of WORKERS) {
     await sleep(10);
   }
   const seconds = (performance.now() - t) / 1000;
-  const cpu1 = cpuByService(herald.pid!);
-  const cpu = Object.fromEntries(Object.entries(cpu1).map(([k, v]) => [k, Math.round((v - cpu0[k]!) * 100) / 100]));
+  const cpu = cpuSince(cpu0, herald.pid!);
   const got = await call('GET', `/v1/campaigns/${c.id}`);
   if (got.delivered !== N) throw new Error(`ClickHouse shows ${got.delivered} delivered of ${N}`);
   const progressMs: number[] = [];
@@ -309,6 +314,8 @@ console.log(
 );
 
 interface PeerReport extends PeerResult {
+  /** CPU seconds per service while it ran; `herald` is the peer's own process (this one) */
+  cpuSeconds: Record<string, number>;
   recipientsPerSec: number;
   progressQueryMs: number;
   bytesPerRecipient: number;
@@ -319,6 +326,7 @@ if (PEERS) {
   await migrateClickHouse(base.clickhouseUrl, peerDb);
   const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
   const bullCampaign = 900_001;
+  const bullCpu0 = cpuByService(process.pid);
   const b = await runBullmq({
     redisUrl: base.redisUrl,
     prefix: `${env.HERALD_REDIS_PREFIX}-bull`,
@@ -331,6 +339,7 @@ if (PEERS) {
     batchRows: 50_000,
   });
   if (b.recipients !== N) throw new Error(`BullMQ peer sent ${b.recipients} of ${N}`);
+  const bullCpu = cpuSince(bullCpu0, process.pid);
   // Its progress: the same kind of ClickHouse count Herald answers from (events by kind, per campaign).
   const bullMs: number[] = [];
   let bullCount = 0;
@@ -346,20 +355,46 @@ if (PEERS) {
   const bullBytes = await chPeer.rows<{ b: string }>(
     `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
   );
-  peers.bullmq = { ...b, recipientsPerSec: N / b.seconds, progressQueryMs: median(bullMs), bytesPerRecipient: Number(bullBytes[0]!.b) / N };
+  peers.bullmq = {
+    ...b,
+    recipientsPerSec: N / b.seconds,
+    progressQueryMs: median(bullMs),
+    bytesPerRecipient: Number(bullBytes[0]!.b) / N,
+    cpuSeconds: bullCpu,
+  };
   await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
   await chPeer.close();
 
   const naiveCampaign = 900_002;
-  const nv = await runNaive({ pool: db, audienceId: audience.id, campaignId: naiveCampaign, chunk: CHUNK, workers: NAIVE_WORKERS });
-  if (nv.recipients !== N) throw new Error(`naive peer sent ${nv.recipients} of ${N}`);
+  const naiveCpu0 = cpuByService(process.pid);
+  const nv = await runNaive({
+    pool: db,
+    audienceId: audience.id,
+    campaignId: naiveCampaign,
+    chunk: CHUNK,
+    workers: NAIVE_WORKERS,
+    maxSeconds: NAIVE_SECONDS,
+  });
+  if (nv.recipients !== N && nv.extra.cutShortAfterSeconds === 0) throw new Error(`naive peer sent ${nv.recipients} of ${N}`);
+  const naiveCpu = cpuSince(naiveCpu0, process.pid);
   const np = await naiveProgress(db, naiveCampaign);
   if (np.counts.sent !== N) throw new Error(`naive peer: ${JSON.stringify(np.counts)}`);
-  peers.naive = { ...nv, recipientsPerSec: N / nv.seconds, progressQueryMs: np.ms, bytesPerRecipient: (await naiveBytes(db)) / N };
+  peers.naive = {
+    ...nv,
+    recipientsPerSec: nv.recipients / nv.seconds,
+    progressQueryMs: np.ms,
+    bytesPerRecipient: (await naiveBytes(db)) / N,
+    cpuSeconds: naiveCpu,
+  };
   for (const [name, p] of Object.entries(peers)) {
     console.log(
-      `peer ${name}: ${N.toLocaleString()} recipients in ${p.seconds.toFixed(2)} s = ${Math.round(p.recipientsPerSec).toLocaleString()} recipients/s; ` +
+      `peer ${name}: ${p.recipients.toLocaleString()} recipients in ${p.seconds.toFixed(2)} s = ${Math.round(p.recipientsPerSec).toLocaleString()} recipients/s; ` +
         `first message ${p.firstMessageMs} ms; progress query ${p.progressQueryMs.toFixed(1)} ms; ${p.bytesPerRecipient.toFixed(1)} bytes/recipient`,
+    );
+    console.log(
+      `  CPU seconds while it ran: ${Object.entries(p.cpuSeconds)
+        .map(([k, v]) => `${k === 'herald' ? 'peer process' : k} ${v}`)
+        .join(', ')}`,
     );
   }
 }
