@@ -413,8 +413,8 @@ const ratios: Record<string, number> = {};
 for (const [name, p] of Object.entries(peers)) {
   ratios[`herald/${name}`] = best / p.recipientsPerSec;
   console.log(
-    `Herald/${name}: throughput ${(best / p.recipientsPerSec).toFixed(2)}×; progress query ${(p.progressQueryMs / bestRun.progressQueryMs).toFixed(1)}× faster; ` +
-      `${(p.bytesPerRecipient / heraldBytesPerRecipient).toFixed(1)}× fewer bytes per recipient`,
+    `Herald/${name}: throughput ${(best / p.recipientsPerSec).toFixed(2)}×; progress query Herald ${bestRun.progressQueryMs} ms (GET), ` +
+      `${name} ${p.progressQueryMs.toFixed(1)} ms; bytes per recipient ${name}/Herald ${(p.bytesPerRecipient / heraldBytesPerRecipient).toFixed(1)}×`,
   );
 }
 
@@ -444,4 +444,11 @@ await ch.close();
 const admin = createDb(base.databaseUrl, 1);
 await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
 await admin.end();
+// and every Redis key of the run (Herald's and the BullMQ peer's share the prefix)
+for (let cursor = '0'; ;) {
+  const [next, keys] = await redis.scan(cursor, 'MATCH', `${env.HERALD_REDIS_PREFIX}*`, 'COUNT', 1000);
+  if (keys.length > 0) await redis.del(...keys);
+  cursor = next;
+  if (cursor === '0') break;
+}
 redis.disconnect();
