@@ -6,10 +6,11 @@
  *   2. inbox query latency for a user in 50 campaigns: GET /v1/users/:id/inbox?limit=50 and
  *      /inbox/unread_count, p50 / p99 over 200 sequential calls each;
  *   3. read-receipt ingest over HTTP, end to end into ClickHouse (each call answers once its reads are
- *      stored): POST /v1/events with 1,000 reads per call, 4 calls at a time; and the pixel, 256 at a time.
+ *      stored): POST /v1/events with 1,000 reads per call, `--callback-concurrency` (16) calls at a time;
+ *      and the pixel, 256 at a time.
  *   It also prints the analyst queries of schemas/clickhouse/queries run on the campaign.
  *   method: Herald in this process, a namespace (databases, key prefix) of its own, dropped at the end.
- *   npm run bench:inbox -- [--recipients 1000000] [--reads 200000]
+ *   npm run bench:inbox -- [--recipients 1000000] [--reads 200000] [--callback-concurrency 16]
  */
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -28,6 +29,7 @@ function arg(name: string, dflt: string): string {
 
 const N = Number(arg('recipients', '1000000'));
 const READS = Math.min(Number(arg('reads', '200000')), N);
+const CALLBACK_CONCURRENCY = Number(arg('callback-concurrency', '16'));
 const KEY = 'bench-key-0123456789';
 const ns = `herald_inbox_${Date.now().toString(36)}`;
 const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
@@ -138,7 +140,7 @@ console.log(
 const batches: string[][] = [];
 for (let i = 0; i < READS; i += 1_000) batches.push(Array.from({ length: Math.min(1_000, READS - i) }, (_, k) => `m${i + k + 1}`));
 let t0 = performance.now();
-await pool(batches, 4, async (users) => {
+await pool(batches, CALLBACK_CONCURRENCY, async (users) => {
   const r = await call(
     'POST',
     '/v1/events',
@@ -158,7 +160,7 @@ const pixelPerSec = Math.round(pixels.length / ((performance.now() - t0) / 1000)
 const got = await call('GET', `/v1/campaigns/${big.id}`);
 const ingest = { callbackReads: READS, callbackPerSec, pixelReads: pixels.length, pixelPerSec, storedReads: got.read as number };
 console.log(
-  `read ingest, stored in ClickHouse before each answer: callbacks ${callbackPerSec.toLocaleString('en')} reads/s (1,000 per call, 4 at a time); ` +
+  `read ingest, stored in ClickHouse before each answer: callbacks ${callbackPerSec.toLocaleString('en')} reads/s (1,000 per call, ${CALLBACK_CONCURRENCY} at a time); ` +
     `pixel ${pixelPerSec.toLocaleString('en')} reads/s (256 at a time); ClickHouse holds ${got.read} reads`,
 );
 

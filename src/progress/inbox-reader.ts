@@ -13,6 +13,9 @@ export interface UserCampaignState {
   readAtSec: number | null;
 }
 
+/** user ids per delivery lookup: well under ClickHouse's 50,000 AST elements per query */
+export const LOOKUP_SLICE = 10_000;
+
 export class InboxReader {
   constructor(private readonly ch: ClickHouse) {}
 
@@ -40,15 +43,22 @@ export class InboxReader {
   /** When each of `userIds` was delivered campaign `campaignId`, and with which segment (for reads). */
   async deliveries(campaignId: number, userIds: readonly string[]): Promise<Map<string, { deliveredAtSec: number; segment: string }>> {
     const out = new Map<string, { deliveredAtSec: number; segment: string }>();
-    if (userIds.length === 0) return out;
-    const rows = await this.ch.rows<{ user_id: string; at: string | number; segment: string }>(
-      `SELECT user_id, toUInt32(min(at)) AS at, any(segment) AS segment FROM message_events
-       WHERE campaign_id = ${uint(campaignId)} AND kind = 'delivered' AND user_id IN (${userIds.map(str).join(',')})
-       GROUP BY user_id`,
-      60,
-      { max_query_size: 256 * 1024 * 1024 },
+    // ClickHouse refuses a query of more than 50,000 AST nodes (max_ast_elements), one per listed id:
+    // large batches of reads (group commit under load) are looked up a slice at a time.
+    const slices: Array<readonly string[]> = [];
+    for (let i = 0; i < userIds.length; i += LOOKUP_SLICE) slices.push(userIds.slice(i, i + LOOKUP_SLICE));
+    const answers = await Promise.all(
+      slices.map((ids) =>
+        this.ch.rows<{ user_id: string; at: string | number; segment: string }>(
+          `SELECT user_id, toUInt32(min(at)) AS at, any(segment) AS segment FROM message_events
+           WHERE campaign_id = ${uint(campaignId)} AND kind = 'delivered' AND user_id IN (${ids.map(str).join(',')})
+           GROUP BY user_id`,
+          60,
+          { max_query_size: 256 * 1024 * 1024 },
+        ),
+      ),
     );
-    for (const r of rows) out.set(r.user_id, { deliveredAtSec: Number(r.at), segment: r.segment });
+    for (const rows of answers) for (const r of rows) out.set(r.user_id, { deliveredAtSec: Number(r.at), segment: r.segment });
     return out;
   }
 }

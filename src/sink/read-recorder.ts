@@ -25,9 +25,16 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
+/**
+ * Lookups and inserts in flight at once. Reads arriving meanwhile wait and go together in the next one
+ * (group commit): under load, batches grow instead of queries multiplying.
+ */
+const MAX_IN_FLIGHT = 2;
+
 export class ReadRecorder {
   private queue: Waiting[] = [];
   private scheduled = false;
+  private inFlight = 0;
 
   constructor(
     private readonly sink: EventSink,
@@ -38,17 +45,26 @@ export class ReadRecorder {
     if (reads.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.queue.push({ reads, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.drain());
-      }
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= MAX_IN_FLIGHT || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.inFlight++;
+      void this.drain().finally(() => {
+        this.inFlight--;
+        this.schedule();
+      });
     });
   }
 
   private async drain(): Promise<void> {
     const batch = this.queue;
     this.queue = [];
-    this.scheduled = false;
     try {
       const byCampaign = new Map<number, Set<string>>();
       for (const w of batch) {
