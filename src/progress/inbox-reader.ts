@@ -13,8 +13,18 @@ export interface UserCampaignState {
   readAtSec: number | null;
 }
 
-/** user ids per delivery lookup: well under ClickHouse's 50,000 AST elements per query */
-export const LOOKUP_SLICE = 10_000;
+/** user ids per delivery lookup query (the lookups of a slice run side by side) */
+export const LOOKUP_SLICE = 20_000;
+
+/**
+ * The ids as the right side of IN. One string literal split on the server: ClickHouse parses a list of
+ * literals node by node (about twice as slow at 8,000 ids, measured here, and refused past 50,000 AST
+ * nodes). NUL separates them; an id that contains NUL itself (allowed, if unlikely) makes the list.
+ */
+function idSet(ids: readonly string[]): string {
+  if (ids.some((id) => id.includes('\0'))) return `(${ids.map(str).join(',')})`;
+  return `(SELECT arrayJoin(splitByChar('\\0', ${str(ids.join('\0'))})))`;
+}
 
 export class InboxReader {
   constructor(private readonly ch: ClickHouse) {}
@@ -43,15 +53,13 @@ export class InboxReader {
   /** When each of `userIds` was delivered campaign `campaignId`, and with which segment (for reads). */
   async deliveries(campaignId: number, userIds: readonly string[]): Promise<Map<string, { deliveredAtSec: number; segment: string }>> {
     const out = new Map<string, { deliveredAtSec: number; segment: string }>();
-    // ClickHouse refuses a query of more than 50,000 AST nodes (max_ast_elements), one per listed id:
-    // large batches of reads (group commit under load) are looked up a slice at a time.
     const slices: Array<readonly string[]> = [];
     for (let i = 0; i < userIds.length; i += LOOKUP_SLICE) slices.push(userIds.slice(i, i + LOOKUP_SLICE));
     const answers = await Promise.all(
       slices.map((ids) =>
         this.ch.rows<{ user_id: string; at: string | number; segment: string }>(
           `SELECT user_id, toUInt32(min(at)) AS at, any(segment) AS segment FROM message_events
-           WHERE campaign_id = ${uint(campaignId)} AND kind = 'delivered' AND user_id IN (${ids.map(str).join(',')})
+           WHERE campaign_id = ${uint(campaignId)} AND kind = 'delivered' AND user_id IN ${idSet(ids)}
            GROUP BY user_id`,
           60,
           { max_query_size: 256 * 1024 * 1024 },

@@ -131,7 +131,8 @@ export class EventSink {
     return {
       id,
       segments: [],
-      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 64 << 20), id),
+      // starts small (a batch of reads is a few rows) and doubles as rows come
+      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 1 << 20), id),
       done,
       resolve,
       openedAt: Date.now(),
