@@ -131,8 +131,9 @@ export class EventSink {
     return {
       id,
       segments: [],
-      // starts small (a batch of reads is a few rows) and doubles as rows come
-      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 1 << 20), id),
+      // Sized for a full batch up front: a big allocation is only address space until written (a batch
+      // of a few reads touches a few pages), while growing by doubling would copy, and touch, it all.
+      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 64 << 20), id),
       done,
       resolve,
       openedAt: Date.now(),
