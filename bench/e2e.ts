@@ -27,6 +27,7 @@ import { createDb } from '../src/store/db.js';
 import { RecipientReader } from '../src/store/recipient-reader.js';
 import { EventRowWriter } from '../src/sink/row-binary.js';
 import { packStrings } from '../src/domain/packed-ids.js';
+import { deleteKeysWithPrefix } from '../src/stream/keys.js';
 import { runBarePath } from './peers/bare-path.js';
 import { runBullmq } from './peers/bullmq.js';
 import { median, naiveBytes, naiveProgress, runNaive } from './peers/naive.js';
@@ -453,11 +454,7 @@ await ch.close();
 const admin = createDb(base.databaseUrl, 1);
 await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
 await admin.end();
-// and every Redis key of the run (Herald's and the BullMQ peer's share the prefix)
-for (let cursor = '0'; ;) {
-  const [next, keys] = await redis.scan(cursor, 'MATCH', `${env.HERALD_REDIS_PREFIX}*`, 'COUNT', 1000);
-  if (keys.length > 0) await redis.del(...keys);
-  cursor = next;
-  if (cursor === '0') break;
-}
+// and every Redis key of the run, Herald's and the BullMQ peer's
+await deleteKeysWithPrefix(redis, env.HERALD_REDIS_PREFIX);
+await deleteKeysWithPrefix(redis, `${env.HERALD_REDIS_PREFIX}-bull`);
 redis.disconnect();

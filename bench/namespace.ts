@@ -5,7 +5,9 @@
  */
 import { ClickHouse } from '../src/clickhouse/client.js';
 import type { Config } from '../src/config.js';
+import { Redis } from 'ioredis';
 import { createDb } from '../src/store/db.js';
+import { deleteKeysWithPrefix } from '../src/stream/keys.js';
 
 export function namespaced(base: Readonly<Config>, ns: string, overrides: Partial<Config> = {}): Readonly<Config> {
   const dbUrl = new URL(base.databaseUrl);
@@ -29,6 +31,9 @@ export async function dropNamespace(base: Readonly<Config>, ns: string): Promise
   const admin = createDb(base.databaseUrl, 1);
   await admin.query(`DROP DATABASE IF EXISTS ${ns} WITH (FORCE)`);
   await admin.end();
+  const redis = new Redis(base.redisUrl);
+  await deleteKeysWithPrefix(redis, ns);
+  redis.disconnect();
 }
 
 /** A minimal client for the bench's Herald: JSON bodies unless `type` says otherwise; parsed JSON back. */

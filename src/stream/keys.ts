@@ -1,3 +1,5 @@
+import type { Redis } from 'ioredis';
+
 /**
  * Every Redis key Herald uses, in one place. Per-campaign keys share the hash tag `{c<id>}` so a
  * campaign's keys land on one Redis Cluster slot (Lua scripts and MULTI may touch several of them).
@@ -71,4 +73,19 @@ export class Keys {
 }
 
 export const CHUNK_GROUP = 'dispatch';
+
+/**
+ * Deletes every key under `prefix` (SCAN, not KEYS: other clients are not blocked). For tests and
+ * benches that give each run a prefix of its own, and for an operator removing a retired deployment.
+ */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (keys.length > 0) deleted += await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return deleted;
+}
 export const CHUNK_FIELD = 'd';

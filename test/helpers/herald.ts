@@ -9,6 +9,8 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { migrate, startHerald, type Herald } from '../../src/main.js';
 import { ClickHouse } from '../../src/clickhouse/client.js';
+import { Redis } from 'ioredis';
+import { deleteKeysWithPrefix } from '../../src/stream/keys.js';
 
 export const API_KEY = 'test-key-0123456789';
 
@@ -50,6 +52,9 @@ export async function createNamespace(overrides: Partial<Config> = {}): Promise<
       const ch = new ClickHouse({ url: services.clickhouseUrl, database: 'default' });
       await ch.command(`DROP DATABASE IF EXISTS ${name}`).catch(() => undefined);
       await ch.close();
+      const redis = new Redis(services.redisUrl);
+      await deleteKeysWithPrefix(redis, name).catch(() => undefined);
+      redis.disconnect();
     },
   };
 }
