@@ -6,7 +6,8 @@
  *   method: Herald in this process with a fixed concurrency (`--workers` consumers, each with one
  *   sub-batch of `--subbatch` messages in flight, one POST each); the receiver in a child process
  *   answering after 0, 5 or 50 ms; one campaign of `--recipients` per latency, in one run; exactness
- *   checked (each idempotency key once).
+ *   checked (each idempotency key once). A last pass at 0 ms without tracking URLs (`channel.tracking:
+ *   false`) shows what their HMAC per message costs.
  *   npm run bench:webhook -- [--latency 0,5,50] [--workers 8] [--subbatch 100] [--recipients 200000]
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -53,6 +54,7 @@ if (imported.imported !== N) throw new Error(`imported ${JSON.stringify(imported
 
 interface Result {
   latencyMs: number;
+  tracking: boolean;
   consumers: number;
   subBatch: number;
   recipients: number;
@@ -65,7 +67,12 @@ interface Result {
   fractionOfConcurrencyBound: number;
 }
 const results: Result[] = [];
-for (const latency of LATENCIES) {
+// Each latency with tracking URLs (the default), then 0 ms without them (`channel.tracking: false`).
+const passes = [
+  ...LATENCIES.map((latency) => ({ latency, tracking: true })),
+  ...(LATENCIES.includes(0) ? [{ latency: 0, tracking: false }] : []),
+];
+for (const { latency, tracking } of passes) {
   const sink = fork(new URL('./webhook-sink.ts', import.meta.url).pathname, ['--latency', String(latency)], {
     execArgv: ['--import', 'tsx'],
   });
@@ -73,7 +80,7 @@ for (const latency of LATENCIES) {
   const c = await call('POST', '/v1/campaigns', {
     name: `latency ${latency}`,
     audience_id: audience.id,
-    channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook` },
+    channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking },
     content: { title: 't', body: 'b' },
     chunk_size: 500,
   });
@@ -92,6 +99,7 @@ for (const latency of LATENCIES) {
   const allowed = latency === 0 ? Infinity : (WORKERS * SUBBATCH) / (latency / 1000);
   const r: Result = {
     latencyMs: latency,
+    tracking,
     consumers: WORKERS,
     subBatch: SUBBATCH,
     recipients: N,
@@ -105,7 +113,7 @@ for (const latency of LATENCIES) {
   };
   results.push(r);
   console.log(
-    `receiver latency ${latency} ms: ${N.toLocaleString()} recipients in ${r.seconds} s = ${r.recipientsPerSec.toLocaleString()} recipients/s` +
+    `receiver latency ${latency} ms${tracking ? '' : ', no tracking URLs'}: ${N.toLocaleString()} recipients in ${r.seconds} s = ${r.recipientsPerSec.toLocaleString()} recipients/s` +
       (latency === 0
         ? ''
         : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${WORKERS} × ${SUBBATCH} in flight)`) +
@@ -116,11 +124,13 @@ for (const latency of LATENCIES) {
 }
 await herald.stop();
 await dropNamespace(base, ns);
-const zero = results.find((r) => r.latencyMs === 0);
+const zero = results.find((r) => r.latencyMs === 0 && r.tracking);
 if (zero)
   for (const r of results)
     if (r !== zero)
-      console.log(`latency ${r.latencyMs} ms: ${(r.recipientsPerSec / zero.recipientsPerSec).toFixed(2)}× the 0 ms throughput`);
+      console.log(
+        `latency ${r.latencyMs} ms${r.tracking ? '' : ' without tracking URLs'}: ${(r.recipientsPerSec / zero.recipientsPerSec).toFixed(2)}× the 0 ms throughput`,
+      );
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/webhook.json', `${JSON.stringify({ bench: 'webhook', at: new Date().toISOString(), results }, null, 2)}\n`);

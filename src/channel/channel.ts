@@ -12,6 +12,8 @@ export interface OutboundBatch {
   /** decoded only for channels that need them (`needsRecipients`); empty otherwise */
   userIds: readonly string[];
   addresses: ReadonlyArray<string | null>;
+  /** add each message's read-receipt URL (webhook; `channel.tracking`) */
+  tracking: boolean;
 }
 
 export interface SendResult {

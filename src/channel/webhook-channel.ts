@@ -78,7 +78,9 @@ export class WebhookChannel implements Channel {
         title: batch.title,
         body: batch.body,
         idempotency_key: idempotencyKey(batch.campaignId, userId),
-        ...(this.opts.trackingUrl === undefined ? {} : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),
+        ...(this.opts.trackingUrl === undefined || !batch.tracking
+          ? {}
+          : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),
       });
     }
     const payload = JSON.stringify({ campaign_id: batch.campaignId, messages });

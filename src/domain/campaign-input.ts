@@ -4,7 +4,13 @@
 import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
 
-export type ChannelSpec = { type: 'null' } | { type: 'inbox' } | { type: 'webhook'; url: string };
+/** `tracking` (webhook, default true): put a signed read-receipt pixel URL in each message (an HMAC each). */
+export type ChannelSpec = { type: 'null' } | { type: 'inbox' } | { type: 'webhook'; url: string; tracking?: boolean };
+
+/** Whether messages of this channel carry a tracking URL (campaigns stored before the option: yes). */
+export function channelTracks(spec: ChannelSpec): boolean {
+  return spec.type === 'webhook' && spec.tracking !== false;
+}
 
 /** Whether a channel uses recipients' addresses (the planner then carries them in each chunk). */
 export function channelNeedsAddress(spec: ChannelSpec): boolean {
@@ -125,7 +131,9 @@ function validateChannel(raw: unknown, errors: FieldError[]): ChannelSpec {
     } catch {
       errors.push({ field: 'channel.url', error: 'must be an http:// or https:// URL' });
     }
-    return { type: 'webhook', url };
+    if (raw.tracking === undefined) return { type: 'webhook', url };
+    if (typeof raw.tracking !== 'boolean') errors.push({ field: 'channel.tracking', error: 'must be true or false' });
+    return { type: 'webhook', url, tracking: raw.tracking === true };
   }
   errors.push({ field: 'channel.type', error: 'must be "null", "inbox" or "webhook"' });
   return { type: 'null' };

@@ -127,4 +127,37 @@ describe('webhook channel against a local HTTP sink', () => {
     expect((await api.call('GET', `/v1/campaigns/${id}/failures?limit=5000`)).body.field).toBe('limit');
     expect((await api.call('GET', '/v1/campaigns/987654/failures')).status).toBe(404);
   });
+
+  it('leaves the tracking URL out of messages when the campaign says channel.tracking false', async () => {
+    const seen: Received['messages'] = [];
+    const plain = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (d: Buffer) => parts.push(d));
+      req.on('end', () => {
+        seen.push(...(JSON.parse(Buffer.concat(parts).toString()) as Received).messages);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/plain`;
+      const bad = await api.call('POST', '/v1/campaigns', {
+        name: 'bad',
+        audience_id: 1,
+        channel: { type: 'webhook', url, tracking: 'no' },
+        content: { title: 't', body: 'b' },
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.body.field).toBe('channel.tracking');
+      const audienceId = await api.audience(30, 'nt');
+      const id = await api.webhookCampaign(audienceId, url, { channel: { type: 'webhook', url, tracking: false } });
+      expect((await api.call('GET', `/v1/campaigns/${id}`)).body.channel).toEqual({ type: 'webhook', url, tracking: false });
+      await api.call('POST', `/v1/campaigns/${id}/start`);
+      expect((await api.waitForStatus(id, ['completed'])).delivered).toBe(30);
+      expect(seen).toHaveLength(30);
+      for (const m of seen) expect(m).not.toHaveProperty('tracking_url');
+    } finally {
+      plain.close();
+    }
+  });
 });

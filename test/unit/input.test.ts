@@ -28,6 +28,11 @@ describe('campaign input', () => {
     expect(fieldsOf(() => validateCreateCampaign({}))).toEqual(['name', 'audience_id', 'channel', 'content']);
     expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { type: 'sms' } }))).toEqual(['channel.type']);
     expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { type: 'webhook', url: 'ftp://x' } }))).toEqual(['channel.url']);
+    expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { ...good.channel, tracking: 1 } }))).toEqual(['channel.tracking']);
+    expect(validateCreateCampaign({ ...good, channel: { ...good.channel, tracking: false } }).channel).toEqual({
+      ...good.channel,
+      tracking: false,
+    });
     expect(fieldsOf(() => validateCreateCampaign({ ...good, content: { title: 't' }, schedule_at: 'soon' }))).toEqual([
       'content.body',
       'schedule_at',
