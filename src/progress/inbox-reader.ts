@@ -14,7 +14,7 @@ export interface UserCampaignState {
 }
 
 /** user ids per delivery lookup query (the lookups of a slice run side by side) */
-export const LOOKUP_SLICE = 20_000;
+const LOOKUP_SLICE = 20_000;
 
 /**
  * The ids as the right side of IN. One string literal split on the server: ClickHouse parses a list of

@@ -90,10 +90,6 @@ export class EventRowWriter {
     const idBytes = Buffer.allocUnsafe(8);
     idBytes.writeBigUInt64LE(BigInt(campaignId));
     const at = atSec >>> 0;
-    if (failed.size === 0 && segments === null) {
-      this.addUniform(idBytes, users, count, okCode, at);
-      return;
-    }
     // Worst case per row besides the id itself: 8 + 1 + 4 + 1 + 8 + 4 + 1 bytes; failures and segments grow it below.
     this.ensure(users.length + count * 27);
     let pos = 0;
@@ -120,7 +116,8 @@ export class EventRowWriter {
         this.string(err);
         this.ensure(users.length - pos + (count - i) * 27);
       }
-      this.batchBytes.copy(this.buf, this.off);
+      // a byte loop: for 8 bytes a native Buffer.copy per row costs more than the copying
+      for (let b = 0; b < 8; b++) this.buf[this.off + b] = this.batchBytes[b]!;
       this.off += 8;
       // delivered_at: 0 on outcomes
       this.buf[this.off++] = 0;
@@ -134,50 +131,6 @@ export class EventRowWriter {
         this.ensure(users.length - pos + (count - i) * 27);
       }
     }
-    this.rows += count;
-  }
-
-  /**
-   * addOutcomes without failures or segments, the bulk of all rows: everything after the user id is
-   * the same 19 bytes for every row, written from a template. Byte loops, no native call per row:
-   * for rows this short a per-row Buffer.copy costs more than the copying.
-   */
-  private addUniform(idBytes: Buffer, users: Buffer, count: number, code: number, at: number): void {
-    const tail = new Uint8Array(19);
-    tail[0] = code;
-    tail[1] = at & 0xff;
-    tail[2] = (at >>> 8) & 0xff;
-    tail[3] = (at >>> 16) & 0xff;
-    tail[4] = at >>> 24;
-    // tail[5]: empty error; [6..13]: batch; [14..17]: delivered_at 0; [18]: empty segment
-    for (let b = 0; b < 8; b++) tail[6 + b] = this.batchBytes[b]!;
-    this.ensure(users.length + count * 27);
-    const buf = this.buf;
-    let off = this.off;
-    let pos = 0;
-    const end = users.length;
-    for (let i = 0; i < count; i++) {
-      for (let b = 0; b < 8; b++) buf[off + b] = idBytes[b]!;
-      off += 8;
-      // the id's varint length and bytes, copied as they are (RowBinary's String is the same layout)
-      const from = pos;
-      let len = 0;
-      let shift = 0;
-      let byte: number;
-      do {
-        if (pos >= end || shift > 28) throw new RangeError(`packed user ids end inside row ${i} of ${count}`);
-        byte = users[pos++]!;
-        len |= (byte & 0x7f) << shift;
-        shift += 7;
-      } while (byte >= 0x80);
-      pos += len >>> 0;
-      if (pos > end) throw new RangeError(`packed user ids end inside row ${i} of ${count}`);
-      if (pos - from <= 32) for (let b = from; b < pos; b++) buf[off++] = users[b]!;
-      else off += users.copy(buf, off, from, pos);
-      for (let b = 0; b < 19; b++) buf[off + b] = tail[b]!;
-      off += 19;
-    }
-    this.off = off;
     this.rows += count;
   }
 

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLocal } from './local-http.js';
 
 /** A webhook receiver that answers after `delayMs` and remembers when each idempotency key arrived. */
 export class SlowSink {
@@ -25,8 +25,7 @@ export class SlowSink {
         }, this.delayMs);
       });
     });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hook`;
+    this.url = await listenLocal(this.server);
   }
   receivedAfter(t: number): number {
     let n = 0;

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+import { listenLocal } from '../helpers/local-http.js';
 
 describe('campaign send rate', () => {
   let ns: Namespace;
@@ -31,8 +31,7 @@ describe('campaign send rate', () => {
         res.writeHead(200).end();
       });
     });
-    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-    sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/`;
+    sinkUrl = await listenLocal(sink, '/');
     // One attempt only: a 429 that spent an attempt would fail its messages.
     ns = await createNamespace({ webhookAttempts: 1, webhookBatchSize: 50 });
     herald = await startTestHerald(ns);

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, eventCounts, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+import { listenLocal } from '../helpers/local-http.js';
 
 /** user `r<i>`: i % 7 == 0 fails its first delivery, i % 49 == 0 fails every time. */
 const failsNow = (user: string, attempt: number): boolean => {
@@ -34,8 +34,7 @@ describe('retry-failed sends again to exactly the failed subset', () => {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed }));
       });
     });
-    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-    sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`;
+    sinkUrl = await listenLocal(sink);
     ns = await createNamespace({ webhookBatchSize: 50, subBatchSize: 50 });
     herald = await startTestHerald(ns);
     api = apiFor(herald);

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
+import { listenLocal } from '../helpers/local-http.js';
 
 interface Received {
   campaign_id: number;
@@ -50,8 +50,7 @@ describe('webhook channel against a local HTTP sink', () => {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed }));
       });
     });
-    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-    sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`;
+    sinkUrl = await listenLocal(sink);
     ns = await createNamespace({ webhookBackoffMs: 10, webhookBatchSize: 10, webhookAttempts: 4 });
     herald = await startTestHerald(ns);
     api = apiFor(herald);
@@ -138,9 +137,8 @@ describe('webhook channel against a local HTTP sink', () => {
         res.writeHead(200).end();
       });
     });
-    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    const url = await listenLocal(plain, '/plain');
     try {
-      const url = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/plain`;
       const bad = await api.call('POST', '/v1/campaigns', {
         name: 'bad',
         audience_id: 1,
