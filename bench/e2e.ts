@@ -12,7 +12,7 @@
  * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
  * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
  * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
- *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60]
+ *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60] [--variants "K=V,K=V;K=V"]
  *   [--no-peers] [--profile]   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -40,6 +40,18 @@ function arg(name: string, dflt: string): string {
 
 const N = Number(arg('recipients', '1000000'));
 const WORKERS = arg('workers', '2').split(',').map(Number);
+// Paired comparisons: each consumer count runs once per variant, in turn (`;` between variants, `,`
+// between a variant's K=V settings; an empty variant is the defaults).
+const VARIANTS = arg('variants', '')
+  .split(';')
+  .map((v) => v.trim());
+const variantEnv = (v: string): Record<string, string> =>
+  Object.fromEntries(
+    v
+      .split(',')
+      .filter((kv) => kv.includes('='))
+      .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
+  );
 const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '100'));
 const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
 const NAIVE_SECONDS = Number(arg('naive-seconds', '60'));
@@ -83,7 +95,7 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-async function startHerald(workers: number): Promise<ChildProcess> {
+async function startHerald(workers: number, variant = ''): Promise<ChildProcess> {
   if (
     await fetch(`${api}/healthz`).then(
       () => true,
@@ -93,7 +105,7 @@ async function startHerald(workers: number): Promise<ChildProcess> {
     throw new Error(`port ${PORT} is taken: stop what listens there`);
   const flags = process.argv.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=bench/results/prof'] : [];
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'src/main.ts', 'serve'], {
-    env: { ...env, HERALD_WORKERS: String(workers) },
+    env: { ...env, HERALD_WORKERS: String(workers), ...variantEnv(variant) },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.add(child);
@@ -168,7 +180,7 @@ const ch = new ClickHouse({ url: base.clickhouseUrl, database: dbName });
 const db = createDb(env.DATABASE_URL, 4);
 
 // Import once, with the first Herald process.
-let herald = await startHerald(WORKERS[0]!);
+let herald = await startHerald(WORKERS[0]!, VARIANTS[0]);
 const audience = await call('POST', '/v1/audiences', { name: `bench ${run}` });
 let t = performance.now();
 const imp = await fetch(`${api}/v1/audiences/${audience.id}/recipients`, {
@@ -195,6 +207,8 @@ console.log(
 
 interface Result {
   workers: number;
+  /** settings of this run beside the defaults (--variants) */
+  variant?: string;
   recipients: number;
   seconds: number;
   recipientsPerSec: number;
@@ -210,8 +224,8 @@ interface Result {
 }
 const results: Result[] = [];
 
-for (const workers of WORKERS) {
-  if (results.length > 0) herald = await startHerald(workers);
+for (const [workers, variant] of WORKERS.flatMap((w) => VARIANTS.map((v) => [w, v] as const))) {
+  if (results.length > 0) herald = await startHerald(workers, variant);
   const c = await call('POST', '/v1/campaigns', {
     name: `bench ${run} w${workers}`,
     audience_id: audience.id,
@@ -254,6 +268,7 @@ for (const workers of WORKERS) {
   await stopHerald(herald);
   const r: Result = {
     workers,
+    ...(variant === '' ? {} : { variant }),
     recipients: N,
     seconds,
     recipientsPerSec: Math.round(N / seconds),
@@ -267,7 +282,7 @@ for (const workers of WORKERS) {
   };
   results.push(r);
   console.log(
-    `e2e null channel, ${workers} consumer(s): ${N.toLocaleString()} recipients in ${seconds.toFixed(2)} s = ` +
+    `e2e null channel, ${workers} consumer(s)${variant === '' ? '' : ` [${variant}]`}: ${N.toLocaleString()} recipients in ${seconds.toFixed(2)} s = ` +
       `${r.recipientsPerSec.toLocaleString()} recipients/s; plan ${r.planMs} ms; first chunk ${r.firstChunkMs} ms; ` +
       `peak RSS ${r.peakRssMb} MB; Redis +${r.redisPeakMb} MB`,
   );

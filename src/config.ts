@@ -21,9 +21,10 @@ export const DEFAULTS = {
   pollMs: 1000, // HERALD_POLL_MS: how often a dispatcher looks for campaigns to host (pub/sub wakes it sooner)
   reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over
   leaseMs: 10_000, // HERALD_LEASE_MS: campaign ownership lease; renewed every third of it
-  readCount: 4, // HERALD_READ_COUNT: chunks one XREADGROUP asks for
+  readCount: 16, // HERALD_READ_COUNT: chunks one XREADGROUP asks for (an instant channel sends them side by side)
   subBatchSize: 50, // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk); pause is checked between
-  planAheadChunks: 400, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
+  planAheadChunks: 1200, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
+  planPageRows: 100_000, // HERALD_PLAN_PAGE_ROWS: recipients the planner reads (and packs in one go) per page
   sinkFlushRows: 100_000, // HERALD_SINK_FLUSH_ROWS: ClickHouse insert batch size
   sinkFlushMs: 200, // HERALD_SINK_FLUSH_MS: a partial batch is inserted after this long
   sinkMaxBufferedRows: 400_000, // HERALD_SINK_MAX_BUFFERED_ROWS: past this, senders wait (backpressure)
@@ -66,6 +67,7 @@ export interface Config {
   leaseMs: number;
   readCount: number;
   planAheadChunks: number;
+  planPageRows: number;
   subBatchSize: number;
   sinkFlushRows: number;
   sinkFlushMs: number;
@@ -92,6 +94,7 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['leaseMs', 'HERALD_LEASE_MS', 300, 3_600_000],
   ['readCount', 'HERALD_READ_COUNT', 1, 1000],
   ['planAheadChunks', 'HERALD_PLAN_AHEAD_CHUNKS', 1, 1_000_000],
+  ['planPageRows', 'HERALD_PLAN_PAGE_ROWS', 1, 1_000_000],
   ['subBatchSize', 'HERALD_SUBBATCH_SIZE', 1, 100_000],
   ['sinkFlushRows', 'HERALD_SINK_FLUSH_ROWS', 1, 10_000_000],
   ['sinkFlushMs', 'HERALD_SINK_FLUSH_MS', 1, 600_000],

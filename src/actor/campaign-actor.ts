@@ -74,6 +74,8 @@ export class CampaignActor {
   private readonly inflight = new Map<string, string>();
   /** entries this process recorded sub-batches of → the storing of their events (until acked) */
   private readonly storing = new Map<string, Promise<void>>();
+  /** consumers of this actor between a read that brought entries and the end of sending them */
+  private busy = 0;
   private readonly conns: Redis[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private planningDone: boolean;
@@ -154,6 +156,14 @@ export class CampaignActor {
     this.running = false;
     this.wakeAll();
     await Promise.allSettled(this.loops);
+    // The events of what was sent here reach ClickHouse before this actor is gone (and acked, so a
+    // paused campaign leaves no finished chunk pending). A resume starts a new actor, with no record of
+    // what this one was storing: it would find such a chunk's sub-batches recorded but not in ClickHouse
+    // yet, rebuild them, and store them a second time (a test saw 101,000 delivered of 100,000).
+    if (this.storing.size > 0) {
+      this.deps.sink.flushSoon();
+      await Promise.allSettled([...this.storing.values()]);
+    }
     // A page being appended when the campaign stopped lands before the lease goes (the closer of a
     // cancelled campaign reads the stream's end once it holds the lease).
     await this.planning;
@@ -342,9 +352,11 @@ export class CampaignActor {
         } else {
           entries = await stream.read(conn, this.id, consumer, options.readCount, 1);
           if (entries.length === 0) {
-            // Nothing to do right now (the end of the campaign, or the planner is behind): what is
-            // buffered goes to ClickHouse now, so the last acks (and completion) do not wait for flushMs.
-            this.deps.sink.flushSoon();
+            // Nothing to do here now (the end of the campaign, or the planner is behind): once no other
+            // consumer of the campaign is sending either, what is buffered goes to ClickHouse now, so the
+            // last acks (and completion) do not wait for flushMs. While one still sends, its own empty
+            // read comes soon enough, and an early small insert would only cost ClickHouse a part.
+            if (this.busy === 0) this.deps.sink.flushSoon();
             entries = await stream.read(conn, this.id, consumer, options.readCount, options.blockMs);
           }
         }
@@ -354,19 +366,37 @@ export class CampaignActor {
         continue;
       }
       for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
-      for (const entry of entries) {
-        // A step saw the campaign paused (or cancelled) before this process was told: wait for the word.
-        while (this.running && this.announced !== null && this.announced !== 'sending') await this.sleep(50);
-        if (!this.running || !mayStartChunk(this.status)) break;
-        try {
-          await this.processEntry(entry);
-        } catch (err) {
-          // Left pending, and no longer heartbeated: the owner's reclaim retries it after reclaimIdleMs.
-          this.inflight.delete(entry.id);
-          log.error({ err, campaignId: this.id, entry: entry.id }, 'chunk failed; left for reclaim');
-          await this.sleep(200);
+      // An instant channel's chunks (one sub-batch each, no wait on a provider) go side by side, so their
+      // ledger steps share one Redis round trip (Ledger.send); a slow channel's go one by one, which keeps
+      // what a pause lets through to one sub-batch per consumer.
+      if (entries.length === 0) continue;
+      this.busy++;
+      try {
+        const sideBySide = this.deps.channels.get(this.campaign.channel).instant;
+        const started: Array<Promise<void>> = [];
+        for (const entry of entries) {
+          // A step saw the campaign paused (or cancelled) before this process was told: wait for the word.
+          while (this.running && this.announced !== null && this.announced !== 'sending') await this.sleep(50);
+          if (!this.running || !mayStartChunk(this.status)) break;
+          const p = this.processGuarded(entry);
+          if (sideBySide) started.push(p);
+          else await p;
         }
+        await Promise.all(started);
+      } finally {
+        this.busy--;
       }
+    }
+  }
+
+  private async processGuarded(entry: StreamEntry): Promise<void> {
+    try {
+      await this.processEntry(entry);
+    } catch (err) {
+      // Left pending, and no longer heartbeated: the owner's reclaim retries it after reclaimIdleMs.
+      this.inflight.delete(entry.id);
+      this.deps.log.error({ err, campaignId: this.id, entry: entry.id }, 'chunk failed; left for reclaim');
+      await this.sleep(200);
     }
   }
 

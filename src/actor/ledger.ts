@@ -25,8 +25,22 @@ export interface StepResult {
   sent: number;
 }
 
+type StepArgs = Array<string | number | Buffer>;
+type StepReply = [string, number];
+
 interface LedgerCommands {
-  heraldChunkStep(...args: Array<string | number | Buffer>): Promise<[string, number]>;
+  heraldChunkStep(...args: StepArgs): Promise<StepReply>;
+}
+
+interface PipelineSteps {
+  heraldChunkStep(...args: StepArgs): PipelineSteps;
+  exec(): Promise<Array<[Error | null, unknown]> | null>;
+}
+
+interface Waiting {
+  args: StepArgs;
+  resolve: (r: StepReply) => void;
+  reject: (err: unknown) => void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -34,6 +48,8 @@ const LUA = readFileSync(new URL('./lua/chunk-step.lua', import.meta.url), 'utf8
 
 export class Ledger {
   private readonly cmds: LedgerCommands;
+  /** steps asked for in this turn of the event loop, sent together (one socket write) */
+  private waiting: Waiting[] = [];
 
   constructor(
     private readonly redis: Redis,
@@ -61,7 +77,7 @@ export class Ledger {
     const k = this.keys;
     let reply: [string, number];
     try {
-      reply = await this.cmds.heraldChunkStep(
+      reply = await this.send([
         k.status(campaignId),
         k.ledger(campaignId),
         k.overshoot(campaignId),
@@ -76,7 +92,7 @@ export class Ledger {
         batch,
         record,
         failures,
-      );
+      ]);
     } catch (err) {
       throw new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ledger step: ${(err as Error).message}`, {}, err);
     }
@@ -84,6 +100,42 @@ export class Ledger {
     const lost = state === 'lost';
     const stale = state === 'stale' || lost;
     return { stale, lost, status: stale || state === '' ? null : state, sent: Number(ledger) };
+  }
+
+  /**
+   * Steps of chunks processed side by side arrive within one turn of the event loop: they go to Redis
+   * as one pipeline, one write and one read instead of one each. On loopback a write costs about as much
+   * CPU as the script it carries (profiled: the steps' socket writes were ~13% of Herald's process in a
+   * 1M-recipient run). Each step is still its own atomic script; only the round trips are shared.
+   */
+  private send(args: StepArgs): Promise<StepReply> {
+    return new Promise<StepReply>((resolve, reject) => {
+      if (this.waiting.push({ args, resolve, reject }) === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.waiting;
+    this.waiting = [];
+    if (batch.length === 1) {
+      const w = batch[0]!;
+      this.cmds.heraldChunkStep(...w.args).then(w.resolve, w.reject);
+      return;
+    }
+    const p = (this.redis as unknown as { pipeline(): PipelineSteps }).pipeline();
+    for (const w of batch) p.heraldChunkStep(...w.args);
+    p.exec().then(
+      (results) => {
+        batch.forEach((w, i) => {
+          const [err, reply] = results?.[i] ?? [new Error('no reply in pipeline'), null];
+          if (err !== null) w.reject(err);
+          else w.resolve(reply as StepReply);
+        });
+      },
+      (err: unknown) => {
+        for (const w of batch) w.reject(err);
+      },
+    );
   }
 
   /** The sub-batches recorded for a chunk so far, in order. */
