@@ -15,6 +15,12 @@ function int(n: number, what: string): string {
 }
 
 export class RecipientReader {
+  /**
+   * COPY buffers of earlier pages (a page's is several MB): a fresh one per page left RSS well above the
+   * live memory, since freed blocks stay with the allocator.
+   */
+  private readonly scratch: Buffer[] = [];
+
   constructor(private readonly db: Db) {}
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
@@ -40,9 +46,12 @@ export class RecipientReader {
       throw wrapPgError(err, 'connect for page');
     }
     try {
-      const copy = new CopyOut(sql);
+      const copy = new CopyOut(sql, this.scratch.pop() ?? null);
       void client.query(copy as never);
-      return parseRecipientRows(await copy.done, withAddress, segmentBy !== null);
+      const page = parseRecipientRows(await copy.done, withAddress, segmentBy !== null);
+      // The page holds copies of what it needs: the COPY bytes can take the next page.
+      if (this.scratch.length < 2) this.scratch.push(copy.buffer);
+      return page;
     } catch (err) {
       throw wrapPgError(err, 'read audience page');
     } finally {

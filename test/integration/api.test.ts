@@ -110,6 +110,19 @@ describe('HTTP API: validation, auth, imports and errors', () => {
       { user_id: 'tab\there', address: 'line\nbreak', attrs: null },
       { user_id: 'a4', address: null, attrs: null },
     ]);
+    // Ids follow the file, not the user ids' order (rows go in sorted by user_id), and come after the
+    // audience's earlier ones; a repeated user keeps its first line.
+    await api.call(
+      'POST',
+      `/v1/audiences/${a.body.id}/recipients`,
+      '{"user_id":"zz"}\n{"user_id":"bb","address":"first"}\n{"user_id":"mm"}\n{"user_id":"bb","address":"second"}\n',
+      {
+        'content-type': 'application/x-ndjson',
+      },
+    );
+    const later = await herald.db.query('SELECT id, user_id, address FROM recipients WHERE audience_id = $1 ORDER BY id', [a.body.id]);
+    expect(later.rows.map((x: { user_id: string }) => x.user_id)).toEqual(['a1', 'a2', 'tab\there', 'a4', 'zz', 'bb', 'mm']);
+    expect(later.rows.find((x: { user_id: string }) => x.user_id === 'bb').address).toBe('first');
   });
 
   it('imports CSV with a header, extra columns as attrs, and reports bad rows', async () => {
