@@ -9,9 +9,13 @@
  *      stored): POST /v1/events with 1,000 reads per call, `--callback-concurrency` (16) calls at a time;
  *      and the pixel, 256 at a time.
  *   It also prints the analyst queries of schemas/clickhouse/queries run on the campaign.
- *   method: Herald in this process, a namespace (databases, key prefix) of its own, dropped at the end.
- *   npm run bench:inbox -- [--recipients 1000000] [--reads 200000] [--callback-concurrency 16]
+ *   method: Herald in this process for 1 and 2, a namespace (databases, key prefix) of its own, dropped at
+ *   the end. The ingest (3) goes to a `bin/herald serve` child on the same namespace that dispatches
+ *   nothing, so the requests are made in another process than the one answering them, as a receiver of
+ *   read receipts would see it; `--in-process-ingest` sends them to this process's Herald instead.
+ *   npm run bench:inbox -- [--recipients 1000000] [--reads 200000] [--callback-concurrency 16] [--in-process-ingest]
  */
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -137,11 +141,46 @@ console.log(
 );
 
 // 3. Read ingest: callbacks, then the pixel.
+const IN_PROCESS_INGEST = process.argv.includes('--in-process-ingest');
+const INGEST_PORT = 18_291;
+const child = IN_PROCESS_INGEST
+  ? null
+  : spawn('bin/herald', ['serve'], {
+      env: {
+        ...process.env,
+        DATABASE_URL: cfg.databaseUrl,
+        REDIS_URL: cfg.redisUrl,
+        CLICKHOUSE_URL: cfg.clickhouseUrl,
+        CLICKHOUSE_DB: cfg.clickhouseDb,
+        HERALD_REDIS_PREFIX: cfg.redisPrefix,
+        HERALD_API_KEYS: KEY,
+        HERALD_HOST: '127.0.0.1',
+        HERALD_PORT: String(INGEST_PORT),
+        HERALD_WORKERS: '0',
+        HERALD_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+const ingestApi = child === null ? api : `http://127.0.0.1:${INGEST_PORT}`;
+if (child !== null) {
+  for (let i = 0; ; i++) {
+    if (
+      await fetch(`${ingestApi}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
+    if (i > 300) throw new Error('the ingest child did not start');
+    await sleep(100);
+  }
+}
+const ingestCall = apiCaller(ingestApi, KEY);
 const batches: string[][] = [];
 for (let i = 0; i < READS; i += 1_000) batches.push(Array.from({ length: Math.min(1_000, READS - i) }, (_, k) => `m${i + k + 1}`));
 let t0 = performance.now();
 await pool(batches, CALLBACK_CONCURRENCY, async (users) => {
-  const r = await call(
+  const r = await ingestCall(
     'POST',
     '/v1/events',
     users.map((u) => ({ campaign_id: big.id, user_id: u, kind: 'read' })),
@@ -153,16 +192,28 @@ const secret = tokenSecret(cfg);
 const pixels = Array.from({ length: 5_000 }, (_, k) => `m${READS + k + 1}`).filter((_, k) => READS + k < N);
 t0 = performance.now();
 await pool(pixels, 256, async (u) => {
-  const r = await fetch(`${api}/t/${trackingToken(secret, big.id, u)}`);
+  const r = await fetch(`${ingestApi}/t/${trackingToken(secret, big.id, u)}`);
   await r.arrayBuffer();
 });
 const pixelPerSec = Math.round(pixels.length / ((performance.now() - t0) / 1000));
 const got = await call('GET', `/v1/campaigns/${big.id}`);
-const ingest = { callbackReads: READS, callbackPerSec, pixelReads: pixels.length, pixelPerSec, storedReads: got.read as number };
+const ingest = {
+  callbackReads: READS,
+  callbackPerSec,
+  pixelReads: pixels.length,
+  pixelPerSec,
+  storedReads: got.read as number,
+  answeredBy: child === null ? 'the bench process' : 'a child process',
+};
 console.log(
   `read ingest, stored in ClickHouse before each answer: callbacks ${callbackPerSec.toLocaleString('en')} reads/s (1,000 per call, ${CALLBACK_CONCURRENCY} at a time); ` +
-    `pixel ${pixelPerSec.toLocaleString('en')} reads/s (256 at a time); ClickHouse holds ${got.read} reads`,
+    `pixel ${pixelPerSec.toLocaleString('en')} reads/s (256 at a time); ClickHouse holds ${got.read} reads; ` +
+    (child === null ? 'requests made in the answering process' : 'answered by a child process'),
 );
+if (child !== null) {
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
 
 // The analyst queries on this campaign.
 for (const file of ['read_rate_by_hour.sql', 'read_rate_by_segment.sql', 'readers_within_an_hour.sql']) {

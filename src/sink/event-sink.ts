@@ -14,13 +14,14 @@ import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
 import { EventRowWriter } from './row-binary.js';
 
-/** stored batches' buffers kept for reuse */
-const SPARE_BUFFERS = 2;
-
 export interface EventInserter {
   insert(rows: Buffer, rowCount: number): Promise<void>;
   /** of these (campaign, batch id) pairs, the ones with rows stored, as `landedKey`s */
   landed(pairs: ReadonlyArray<{ campaignId: number; batchId: bigint }>): Promise<Set<string>>;
+}
+
+function pendingKey(campaignId: number, batchId: bigint, holder: string): string {
+  return `${campaignId}:${batchId}:${holder}`;
 }
 
 export function landedKey(campaignId: number, batchId: bigint): string {
@@ -86,6 +87,8 @@ interface Segment {
 interface Batch {
   /** the id of rows outside a sub-batch (single events) */
   id: bigint;
+  /** `pendingKey`s of the sub-batches in it */
+  keys: string[];
   segments: Segment[];
   writer: EventRowWriter;
   done: Promise<void>;
@@ -118,12 +121,8 @@ export class EventSink {
   private closed = false;
   /** someone waits for the open batch (flushSoon while an insert was in flight) */
   private soon = false;
-  /**
-   * Buffers of stored batches, written into again by the next ones. A fresh multi-MB allocation per
-   * batch left the process's RSS tens of MB above its live memory (freed blocks stay with the allocator),
-   * and only becomes resident as it is written anyway.
-   */
-  private readonly spare: Buffer[] = [];
+  /** sub-batches appended and not yet stored (or fenced out), by `pendingKey` → their storing */
+  private readonly pending = new Map<string, Promise<void>>();
   readonly stats: SinkStats = { insertedRows: 0, insertedBatches: 0, failedInserts: 0, bufferedRows: 0, fencedRows: 0, landedRows: 0 };
 
   constructor(
@@ -133,20 +132,17 @@ export class EventSink {
     this.current = this.newBatch();
   }
 
-  private batchBytes(): number {
-    return Math.min(this.opts.flushRows * 56, 64 << 20);
-  }
-
   private newBatch(): Batch {
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
     const id = randomBytes(8).readBigUInt64LE();
     return {
       id,
+      keys: [],
       segments: [],
       // Sized for a full batch up front: a big allocation is only address space until written (a batch
       // of a few reads touches a few pages), while growing by doubling would copy, and touch, it all.
-      writer: new EventRowWriter(this.spare.pop() ?? this.batchBytes(), id),
+      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 64 << 20), id),
       done,
       resolve,
       openedAt: Date.now(),
@@ -159,12 +155,25 @@ export class EventSink {
 
   /** Waits for room, encodes one sub-batch's outcomes, and returns the promise of their being stored. */
   async appendOutcomes(o: Outcomes): Promise<Ticket> {
+    // The same sub-batch of the same holder is already on its way: a holder that rebuilds its own chunk's
+    // events (a new actor of this process resuming its consumer's pending entries) while the first copy
+    // is still here must not add a second one. A different holder's copy is appended: the fence keeps
+    // exactly one of the two, the one whose holder still has the chunk.
+    const key = o.owner === null ? null : pendingKey(o.campaignId, o.batchId, o.owner.holder);
+    const already = key === null ? undefined : this.pending.get(key);
+    if (already !== undefined) return { stored: already };
     await this.room();
+    const again = key === null ? undefined : this.pending.get(key);
+    if (again !== undefined) return { stored: again };
     const w = this.current.writer;
     const start = w.bytes;
     w.setBatch(o.batchId);
     w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind, o.segments ?? null);
     this.current.segments.push({ campaignId: o.campaignId, batchId: o.batchId, owner: o.owner, start, end: w.bytes, rows: o.count });
+    if (key !== null) {
+      this.current.keys.push(key);
+      this.pending.set(key, this.current.done);
+    }
     return this.afterAppend();
   }
 
@@ -234,9 +243,7 @@ export class EventSink {
       this.stats.insertedBatches++;
       this.stats.bufferedRows = this.buffered();
       if (this.inflight === run) this.inflight = null;
-      // Stored (or fenced out): nothing reads the batch's bytes any more.
-      const used = batch.writer.buffer;
-      if (this.spare.length < SPARE_BUFFERS && used.length === this.batchBytes()) this.spare.push(used);
+      for (const k of batch.keys) this.pending.delete(k);
       batch.resolve();
       const w = this.waiters;
       this.waiters = [];

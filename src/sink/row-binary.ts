@@ -15,9 +15,8 @@ export class EventRowWriter {
   rows = 0;
   private readonly batchBytes = Buffer.allocUnsafe(8);
 
-  /** `initial`: a size to allocate, or a buffer to write into (reused; it grows into a new one if needed) */
-  constructor(initial: number | Buffer = 1 << 20, batch = 0n) {
-    this.buf = typeof initial === 'number' ? Buffer.allocUnsafe(initial) : initial;
+  constructor(initialBytes = 1 << 20, batch = 0n) {
+    this.buf = Buffer.allocUnsafe(initialBytes);
     this.batchBytes.writeBigUInt64LE(batch);
   }
 
@@ -29,11 +28,6 @@ export class EventRowWriter {
 
   get bytes(): number {
     return this.off;
-  }
-
-  /** The buffer written into (after `finish`, for reuse once the encoded rows are no longer needed). */
-  get buffer(): Buffer {
-    return this.buf;
   }
 
   private ensure(n: number): void {

@@ -33,7 +33,7 @@ export class CopyOut {
   private connection: PgConnection | null = null;
   private pgHandler: DataHandler | null = null;
   private readonly onData: DataHandler = (chunk) => this.take(chunk);
-  private out: Buffer;
+  private out = Buffer.allocUnsafe(1 << 20);
   private len = 0;
   /** bytes of a message header (code + length) split across socket chunks */
   private head: Buffer | null = null;
@@ -43,21 +43,11 @@ export class CopyOut {
   private finished = false;
   private failure: Error | null = null;
 
-  /** `scratch`: a buffer to collect into (one of an earlier COPY, reused; outgrown, a bigger one is made) */
-  constructor(
-    readonly text: string,
-    scratch: Buffer | null = null,
-  ) {
-    this.out = scratch ?? Buffer.allocUnsafe(1 << 20);
+  constructor(readonly text: string) {
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
     });
-  }
-
-  /** The buffer collected into, for reuse once what `done` gave is no longer needed. */
-  get buffer(): Buffer {
-    return this.out;
   }
 
   /** Called by pg when the query's turn comes on the client. */

@@ -15,12 +15,6 @@ function int(n: number, what: string): string {
 }
 
 export class RecipientReader {
-  /**
-   * COPY buffers of earlier pages (a page's is several MB): a fresh one per page left RSS well above the
-   * live memory, since freed blocks stay with the allocator.
-   */
-  private readonly scratch: Buffer[] = [];
-
   constructor(private readonly db: Db) {}
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
@@ -46,12 +40,9 @@ export class RecipientReader {
       throw wrapPgError(err, 'connect for page');
     }
     try {
-      const copy = new CopyOut(sql, this.scratch.pop() ?? null);
+      const copy = new CopyOut(sql);
       void client.query(copy as never);
-      const page = parseRecipientRows(await copy.done, withAddress, segmentBy !== null);
-      // The page holds copies of what it needs: the COPY bytes can take the next page.
-      if (this.scratch.length < 2) this.scratch.push(copy.buffer);
-      return page;
+      return parseRecipientRows(await copy.done, withAddress, segmentBy !== null);
     } catch (err) {
       throw wrapPgError(err, 'read audience page');
     } finally {

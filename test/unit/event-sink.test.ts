@@ -219,6 +219,23 @@ describe('EventSink', () => {
     expect(sink.stats.fencedRows).toBe(2);
   });
 
+  it("takes a holder's sub-batch once while it waits to be stored, and another holder's copy beside it", async () => {
+    const ins = new FakeInserter();
+    const sink = new EventSink(ins, { flushRows: 100, flushMs: 10, maxBufferedRows: 1000 });
+    const owner = { entryId: '0-1', holder: 'h1' };
+    const first = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { batchId: 77n, owner }));
+    // rebuilt by the same holder (a new actor of this process) before the first copy is stored
+    const again = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { batchId: 77n, owner }));
+    // another holder's copy goes in too: the fence (none here) decides between holders
+    const other = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { batchId: 77n, owner: { entryId: '0-1', holder: 'h2' } }));
+    await Promise.all([first.stored, again.stored, other.stored]);
+    expect(ins.rows).toBe(4);
+    // once stored, the key is free again: a later append is a new write (the caller checks landed first)
+    const later = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { batchId: 77n, owner }));
+    await later.stored;
+    expect(ins.rows).toBe(6);
+  });
+
   it('asks the fence again when the insert starts long after its answer (a stall in between)', async () => {
     const ins = new FakeInserter();
     ins.failNext = 1;
