@@ -372,7 +372,9 @@ export class CampaignActor {
       if (entries.length === 0) continue;
       this.busy++;
       try {
-        const sideBySide = this.deps.channels.get(this.campaign.channel).instant;
+        // Held to a rate, chunks gain nothing by going side by side (the schedule is the limit), and many
+        // of them polling the rate limiter at once would only be served in no particular order.
+        const sideBySide = this.deps.channels.get(this.campaign.channel).instant && this.campaign.rateLimit === null;
         const started: Array<Promise<void>> = [];
         for (const entry of entries) {
           // A step saw the campaign paused (or cancelled) before this process was told: wait for the word.
