@@ -24,7 +24,7 @@ import { loadConfig, tokenSecret } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { trackingToken } from '../src/domain/tokens.js';
 import { splitStatements } from '../src/migrate/migrate.js';
-import { apiCaller, dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, childHeraldEnv, dropNamespace, namespaced } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -146,19 +146,7 @@ const INGEST_PORT = 18_291;
 const child = IN_PROCESS_INGEST
   ? null
   : spawn('bin/herald', ['serve'], {
-      env: {
-        ...process.env,
-        DATABASE_URL: cfg.databaseUrl,
-        REDIS_URL: cfg.redisUrl,
-        CLICKHOUSE_URL: cfg.clickhouseUrl,
-        CLICKHOUSE_DB: cfg.clickhouseDb,
-        HERALD_REDIS_PREFIX: cfg.redisPrefix,
-        HERALD_API_KEYS: KEY,
-        HERALD_HOST: '127.0.0.1',
-        HERALD_PORT: String(INGEST_PORT),
-        HERALD_WORKERS: '0',
-        HERALD_LOG_LEVEL: 'warn',
-      },
+      env: childHeraldEnv(cfg, KEY, { HERALD_HOST: '127.0.0.1', HERALD_PORT: String(INGEST_PORT), HERALD_WORKERS: '0' }),
       stdio: ['ignore', 'inherit', 'inherit'],
     });
 const ingestApi = child === null ? api : `http://127.0.0.1:${INGEST_PORT}`;

@@ -36,6 +36,24 @@ export async function dropNamespace(base: Readonly<Config>, ns: string): Promise
   redis.disconnect();
 }
 
+/**
+ * The environment of a `bin/herald serve` child on the same namespace as `cfg` (its databases and key
+ * prefix), answering `key`; `extra` adds or overrides settings (HERALD_* variables).
+ */
+export function childHeraldEnv(cfg: Readonly<Config>, key: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    DATABASE_URL: cfg.databaseUrl,
+    REDIS_URL: cfg.redisUrl,
+    CLICKHOUSE_URL: cfg.clickhouseUrl,
+    CLICKHOUSE_DB: cfg.clickhouseDb,
+    HERALD_REDIS_PREFIX: cfg.redisPrefix,
+    HERALD_API_KEYS: key,
+    HERALD_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
 /** A minimal client for the bench's Herald: JSON bodies unless `type` says otherwise; parsed JSON back. */
 export function apiCaller(base: string, key: string): (method: string, path: string, body?: unknown, type?: string) => Promise<any> {
   return async (method, path, body, type = 'application/json') => {

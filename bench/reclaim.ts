@@ -20,7 +20,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { CHUNK_GROUP, Keys } from '../src/stream/keys.js';
-import { apiCaller, dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, childHeraldEnv, dropNamespace, namespaced } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -59,22 +59,14 @@ for (const idle of IDLES) {
   });
   const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
   const child = spawn('bin/herald', ['serve'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: cfg.databaseUrl,
-      REDIS_URL: cfg.redisUrl,
-      CLICKHOUSE_URL: cfg.clickhouseUrl,
-      CLICKHOUSE_DB: cfg.clickhouseDb,
-      HERALD_REDIS_PREFIX: cfg.redisPrefix,
-      HERALD_API_KEYS: KEY,
+    env: childHeraldEnv(cfg, KEY, {
       HERALD_PORT: '0',
       HERALD_WORKERS: '2',
       HERALD_SUBBATCH_SIZE: '50',
       HERALD_WEBHOOK_BATCH_SIZE: '50',
       HERALD_RECLAIM_IDLE_MS: String(idle),
       HERALD_LEASE_MS: String(cfg.leaseMs),
-      HERALD_LOG_LEVEL: 'warn',
-    },
+    }),
     stdio: 'ignore',
   });
   const api = `http://127.0.0.1:${herald.port}`;

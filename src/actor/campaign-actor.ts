@@ -156,14 +156,6 @@ export class CampaignActor {
     this.running = false;
     this.wakeAll();
     await Promise.allSettled(this.loops);
-    // The events of what was sent here reach ClickHouse before this actor is gone (and acked, so a
-    // paused campaign leaves no finished chunk pending). A resume starts a new actor, with no record of
-    // what this one was storing: it would find such a chunk's sub-batches recorded but not in ClickHouse
-    // yet, rebuild them, and store them a second time (a test saw 101,000 delivered of 100,000).
-    if (this.storing.size > 0) {
-      this.deps.sink.flushSoon();
-      await Promise.allSettled([...this.storing.values()]);
-    }
     // A page being appended when the campaign stopped lands before the lease goes (the closer of a
     // cancelled campaign reads the stream's end once it holds the lease).
     await this.planning;
@@ -366,14 +358,13 @@ export class CampaignActor {
         continue;
       }
       for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
-      // An instant channel's chunks (one sub-batch each, no wait on a provider) go side by side, so their
-      // ledger steps share one Redis round trip (Ledger.send); a slow channel's go one by one, which keeps
-      // what a pause lets through to one sub-batch per consumer.
       if (entries.length === 0) continue;
       this.busy++;
       try {
-        // Held to a rate, chunks gain nothing by going side by side (the schedule is the limit), and many
-        // of them polling the rate limiter at once would only be served in no particular order.
+        // An instant channel's chunks (one sub-batch each, no wait on a provider) go side by side, so their
+        // ledger steps share one Redis round trip (Ledger.send); a slow channel's go one by one, which keeps
+        // what a pause lets through to one sub-batch per consumer. Held to a rate, chunks gain nothing by
+        // going side by side (the schedule is the limit), so they too go one by one.
         const sideBySide = this.deps.channels.get(this.campaign.channel).instant && this.campaign.rateLimit === null;
         const started: Array<Promise<void>> = [];
         for (const entry of entries) {
