@@ -4,9 +4,9 @@
  *   unit: recipients per second (wall clock, start → completed); method: one run per configuration,
  *   the audience imported once over the HTTP API; Herald runs as a child process so its peak RSS is
  *   its own (VmHWM). Ceilings are measured in the same run, on the same machine, right after:
- *   - ClickHouse: Herald's RowBinary rows into a copy of message_events (with its views), 100k-row batches
+ *   - ClickHouse: Herald's event rows (Native blocks) into a copy of message_events (with its views), 100k-row batches
  *   - PostgreSQL: the planner's read of the audience (100k-row keyset pages over COPY)
- *   - the bare path (peers/bare-path.ts): XREADGROUP of Herald-encoded chunks, no-op sends, RowBinary
+ *   - the bare path (peers/bare-path.ts): XREADGROUP of Herald-encoded chunks, no-op sends, Native
  *     inserts, XACK, with nothing of Herald around it; and the raw XADD rate (pipelined)
  * Peers, same audience, chunk size and event rows, same run (peers/): BullMQ (addBulk of chunk jobs, one
  * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
@@ -25,7 +25,7 @@ import { migrateClickHouse, migratePostgres } from '../src/migrate/migrate.js';
 import { ClickHouse } from '../src/clickhouse/client.js';
 import { createDb } from '../src/store/db.js';
 import { RecipientReader } from '../src/store/recipient-reader.js';
-import { EventRowWriter } from '../src/sink/row-binary.js';
+import { EventBlockWriter } from '../src/sink/native-block.js';
 import { packStrings } from '../src/domain/packed-ids.js';
 import { deleteKeysWithPrefix } from '../src/stream/keys.js';
 import { runBarePath } from './peers/bare-path.js';
@@ -299,9 +299,9 @@ const chc = new ClickHouse({ url: base.clickhouseUrl, database: `${dbName}_ceili
 const ids = packStrings(Array.from({ length: 100_000 }, (_, i) => `b${run}-${i}`));
 t = performance.now();
 for (let b = 0; b < N / 100_000; b++) {
-  const w = new EventRowWriter(8 << 20);
+  const w = new EventBlockWriter(100_000);
   w.addOutcomes(1, ids, 100_000, new Map(), Math.floor(Date.now() / 1000));
-  await chc.insertRaw('message_events', 'RowBinary', [w.finish()]);
+  await chc.insertRaw('message_events', 'Native', w.finish());
 }
 const chCeiling = N / ((performance.now() - t) / 1000);
 await chc.command(`DROP DATABASE ${dbName}_ceiling`).catch(() => undefined);
@@ -334,7 +334,7 @@ const bare = await runBarePath(redis, chBare, `${env.HERALD_REDIS_PREFIX}:bare`,
 await chBare.command(`DROP DATABASE ${bareDb}`).catch(() => undefined);
 await chBare.close();
 console.log(
-  `ceiling bare path (XREADGROUP 20 × ${CHUNK}-recipient chunks, no-op sends, RowBinary 100k inserts, XACK): ` +
+  `ceiling bare path (XREADGROUP 20 × ${CHUNK}-recipient chunks, no-op sends, Native 100k inserts, XACK): ` +
     `${Math.round(bare.recipientsPerSec).toLocaleString()} recipients/s; raw XADD ${Math.round(bare.xaddPerSec).toLocaleString()} chunks/s (pipelined)`,
 );
 
@@ -427,7 +427,7 @@ if (PEERS) {
 const best = Math.max(...results.map((r) => r.recipientsPerSec));
 const bestRun = results.find((r) => r.recipientsPerSec === best)!;
 const tightest = Math.min(chCeiling, pgCeiling, bare.recipientsPerSec);
-console.log(`ceiling ClickHouse insert (RowBinary, 100k batches, with views): ${Math.round(chCeiling).toLocaleString()} rows/s`);
+console.log(`ceiling ClickHouse insert (Native, 100k-row batches, with views): ${Math.round(chCeiling).toLocaleString()} rows/s`);
 console.log(`ceiling PostgreSQL audience read (100k-row keyset pages over COPY): ${Math.round(pgCeiling).toLocaleString()} rows/s`);
 console.log(
   `Herald best (${bestRun.workers} consumer(s)) = ${((100 * best) / tightest).toFixed(0)}% of the tightest ceiling, ` +

@@ -84,7 +84,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const reader = new RecipientReader(db);
   const sink = new EventSink(
     {
-      insert: (rows) => ch.insertRaw('message_events', 'RowBinary', [rows]),
+      insert: (block) => ch.insertRaw('message_events', 'Native', block),
       landed: async (pairs) => {
         const campaignIds = [...new Set(pairs.map((p) => p.campaignId))];
         const batchIds = [...new Set(pairs.map((p) => p.batchId))];

@@ -11,14 +11,20 @@ import { packChunks } from '../../src/domain/chunk.js';
 import { transition } from '../../src/domain/campaign-status.js';
 import { packStrings } from '../../src/domain/packed-ids.js';
 import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
-import { parseRecipientRows } from '../../src/store/copy-text.js';
-import { EventRowWriter } from '../../src/sink/row-binary.js';
+import { RecipientRowDecoder } from '../../src/store/copy-binary.js';
+import { copyBinary } from '../../test/helpers/copy-binary.js';
+import { EventBlockWriter } from '../../src/sink/native-block.js';
 
 const CHUNK = 500;
 const ids = Array.from({ length: CHUNK }, (_, i) => 1_000_000 + i);
 const names = ids.map((i) => `user-${i}`);
-const copyText = Buffer.from(ids.map((i) => `${i}\tuser-${i}\n`).join(''));
-const page = parseRecipientRows(copyText, false);
+const copyData = copyBinary(ids.map((i) => [i, `user-${i}`]));
+const decodeCopy = (): ReturnType<RecipientRowDecoder['finish']> => {
+  const d = new RecipientRowDecoder(false, false, CHUNK);
+  d.feed(copyData, 0, copyData.length);
+  return d.finish();
+};
+const page = decodeCopy();
 const [chunk] = packChunks({ campaignId: 42, audienceId: 7, generation: 0 }, { seq: 0, afterId: 0 }, page, CHUNK, true);
 const encoded = encodeChunk(chunk!);
 const asJson = JSON.stringify({ ...chunk, users: names });
@@ -30,17 +36,18 @@ bench
   .add(`chunk encode, JSON with string ids (${CHUNK} recipients)`, () => JSON.stringify({ ...chunk, users: names }))
   .add(`chunk decode + validate, msgpackr (${CHUNK} recipients)`, () => decodeChunk(encoded))
   .add(`chunk decode, JSON (${CHUNK} recipients)`, () => JSON.parse(asJson))
-  .add(`COPY text → packed ids (${CHUNK} rows)`, () => parseRecipientRows(copyText, false))
+  .add(`binary COPY → packed ids (${CHUNK} rows)`, decodeCopy)
   .add(`planner: page → chunks (${CHUNK} rows)`, () =>
     packChunks({ campaignId: 42, audienceId: 7, generation: 0 }, { seq: 0, afterId: 0 }, page, CHUNK, true),
   )
-  .add(`RowBinary events from packed ids (${CHUNK} rows)`, () => {
-    const w = new EventRowWriter(32 * 1024);
-    w.addOutcomes(42, chunk!.users, CHUNK, none, 1_700_000_000);
+  // as the sink fills a batch: 200 chunks' outcomes into one 100k-row Native block
+  .add(`Native event block from packed ids (200 × ${CHUNK} rows)`, () => {
+    const w = new EventBlockWriter(200 * CHUNK);
+    for (let c = 0; c < 200; c++) w.addOutcomes(42, chunk!.users, CHUNK, none, 1_700_000_000);
     return w.finish();
   })
-  .add(`RowBinary events from strings, one add() per row (${CHUNK} rows)`, () => {
-    const w = new EventRowWriter(32 * 1024);
+  .add(`Native event block from strings, one add() per row (${CHUNK} rows)`, () => {
+    const w = new EventBlockWriter(CHUNK);
     for (const n of names) w.add(42, n, 'delivered', 1_700_000_000, '');
     return w.finish();
   })

@@ -2,15 +2,15 @@
  * The bare path: what Herald's data flow costs with nothing of Herald around it, the ceiling its
  * end-to-end figure is compared with. Chunks of `chunk` packed user ids, encoded as Herald encodes
  * them, are XADDed to a stream (pipelined, timed on its own); then one consumer XREADGROUPs them 20 at a
- * time, decodes each, walks its recipients (a no-op send each), encodes one event row per recipient in
- * RowBinary, inserts `batchRows` at a time into Herald's `message_events` (with its views; two inserts in
+ * time, decodes each, walks its recipients (a no-op send each), encodes one event row per recipient as
+ * Herald does (a Native block), inserts `batchRows` at a time into Herald's `message_events` (with its views; two inserts in
  * flight) and XACKs each chunk once its rows are stored.
  */
 import type { Redis } from 'ioredis';
 import type { ClickHouse } from '../../src/clickhouse/client.js';
 import { encodeChunk, decodeChunk } from '../../src/stream/chunk-codec.js';
 import { packStrings, readVarint } from '../../src/domain/packed-ids.js';
-import { EventRowWriter } from '../../src/sink/row-binary.js';
+import { EventBlockWriter } from '../../src/sink/native-block.js';
 
 export interface BarePathResult {
   xaddPerSec: number;
@@ -54,15 +54,15 @@ export async function runBarePath(
   await redis.xgroup('CREATE', key, 'g', '0');
 
   t = performance.now();
-  let writer = new EventRowWriter(8 << 20);
+  let writer = new EventBlockWriter(batchRows);
   let acks: string[] = [];
   const inFlight = new Set<Promise<void>>();
   const flush = async (): Promise<void> => {
     const rows = writer.finish();
     const ids = acks;
-    writer = new EventRowWriter(8 << 20);
+    writer = new EventBlockWriter(batchRows);
     acks = [];
-    const p = ch.insertRaw('message_events', 'RowBinary', [rows]).then(async () => {
+    const p = ch.insertRaw('message_events', 'Native', rows).then(async () => {
       await redis.xack(key, 'g', ...ids);
     });
     inFlight.add(p);

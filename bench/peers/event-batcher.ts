@@ -1,14 +1,14 @@
 /**
- * The peers' and the bare path's event writes: outcome rows in Herald's own RowBinary encoding into the
+ * The peers' and the bare path's event writes: outcome rows in Herald's own encoding (a Native block) into the
  * same `message_events` table (with all its views), `batchRows` per insert. `append` resolves once the
  * rows are in ClickHouse, so a job or stream entry is finished only when its events are stored, as in
  * Herald. A partial batch is written after `flushMs`.
  */
 import type { ClickHouse } from '../../src/clickhouse/client.js';
-import { EventRowWriter } from '../../src/sink/row-binary.js';
+import { EventBlockWriter } from '../../src/sink/native-block.js';
 
 export class EventBatcher {
-  private writer = new EventRowWriter(8 << 20);
+  private writer: EventBlockWriter;
   private waiting: Array<{ resolve(): void; reject(err: unknown): void }> = [];
   private timer: NodeJS.Timeout | null = null;
   inserts = 0;
@@ -17,7 +17,9 @@ export class EventBatcher {
     private readonly ch: ClickHouse,
     private readonly batchRows: number,
     private readonly flushMs = 200,
-  ) {}
+  ) {
+    this.writer = new EventBlockWriter(batchRows);
+  }
 
   append(campaignId: number, users: Buffer, count: number, atSec: number): Promise<void> {
     this.writer.addOutcomes(campaignId, users, count, new Map(), atSec);
@@ -33,10 +35,10 @@ export class EventBatcher {
     if (this.writer.rows === 0) return;
     const rows = this.writer.finish();
     const waiting = this.waiting;
-    this.writer = new EventRowWriter(8 << 20);
+    this.writer = new EventBlockWriter(this.batchRows);
     this.waiting = [];
     this.inserts++;
-    this.ch.insertRaw('message_events', 'RowBinary', [rows]).then(
+    this.ch.insertRaw('message_events', 'Native', rows).then(
       () => waiting.forEach((w) => w.resolve()),
       (err: unknown) => waiting.forEach((w) => w.reject(err)),
     );

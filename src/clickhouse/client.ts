@@ -57,11 +57,11 @@ export class ClickHouse {
   }
 
   /**
-   * Sends pre-encoded rows (`INSERT INTO t FORMAT RowBinary` with Buffers) through `exec`, the path that
+   * Sends pre-encoded rows (`INSERT INTO t FORMAT Native` with Buffers) through `exec`, the path that
    * works on 18.16, and reads the whole answer: ClickHouse can send an exception after a 2xx start, so a
    * response body that carries one is a failed insert.
    */
-  async insertRaw(table: string, format: 'RowBinary' | 'TabSeparated', chunks: Buffer[], queryId?: string): Promise<void> {
+  async insertRaw(table: string, format: 'Native' | 'TabSeparated', chunks: Buffer[], queryId?: string): Promise<void> {
     const query = `INSERT INTO ${table} FORMAT ${format}`;
     try {
       const res = await this.client.exec({

@@ -1,5 +1,5 @@
 /**
- * User ids packed the way ClickHouse RowBinary writes a String: a LEB128 length, then the UTF-8 bytes,
+ * User ids packed the way ClickHouse writes a String (RowBinary, Native): a LEB128 length, then the UTF-8 bytes,
  * one after another. The planner builds them straight from PostgreSQL's COPY bytes and the event sink
  * copies them straight into insert batches, so on the hot path no user id ever becomes a JS string.
  */

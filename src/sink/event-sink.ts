@@ -5,17 +5,18 @@
  * hands back a promise for the moment the rows are in ClickHouse: callers XACK only after that, so an
  * acknowledged chunk always has its events stored. A failed insert is retried with backoff.
  *
- * A batch is a list of segments, one per sub-batch (domain/sub-batch.ts), each under its sub-batch's id.
+ * A batch is a list of segments (row ranges), one per sub-batch (domain/sub-batch.ts), each under its sub-batch's id.
  * Before each insert attempt the fence drops the segments of chunks this process no longer holds (their
  * new holder rebuilds them from the ledger), and before a retry the segments already stored are dropped
  * (the answer to an insert that did land can be lost), so no row is ever stored twice.
  */
 import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
-import { EventRowWriter } from './row-binary.js';
+import { EventBlockWriter, type BlockMark } from './native-block.js';
 
 export interface EventInserter {
-  insert(rows: Buffer, rowCount: number): Promise<void>;
+  /** one Native block of `message_events` rows (native-block.ts), in parts */
+  insert(block: Buffer[], rowCount: number): Promise<void>;
   /** of these (campaign, batch id) pairs, the ones with rows stored, as `landedKey`s */
   landed(pairs: ReadonlyArray<{ campaignId: number; batchId: bigint }>): Promise<Set<string>>;
 }
@@ -79,8 +80,8 @@ interface Segment {
   campaignId: number;
   batchId: bigint;
   owner: SegmentOwner | null;
-  start: number;
-  end: number;
+  start: BlockMark;
+  end: BlockMark;
   rows: number;
 }
 
@@ -90,7 +91,7 @@ interface Batch {
   /** `pendingKey`s of the sub-batches in it */
   keys: string[];
   segments: Segment[];
-  writer: EventRowWriter;
+  writer: EventBlockWriter;
   done: Promise<void>;
   resolve: () => void;
   openedAt: number;
@@ -142,7 +143,7 @@ export class EventSink {
       segments: [],
       // Sized for a full batch up front: a big allocation is only address space until written (a batch
       // of a few reads touches a few pages), while growing by doubling would copy, and touch, it all.
-      writer: new EventRowWriter(Math.min(this.opts.flushRows * 56, 64 << 20), id),
+      writer: new EventBlockWriter(Math.min(this.opts.flushRows, 1 << 20), id),
       done,
       resolve,
       openedAt: Date.now(),
@@ -166,10 +167,10 @@ export class EventSink {
     const again = key === null ? undefined : this.pending.get(key);
     if (again !== undefined) return { stored: again };
     const w = this.current.writer;
-    const start = w.bytes;
+    const start = w.mark();
     w.setBatch(o.batchId);
     w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind, o.segments ?? null);
-    this.current.segments.push({ campaignId: o.campaignId, batchId: o.batchId, owner: o.owner, start, end: w.bytes, rows: o.count });
+    this.current.segments.push({ campaignId: o.campaignId, batchId: o.batchId, owner: o.owner, start, end: w.mark(), rows: o.count });
     if (key !== null) {
       this.current.keys.push(key);
       this.pending.set(key, this.current.done);
@@ -192,14 +193,20 @@ export class EventSink {
   ): Promise<Ticket> {
     await this.room();
     const b = this.current;
-    const start = b.writer.bytes;
+    const start = b.writer.mark();
     b.writer.setBatch(b.id);
     b.writer.add(campaignId, userId, kind, atSec, error, deliveredAtSec, segment);
     const last = b.segments[b.segments.length - 1];
-    if (last !== undefined && last.owner === null && last.batchId === b.id && last.campaignId === campaignId && last.end === start) {
-      last.end = b.writer.bytes;
+    if (
+      last !== undefined &&
+      last.owner === null &&
+      last.batchId === b.id &&
+      last.campaignId === campaignId &&
+      last.end.rows === start.rows
+    ) {
+      last.end = b.writer.mark();
       last.rows++;
-    } else b.segments.push({ campaignId, batchId: b.id, owner: null, start, end: b.writer.bytes, rows: 1 });
+    } else b.segments.push({ campaignId, batchId: b.id, owner: null, start, end: b.writer.mark(), rows: 1 });
     return this.afterAppend();
   }
 
@@ -236,7 +243,7 @@ export class EventSink {
     const rows = batch.writer.rows;
     this.inflightRows += rows;
     const prev = this.inflight ?? Promise.resolve();
-    const run = prev.then(() => this.insertWithRetry(batch, batch.writer.finish()));
+    const run = prev.then(() => this.insertWithRetry(batch));
     this.inflight = run;
     void run.then(() => {
       this.inflightRows -= rows;
@@ -257,7 +264,7 @@ export class EventSink {
    * Inserts until it works. Each attempt first leaves out the segments of chunks taken over meanwhile
    * (fence); a retry also leaves out the segments already stored (the failed attempt may have landed).
    */
-  private async insertWithRetry(batch: Batch, bytes: Buffer): Promise<void> {
+  private async insertWithRetry(batch: Batch): Promise<void> {
     const base = this.opts.retryBaseMs ?? 200;
     let segments = batch.segments;
     for (let attempt = 1; ; attempt++) {
@@ -265,18 +272,17 @@ export class EventSink {
         segments = await this.fenced(segments);
         let fencedAt = Date.now();
         if (attempt > 1) segments = await this.notLanded(segments);
-        const body = (): Buffer =>
-          segments.length === batch.segments.length ? bytes : Buffer.concat(segments.map((s) => bytes.subarray(s.start, s.end)));
-        let rowBytes = body();
+        const body = (): Buffer[] => batch.writer.finish(segments.length === batch.segments.length ? undefined : segments);
+        let block = body();
         // Stalled since the fence answered (GC, SIGSTOP)? Ask again right before the insert starts.
         while (Date.now() - fencedAt > (this.opts.fenceValidMs ?? Infinity)) {
           segments = await this.fenced(segments);
           fencedAt = Date.now();
-          rowBytes = body();
+          block = body();
         }
         if (segments.length === 0) return;
         const rows = segments.reduce((n, s) => n + s.rows, 0);
-        await this.inserter.insert(rowBytes, rows);
+        await this.inserter.insert(block, rows);
         this.stats.insertedRows += rows;
         return;
       } catch (err) {

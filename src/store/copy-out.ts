@@ -1,15 +1,15 @@
 /**
- * `COPY … TO STDOUT` into one Buffer, for the planner's pages. pg-copy-streams turns every row into a
- * Buffer of its own (its framing keeps a list of slices and concatenates them again), which profiled
- * at about a quarter of the planner's time; here the CopyData payloads are copied byte by byte into
- * one growing buffer as the socket delivers them: no allocation per row.
- * Like pg-copy-streams it is a pg "submittable" that takes the connection's socket over for the
- * duration of the COPY: it removes pg's own data listener, reads the CopyOutResponse / CopyData /
- * CopyDone messages itself, and hands everything after them (CommandComplete, ReadyForQuery) or an
- * ErrorResponse back to pg, whose parser then settles the query as usual (handleError /
- * handleReadyForQuery below).
+ * `COPY … TO STDOUT` for the planner's pages, as a pg "submittable" that takes the connection's socket
+ * over for the duration of the COPY: it removes pg's own data listener, reads the CopyOutResponse /
+ * CopyData / CopyDone messages itself, and hands everything after them (CommandComplete, ReadyForQuery)
+ * or an ErrorResponse back to pg, whose parser then settles the query as usual (handleError /
+ * handleReadyForQuery below). The CopyData payloads go, as ranges of the socket's own chunks, to a
+ * `CopySink`: the planner's decoder (copy-binary.ts) parses rows where they arrived, with no Buffer per
+ * row or per message. pg-copy-streams makes a Buffer of every row and concatenates them again, which
+ * profiled at about a quarter of the planner's time.
  */
 import type { Socket } from 'node:net';
+import { withRoom } from '../domain/buffers.js';
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
@@ -26,15 +26,35 @@ interface PgConnection {
 
 type DataHandler = (chunk: Buffer) => void;
 
-export class CopyOut {
-  readonly done: Promise<Buffer>;
-  private resolve!: (b: Buffer) => void;
+/** Takes a COPY's data in order, as byte ranges of buffers it must not keep; `finish` gives the result. */
+export interface CopySink<T> {
+  feed(buf: Buffer, start: number, end: number): void;
+  finish(): T;
+}
+
+/** All of a COPY's data in one Buffer (for text COPYs and tests). */
+export class BufferSink implements CopySink<Buffer> {
+  private out: Buffer = Buffer.allocUnsafe(1 << 16);
+  private len = 0;
+
+  feed(src: Buffer, from: number, to: number): void {
+    this.out = withRoom(this.out, this.len, to - from);
+    this.len += src.copy(this.out, this.len, from, to);
+  }
+
+  finish(): Buffer {
+    return this.out.subarray(0, this.len);
+  }
+}
+
+export class CopyOut<T = Buffer> {
+  readonly done: Promise<T>;
+  private readonly sink: CopySink<T>;
+  private resolve!: (b: T) => void;
   private reject!: (err: Error) => void;
   private connection: PgConnection | null = null;
   private pgHandler: DataHandler | null = null;
   private readonly onData: DataHandler = (chunk) => this.take(chunk);
-  private out = Buffer.allocUnsafe(1 << 20);
-  private len = 0;
   /** bytes of a message header (code + length) split across socket chunks */
   private head: Buffer | null = null;
   /** payload bytes still to come of the current message, and whether they are CopyData */
@@ -43,7 +63,11 @@ export class CopyOut {
   private finished = false;
   private failure: Error | null = null;
 
-  constructor(readonly text: string) {
+  constructor(
+    readonly text: string,
+    sink?: CopySink<T>,
+  ) {
+    this.sink = sink ?? (new BufferSink() as unknown as CopySink<T>);
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -72,7 +96,7 @@ export class CopyOut {
     while (pos < n) {
       if (this.remaining > 0) {
         const end = Math.min(n, pos + this.remaining);
-        if (this.copying) this.append(buf, pos, end);
+        if (this.copying && this.failure === null) this.feed(buf, pos, end);
         this.remaining -= end - pos;
         pos = end;
         continue;
@@ -94,17 +118,14 @@ export class CopyOut {
     }
   }
 
-  private append(src: Buffer, from: number, to: number): void {
-    const n = to - from;
-    if (this.len + n > this.out.length) {
-      let size = this.out.length * 2;
-      while (size < this.len + n) size *= 2;
-      const bigger = Buffer.allocUnsafe(size);
-      this.out.copy(bigger, 0, 0, this.len);
-      this.out = bigger;
+  private feed(buf: Buffer, from: number, to: number): void {
+    try {
+      this.sink.feed(buf, from, to);
+    } catch (err) {
+      // Bad data: the rest of the COPY is still read off the socket (so the connection stays in step),
+      // and the query fails once pg has seen its end.
+      this.failure = err as Error;
     }
-    if (n <= 64) for (let i = from; i < to; i++) this.out[this.len++] = src[i]!;
-    else this.len += src.copy(this.out, this.len, from, to);
   }
 
   private detach(rest: Buffer): void {
@@ -127,9 +148,14 @@ export class CopyOut {
   }
 
   handleReadyForQuery(): void {
-    if (this.failure !== null) return;
-    if (!this.finished) this.reject(new Error('COPY OUT ended without CopyDone'));
-    else this.resolve(this.out.subarray(0, this.len));
+    // a sink's error (bad data) settles here; a server error has settled already (a second reject is a no-op)
+    if (this.failure !== null) return this.reject(this.failure);
+    if (!this.finished) return this.reject(new Error('COPY OUT ended without CopyDone'));
+    try {
+      this.resolve(this.sink.finish());
+    } catch (err) {
+      this.reject(err as Error);
+    }
   }
 
   handleCommandComplete(): void {}

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDb, type Db } from '../../src/store/db.js';
-import { CopyOut } from '../../src/store/copy-out.js';
+import { CopyOut, type CopySink } from '../../src/store/copy-out.js';
+import { RecipientRowDecoder } from '../../src/store/copy-binary.js';
+import { unpackStrings } from '../../src/domain/packed-ids.js';
 
-describe('COPY OUT into one buffer (store/copy-out.ts)', () => {
+describe('COPY OUT (store/copy-out.ts)', () => {
   let db: Db;
   beforeAll(() => {
     db = createDb(inject('services').databaseUrl, 2);
@@ -11,10 +13,10 @@ describe('COPY OUT into one buffer (store/copy-out.ts)', () => {
     await db?.end();
   });
 
-  async function copy(sql: string): Promise<Buffer> {
+  async function copy<T = Buffer>(sql: string, sink?: CopySink<T>): Promise<T> {
     const client = await db.connect();
     try {
-      const c = new CopyOut(sql);
+      const c = new CopyOut<T>(sql, sink);
       void client.query(c as never);
       return await c.done;
     } finally {
@@ -38,5 +40,27 @@ describe('COPY OUT into one buffer (store/copy-out.ts)', () => {
     for (let i = 0; i < 4; i++) expect((await db.query('SELECT $1::int AS n', [i])).rows[0].n).toBe(i);
     expect((await copy('COPY (SELECT 7) TO STDOUT')).toString()).toBe('7\n');
     expect((await copy('COPY (SELECT 1 WHERE false) TO STDOUT')).length).toBe(0);
+  });
+
+  it('decodes binary COPY rows from the server: any user id bytes, NULLs, ids past 2^32', async () => {
+    const sql =
+      `COPY (SELECT i::bigint * 4294967296 + 7, CASE i % 4 WHEN 0 THEN 'tab\tnew\nline\\back' WHEN 1 THEN 'ünïcödé-' || i ` +
+      `WHEN 2 THEN repeat('x', 200 + i % 300) ELSE 'user-' || i END, CASE WHEN i % 3 = 0 THEN NULL ELSE 'a' || i END ` +
+      `FROM generate_series(1, 100000) i) TO STDOUT (FORMAT binary)`;
+    const page = await copy(sql, new RecipientRowDecoder(true, false));
+    expect(page.ids.length).toBe(100_000);
+    const users = unpackStrings(page.users, 100_000);
+    for (const i of [1, 2, 3, 4, 299, 77_777, 100_000]) {
+      expect(page.ids[i - 1]).toBe(i * 4294967296 + 7);
+      const u = [`tab\tnew\nline\\back`, `ünïcödé-${i}`, 'x'.repeat(200 + (i % 300)), `user-${i}`][i % 4];
+      expect(users[i - 1]).toBe(u);
+      expect(page.addresses![i - 1]).toBe(i % 3 === 0 ? null : `a${i}`);
+    }
+  });
+
+  it('fails the query on rows the decoder refuses, and the connection goes on working', async () => {
+    const sql = `COPY (SELECT i::bigint, CASE WHEN i = 60000 THEN '' ELSE 'u' || i END FROM generate_series(1, 100000) i) TO STDOUT (FORMAT binary)`;
+    await expect(copy(sql, new RecipientRowDecoder(false, false))).rejects.toThrow(/recipient 60000: empty or null user_id/);
+    expect((await db.query('SELECT 41 + 1 AS n')).rows[0].n).toBe(42);
   });
 });

@@ -3,12 +3,19 @@ import { Packr } from 'msgpackr';
 import { chunkCount, chunkStreamId, packChunks, seqFromStreamId, type RecipientPage } from '../../src/domain/chunk.js';
 import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
 import type { HeraldError } from '../../src/errors.js';
-import { parseRecipientRows, unescapeCopy } from '../../src/store/copy-text.js';
+import { CopyFormatError, RecipientRowDecoder } from '../../src/store/copy-binary.js';
+import { copyBinary } from '../helpers/copy-binary.js';
 import { checkPacked, packStrings, unpackStrings } from '../../src/domain/packed-ids.js';
 
+/** Decodes binary COPY data fed in pieces of `step` bytes (as a socket may cut it). */
+function decode(data: Buffer, withAddress: boolean, withSegment = false, step = data.length): RecipientPage {
+  const d = new RecipientRowDecoder(withAddress, withSegment);
+  for (let i = 0; i < data.length; i += step) d.feed(data, i, Math.min(data.length, i + step));
+  return d.finish();
+}
+
 function page(ids: number[], withAddress = false): RecipientPage {
-  const text = Buffer.from(ids.map((i) => `${i}\tu${i}\n`).join(''));
-  const p = parseRecipientRows(text, false);
+  const p = decode(copyBinary(ids.map((i) => [i, `u${i}`])), false);
   return { ...p, addresses: withAddress ? ids.map((i) => (i % 2 ? `a${i}` : null)) : null };
 }
 
@@ -86,19 +93,42 @@ describe('chunk codec', () => {
   });
 });
 
-describe('COPY text and packed ids', () => {
-  it('parses rows, NULLs and escapes into packed ids', () => {
-    const text = Buffer.from('1\tu1\ta@x\n2\tt\\tab\t\\N\n3\tback\\\\slash\tnew\\nline\n40\tünï\t\\N\n');
-    const p = parseRecipientRows(text, true);
-    expect(p.ids).toEqual([1, 2, 3, 40]);
-    expect(unpackStrings(p.users, 4)).toEqual(['u1', 't\tab', 'back\\slash', 'ünï']);
-    expect(p.addresses).toEqual(['a@x', null, 'new\nline', null]);
-    expect(p.userEnds[p.userEnds.length - 1]).toBe(p.users.length);
-    expect(checkPacked(p.users, 4)).toBeNull();
-    expect(checkPacked(p.users, 3)).toMatch(/bytes after 3 entries/);
-    expect(parseRecipientRows(Buffer.from(''), false)).toMatchObject({ ids: [], userEnds: [], addresses: null });
-    expect(unescapeCopy('a\\001b\\x41')).toBe('a\u0001bA');
-    expect(() => parseRecipientRows(Buffer.from('12\n'), false)).toThrow(/without user_id/);
+describe('binary COPY and packed ids', () => {
+  const users = ['u1', 't\tab', 'back\\slash', 'ünï', 'new\nline', 'x'.repeat(300)];
+  const rows = users.map((u, i) => [i * 10 + 1, u, i % 2 ? null : `a${i}@x`, i === 2 ? null : `seg${i}`] as const);
+
+  it('reads ids, packed user ids, addresses and segments, however the bytes are cut', () => {
+    const data = copyBinary(rows);
+    for (const step of [data.length, 1, 2, 3, 7, 16, 33]) {
+      const p = decode(data, true, true, step);
+      expect(p.ids).toEqual(users.map((_, i) => i * 10 + 1));
+      expect(unpackStrings(p.users, users.length)).toEqual(users);
+      expect(p.addresses).toEqual(rows.map((r) => r[2]));
+      expect(p.segments).toEqual(rows.map((r) => r[3]));
+      expect(p.userEnds[p.userEnds.length - 1]).toBe(p.users.length);
+      expect(checkPacked(p.users, users.length)).toBeNull();
+    }
+    // without the optional fields: the same packed ids
+    const bare = decode(copyBinary(rows.map((r) => [r[0], r[1]])), false, false, 5);
+    expect(bare.addresses).toBeNull();
+    expect(bare.users.equals(decode(data, true, true).users)).toBe(true);
+    expect(decode(copyBinary([]), false)).toMatchObject({ ids: [], userEnds: [], addresses: null, segments: null });
+    // ids past 2^32 survive
+    expect(decode(copyBinary([[2 ** 40 + 3, 'big']]), false).ids).toEqual([2 ** 40 + 3]);
+  });
+
+  it('refuses malformed data with the byte where it went wrong', () => {
+    const good = copyBinary([[1, 'a']]);
+    expect(() => decode(Buffer.from('1\ta\n'.repeat(10)), false)).toThrow(/byte 0: not binary COPY data/);
+    // a row of the wrong shape (an address where none is expected)
+    expect(() => decode(copyBinary([[1, 'a', 'x']]), false)).toThrow(/byte 19: a row of 3 fields, expected 2/);
+    expect(() => decode(copyBinary([[1, 'a']]), true)).toThrow(CopyFormatError);
+    // a NULL or empty user id
+    expect(() => decode(copyBinary([[5, '']]), false)).toThrow(/recipient 5: empty or null user_id/);
+    // cut short: no end marker, or half a row
+    expect(() => decode(good.subarray(0, good.length - 2), false)).toThrow(/without its end marker/);
+    expect(() => decode(good.subarray(0, good.length - 4), false)).toThrow(/cut short/);
+    expect(() => decode(Buffer.concat([good, Buffer.from([0, 2])]), false)).toThrow(/data after the end/);
   });
 
   it('packs long ids with multi-byte lengths', () => {
@@ -106,29 +136,5 @@ describe('COPY text and packed ids', () => {
     const packed = packStrings([long, 'y']);
     expect(packed[0]).toBe(0xac);
     expect(unpackStrings(packed, 2)).toEqual([long, 'y']);
-  });
-});
-
-describe('COPY text of (id, user_id) rows', () => {
-  it('reads ids and packed user ids, escaped ones too, with or without a final newline', () => {
-    const users = ['plain', 'tab\there', 'back\\slash', 'ünïcödé', 'x'.repeat(200)];
-    const escape = (u: string): string => u.replace(/\\/g, '\\\\').replace(/\t/g, '\\t');
-    const text = users.map((u, i) => `${i + 10}\t${escape(u)}`).join('\n');
-    for (const t of [text, `${text}\n`]) {
-      const p = parseRecipientRows(Buffer.from(t), false);
-      expect(p.ids).toEqual(users.map((_, i) => i + 10));
-      expect(unpackStrings(p.users, users.length)).toEqual(users);
-      expect(checkPacked(p.users, users.length)).toBeNull();
-      // the same as the general parser's, which also reads addresses
-      const withAddress = parseRecipientRows(Buffer.from(users.map((u, i) => `${i + 10}\t${escape(u)}\t\\N`).join('\n')), true);
-      expect(withAddress.users.equals(p.users)).toBe(true);
-      expect(withAddress.userEnds).toEqual(p.userEnds);
-    }
-  });
-
-  it('refuses a row without a user id, or with a non-numeric id', () => {
-    expect(() => parseRecipientRows(Buffer.from('1\ta\n2\n'), false)).toThrow(/without user_id at byte 4/);
-    expect(() => parseRecipientRows(Buffer.from('1x\ta\n'), false)).toThrow(/without user_id at byte 0/);
-    expect(() => parseRecipientRows(Buffer.from('1\ta\tb\n'), false)).toThrow(/unexpected field at byte 0/);
   });
 });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { EventSink, landedKey, type EventInserter, type Outcomes } from '../../src/sink/event-sink.js';
-import { EventRowWriter } from '../../src/sink/row-binary.js';
+import { EventBlockWriter } from '../../src/sink/native-block.js';
 import { packStrings } from '../../src/domain/packed-ids.js';
 
-/** Decodes message_events RowBinary (without the batch column), to check the encoder byte for byte. */
+/** Decodes a message_events Native block into rows (without the batch column), to check the encoder byte for byte. */
 function decodeRows(buf: Buffer): Array<[number, string, number, number, string]> {
   return decodeWithBatch(buf).map(([id, user, kind, at, error]) => [id, user, kind, at, error]);
 }
@@ -11,7 +11,6 @@ function decodeRows(buf: Buffer): Array<[number, string, number, number, string]
 type Row = [number, string, number, number, string, bigint, number, string];
 
 function decodeWithBatch(buf: Buffer): Row[] {
-  const out: Row[] = [];
   let off = 0;
   const varint = (): number => {
     let n = 0;
@@ -29,22 +28,41 @@ function decodeWithBatch(buf: Buffer): Row[] {
     off += len;
     return s;
   };
-  while (off < buf.length) {
-    const id = Number(buf.readBigUInt64LE(off));
-    off += 8;
-    const user = str();
-    const kind = buf[off++]!;
-    const at = buf.readUInt32LE(off);
-    off += 4;
-    const error = str();
-    const batch = buf.readBigUInt64LE(off);
-    off += 8;
-    const deliveredAt = buf.readUInt32LE(off);
-    off += 4;
-    const segment = str();
-    out.push([id, user, kind, at, error, batch, deliveredAt, segment]);
+  const columns = varint();
+  const rows = varint();
+  const values = new Map<string, unknown[]>();
+  const types: string[] = [];
+  for (let c = 0; c < columns; c++) {
+    const name = str();
+    const type = str();
+    types.push(`${name} ${type}`);
+    const col: unknown[] = [];
+    for (let r = 0; r < rows; r++) {
+      if (type === 'UInt64') {
+        col.push(buf.readBigUInt64LE(off));
+        off += 8;
+      } else if (type === 'String') col.push(str());
+      else if (type.startsWith('Enum8(')) col.push(buf[off++]);
+      else if (type === "DateTime('UTC')") {
+        col.push(buf.readUInt32LE(off));
+        off += 4;
+      } else throw new Error(`unexpected type ${type}`);
+    }
+    values.set(name, col);
   }
-  return out;
+  expect(off).toBe(buf.length);
+  expect(types.map((t) => t.split(' ')[0])).toEqual(['campaign_id', 'user_id', 'kind', 'at', 'error', 'batch', 'delivered_at', 'segment']);
+  const v = (name: string, r: number): unknown => values.get(name)![r];
+  return Array.from({ length: rows }, (_, r): Row => [
+    Number(v('campaign_id', r)),
+    v('user_id', r) as string,
+    v('kind', r) as number,
+    v('at', r) as number,
+    v('error', r) as string,
+    v('batch', r) as bigint,
+    v('delivered_at', r) as number,
+    v('segment', r) as string,
+  ]);
 }
 
 let nextBatch = 1n;
@@ -70,13 +88,13 @@ class FakeInserter implements EventInserter {
   /** store the next insert but throw as if the connection dropped before the answer */
   loseAnswerNext = 0;
   gate: Promise<void> | null = null;
-  async insert(rows: Buffer, count: number): Promise<void> {
+  async insert(block: Buffer[], count: number): Promise<void> {
     if (this.gate) await this.gate;
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('Code: 241. DB::Exception: Memory limit');
     }
-    this.batches.push(Buffer.from(rows));
+    this.batches.push(Buffer.concat(block));
     this.rows += count;
     if (this.loseAnswerNext > 0) {
       this.loseAnswerNext--;
@@ -90,15 +108,15 @@ class FakeInserter implements EventInserter {
   }
 }
 
-describe('RowBinary event rows', () => {
+describe('Native event blocks', () => {
   it('encodes outcomes with failures, non-ASCII ids and long strings', () => {
-    const w = new EventRowWriter(16);
+    const w = new EventBlockWriter(2);
     const long = 'é'.repeat(200);
     w.addOutcomes(7, packStrings(['u1', 'ü2', long]), 3, new Map([[1, 'HTTP 422: nope']]), 1_700_000_000);
     w.add(2 ** 40, 'r', 'read', 5, '', 3, 'FR');
     w.addOutcomes(8, packStrings(['s1', 's2', 's3']), 3, new Map(), 9, 'aborted', ['DE', null, 'ü'.repeat(100)]);
     expect(
-      decodeWithBatch(w.finish()).map(([id, user, kind, at, error, , deliveredAt, segment]) => [
+      decodeWithBatch(Buffer.concat(w.finish())).map(([id, user, kind, at, error, , deliveredAt, segment]) => [
         id,
         user,
         kind,
@@ -116,6 +134,37 @@ describe('RowBinary event rows', () => {
       [8, 's2', 5, 9, '', 0, ''],
       [8, 's3', 5, 9, '', 0, 'ü'.repeat(100)],
     ]);
+  });
+
+  it('builds a block of chosen row ranges, each row with its own sub-batch id', () => {
+    const w = new EventBlockWriter(1, 10n);
+    const m0 = w.mark();
+    w.addOutcomes(1, packStrings(['a', 'b']), 2, new Map([[0, 'boom']]), 3);
+    const m1 = w.mark();
+    w.setBatch(11n);
+    w.add(2, 'r', 'read', 4, '', 0, 'seg');
+    const m2 = w.mark();
+    w.setBatch(12n);
+    w.addOutcomes(3, packStrings(['c', 'd', 'e']), 3, new Map(), 5, 'delivered', ['x', null, 'z']);
+    const m3 = w.mark();
+    const pick = (ranges: Array<[typeof m0, typeof m0]>): Row[] =>
+      decodeWithBatch(Buffer.concat(w.finish(ranges.map(([start, end]) => ({ start, end })))));
+    expect(
+      pick([
+        [m0, m1],
+        [m2, m3],
+      ]).map((r) => [r[1], r[2], r[4], r[5], r[7]]),
+    ).toEqual([
+      ['a', 3, 'boom', 10n, ''],
+      ['b', 2, '', 10n, ''],
+      ['c', 2, '', 12n, 'x'],
+      ['d', 2, '', 12n, ''],
+      ['e', 2, '', 12n, 'z'],
+    ]);
+    expect(pick([[m1, m2]])).toEqual([[2, 'r', 4, 4, '', 11n, 0, 'seg']]);
+    expect(pick([])).toEqual([]);
+    // the whole block, grown far past its first size
+    expect(decodeWithBatch(Buffer.concat(w.finish())).length).toBe(6);
   });
 });
 
@@ -184,9 +233,9 @@ describe('EventSink', () => {
     const ins = new FakeInserter();
     const sink = new EventSink(ins, { flushRows: 4, flushMs: 10, maxBufferedRows: 100, retryBaseMs: 1 });
     // an earlier insert (another process, or a lost answer) stored sub-batch 900 of campaign 5, not 901
-    const w = new EventRowWriter(64, 900n);
+    const w = new EventBlockWriter(2, 900n);
     w.addOutcomes(5, packStrings(['a', 'b']), 2, new Map(), 9);
-    ins.batches = [Buffer.from(w.finish())];
+    ins.batches = [Buffer.concat(w.finish())];
     ins.failNext = 1;
     const t1 = await sink.appendOutcomes(outcomes(5, ['a', 'b'], { batchId: 900n }));
     const t2 = await sink.appendOutcomes(outcomes(5, ['c', 'd'], { batchId: 901n }));
