@@ -26,10 +26,11 @@ export interface ChunkDescriptor {
 
 /** One page of an audience in id order, as the planner reads it. */
 export interface RecipientPage {
-  ids: number[];
+  /** typed arrays, not number[]: a page's 100k-entry arrays would otherwise be copied by every GC that finds them young */
+  ids: Float64Array;
   /** packed user ids, and the end offset of each row's in `users` */
   users: Buffer;
-  userEnds: number[];
+  userEnds: Uint32Array;
   addresses: Array<string | null> | null;
   segments: Array<string | null> | null;
 }

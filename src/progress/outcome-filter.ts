@@ -29,9 +29,9 @@ export class OutcomeFilter {
     for (let i = 0; i < n; i++) if (!done.has(userIds[i]!)) keep.push(i);
     const kept = keep.map((i) => userIds[i]!);
     const users = packStrings(kept);
-    const userEnds = Array.from(packedOffsets(users, kept.length).subarray(1));
+    const userEnds = packedOffsets(users, kept.length).subarray(1);
     return {
-      ids: keep.map((i) => page.ids[i]!),
+      ids: Float64Array.from(keep, (i) => page.ids[i]!),
       users,
       userEnds,
       addresses: page.addresses === null ? null : keep.map((i) => page.addresses![i] ?? null),

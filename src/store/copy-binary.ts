@@ -23,8 +23,9 @@ export class CopyFormatError extends Error {
 
 export class RecipientRowDecoder implements CopySink<RecipientPage> {
   private readonly fields: number;
-  private readonly ids: number[] = [];
-  private readonly userEnds: number[] = [];
+  private ids: Float64Array;
+  private userEnds: Uint32Array;
+  private rows = 0;
   private readonly addresses: Array<string | null> | null;
   private readonly segments: Array<string | null> | null;
   private users: Buffer;
@@ -42,6 +43,8 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
     this.addresses = withAddress ? [] : null;
     this.segments = withSegment ? [] : null;
     this.users = Buffer.allocUnsafe(Math.max(4096, expectedRows * 16));
+    this.ids = new Float64Array(Math.max(256, expectedRows));
+    this.userEnds = new Uint32Array(this.ids.length);
   }
 
   feed(buf: Buffer, start: number, end: number): void {
@@ -108,7 +111,8 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
       after = this.skipField(buf, after, end);
       if (after < 0) return -1;
     }
-    this.ids.push(id);
+    if (this.rows === this.ids.length) this.growRows();
+    this.ids[this.rows] = id;
     if (this.off + len + 5 > this.users.length) this.users = withRoom(this.users, this.off, len + 5);
     const users = this.users;
     let off = this.off;
@@ -117,7 +121,7 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
     if (len <= 32) for (let i = from; i < to; i++) users[off++] = buf[i]!;
     else off += buf.copy(users, off, from, to);
     this.off = off;
-    this.userEnds.push(off);
+    this.userEnds[this.rows++] = off;
     if (addrAt >= 0) this.addresses!.push(textField(buf, addrAt));
     if (segAt >= 0) this.segments!.push(textField(buf, segAt));
     return after;
@@ -128,6 +132,15 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
     const len = int32(buf, pos);
     const after = pos + 4 + (len < 0 ? 0 : len);
     return after > end ? -1 : after;
+  }
+
+  private growRows(): void {
+    const ids = new Float64Array(this.ids.length * 2);
+    ids.set(this.ids);
+    this.ids = ids;
+    const ends = new Uint32Array(ids.length);
+    ends.set(this.userEnds);
+    this.userEnds = ends;
   }
 
   private keep(buf: Buffer, pos: number, end: number): void {
@@ -142,9 +155,9 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
     if (this.carry !== null) throw new CopyFormatError(`binary COPY cut short: ${this.carry.length} bytes of an unfinished row`);
     if (this.headerDone && !this.ended) throw new CopyFormatError('binary COPY without its end marker');
     return {
-      ids: this.ids,
+      ids: this.ids.subarray(0, this.rows),
       users: this.users.subarray(0, this.off),
-      userEnds: this.userEnds,
+      userEnds: this.userEnds.subarray(0, this.rows),
       addresses: this.addresses,
       segments: this.segments,
     };

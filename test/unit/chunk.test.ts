@@ -101,7 +101,7 @@ describe('binary COPY and packed ids', () => {
     const data = copyBinary(rows);
     for (const step of [data.length, 1, 2, 3, 7, 16, 33]) {
       const p = decode(data, true, true, step);
-      expect(p.ids).toEqual(users.map((_, i) => i * 10 + 1));
+      expect(Array.from(p.ids)).toEqual(users.map((_, i) => i * 10 + 1));
       expect(unpackStrings(p.users, users.length)).toEqual(users);
       expect(p.addresses).toEqual(rows.map((r) => r[2]));
       expect(p.segments).toEqual(rows.map((r) => r[3]));
@@ -112,9 +112,19 @@ describe('binary COPY and packed ids', () => {
     const bare = decode(copyBinary(rows.map((r) => [r[0], r[1]])), false, false, 5);
     expect(bare.addresses).toBeNull();
     expect(bare.users.equals(decode(data, true, true).users)).toBe(true);
-    expect(decode(copyBinary([]), false)).toMatchObject({ ids: [], userEnds: [], addresses: null, segments: null });
+    expect(decode(copyBinary([]), false)).toMatchObject({
+      ids: new Float64Array(0),
+      userEnds: new Uint32Array(0),
+      addresses: null,
+      segments: null,
+    });
     // ids past 2^32 survive
-    expect(decode(copyBinary([[2 ** 40 + 3, 'big']]), false).ids).toEqual([2 ** 40 + 3]);
+    expect(Array.from(decode(copyBinary([[2 ** 40 + 3, 'big']]), false).ids)).toEqual([2 ** 40 + 3]);
+    // more rows than it was sized for
+    const many = decode(copyBinary(Array.from({ length: 1000 }, (_, i) => [i + 1, `m${i}`] as const)), false);
+    expect(Array.from(many.ids)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(unpackStrings(many.users, 1000)[999]).toBe('m999');
+    expect(many.userEnds[999]).toBe(many.users.length);
   });
 
   it('refuses malformed data with the byte where it went wrong', () => {
