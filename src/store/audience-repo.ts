@@ -47,10 +47,10 @@ export class AudienceRepo {
   }
 
   /**
-   * `batches` yields COPY text (line_no, user_id, address, attrs per line). Returns how many recipients
+   * `batches` yields COPY text (line_no, user_id, address, attrs per line), as strings or bytes. Returns how many recipients
    * were new to the audience. Throws (and rolls back) if the source throws, e.g. on a too-large body.
    */
-  async importCopy(audienceId: number, batches: AsyncIterable<string>): Promise<number> {
+  async importCopy(audienceId: number, batches: AsyncIterable<string | Buffer>): Promise<number> {
     const rows = await inTransaction(this.db, 'import recipients', async (client) => {
       // Locks the audience row against concurrent imports into the same audience only.
       const a = await client.query('SELECT id FROM audiences WHERE id = $1 FOR UPDATE', [audienceId]);

@@ -60,7 +60,7 @@ export async function inTransaction<T>(db: Db, what: string, fn: (client: pg.Poo
  * Streams COPY text from `chunks` into `COPY … FROM STDIN`, waiting on the socket's drain (backpressure).
  * A source that throws aborts the COPY (and so the transaction) with its own error.
  */
-export async function copyIn(client: pg.PoolClient, sql: string, chunks: AsyncIterable<string>): Promise<void> {
+export async function copyIn(client: pg.PoolClient, sql: string, chunks: AsyncIterable<string | Buffer>): Promise<void> {
   const copy = client.query(copyFrom(sql));
   const finished = once(copy, 'finish');
   // Attach early so a COPY error while the source is still being read is not an unhandled rejection.

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseId, validateCreateCampaign, validateListCampaigns } from '../../src/domain/campaign-input.js';
-import { copyLine, parseNdjsonLine, validateRecipient } from '../../src/domain/recipient-line.js';
+import { copyLine, fastCopyLine, parseNdjsonLine, validateRecipient } from '../../src/domain/recipient-line.js';
+import { ndjsonToCopy, type ImportReport } from '../../src/api/recipient-import.js';
+import { Readable } from 'node:stream';
 import type { HeraldError } from '../../src/errors.js';
 import { loadConfig, requireApiKeys } from '../../src/config.js';
 
@@ -70,6 +72,74 @@ describe('recipient lines', () => {
   it('escapes COPY text so values cannot break rows', () => {
     expect(copyLine(3, { userId: 'a\tb', address: null, attrs: '{"k":"x\\\\y"}' })).toBe('3\ta\\tb\t\\N\t{"k":"x\\\\\\\\y"}\n');
     expect(copyLine(1, { userId: 'l\nr\\', address: 'c\r', attrs: null })).toBe('1\tl\\nr\\\\\tc\\r\t\\N\n');
+  });
+
+  // the byte-level fast path must give exactly what the general path gives, or step aside
+  const fast = [
+    '{"user_id":"u1"}',
+    '{"user_id":"u-2","address":"a@b.c"}',
+    '{"user_id":"x","address":""}',
+    `{"user_id":"${'x'.repeat(256)}","address":"${'a'.repeat(2048)}"}`,
+  ];
+  const general = [
+    '{"user_id":"ü"}', // non-ASCII
+    '{"user_id":"a\\tb"}', // an escape
+    '{"user_id": "spaced"}',
+    '{"address":"a","user_id":"b"}',
+    '{"user_id":42}',
+    '{"user_id":"u","address":"a","attrs":{"c":"FR"}}',
+    '{"user_id":"u","address":null}',
+    '{"user_id":""}',
+    `{"user_id":"${'x'.repeat(257)}"}`,
+    `{"user_id":"u","address":"${'a'.repeat(2049)}"}`,
+    '{"user_id":"u"} ',
+    '{"user_id":"u"',
+    '{"user_id":"u\tv"}', // a raw tab: not valid JSON
+    'nonsense',
+  ];
+
+  it('takes the simple lines on bytes, with the same COPY text as the general path', () => {
+    for (const [i, line] of fast.entries()) {
+      const src = Buffer.from(`xx${line}yy`);
+      const out = Buffer.alloc(src.length + 24);
+      const end = fastCopyLine(src, 2, src.length - 2, 1000 + i, out, 0);
+      const r = parseNdjsonLine(line);
+      expect(r.ok).toBe(true);
+      expect(out.toString('utf8', 0, end)).toBe(copyLine(1000 + i, (r as { row: Parameters<typeof copyLine>[1] }).row));
+    }
+    for (const line of general) {
+      const src = Buffer.from(line);
+      expect(fastCopyLine(src, 0, src.length, 1, Buffer.alloc(src.length + 24), 0), line).toBe(-1);
+    }
+  });
+
+  it('turns NDJSON into the same COPY text and report however the body is cut', async () => {
+    const lines = [...fast, ...general, '', '   ', '\u00a0', ...fast.map((l) => `${l}\r`)];
+    const body = Buffer.from(lines.join('\n'));
+    const expected: string[] = [];
+    const want: ImportReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
+    lines.forEach((raw, i) => {
+      const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+      if (line.trim() === '') return;
+      want.total++;
+      const r = parseNdjsonLine(line);
+      if (r.ok) {
+        want.accepted++;
+        expected.push(copyLine(i + 1, r.row));
+      } else {
+        want.rejectedCount++;
+        want.rejected.push({ line: i + 1, error: r.error });
+      }
+    });
+    for (const size of [body.length, 1, 3, 17, 64]) {
+      const chunks: Buffer[] = [];
+      for (let o = 0; o < body.length; o += size) chunks.push(body.subarray(o, o + size));
+      const report: ImportReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
+      const out: Buffer[] = [];
+      for await (const b of ndjsonToCopy(Readable.from(chunks), report)) out.push(Buffer.from(b));
+      expect(Buffer.concat(out).toString('utf8')).toBe(expected.join(''));
+      expect(report).toEqual(want);
+    }
   });
 });
 
