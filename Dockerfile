@@ -13,4 +13,4 @@ RUN chown -R node:node /app
 USER node
 ENV HERALD_PORT=8080
 EXPOSE 8080
-CMD ["node", "--import", "tsx", "src/main.ts", "serve"]
+CMD ["bin/herald", "serve"]

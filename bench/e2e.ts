@@ -103,9 +103,10 @@ async function startHerald(workers: number, variant = ''): Promise<ChildProcess>
     )
   )
     throw new Error(`port ${PORT} is taken: stop what listens there`);
-  const flags = process.argv.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=bench/results/prof'] : [];
-  const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'src/main.ts', 'serve'], {
-    env: { ...env, HERALD_WORKERS: String(workers), ...variantEnv(variant) },
+  // bin/herald, as deployed (its node flags included); --profile adds the profiler's
+  const flags = process.argv.includes('--profile') ? { HERALD_NODE_FLAGS: '--cpu-prof --cpu-prof-dir=bench/results/prof' } : {};
+  const child = spawn('bin/herald', ['serve'], {
+    env: { ...env, ...flags, HERALD_WORKERS: String(workers), ...variantEnv(variant) },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.add(child);
