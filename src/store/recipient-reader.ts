@@ -6,7 +6,8 @@
  */
 import { CopyOut } from './copy-out.js';
 import type { RecipientPage } from '../domain/chunk.js';
-import { RecipientRowDecoder } from './copy-binary.js';
+import { CopyFormatError, RecipientRowDecoder } from './copy-binary.js';
+import { HeraldError } from '../errors.js';
 import { wrapPgError, type Db } from './db.js';
 
 function int(n: number, what: string): string {
@@ -45,6 +46,8 @@ export class RecipientReader {
       void client.query(copy as never);
       return await copy.done;
     } catch (err) {
+      // rows PostgreSQL sent but the decoder refused: not a connection problem
+      if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
       throw wrapPgError(err, 'read audience page');
     } finally {
       client.release();
