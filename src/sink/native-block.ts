@@ -73,6 +73,14 @@ export interface BlockMark {
   segment: number;
 }
 
+/** each column's name and type, which precede its values in every block */
+const COLUMN_HEADS: readonly Buffer[] = EVENT_COLUMNS.map(([name, type]) => {
+  const head = new Column(name.length + type.length + 10);
+  head.string(name);
+  head.string(type);
+  return head.buf.subarray(0, head.len);
+});
+
 function putBytes(col: Column, value: Buffer | number, width: number): void {
   const buf = col.ensure(width);
   if (typeof value === 'number') buf[col.len++] = value;
@@ -91,6 +99,8 @@ export class EventBlockWriter {
   private readonly batch: Column;
   private readonly deliveredAt: Column;
   private readonly segment: Column;
+  /** the columns in block order, each with its width in bytes or the mark that bounds its values */
+  private readonly columns: ReadonlyArray<readonly [Column, number | 'user' | 'error' | 'segment']>;
   private readonly batchBytes = Buffer.allocUnsafe(8);
   private readonly u64 = Buffer.allocUnsafe(8);
   private readonly u32 = Buffer.allocUnsafe(4);
@@ -105,6 +115,16 @@ export class EventBlockWriter {
     this.batch = new Column(expectedRows * 8);
     this.deliveredAt = new Column(expectedRows * 4);
     this.segment = new Column(expectedRows);
+    this.columns = [
+      [this.campaign, FIXED.campaign],
+      [this.user, 'user'],
+      [this.kind, FIXED.kind],
+      [this.at, FIXED.at],
+      [this.error, 'error'],
+      [this.batch, FIXED.batch],
+      [this.deliveredAt, FIXED.deliveredAt],
+      [this.segment, 'segment'],
+    ];
     this.batchBytes.writeBigUInt64LE(batch);
   }
 
@@ -178,28 +198,12 @@ export class EventBlockWriter {
     let off = writeVarint(head, 0, EVENT_COLUMNS.length);
     off = writeVarint(head, off, rows);
     const parts: Buffer[] = [head.subarray(0, off)];
-    const columns: Array<[Column, keyof BlockMark | number]> = [
-      [this.campaign, FIXED.campaign],
-      [this.user, 'user'],
-      [this.kind, FIXED.kind],
-      [this.at, FIXED.at],
-      [this.error, 'error'],
-      [this.batch, FIXED.batch],
-      [this.deliveredAt, FIXED.deliveredAt],
-      [this.segment, 'segment'],
-    ];
-    columns.forEach(([col, unit], i) => {
-      const [name, type] = EVENT_COLUMNS[i]!;
-      const meta = new Column(name.length + type.length + 10);
-      meta.string(name);
-      meta.string(type);
-      parts.push(meta.buf.subarray(0, meta.len));
+    this.columns.forEach(([col, unit], i) => {
+      parts.push(COLUMN_HEADS[i]!);
       if (all) parts.push(col.buf.subarray(0, col.len));
       else {
         const slices = ranges.map(({ start, end }) =>
-          typeof unit === 'number'
-            ? col.buf.subarray(start.rows * unit, end.rows * unit)
-            : col.buf.subarray(start[unit] as number, end[unit] as number),
+          typeof unit === 'number' ? col.buf.subarray(start.rows * unit, end.rows * unit) : col.buf.subarray(start[unit], end[unit]),
         );
         parts.push(Buffer.concat(slices));
       }

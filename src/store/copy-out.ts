@@ -47,9 +47,8 @@ export class BufferSink implements CopySink<Buffer> {
   }
 }
 
-export class CopyOut<T = Buffer> {
+export class CopyOut<T> {
   readonly done: Promise<T>;
-  private readonly sink: CopySink<T>;
   private resolve!: (b: T) => void;
   private reject!: (err: Error) => void;
   private connection: PgConnection | null = null;
@@ -65,9 +64,8 @@ export class CopyOut<T = Buffer> {
 
   constructor(
     readonly text: string,
-    sink?: CopySink<T>,
+    private readonly sink: CopySink<T>,
   ) {
-    this.sink = sink ?? (new BufferSink() as unknown as CopySink<T>);
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;

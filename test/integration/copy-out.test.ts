@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDb, type Db } from '../../src/store/db.js';
-import { CopyOut, type CopySink } from '../../src/store/copy-out.js';
+import { BufferSink, CopyOut, type CopySink } from '../../src/store/copy-out.js';
 import { RecipientRowDecoder } from '../../src/store/copy-binary.js';
 import { unpackStrings } from '../../src/domain/packed-ids.js';
 
@@ -13,10 +13,12 @@ describe('COPY OUT (store/copy-out.ts)', () => {
     await db?.end();
   });
 
-  async function copy<T = Buffer>(sql: string, sink?: CopySink<T>): Promise<T> {
+  const copy = (sql: string): Promise<Buffer> => copyInto(sql, new BufferSink());
+
+  async function copyInto<T>(sql: string, sink: CopySink<T>): Promise<T> {
     const client = await db.connect();
     try {
-      const c = new CopyOut<T>(sql, sink);
+      const c = new CopyOut(sql, sink);
       void client.query(c as never);
       return await c.done;
     } finally {
@@ -47,7 +49,7 @@ describe('COPY OUT (store/copy-out.ts)', () => {
       `COPY (SELECT i::bigint * 4294967296 + 7, CASE i % 4 WHEN 0 THEN 'tab\tnew\nline\\back' WHEN 1 THEN 'ünïcödé-' || i ` +
       `WHEN 2 THEN repeat('x', 200 + i % 300) ELSE 'user-' || i END, CASE WHEN i % 3 = 0 THEN NULL ELSE 'a' || i END ` +
       `FROM generate_series(1, 100000) i) TO STDOUT (FORMAT binary)`;
-    const page = await copy(sql, new RecipientRowDecoder(true, false));
+    const page = await copyInto(sql, new RecipientRowDecoder(true, false));
     expect(page.ids.length).toBe(100_000);
     const users = unpackStrings(page.users, 100_000);
     for (const i of [1, 2, 3, 4, 299, 77_777, 100_000]) {
@@ -60,7 +62,7 @@ describe('COPY OUT (store/copy-out.ts)', () => {
 
   it('fails the query on rows the decoder refuses, and the connection goes on working', async () => {
     const sql = `COPY (SELECT i::bigint, CASE WHEN i = 60000 THEN '' ELSE 'u' || i END FROM generate_series(1, 100000) i) TO STDOUT (FORMAT binary)`;
-    await expect(copy(sql, new RecipientRowDecoder(false, false))).rejects.toThrow(/recipient 60000: empty or null user_id/);
+    await expect(copyInto(sql, new RecipientRowDecoder(false, false))).rejects.toThrow(/recipient 60000: empty or null user_id/);
     expect((await db.query('SELECT 41 + 1 AS n')).rows[0].n).toBe(42);
   });
 });
