@@ -18,6 +18,8 @@ export const DEFAULTS = {
   chunkSize: 500, // HERALD_CHUNK_SIZE: recipients per chunk when a campaign does not say
   maxBodyBytes: 1 << 20, // HERALD_MAX_BODY_BYTES: JSON request bodies; larger → 413
   maxImportBytes: 2 ** 31, // HERALD_MAX_IMPORT_BYTES: recipient import bodies (streamed); larger → 413
+  importAnswerWaitMs: 3000, // HERALD_IMPORT_ANSWER_WAIT_MS: an import request waits this long for its merge, then answers 202 with the job
+  importSweepMs: 5000, // HERALD_IMPORT_SWEEP_MS: how often import jobs left by a stopped process are looked for and resumed
   pollMs: 1000, // HERALD_POLL_MS: how often a dispatcher looks for campaigns to host (pub/sub wakes it sooner)
   reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over
   leaseMs: 10_000, // HERALD_LEASE_MS: campaign ownership lease; renewed every third of it
@@ -62,6 +64,8 @@ export interface Config {
   chunkSize: number;
   maxBodyBytes: number;
   maxImportBytes: number;
+  importAnswerWaitMs: number;
+  importSweepMs: number;
   pollMs: number;
   reclaimIdleMs: number;
   leaseMs: number;
@@ -89,6 +93,9 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['chunkSize', 'HERALD_CHUNK_SIZE', 1, 100_000],
   ['maxBodyBytes', 'HERALD_MAX_BODY_BYTES', 1024, 2 ** 31],
   ['maxImportBytes', 'HERALD_MAX_IMPORT_BYTES', 1024, 2 ** 40],
+  // The wait stays well under uWebSockets.js's ~10 s idle timeout, which would close the connection unanswered.
+  ['importAnswerWaitMs', 'HERALD_IMPORT_ANSWER_WAIT_MS', 0, 8000],
+  ['importSweepMs', 'HERALD_IMPORT_SWEEP_MS', 100, 3_600_000],
   ['pollMs', 'HERALD_POLL_MS', 10, 3_600_000],
   ['reclaimIdleMs', 'HERALD_RECLAIM_IDLE_MS', 100, 86_400_000],
   ['leaseMs', 'HERALD_LEASE_MS', 300, 3_600_000],

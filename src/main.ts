@@ -14,6 +14,9 @@ import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
 import { CampaignRepo } from './store/campaign-repo.js';
 import { AudienceRepo } from './store/audience-repo.js';
+import { ImportRepo } from './store/import-repo.js';
+import { ImportJobs } from './import/import-jobs.js';
+import { MAX_KEPT_REJECTED } from './domain/import-job.js';
 import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
 import { uint64List, uintList } from './clickhouse/sql.js';
@@ -163,7 +166,16 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
 
   let api: ApiServer | null = null;
   let wsSubscriber: Redis | null = null;
+  let imports: ImportJobs | null = null;
   if (opts.api !== false) {
+    imports = new ImportJobs(new ImportRepo(db, MAX_KEPT_REJECTED), {
+      answerWaitMs: cfg.importAnswerWaitMs,
+      sweepMs: cfg.importSweepMs,
+      maxImportBytes: cfg.maxImportBytes,
+      progressMs: 1000,
+      log,
+    });
+    imports.start();
     const progress = new ProgressReader(ch);
     wsSubscriber = redis.duplicate();
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
@@ -188,6 +200,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         apiKeys: cfg.apiKeys,
         maxBodyBytes: cfg.maxBodyBytes,
         maxImportBytes: cfg.maxImportBytes,
+        imports,
         defaultChunkSize: cfg.chunkSize,
         audiences,
         campaigns,
@@ -247,6 +260,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     stop() {
       stopping ??= (async () => {
         await api?.close();
+        await imports?.stop(10_000);
         wsSubscriber?.disconnect();
         await dispatcher?.stop();
         await withTimeout(sink.close(), 30_000).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));

@@ -28,6 +28,13 @@ export function bodyReadable(res: HttpResponse, state: ResponseState, maxBytes: 
       cb(err);
     },
   });
+  // A client that goes away mid-body fails the stream, so whatever consumes it stops (and rolls back).
+  // One that goes away after its last byte does not: the body is whole.
+  let complete = false;
+  state.onAbort(() => {
+    if (!complete && !readable.destroyed)
+      readable.destroy(new HeraldError('BAD_REQUEST', 'body: the request was aborted before its end', { field: 'body' }));
+  });
   res.onData((ab, isLast) => {
     if (readable.destroyed) return;
     total += ab.byteLength;
@@ -37,6 +44,7 @@ export function bodyReadable(res: HttpResponse, state: ResponseState, maxBytes: 
     }
     const more = readable.push(Buffer.from(new Uint8Array(ab)));
     if (isLast) {
+      complete = true;
       // uWS may deliver the rest of its read buffer after pause(): the last chunk can arrive paused.
       readable.push(null);
       resume();

@@ -30,7 +30,7 @@ export interface RequestInfo {
   url: string;
   query: URLSearchParams;
   params: string[];
-  headers: { authorization: string; contentType: string; contentLength: number | null };
+  headers: { authorization: string; contentType: string; contentEncoding: string; contentLength: number | null };
 }
 
 export interface Reply {
@@ -42,10 +42,19 @@ export interface Reply {
 export class ResponseState {
   aborted = false;
   ended = false;
+  // uWS takes one onAborted handler per response: this one, which tells every listener.
+  private readonly abortListeners: Array<() => void> = [];
   constructor(readonly res: HttpResponse) {
     res.onAborted(() => {
       this.aborted = true;
+      for (const listener of this.abortListeners) listener();
     });
+  }
+
+  /** `listener` runs when the client goes away before the answer (at once if it already has). */
+  onAbort(listener: () => void): void {
+    if (this.aborted) listener();
+    else this.abortListeners.push(listener);
   }
 
   send(reply: Reply): void {
@@ -78,6 +87,7 @@ export function copyRequest(req: HttpRequest, paramCount: number): RequestInfo {
     headers: {
       authorization: req.getHeader('authorization'),
       contentType: req.getHeader('content-type').toLowerCase(),
+      contentEncoding: req.getHeader('content-encoding'),
       contentLength: len === '' ? null : Number(len),
     },
   };

@@ -21,17 +21,15 @@ import type { ProgressReader } from '../progress/progress-reader.js';
 import type { StatsReader } from '../progress/stats-reader.js';
 import { registerUserRoutes, type UserApiDeps } from './user-routes.js';
 import { registerDashboard } from './dashboard-routes.js';
-import { bodyReadable } from './body-stream.js';
 import { checkBearer, copyRequest, errorReply, readJson, ResponseState, type Reply, type RequestInfo } from './http.js';
-import { csvToCopy, importFormat, ndjsonToCopy, type ImportReport } from './recipient-import.js';
+import { registerImportRoutes, type ImportApiDeps } from './import-routes.js';
 import { campaignView } from './views.js';
 import type { WsStats } from '../ws/ws-server.js';
 
-export interface ApiDeps extends UserApiDeps {
+export interface ApiDeps extends UserApiDeps, ImportApiDeps {
   stats: StatsReader;
   apiKeys: readonly string[];
   maxBodyBytes: number;
-  maxImportBytes: number;
   defaultChunkSize: number;
   audiences: AudienceRepo;
   campaigns: CampaignRepo;
@@ -82,37 +80,7 @@ export function registerRoutes(app: TemplatedApp, deps: ApiDeps, wsStats: () => 
     return { status: 201, body: { id: a.id, name: a.name, created_at: a.createdAt.toISOString() } };
   });
 
-  route('post', '/v1/audiences/:id/recipients', async (info, res, state) => {
-    const id = parseId(info.params[0], 'id');
-    const format = importFormat(info.headers.contentType);
-    if (info.headers.contentLength !== null && info.headers.contentLength > deps.maxImportBytes) {
-      throw new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${deps.maxImportBytes} bytes`, {
-        field: 'body',
-        limit: deps.maxImportBytes,
-      });
-    }
-    const body = bodyReadable(res, state, deps.maxImportBytes);
-    const report: ImportReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
-    const batches = format === 'csv' ? csvToCopy(body, report) : ndjsonToCopy(body, report);
-    let imported: number;
-    try {
-      imported = await deps.audiences.importCopy(id, batches);
-    } finally {
-      body.destroy();
-    }
-    // CSV parse errors are reported by event, ahead of rows read before them: answer in line order.
-    report.rejected.sort((x, y) => x.line - y.line);
-    return {
-      status: 200,
-      body: {
-        imported,
-        duplicates: report.accepted - imported,
-        rejected: report.rejected,
-        rejected_count: report.rejectedCount,
-        total: report.total,
-      },
-    };
-  });
+  registerImportRoutes(route, deps);
 
   route('post', '/v1/campaigns', async (info, res, state) => {
     const input = validateCreateCampaign(await readJson(res, state, info, deps.maxBodyBytes));

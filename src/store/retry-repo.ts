@@ -7,6 +7,7 @@
 import { HeraldError } from '../errors.js';
 import { copyField } from '../domain/recipient-line.js';
 import { copyIn, inTransaction, type Db } from './db.js';
+import { createPartition } from './recipient-partitions.js';
 
 export interface RetryStart {
   /** recipients in the new round (0: nothing had failed, and the campaign stays completed) */
@@ -45,12 +46,12 @@ export class RetryRepo {
         `retry of campaign ${campaignId} (${row.name})`,
       ]);
       const audienceId = a.rows[0]!.id;
+      await createPartition(client, audienceId);
       // In the campaign audience's order, with the addresses and attributes it has now.
       const r = await client.query(
-        `INSERT INTO recipients (audience_id, user_id, address, attrs)
-         SELECT $1, r.user_id, r.address, r.attrs FROM recipients r
-         WHERE r.audience_id = $2 AND r.user_id IN (SELECT user_id FROM retry_stage)
-         ORDER BY r.id`,
+        `INSERT INTO recipients (audience_id, id, user_id, address, attrs)
+         SELECT $1, row_number() OVER (ORDER BY r.id), r.user_id, r.address, r.attrs FROM recipients r
+         WHERE r.audience_id = $2 AND r.user_id IN (SELECT user_id FROM retry_stage)`,
         [audienceId, row.audience_id],
       );
       const retrying = r.rowCount ?? 0;

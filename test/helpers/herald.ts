@@ -74,8 +74,9 @@ export class Api {
   async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
     const init: RequestInit = { method, headers: { authorization: `Bearer ${this.key}`, ...headers } };
     if (body !== undefined) {
-      init.body = typeof body === 'string' || body instanceof Uint8Array ? (body as string) : JSON.stringify(body);
-      if (typeof body !== 'string') (init.headers as Record<string, string>)['content-type'] = 'application/json';
+      const raw = typeof body === 'string' || body instanceof Uint8Array;
+      init.body = raw ? (body as string) : JSON.stringify(body);
+      if (!raw) (init.headers as Record<string, string>)['content-type'] = 'application/json';
     }
     let res: Response;
     try {

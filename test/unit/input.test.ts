@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseId, validateCreateCampaign, validateListCampaigns } from '../../src/domain/campaign-input.js';
 import { copyLine, fastCopyLine, parseNdjsonLine, validateRecipient } from '../../src/domain/recipient-line.js';
-import { ndjsonToCopy, type ImportReport } from '../../src/api/recipient-import.js';
+import { ndjsonToCopy, type ImportReport } from '../../src/import/recipient-import.js';
 import { Readable } from 'node:stream';
 import type { HeraldError } from '../../src/errors.js';
 import { loadConfig, requireApiKeys } from '../../src/config.js';
@@ -80,6 +80,8 @@ describe('recipient lines', () => {
     '{"user_id":"u-2","address":"a@b.c"}',
     '{"user_id":"x","address":""}',
     `{"user_id":"${'x'.repeat(256)}","address":"${'a'.repeat(2048)}"}`,
+    '{"user_id":"u","address":"a","attrs":{"c":"FR"}}',
+    '{"user_id":"u","attrs":{"n":[1,-2.5,true,null],"s":"a\\\\b\\"c","o":{}}}',
   ];
   const general = [
     '{"user_id":"ü"}', // non-ASCII
@@ -87,7 +89,6 @@ describe('recipient lines', () => {
     '{"user_id": "spaced"}',
     '{"address":"a","user_id":"b"}',
     '{"user_id":42}',
-    '{"user_id":"u","address":"a","attrs":{"c":"FR"}}',
     '{"user_id":"u","address":null}',
     '{"user_id":""}',
     `{"user_id":"${'x'.repeat(257)}"}`,

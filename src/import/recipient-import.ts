@@ -22,15 +22,6 @@ export const MAX_REJECTED = 1000;
 const BATCH_CHARS = 256 * 1024;
 const BATCH_BYTES = 256 * 1024;
 
-export type ImportFormat = 'ndjson' | 'csv';
-
-export function importFormat(contentType: string): ImportFormat {
-  const base = contentType.split(';')[0]!.trim();
-  if (base === 'text/csv') return 'csv';
-  if (base === 'application/x-ndjson' || base === 'application/ndjson' || base === 'application/jsonl' || base === '') return 'ndjson';
-  throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/x-ndjson or text/csv', { field: 'content-type' });
-}
-
 function reject(report: ImportReport, line: number, error: string): void {
   report.rejectedCount++;
   if (report.rejected.length < MAX_REJECTED) report.rejected.push({ line, error });
@@ -52,7 +43,7 @@ export async function* ndjsonToCopy(body: Readable, report: ImportReport): Async
     let first = start;
     while (first < end && (buf[first] === 0x20 || buf[first] === 0x09)) first++;
     if (first === end) return;
-    if (off + (end - start) + 64 > out.length) out = withRoom(out, off, end - start + 64);
+    if (off + 2 * (end - start) + 64 > out.length) out = withRoom(out, off, 2 * (end - start) + 64);
     const next = fastCopyLine(buf, start, end, lineNo, out, off);
     if (next >= 0) {
       report.total++;
