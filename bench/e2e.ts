@@ -197,7 +197,12 @@ const imp = await fetch(`${api}/v1/audiences/${audience.id}/recipients`, {
   body: Readable.toWeb(createReadStream(upload, { highWaterMark: 1 << 20 })) as ReadableStream,
   duplex: 'half',
 } as RequestInit);
-const imported = (await imp.json()) as { imported: number };
+let imported = (await imp.json()) as { imported: number; status: string; import_id: number };
+// A large import answers 202 once its body is staged; the job says when it is in.
+while (imported.status !== 'completed' && imported.status !== 'failed') {
+  await sleep(100);
+  imported = (await call('GET', `/v1/imports/${imported.import_id}`)) as typeof imported;
+}
 const importS = (performance.now() - t) / 1000;
 await rm(upload, { force: true });
 if (imported.imported !== N) throw new Error(`imported ${imported.imported} of ${N}`);

@@ -168,7 +168,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let wsSubscriber: Redis | null = null;
   let imports: ImportJobs | null = null;
   if (opts.api !== false) {
-    imports = new ImportJobs(new ImportRepo(db, MAX_KEPT_REJECTED), {
+    const importRepo = new ImportRepo(db, MAX_KEPT_REJECTED);
+    imports = new ImportJobs(importRepo, {
       answerWaitMs: cfg.importAnswerWaitMs,
       sweepMs: cfg.importSweepMs,
       maxImportBytes: cfg.maxImportBytes,
@@ -176,6 +177,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       log,
     });
     imports.start();
+    const importJobs = imports;
     const progress = new ProgressReader(ch);
     wsSubscriber = redis.duplicate();
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
@@ -239,6 +241,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       },
       {
         hub: { campaigns, progress, live: new LiveCounters(redis, keys), subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
+        imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
         options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
       },
     );

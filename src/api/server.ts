@@ -3,6 +3,8 @@ import uWS from 'uWebSockets.js';
 import { registerRoutes, type ApiDeps } from './routes.js';
 import { ProgressHub, type HubDeps } from '../ws/progress-hub.js';
 import { registerWebSocket, type WsEndpoint, type WsOptions, type WsStats } from '../ws/ws-server.js';
+import { ImportHub, type ImportHubDeps } from '../ws/import-hub.js';
+import type { ImportJob } from '../domain/import-job.js';
 
 export interface ApiServer {
   port: number;
@@ -15,17 +17,25 @@ export interface ApiServer {
 
 export interface WsSetup {
   hub: Omit<HubDeps, 'publish'>;
+  /** import job progress; `watch` hears of jobs this process changes */
+  imports: Omit<ImportHubDeps, 'publish'> & { watch(fn: (job: ImportJob) => void): void };
   options: WsOptions;
 }
 
 export async function startApi(host: string, port: number, deps: ApiDeps, ws: WsSetup | null = null): Promise<ApiServer> {
   const app = uWS.App();
   let hub: ProgressHub | null = null;
+  let importHub: ImportHub | null = null;
   let sockets: WsEndpoint | null = null;
   if (ws !== null) {
-    hub = new ProgressHub({ ...ws.hub, publish: (topic, message, binary) => app.publish(topic, message, binary) });
-    sockets = registerWebSocket(app, hub, ws.options);
+    const publish = (topic: string, message: string | Buffer, binary: boolean): void => void app.publish(topic, message, binary);
+    hub = new ProgressHub({ ...ws.hub, publish });
+    importHub = new ImportHub({ ...ws.imports, publish });
+    const imports = importHub;
+    ws.imports.watch((job) => imports.changed(job));
+    sockets = registerWebSocket(app, { progress: hub, imports: importHub }, ws.options);
     await hub.start();
+    importHub.start();
   }
   registerRoutes(app, deps, () => sockets?.stats() ?? null);
   return new Promise((resolve, reject) => {
@@ -42,6 +52,7 @@ export async function startApi(host: string, port: number, deps: ApiDeps, ws: Ws
           uWS.us_listen_socket_close(socket);
           sockets?.close();
           await hub?.stop();
+          await importHub?.stop();
           app.close();
         },
       });

@@ -112,6 +112,16 @@ export class ImportRepo {
     }
   }
 
+  async getMany(ids: readonly number[]): Promise<ImportJob[]> {
+    if (ids.length === 0) return [];
+    try {
+      const r = await this.db.query<ImportRow>(`SELECT ${COLUMNS} FROM imports WHERE id = ANY($1::bigint[])`, [ids]);
+      return r.rows.map(toJob);
+    } catch (err) {
+      throw wrapPgError(err, 'read imports');
+    }
+  }
+
   /** Newest first; `before`: an id, for the next page. */
   async listByAudience(audienceId: number, opts: { limit: number; before: number | null }): Promise<ImportJob[]> {
     try {
@@ -172,7 +182,7 @@ export class ImportRepo {
       const c = opts.counts();
       await client.query(
         `UPDATE imports SET status = 'merging', received_bytes = $2, total = $3, staged = $4, rejected_count = $5,
-           rejected = $6, content_sha256 = $7, received_at = now() WHERE id = $1`,
+           rejected = $6, content_sha256 = $7, received_at = clock_timestamp() WHERE id = $1`,
         [id, c.receivedBytes, c.total, c.staged, c.rejectedCount, JSON.stringify(c.rejected.slice(0, this.keptRejected)), c.contentSha256],
       );
       await client.query('COMMIT');
@@ -301,7 +311,7 @@ export class ImportRepo {
     }
     if (home !== 'none' || sameAs !== null || row.staged === 0) await client.query(`DROP TABLE ${stage}`);
     await client.query(
-      `UPDATE imports SET status = 'completed', imported = $2, duplicates = staged - $2, same_as = $3, finished_at = now() WHERE id = $1`,
+      `UPDATE imports SET status = 'completed', imported = $2, duplicates = staged - $2, same_as = $3, finished_at = clock_timestamp() WHERE id = $1`,
       [row.id, imported, sameAs],
     );
     return { imported, home };
@@ -315,30 +325,57 @@ export class ImportRepo {
    */
   private async attachStage(client: pg.PoolClient, row: ImportRow): Promise<number> {
     const stage = stageTable(row.id);
-    const addUnique = `ALTER TABLE ${stage} ADD CONSTRAINT ${stage}_user_key UNIQUE (audience_id, user_id)`;
+    // The two indexes are built side by side, the primary key's on a connection of its own: each
+    // build is one sort on one core, and nothing else runs during a merge. Both are plain unique
+    // indexes first (builds on one table do not block each other) and become constraints after.
+    // A build left over from a merge that died is kept (IF NOT EXISTS).
+    const primary = this.buildIndex(`CREATE UNIQUE INDEX IF NOT EXISTS ${stage}_pkey ON ${stage} (audience_id, id) INCLUDE (user_id)`);
+    const addUnique = `CREATE UNIQUE INDEX IF NOT EXISTS ${stage}_user_key ON ${stage} (audience_id, user_id)`;
     let duplicates = 0;
-    await client.query('SAVEPOINT unique_users');
     try {
-      await client.query(addUnique);
-    } catch (err) {
-      if ((err as { code?: string }).code !== '23505') throw err;
-      await client.query('ROLLBACK TO SAVEPOINT unique_users');
-      const d = await client.query(
-        `DELETE FROM ${stage} s USING (SELECT user_id, min(id) AS first FROM ${stage} GROUP BY user_id HAVING count(*) > 1) k
-         WHERE s.user_id = k.user_id AND s.id > k.first`,
-      );
-      duplicates = d.rowCount ?? 0;
-      await client.query(addUnique);
+      await client.query('SAVEPOINT unique_users');
+      try {
+        await client.query(addUnique);
+      } catch (err) {
+        if ((err as { code?: string }).code !== '23505') throw err;
+        await client.query('ROLLBACK TO SAVEPOINT unique_users');
+        const d = await client.query(
+          `DELETE FROM ${stage} s USING (SELECT user_id, min(id) AS first FROM ${stage} GROUP BY user_id HAVING count(*) > 1) k
+           WHERE s.user_id = k.user_id AND s.id > k.first`,
+        );
+        duplicates = d.rowCount ?? 0;
+        await client.query(addUnique);
+      }
+    } finally {
+      await primary.catch(() => undefined);
     }
-    await client.query(`ALTER TABLE ${stage} ADD CONSTRAINT ${stage}_pkey PRIMARY KEY (audience_id, id) INCLUDE (user_id)`);
+    await primary;
     const partition = partitionName(row.audience_id);
+    await client.query(`ALTER TABLE ${stage} ADD CONSTRAINT ${partition}_pkey PRIMARY KEY USING INDEX ${stage}_pkey`);
+    await client.query(`ALTER TABLE ${stage} ADD CONSTRAINT ${partition}_user_key UNIQUE USING INDEX ${stage}_user_key`);
     await client.query(`ALTER TABLE ${stage} RESET (autovacuum_enabled)`);
     await client.query(`ALTER TABLE ${stage} RENAME TO ${partition}`);
-    await client.query(`ALTER INDEX ${stage}_pkey RENAME TO ${partition}_pkey`);
-    await client.query(`ALTER INDEX ${stage}_user_key RENAME TO ${partition}_user_key`);
     await client.query(`ALTER TABLE ${partition} RENAME CONSTRAINT ${stage}_audience_check TO ${partition}_audience_check`);
     await client.query(`ALTER TABLE recipients ATTACH PARTITION ${partition} FOR VALUES IN (${Math.trunc(row.audience_id)})`);
     return row.staged - duplicates;
+  }
+
+  /** One index build on a pooled connection of its own (its own transaction). */
+  private async buildIndex(sql: string): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.db.connect();
+    } catch (err) {
+      throw wrapPgError(err, 'connect for an index build');
+    }
+    try {
+      await client.query(`SET client_connection_check_interval = '1s'`);
+      await client.query(sql);
+    } catch (err) {
+      throw wrapPgError(err, 'build an index');
+    } finally {
+      client.release();
+    }
   }
 
   /**

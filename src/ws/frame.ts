@@ -45,7 +45,10 @@ export function encodeFrame(frame: ProgressFrame | Record<string, unknown>, form
   return format === 'json' ? JSON.stringify(frame) : packr.pack(frame);
 }
 
-export type ClientMessage = { subscribe: number | '*' } | { unsubscribe: number | '*' };
+/** What a client watches: a campaign, every campaign (`*`), or an import job (`"import:<id>"`). */
+export type Target = number | '*' | { importId: number };
+
+export type ClientMessage = { subscribe: Target } | { unsubscribe: Target };
 
 /** Parses one client message; an Error names what is wrong (the server answers with an error frame). */
 export function parseClientMessage(data: ArrayBuffer | Buffer | string): ClientMessage | Error {
@@ -71,7 +74,12 @@ export function parseClientMessage(data: ArrayBuffer | Buffer | string): ClientM
   const key = keys[0] as 'subscribe' | 'unsubscribe';
   const raw = (v as Record<string, unknown>)[key];
   if (raw === '*') return { [key]: '*' } as ClientMessage;
+  const imp = typeof raw === 'string' ? /^import:(\d{1,15})$/.exec(raw) : null;
+  if (imp !== null) {
+    const importId = Number(imp[1]);
+    return importId >= 1 ? ({ [key]: { importId } } as ClientMessage) : new Error(`${key}: must be a campaign id, "*" or "import:<id>"`);
+  }
   const id = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(id) || id < 1) return new Error(`${key}: must be a campaign id or "*"`);
+  if (!Number.isSafeInteger(id) || id < 1) return new Error(`${key}: must be a campaign id, "*" or "import:<id>"`);
   return { [key]: id } as ClientMessage;
 }

@@ -14,6 +14,7 @@ import { verifyWsToken } from '../domain/tokens.js';
 import { checkBearer } from '../api/http.js';
 import { encodeFrame, parseClientMessage, type FrameFormat } from './frame.js';
 import { campaignTopic, type ProgressHub } from './progress-hub.js';
+import { importTopic, type ImportHub } from './import-hub.js';
 
 export interface WsOptions {
   apiKeys: readonly string[];
@@ -26,6 +27,8 @@ export interface WsOptions {
 interface Client {
   format: FrameFormat;
   subs: Set<number | '*'>;
+  /** import jobs it watches */
+  imports: Set<number>;
   closed: boolean;
   /** since when its buffer has been past the limit (0: it is not) */
   slowSince: number;
@@ -50,7 +53,15 @@ export interface WsEndpoint {
   stats(): WsStats;
 }
 
-export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsOptions): WsEndpoint {
+export interface Hubs {
+  progress: ProgressHub;
+  /** null: import progress is not served here */
+  imports: ImportHub | null;
+}
+
+export function registerWebSocket(app: TemplatedApp, hubs: Hubs, opts: WsOptions): WsEndpoint {
+  const hub = hubs.progress;
+  const importHub = hubs.imports;
   const sockets = new Set<WebSocket<Client>>();
   let closedSlow = 0;
   const send = (ws: WebSocket<Client>, frame: object): void => {
@@ -88,7 +99,7 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
         return;
       }
       res.upgrade<Client>(
-        { format, subs: new Set(), closed: false, slowSince: 0, missed: false, endingSince: 0, closeSent: false },
+        { format, subs: new Set(), imports: new Set(), closed: false, slowSince: 0, missed: false, endingSince: 0, closeSent: false },
         key,
         protocol,
         extensions,
@@ -105,8 +116,14 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
         send(ws, { error: msg.message });
         return;
       }
+      const target = 'subscribe' in msg ? msg.subscribe : msg.unsubscribe;
+      if (typeof target === 'object') {
+        if (importHub === null) send(ws, { error: 'import progress is not served here', import_id: target.importId });
+        else watchImport(ws, importHub, target.importId, 'subscribe' in msg);
+        return;
+      }
       if ('subscribe' in msg) {
-        const id = msg.subscribe;
+        const id = target;
         if (c.subs.has(id)) return;
         c.subs.add(id);
         hub.subscribe(id);
@@ -118,7 +135,7 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
           );
         }
       } else {
-        const id = msg.unsubscribe;
+        const id = target;
         if (!c.subs.delete(id)) return;
         hub.unsubscribe(id);
         ws.unsubscribe(campaignTopic(id, c.format));
@@ -140,6 +157,7 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
       if (c.missed) {
         c.missed = false;
         for (const frame of hub.latestOf(c.subs)) send(ws, frame);
+        for (const frame of importHub?.latestOf(c.imports) ?? []) send(ws, frame);
       }
     },
     close: (ws) => {
@@ -148,8 +166,29 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
       sockets.delete(ws);
       for (const id of c.subs) hub.unsubscribe(id);
       c.subs.clear();
+      for (const id of c.imports) importHub?.unsubscribe(id);
+      c.imports.clear();
     },
   });
+
+  const watchImport = (ws: WebSocket<Client>, imports: ImportHub, id: number, on: boolean): void => {
+    const c = ws.getUserData();
+    if (!on) {
+      if (c.imports.delete(id)) {
+        imports.unsubscribe(id);
+        ws.unsubscribe(importTopic(id, c.format));
+      }
+      return;
+    }
+    if (c.imports.has(id)) return;
+    c.imports.add(id);
+    imports.subscribe(id);
+    ws.subscribe(importTopic(id, c.format));
+    imports.current(id).then(
+      (frame) => send(ws, frame ?? { error: `import ${id} not found`, import_id: id }),
+      (err: unknown) => send(ws, { error: `import progress unavailable: ${(err as Error).message}`, import_id: id }),
+    );
+  };
 
   const reason = `too slow: over ${opts.maxBackpressure} bytes unsent for ${opts.slowCloseMs} ms`;
   // uWS drops any frame, the close frame too, sent while the buffer is past the limit: the close frame
@@ -167,6 +206,7 @@ export function registerWebSocket(app: TemplatedApp, hub: ProgressHub, opts: WsO
     closedSlow++;
     // Nothing more for it but the close frame.
     for (const id of c.subs) ws.unsubscribe(campaignTopic(id, c.format));
+    for (const id of c.imports) ws.unsubscribe(importTopic(id, c.format));
     closeWhenRoom(ws);
   };
 

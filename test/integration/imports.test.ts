@@ -12,6 +12,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startTestHerald, useHerald, Api } from '../helpers/herald.js';
 import { spawnHerald } from '../helpers/child-herald.js';
+import { WsClient } from '../helpers/ws-client.js';
 import { migratePostgres, SCHEMAS_DIR } from '../../src/migrate/migrate.js';
 
 const ctx = useHerald({ importSweepMs: 200 });
@@ -164,6 +165,54 @@ describe('imports as jobs', () => {
     expect(y.body.status).toBe('completed');
     expect(x.body.imported + y.body.imported).toBe(55_000 - 20_000);
     expect(await audienceCount(id)).toBe(55_000);
+  });
+
+  it('shows the progress of an import on the WebSocket, from receiving to completed', async () => {
+    const { api, herald } = ctx;
+    const id = await newAudience(api, 'watched');
+    const ws = await WsClient.open(`ws://127.0.0.1:${herald.port}/v1/ws`, { authorization: `Bearer ${api.key}` });
+    try {
+      const req = request({
+        host: '127.0.0.1',
+        port: herald.port,
+        method: 'POST',
+        path: `/v1/audiences/${id}/recipients`,
+        headers: { authorization: `Bearer ${api.key}`, 'content-type': 'application/x-ndjson' },
+      });
+      const answer = new Promise<any>((resolve, reject) => {
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(JSON.parse(text)));
+        });
+        req.on('error', reject);
+      });
+      // the body comes slowly, so the job is seen receiving
+      for (let k = 0; k < 12; k++) {
+        req.write(lines(5000, 'w', 1 + k * 5000));
+        await new Promise((res) => setTimeout(res, 250));
+        if (k === 1) {
+          let jobs: any[] = [];
+          while (jobs.length === 0) jobs = (await api.call('GET', `/v1/audiences/${id}/imports`)).body.imports;
+          ws.send({ subscribe: `import:${jobs[0].id}` });
+        }
+      }
+      req.end();
+      const done = await answer;
+      await ws.waitFor((f) => f.import_id === done.import_id && f.status === 'completed');
+      const mine = ws.frames.map((f) => f.frame).filter((f) => f.import_id === done.import_id);
+      const receiving = mine.filter((f) => f.status === 'receiving');
+      expect(receiving.length).toBeGreaterThan(1);
+      // bytes and lines only grow while the body comes in
+      for (let i = 1; i < receiving.length; i++)
+        expect(receiving[i]!.received_bytes as number).toBeGreaterThanOrEqual(receiving[i - 1]!.received_bytes as number);
+      expect(receiving.at(-1)!.staged as number).toBeGreaterThan(0);
+      expect(mine.at(-1)).toMatchObject({ status: 'completed', imported: 60_000, audience_id: id });
+      ws.send({ subscribe: 'import:999999' });
+      await ws.waitFor((f) => f.import_id === 999_999 && typeof f.error === 'string');
+    } finally {
+      ws.ws.close();
+    }
   });
 
   it('fails a job whose body stops halfway and leaves the audience as it was', async () => {
