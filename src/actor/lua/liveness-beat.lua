@@ -12,4 +12,7 @@ end
 local t = redis.call('TIME')
 local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
 redis.call('ZADD', KEYS[1], 'GT', expiry, ARGV[1])
+-- The set outlives its last beat by 20 ttls, then goes: a campaign finished (its set dropped) while a
+-- process that beat once more died leaves nothing behind.
+redis.call('PEXPIRE', KEYS[1], ttl * 20)
 return expiry
