@@ -23,6 +23,10 @@ export const DEFAULTS = {
   pollMs: 1000, // HERALD_POLL_MS: how often a dispatcher looks for campaigns to host (pub/sub wakes it sooner)
   reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over
   leaseMs: 10_000, // HERALD_LEASE_MS: campaign ownership lease; renewed every third of it
+  // HERALD_LIVENESS_TTL_MS: a process's heartbeat in each campaign it sends for, renewed every sixth of it; once it
+  // lapses, the process's chunks (and its lease) are taken over at once. A stall shorter than 5/6 of it loses
+  // nothing; 0 turns it off (a dead process's chunks then wait for HERALD_RECLAIM_IDLE_MS, its lease for HERALD_LEASE_MS)
+  livenessTtlMs: 3_000,
   readCount: 16, // HERALD_READ_COUNT: chunks one XREADGROUP asks for (an instant channel sends them side by side)
   subBatchSize: 50, // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk); pause is checked between
   planAheadChunks: 1200, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
@@ -69,6 +73,7 @@ export interface Config {
   pollMs: number;
   reclaimIdleMs: number;
   leaseMs: number;
+  livenessTtlMs: number;
   readCount: number;
   planAheadChunks: number;
   planPageRows: number;
@@ -99,6 +104,7 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['pollMs', 'HERALD_POLL_MS', 10, 3_600_000],
   ['reclaimIdleMs', 'HERALD_RECLAIM_IDLE_MS', 100, 86_400_000],
   ['leaseMs', 'HERALD_LEASE_MS', 300, 3_600_000],
+  ['livenessTtlMs', 'HERALD_LIVENESS_TTL_MS', 0, 600_000],
   ['readCount', 'HERALD_READ_COUNT', 1, 1000],
   ['planAheadChunks', 'HERALD_PLAN_AHEAD_CHUNKS', 1, 1_000_000],
   ['planPageRows', 'HERALD_PLAN_PAGE_ROWS', 1, 1_000_000],
@@ -182,6 +188,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     } catch {
       errors.push({ field: 'HERALD_PUBLIC_URL', error: 'is not a URL' });
     }
+  }
+  if (cfg.livenessTtlMs > 0 && cfg.livenessTtlMs < 300) {
+    errors.push({ field: 'HERALD_LIVENESS_TTL_MS', error: 'must be 0 (off) or at least 300' });
   }
   if (cfg.sinkMaxBufferedRows < cfg.sinkFlushRows) {
     errors.push({ field: 'HERALD_SINK_MAX_BUFFERED_ROWS', error: 'must be at least HERALD_SINK_FLUSH_ROWS' });

@@ -37,6 +37,7 @@ import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { Ledger } from './actor/ledger.js';
+import { livenessTimings } from './domain/liveness.js';
 import { startApi, type ApiServer } from './api/server.js';
 import { LiveCounters } from './progress/live-counters.js';
 
@@ -81,7 +82,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
   const keys = new Keys(cfg.redisPrefix);
-  const stream = new ChunkStream(redis, keys);
+  const stream = new ChunkStream(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
   const campaigns = new CampaignRepo(db);
   const audiences = new AudienceRepo(db);
   const reader = new RecipientReader(db);
@@ -102,7 +103,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       flushMs: cfg.sinkFlushMs,
       maxBufferedRows: cfg.sinkMaxBufferedRows,
       fence: (campaignId, holder, entryIds) => stream.fence(campaignId, holder, entryIds),
-      fenceValidMs: Math.max(50, Math.floor(cfg.reclaimIdleMs / 3)),
+      fenceValidMs: Math.min(Math.max(50, Math.floor(cfg.reclaimIdleMs / 3)), livenessTimings(cfg.livenessTtlMs).trustMs),
       onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
       onFenced: (campaignId, entryIds, rows) =>
         log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
@@ -146,7 +147,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       channels,
       sink,
       rate: new RateLimiter(redis, keys),
-      ledger: new Ledger(redis, keys),
+      ledger: new Ledger(redis, keys, { livenessTtlMs: cfg.livenessTtlMs }),
       log,
       holderId,
       pollMs: cfg.pollMs,
@@ -155,6 +156,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         readCount: cfg.readCount,
         reclaimIdleMs: cfg.reclaimIdleMs,
         leaseMs: cfg.leaseMs,
+        livenessTtlMs: cfg.livenessTtlMs,
         blockMs: 250,
         completionCheckMs: 50,
         subBatchSize: cfg.subBatchSize,

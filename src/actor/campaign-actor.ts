@@ -18,12 +18,16 @@ import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
 import type { Ledger, StepResult } from './ledger.js';
 import { ChunkSender } from './chunk-sender.js';
+import { Liveness } from './liveness.js';
+import { consumerName, livenessTimings, type LivenessTimings } from '../domain/liveness.js';
 
 export interface ActorOptions {
   workers: number;
   readCount: number;
   reclaimIdleMs: number;
   leaseMs: number;
+  /** HERALD_LIVENESS_TTL_MS (domain/liveness.ts); 0: off, dead consumers wait for reclaimIdleMs */
+  livenessTtlMs: number;
   /** XREADGROUP BLOCK; also bounds how long a stopping consumer takes to notice */
   blockMs: number;
   /** how often the owner checks for completion */
@@ -83,6 +87,9 @@ export class CampaignActor {
   /** re-planning after the stream was lost: planning and completion wait */
   private recovering = false;
   private lastReclaimAt = 0;
+  private lastTakeoverAt = 0;
+  private readonly timings: LivenessTimings;
+  private readonly liveness: Liveness;
   /** the status a ledger step last read from Redis (null: none since the last status change) */
   private announced: string | null = null;
   /** sleepers to wake early (status change, stop) */
@@ -96,10 +103,12 @@ export class CampaignActor {
     this.status = campaign.status;
     this.planningDone = campaign.planningDone;
     this.lease = new Lease(deps.redis, deps.keys, campaign.id, deps.holderId, deps.options.leaseMs);
+    this.timings = livenessTimings(deps.options.livenessTtlMs);
+    this.liveness = new Liveness({ ...deps, campaignId: campaign.id, timings: this.timings });
     this.sender = new ChunkSender({
       ...deps,
       subBatchSize: deps.options.subBatchSize,
-      recheckAfterMs: Math.max(50, Math.floor(deps.options.reclaimIdleMs / 3)),
+      recheckAfterMs: Math.min(Math.max(50, Math.floor(deps.options.reclaimIdleMs / 3)), this.timings.trustMs),
     });
     this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
@@ -119,13 +128,14 @@ export class CampaignActor {
   }
 
   start(): void {
+    this.liveness.start();
     this.loops.push(this.ownerLoop());
     for (let i = 0; i < this.deps.options.workers; i++) {
       const conn = this.deps.redis.duplicate();
       // Connection trouble shows up as failed reads, handled in the loop; the event is only reported.
       conn.on('error', (err: Error) => this.deps.log.debug({ err: err.message, campaignId: this.id }, 'consumer connection'));
       this.conns.push(conn);
-      this.loops.push(this.consumerLoop(conn, `${this.deps.holderId}-${i}`));
+      this.loops.push(this.consumerLoop(conn, consumerName(this.deps.holderId, i)));
     }
   }
 
@@ -160,6 +170,9 @@ export class CampaignActor {
     // cancelled campaign reads the stream's end once it holds the lease).
     await this.planning;
     await this.acks.flush();
+    // Withdrawn before the lease goes, so the next owner leaves what this process still holds (a pause
+    // stopped it mid-chunk) to the idle-time reclaim rather than taking it from a process that is up.
+    await this.liveness.stop().catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'liveness withdrawal failed'));
     if (this.lease.held && onStatus(this.status) === 'stop-and-drop') {
       await this.deps.stream.drop(this.id).catch((err: unknown) => this.deps.log.warn({ err }, 'drop stream failed'));
     }
@@ -220,7 +233,14 @@ export class CampaignActor {
         if (this.lease.held) {
           if (await this.streamLost()) await this.recover();
           if (!this.planningDone && this.planning === null) this.planning = this.plan();
-          // Often, so a dead consumer's chunks wait little more than the idle time (XAUTOCLAIM is one cheap call).
+          // A consumer whose process's heartbeat lapsed (it died, or stalled past the liveness ttl): its
+          // chunks are taken at once.
+          if (this.liveness.enabled && now - this.lastTakeoverAt >= this.timings.scanEveryMs) {
+            this.lastTakeoverAt = now;
+            await this.takeover();
+          }
+          // The backstop, for holders with no heartbeat: often, so a dead consumer's chunks wait little more
+          // than the idle time (XAUTOCLAIM is one cheap call).
           if (now - this.lastReclaimAt >= options.reclaimIdleMs / 8) {
             this.lastReclaimAt = now;
             await this.reclaim();
@@ -284,9 +304,31 @@ export class CampaignActor {
       });
   }
 
+  private get reclaimer(): string {
+    return consumerName(this.deps.holderId, 'reclaim');
+  }
+
+  /** Chunks idle for the reclaim time (XAUTOCLAIM): their holder stopped touching them. */
   private async reclaim(): Promise<void> {
-    const consumer = `${this.deps.holderId}-reclaim`;
-    const claimed = await this.deps.stream.reclaim(this.id, consumer, this.deps.options.reclaimIdleMs, 100);
+    const claimed = await this.deps.stream.reclaim(this.id, this.reclaimer, this.deps.options.reclaimIdleMs, 100);
+    await this.adopt(claimed, 'reclaimed idle chunks');
+  }
+
+  /**
+   * Chunks of consumers whose process's heartbeat lapsed (takeover.lua), page by page while pages come
+   * back full and the consumers here have not got a backlog of them already.
+   */
+  private async takeover(): Promise<void> {
+    const page = 100;
+    for (let i = 0; i < 10 && this.reclaimed.length < page; i++) {
+      const claimed = await this.deps.stream.takeover(this.id, this.reclaimer, this.deps.holderId, page);
+      await this.adopt(claimed, 'took over the chunks of a process whose heartbeat lapsed');
+      if (claimed.length < page) return;
+    }
+  }
+
+  private async adopt(claimed: StreamEntry[], what: string): Promise<void> {
+    const consumer = this.reclaimer;
     // An entry this process already holds is being worked on (its heartbeat was late, the process was
     // busy): never twice, and given straight back to the consumer working on it, so that consumer's next
     // ledger step is not refused (which would make it send its sub-batch in flight a second time).
@@ -296,7 +338,7 @@ export class CampaignActor {
     for (const e of entries) this.inflight.set(e.id, consumer);
     if (entries.length === 0) return;
     this.stats.reclaimed += entries.length;
-    this.deps.log.info({ campaignId: this.id, chunks: entries.length }, 'reclaimed idle chunks');
+    this.deps.log.info({ campaignId: this.id, chunks: entries.length }, what);
     this.reclaimed.push(...entries);
   }
 
@@ -421,11 +463,12 @@ export class CampaignActor {
     // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
     // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
     let step: StepResult = { stale: false, lost: false, status: null, sent: 0 };
-    let checkedAt = entry.readAt;
+    // A read does not renew the heartbeat: what it delivered holds no longer than the heartbeat does.
+    let checkedAt = this.liveness.enabled ? Math.min(entry.readAt, this.liveness.confirmedAt) : entry.readAt;
     let earlier: Array<Promise<void>> = [];
     if (!entry.fresh) {
-      step = await this.deps.ledger.step(this.id, holder, entry.id, -1, 0);
       checkedAt = Date.now();
+      step = await this.deps.ledger.step(this.id, holder, entry.id, -1, 0);
       if (step.stale) {
         this.inflight.delete(entry.id);
         return;

@@ -22,6 +22,7 @@ import type { EventSink, Ticket } from '../sink/event-sink.js';
 import type { Ledger } from './ledger.js';
 import type { ChunkSender } from './chunk-sender.js';
 import { Lease } from './lease.js';
+import { consumerName } from '../domain/liveness.js';
 
 export interface CloserDeps {
   redis: Redis;
@@ -51,7 +52,7 @@ export class CampaignCloser {
     private readonly shouldStop: () => boolean,
   ) {
     this.lease = new Lease(deps.redis, deps.keys, campaignId, deps.holderId, deps.leaseMs);
-    this.consumer = `${deps.holderId}-closer`;
+    this.consumer = consumerName(deps.holderId, 'closer');
   }
 
   async run(): Promise<CloseResult> {

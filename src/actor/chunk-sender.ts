@@ -24,8 +24,9 @@ export interface ChunkSenderDeps {
   subBatchSize: number;
   /**
    * Ownership older than this is checked again right before a send. A live process refreshes its hold
-   * every reclaimIdleMs / 3, so an older check means this process stalled (GC, SIGSTOP) and its chunk
-   * may have been taken over meanwhile.
+   * every reclaimIdleMs / 3 and its heartbeat every sixth of the liveness ttl (a ledger step renews it
+   * too), so an older check means this process stalled (GC, SIGSTOP) and its chunk may have been taken
+   * over meanwhile. Keep it under both a third of the reclaim time and the liveness trust time.
    */
   recheckAfterMs: number;
 }
@@ -40,7 +41,10 @@ export interface SendContext {
   step: StepResult;
   /** the storing of the chunk's events from before this attempt (recovered, or sent here before a pause) */
   earlier: Array<Promise<void>>;
-  /** when ownership was last seen (the read, or the last ledger step), in ms */
+  /**
+   * when ownership was last seen (ms, before the read or the ledger step that saw it; for a fresh read,
+   * no later than the last confirmed heartbeat, since a read does not renew it)
+   */
   checkedAt: number;
   /** whether this process still sends for the campaign, given the last announced status (null: unknown) */
   mayGoOn(announced: string | null): boolean;
@@ -81,8 +85,9 @@ export class ChunkSender {
       const mayGo = await this.deps.rate.acquire(campaign.id, n, ctx.rateLimit, () => !ctx.mayGoOn(null));
       if (!mayGo) return this.outcome('stopped', tickets, recipients, failed);
       if (Date.now() - checkedAt > this.deps.recheckAfterMs) {
-        step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, -1, 0);
+        // The time before the step: what it finds held from then on, however long its reply waited.
         checkedAt = Date.now();
+        step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, -1, 0);
         if (step.stale) return this.outcome('taken-over', tickets, recipients, failed);
         if (!ctx.mayGoOn(step.status)) return this.outcome('stopped', tickets, recipients, failed);
       }
@@ -98,8 +103,8 @@ export class ChunkSender {
       });
       const atSec = Math.floor(Date.now() / 1000);
       const record = encodeRecord({ from: sent, n, atSec, failed: result.failed });
-      step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, sent + n, n, record, result.failed.size);
       checkedAt = Date.now();
+      step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, sent + n, n, record, result.failed.size);
       if (step.stale && !step.lost) {
         // Taken over while we were sending (we stalled past the reclaim time): this sub-batch is not
         // recorded (its new holder sends it again), and we stop here at once.

@@ -43,6 +43,15 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
+export interface LedgerOptions {
+  /**
+   * HERALD_LIVENESS_TTL_MS: a step that finds its chunk still held renews its process's heartbeat for this
+   * long (0: liveness off)
+   * @default 0
+   */
+  livenessTtlMs?: number;
+}
+
 const EMPTY = Buffer.alloc(0);
 const LUA = readFileSync(new URL('./lua/chunk-step.lua', import.meta.url), 'utf8');
 
@@ -51,12 +60,16 @@ export class Ledger {
   /** steps asked for in this turn of the event loop, sent together (one socket write) */
   private waiting: Waiting[] = [];
 
+  private readonly livenessTtlMs: number;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    options: LedgerOptions = {},
   ) {
+    this.livenessTtlMs = options.livenessTtlMs ?? 0;
     if (!(redis as unknown as Partial<LedgerCommands>).heraldChunkStep)
-      redis.defineCommand('heraldChunkStep', { numberOfKeys: 7, lua: LUA });
+      redis.defineCommand('heraldChunkStep', { numberOfKeys: 8, lua: LUA });
     this.cmds = redis as unknown as LedgerCommands;
   }
 
@@ -85,6 +98,7 @@ export class Ledger {
         k.records(campaignId),
         k.plan(campaignId),
         k.live(campaignId),
+        k.alive(campaignId),
         CHUNK_GROUP,
         consumer,
         entryId,
@@ -92,6 +106,7 @@ export class Ledger {
         batch,
         record,
         failures,
+        this.livenessTtlMs,
       ]);
     } catch (err) {
       throw new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ledger step: ${(err as Error).message}`, {}, err);

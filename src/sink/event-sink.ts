@@ -68,7 +68,8 @@ export interface EventSinkOptions {
   /**
    * A fence answer older than this when the insert is about to start is asked again: the process stalled
    * (GC, SIGSTOP) in between, and its chunks may have been taken over meanwhile. Keep it well under the
-   * reclaim time, which is how long a fenced entry stays ours.
+   * reclaim time and the liveness ttl, which are how long a fenced entry stays ours (the fence resets its
+   * idle time and renews its process's heartbeat).
    */
   fenceValidMs?: number;
   onError?: (err: unknown, attempt: number) => void;
@@ -269,15 +270,17 @@ export class EventSink {
     let segments = batch.segments;
     for (let attempt = 1; ; attempt++) {
       try {
-        segments = await this.fenced(segments);
+        // Taken before the fence is asked: its answer holds from the moment Redis gave it, which a stall
+        // while the reply waited does not postpone.
         let fencedAt = Date.now();
+        segments = await this.fenced(segments);
         if (attempt > 1) segments = await this.notLanded(segments);
         const body = (): Buffer[] => batch.writer.finish(segments.length === batch.segments.length ? undefined : segments);
         let block = body();
         // Stalled since the fence answered (GC, SIGSTOP)? Ask again right before the insert starts.
         while (Date.now() - fencedAt > (this.opts.fenceValidMs ?? Infinity)) {
-          segments = await this.fenced(segments);
           fencedAt = Date.now();
+          segments = await this.fenced(segments);
           block = body();
         }
         if (segments.length === 0) return;

@@ -16,7 +16,10 @@ export interface StreamEntry {
   error: HeraldError | null;
   /** first delivery (read with '>'): no earlier holder can have sent any of it */
   fresh: boolean;
-  /** when it was read (ms): the ownership seen then may be stale if the process stalled since */
+  /**
+   * when it was read (ms, taken before the read was sent, so a stall while the reply waited counts): the
+   * ownership seen then may be stale if the process stalled since
+   */
   readAt: number;
 }
 
@@ -33,9 +36,8 @@ function redisError(err: unknown, what: string): HeraldError {
   return new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ${what}: ${(err as Error).message}`, {}, err);
 }
 
-function parseEntries(raw: unknown, fresh = false): StreamEntry[] {
+function parseEntries(raw: unknown, fresh = false, readAt = Date.now()): StreamEntry[] {
   const out: StreamEntry[] = [];
-  const readAt = Date.now();
   if (!Array.isArray(raw)) return out;
   for (const item of raw as unknown[]) {
     // A reclaimed entry deleted meanwhile comes back as null (Redis < 7) – skip it.
@@ -67,19 +69,50 @@ function parseEntries(raw: unknown, fresh = false): StreamEntry[] {
 
 interface TouchCommand {
   heraldTouch(key: string, group: string, consumer: string, ...ids: string[]): Promise<unknown>;
-  heraldFence(key: string, planKey: string, group: string, consumer: string, ...ids: string[]): Promise<unknown>;
+  heraldFence(
+    key: string,
+    planKey: string,
+    alive: string,
+    group: string,
+    consumer: string,
+    ttlMs: number,
+    ...ids: string[]
+  ): Promise<unknown>;
+  heraldTakeoverBuffer(
+    key: string,
+    alive: string,
+    group: string,
+    consumer: string,
+    holder: string,
+    ttlMs: number,
+    count: number,
+  ): Promise<unknown>;
 }
 
-const TOUCH_LUA = readFileSync(new URL('./lua/touch.lua', import.meta.url), 'utf8');
-const FENCE_LUA = readFileSync(new URL('./lua/fence.lua', import.meta.url), 'utf8');
+const lua = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+
+export interface ChunkStreamOptions {
+  /**
+   * HERALD_LIVENESS_TTL_MS: a fence that finds its chunks still held renews its process's heartbeat for
+   * this long (0: liveness off)
+   * @default 0
+   */
+  livenessTtlMs?: number;
+}
 
 export class ChunkStream {
+  private readonly livenessTtlMs: number;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    options: ChunkStreamOptions = {},
   ) {
-    if (!(redis as unknown as Partial<TouchCommand>).heraldTouch) redis.defineCommand('heraldTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
-    if (!(redis as unknown as Partial<TouchCommand>).heraldFence) redis.defineCommand('heraldFence', { numberOfKeys: 2, lua: FENCE_LUA });
+    this.livenessTtlMs = options.livenessTtlMs ?? 0;
+    const defined = redis as unknown as Partial<TouchCommand>;
+    if (!defined.heraldTouch) redis.defineCommand('heraldTouch', { numberOfKeys: 1, lua: lua('touch') });
+    if (!defined.heraldFence) redis.defineCommand('heraldFence', { numberOfKeys: 3, lua: lua('fence') });
+    if (!defined.heraldTakeoverBuffer) redis.defineCommand('heraldTakeover', { numberOfKeys: 2, lua: lua('takeover') });
   }
 
   async ensureGroup(campaignId: number): Promise<void> {
@@ -139,6 +172,7 @@ export class ChunkStream {
     from: string,
   ): Promise<StreamEntry[]> {
     let raw: unknown;
+    const readAt = Date.now();
     try {
       const args = ['GROUP', CHUNK_GROUP, consumer, 'COUNT', count, ...block, 'STREAMS', this.keys.chunks(campaignId), from];
       raw = await conn.callBuffer('XREADGROUP', ...args);
@@ -149,7 +183,7 @@ export class ChunkStream {
       throw redisError(err, 'read chunks');
     }
     if (!Array.isArray(raw) || raw.length === 0) return [];
-    return parseEntries((raw[0] as [Buffer, unknown])[1], from === '>');
+    return parseEntries((raw[0] as [Buffer, unknown])[1], from === '>', readAt);
   }
 
   /**
@@ -213,7 +247,28 @@ export class ChunkStream {
     return out;
   }
 
-  /** Resets the idle time of entries `consumer` holds (XCLAIM … 0 … JUSTID: no delivery counted). */
+  /**
+   * Takes over at once the entries of consumers whose process's heartbeat in the campaign has lapsed
+   * (takeover.lua), for `consumer` of `holder`, whose own heartbeat is renewed in the same step.
+   */
+  async takeover(campaignId: number, consumer: string, holder: string, count: number): Promise<StreamEntry[]> {
+    if (this.livenessTtlMs <= 0) return [];
+    try {
+      const raw = await (this.redis as unknown as TouchCommand).heraldTakeoverBuffer(
+        this.keys.chunks(campaignId),
+        this.keys.alive(campaignId),
+        CHUNK_GROUP,
+        consumer,
+        holder,
+        this.livenessTtlMs,
+        count,
+      );
+      return parseEntries(raw);
+    } catch (err) {
+      throw redisError(err, 'take over chunks');
+    }
+  }
+
   /**
    * Resets the idle time of entries `consumer` still holds (only those: an entry reclaimed by another
    * consumer is not taken back). Returns the ids it no longer holds.
@@ -252,8 +307,10 @@ export class ChunkStream {
       const drop = await (this.redis as unknown as TouchCommand).heraldFence(
         this.keys.chunks(campaignId),
         this.keys.plan(campaignId),
+        this.keys.alive(campaignId),
         CHUNK_GROUP,
         consumer,
+        this.livenessTtlMs,
         ...ids,
       );
       return (drop as unknown[]).map(String);
@@ -297,7 +354,7 @@ export class ChunkStream {
   }
 
   /**
-   * A finished campaign's work state goes: the stream and the ledger. The overshoot count and live counters stay a week
+   * A finished campaign's work state goes: the stream, the ledger and the heartbeats. The overshoot count and live counters stay a week
    * for GET /v1/campaigns/:id, and the plan key as long (the sink's fence tells a dropped stream from a
    * lost one by it); the status key expires on its own.
    */
@@ -307,7 +364,7 @@ export class ChunkStream {
       const res =
         (await this.redis
           .multi()
-          .del(k.chunks(campaignId), k.ledger(campaignId), k.records(campaignId))
+          .del(k.chunks(campaignId), k.ledger(campaignId), k.records(campaignId), k.alive(campaignId))
           .expire(k.overshoot(campaignId), 7 * 24 * 3600)
           .expire(k.plan(campaignId), 7 * 24 * 3600)
           .expire(k.live(campaignId), 7 * 24 * 3600)

@@ -20,6 +20,14 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:epoch`;
   }
 
+  /**
+   * heartbeats of the processes sending the campaign: a sorted set of holder id → the Redis time (ms) its
+   * heartbeat lapses at (domain/liveness.ts). Per campaign, so the scripts that read it touch one slot.
+   */
+  alive(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:alive`;
+  }
+
   /** the campaign's status, as last announced (consumers check it between sub-batches) */
   status(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:status`;

@@ -6,12 +6,17 @@
 -- ARGV[5] size of the sub-batch just sent (counted as overshoot if the campaign is no longer sending),
 -- ARGV[6] the sub-batch's record (domain/sub-batch.ts): when and which failed, so its events can be rebuilt
 -- KEYS[7] live counters hash; ARGV[7] recipients of the sub-batch that failed
+-- KEYS[8] the campaign's heartbeats (sorted set: holder id → Redis time in ms it lapses at); ARGV[8] liveness
+-- ttl in ms (0: off). A step that finds the entry still ours also renews its process's heartbeat, if it has
+-- one (XX: a closer, or an actor stopped on a pause, gets none), so a send that follows a step cannot be
+-- taken over by liveness for the ttl.
 -- Returns {state, sent}: state is 'lost' when Redis lost the campaign's work state (no plan key, or a
 -- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this consumer (it was
 -- reclaimed: the fencing token is the stream's own ownership record), else the announced status ('' if
 -- unknown); sent is the chunk's ledger value after this step.
 -- Why Lua: the ownership check, the ledger write and the status read must be one atomic step, or a
--- consumer whose chunk was taken over could still record progress. The record is written in the same
+-- consumer whose chunk was taken over could still record progress; the heartbeat renewal joins them so
+-- that what the step found still holds when the consumer sends next. The record is written in the same
 -- step so that a sub-batch in the ledger always has its events recoverable, even if this process dies
 -- before they reach ClickHouse.
 local plan = redis.call('GET', KEYS[6])
@@ -23,6 +28,12 @@ local ledger = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
 local pending = redis.pcall('XPENDING', KEYS[4], ARGV[1], ARGV[3], ARGV[3], 1)
 if type(pending) ~= 'table' or pending.err ~= nil or #pending == 0 or pending[1][2] ~= ARGV[2] then
   return {'stale', ledger}
+end
+local ttl = tonumber(ARGV[8])
+local holder = ttl > 0 and string.match(ARGV[2], '^(.+)-[^-]+$')
+if holder then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[8], 'XX', 'GT', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl, holder)
 end
 local status = redis.call('GET', KEYS[1]) or ''
 local sent = tonumber(ARGV[4])
