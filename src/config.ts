@@ -46,6 +46,7 @@ export const DEFAULTS = {
   wsTickMs: 1000, // HERALD_WS_TICK_MS: how often live progress frames are computed and published
   wsMaxBackpressure: 1 << 20, // HERALD_WS_MAX_BACKPRESSURE: bytes unsent to one WebSocket client past which its frames are skipped
   wsSlowCloseMs: 10_000, // HERALD_WS_SLOW_CLOSE_MS: a client past that limit this long is closed
+  spoolDir: '', // HERALD_SPOOL_DIR: where pixel reads and callbacks are spooled before their answer; empty: .herald/spool/<CLICKHOUSE_DB> under the working directory
   publicUrl: '', // HERALD_PUBLIC_URL: base of tracking URLs put in webhook messages; empty: http://<host>:<port>
 } as const;
 
@@ -56,6 +57,7 @@ export interface Config {
   secret: string;
   userTokenTtlS: number;
   publicUrl: string;
+  spoolDir: string;
   databaseUrl: string;
   redisUrl: string;
   clickhouseUrl: string;
@@ -164,6 +166,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     else errors.push({ field: 'HERALD_REDIS_PREFIX', error: 'must be 1-64 of letters, digits, _ . : -' });
   }
   if (env.HERALD_HOST) cfg.host = env.HERALD_HOST;
+  if (env.HERALD_SPOOL_DIR) cfg.spoolDir = env.HERALD_SPOOL_DIR;
   if (env.HERALD_LOG_LEVEL) {
     if (LOG_LEVELS.has(env.HERALD_LOG_LEVEL)) cfg.logLevel = env.HERALD_LOG_LEVEL;
     else errors.push({ field: 'HERALD_LOG_LEVEL', error: `must be one of ${[...LOG_LEVELS].join(', ')}` });

@@ -4,6 +4,7 @@
  *   herald serve     migrate, then run the HTTP API and the dispatcher in this process
  */
 import { hostname } from 'node:os';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -31,6 +32,7 @@ import { InboxRepo } from './store/inbox-repo.js';
 import { InboxReader } from './progress/inbox-reader.js';
 import { StatsReader } from './progress/stats-reader.js';
 import { ReadRecorder } from './sink/read-recorder.js';
+import { ReadSpool } from './sink/read-spool.js';
 import { trackingToken } from './domain/tokens.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
@@ -169,6 +171,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let api: ApiServer | null = null;
   let wsSubscriber: Redis | null = null;
   let imports: ImportJobs | null = null;
+  let readSpool: ReadSpool | null = null;
   if (opts.api !== false) {
     const importRepo = new ImportRepo(db, MAX_KEPT_REJECTED);
     imports = new ImportJobs(importRepo, {
@@ -184,6 +187,17 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     wsSubscriber = redis.duplicate();
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
     const inboxReader = new InboxReader(ch);
+    const deliveries = (campaignId: number, userIds: readonly string[]): ReturnType<InboxReader['deliveries']> =>
+      inboxReader.deliveries(campaignId, userIds);
+    readSpool = new ReadSpool(sink, deliveries, {
+      dir: cfg.spoolDir !== '' ? cfg.spoolDir : path.resolve('.herald', 'spool', cfg.clickhouseDb),
+      rotateBytes: 64 << 20,
+      drainEvents: 50_000,
+      // an insert the dead process had in flight lands within its flush interval and timeout
+      adoptGraceMs: 2 * cfg.sinkFlushMs + 1000,
+      log,
+    });
+    await readSpool.open();
     api = await startApi(
       cfg.host,
       cfg.port,
@@ -192,15 +206,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         userTokenTtlS: cfg.userTokenTtlS,
         inbox: new InboxRepo(db),
         inboxReader,
-        reads: new ReadRecorder(sink, (campaignId, userIds) => inboxReader.deliveries(campaignId, userIds)),
+        reads: new ReadRecorder(sink, deliveries),
+        spool: readSpool,
         stats: new StatsReader(ch),
-        recordCallbacks: async (events) => {
-          const tickets = [];
-          for (const e of events)
-            tickets.push(await sink.append(e.campaignId, e.userId, e.kind === 'delivered' ? 'confirmed' : 'bounced', e.atSec, e.error));
-          sink.flushSoon();
-          await Promise.all(tickets.map((t) => t.stored));
-        },
         apiKeys: cfg.apiKeys,
         maxBodyBytes: cfg.maxBodyBytes,
         maxImportBytes: cfg.maxImportBytes,
@@ -266,6 +274,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       stopping ??= (async () => {
         await api?.close();
         await imports?.stop(10_000);
+        await readSpool?.close(10_000);
         wsSubscriber?.disconnect();
         await dispatcher?.stop();
         await withTimeout(sink.close(), 30_000).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));

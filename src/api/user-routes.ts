@@ -10,6 +10,7 @@ import { userToken, verifyTrackingToken, verifyUserToken, wsToken } from '../dom
 import type { InboxRepo } from '../store/inbox-repo.js';
 import type { InboxReader } from '../progress/inbox-reader.js';
 import type { ReadRecorder } from '../sink/read-recorder.js';
+import type { SpooledEvent } from '../domain/spool-frame.js';
 import { checkBearer, readJson, type Reply, type RequestInfo } from './http.js';
 import type { Route } from './routes.js';
 
@@ -20,9 +21,16 @@ export interface UserApiDeps {
   userTokenTtlS: number;
   inbox: InboxRepo;
   inboxReader: InboxReader;
+  /** inbox reads: stored before the answer, so the next inbox query sees them */
   reads: ReadRecorder;
-  /** provider callbacks other than reads, stored beside Herald's own outcomes (confirmed / bounced) */
-  recordCallbacks(events: readonly CallbackEvent[]): Promise<void>;
+  /** pixel reads and provider callbacks: durable on local disk before the answer (sink/read-spool.ts) */
+  spool: { append(events: readonly SpooledEvent[]): Promise<void> };
+}
+
+/** A provider's own delivered / failed are kept beside Herald's outcome (confirmed / bounced), never doubling it. */
+function spooled(e: CallbackEvent): SpooledEvent {
+  const kind = e.kind === 'read' ? 'read' : e.kind === 'delivered' ? 'confirmed' : 'bounced';
+  return { campaignId: e.campaignId, userId: e.userId, kind, atSec: e.atSec, error: e.error };
 }
 
 /** 1×1 transparent GIF */
@@ -148,7 +156,11 @@ export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
     '/t/:token',
     async (info) => {
       const t = verifyTrackingToken(deps.tokenSecret, info.params[0] ?? '');
-      if (t !== null) await deps.reads.record([{ campaignId: t.campaignId, userId: t.userId, atSec: nowSec() }]).catch(() => undefined);
+      // A read that cannot be spooled (the disk failed) is lost; the image is sent all the same.
+      if (t !== null)
+        await deps.spool
+          .append([{ campaignId: t.campaignId, userId: t.userId, kind: 'read', atSec: nowSec(), error: '' }])
+          .catch(() => undefined);
       return {
         status: 200,
         body: PIXEL,
@@ -166,10 +178,11 @@ export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
       if (known.has(e.campaignId)) accepted.push(e);
       else rejected.push({ index: e.index, field: 'campaign_id', error: 'no such campaign' });
     }
-    await Promise.all([
-      deps.reads.record(accepted.filter((e) => e.kind === 'read')),
-      deps.recordCallbacks(accepted.filter((e) => e.kind !== 'read')),
-    ]);
+    try {
+      await deps.spool.append(accepted.map(spooled));
+    } catch (err) {
+      throw new HeraldError('DEPENDENCY_UNAVAILABLE', `events could not be spooled: ${(err as Error).message}`, {}, err);
+    }
     rejected.sort((a, b) => a.index - b.index);
     return { status: 200, body: { accepted: accepted.length, rejected } };
   });

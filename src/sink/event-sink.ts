@@ -58,6 +58,17 @@ export interface Outcomes {
   owner: SegmentOwner | null;
 }
 
+/** One event of `appendGroup`: a read carries when its message was delivered and the segment, when known. */
+export interface GroupEvent {
+  campaignId: number;
+  userId: string;
+  kind: EventKind;
+  atSec: number;
+  error: string;
+  deliveredAtSec: number;
+  segment: string;
+}
+
 export interface EventSinkOptions {
   flushRows: number;
   flushMs: number;
@@ -208,6 +219,30 @@ export class EventSink {
       last.end = b.writer.mark();
       last.rows++;
     } else b.segments.push({ campaignId, batchId: b.id, owner: null, start, end: b.writer.mark(), rows: 1 });
+    return this.afterAppend();
+  }
+
+  /**
+   * Events written together under one id of their own (a spool frame, domain/spool-frame.ts), all in
+   * one insert: a frame replayed after a crash is then either wholly stored (`landed`) or not at all.
+   */
+  async appendGroup(batchId: bigint, events: readonly GroupEvent[]): Promise<Ticket> {
+    await this.room();
+    const b = this.current;
+    b.writer.setBatch(batchId);
+    let from = 0;
+    while (from < events.length) {
+      // one segment per run of a campaign's events: the landed check and the fence go by campaign
+      const campaignId = events[from]!.campaignId;
+      const start = b.writer.mark();
+      let to = from;
+      for (; to < events.length && events[to]!.campaignId === campaignId; to++) {
+        const e = events[to]!;
+        b.writer.add(campaignId, e.userId, e.kind, e.atSec, e.error, e.deliveredAtSec, e.segment);
+      }
+      b.segments.push({ campaignId, batchId, owner: null, start, end: b.writer.mark(), rows: to - from });
+      from = to;
+    }
     return this.afterAppend();
   }
 

@@ -19,6 +19,22 @@ export type DeliveryLookup = (
   userIds: readonly string[],
 ) => Promise<Map<string, { deliveredAtSec: number; segment: string }>>;
 
+/** The delivery facts of the reads' recipients: one lookup per campaign, for all its reads together. */
+export async function lookupDeliveries(
+  lookup: DeliveryLookup,
+  reads: ReadonlyArray<{ campaignId: number; userId: string }>,
+): Promise<Map<number, Map<string, { deliveredAtSec: number; segment: string }>>> {
+  const byCampaign = new Map<number, Set<string>>();
+  for (const r of reads) {
+    let users = byCampaign.get(r.campaignId);
+    if (users === undefined) byCampaign.set(r.campaignId, (users = new Set()));
+    users.add(r.userId);
+  }
+  const facts = new Map<number, Map<string, { deliveredAtSec: number; segment: string }>>();
+  await Promise.all([...byCampaign].map(async ([campaignId, users]) => facts.set(campaignId, await lookup(campaignId, [...users]))));
+  return facts;
+}
+
 interface Waiting {
   reads: Read[];
   resolve: () => void;
@@ -75,17 +91,9 @@ export class ReadRecorder {
     const batch = this.queue;
     this.queue = [];
     try {
-      const byCampaign = new Map<number, Set<string>>();
-      for (const w of batch) {
-        for (const r of w.reads) {
-          let users = byCampaign.get(r.campaignId);
-          if (users === undefined) byCampaign.set(r.campaignId, (users = new Set()));
-          users.add(r.userId);
-        }
-      }
-      const facts = new Map<number, Map<string, { deliveredAtSec: number; segment: string }>>();
-      await Promise.all(
-        [...byCampaign].map(async ([campaignId, users]) => facts.set(campaignId, await this.lookup(campaignId, [...users]))),
+      const facts = await lookupDeliveries(
+        this.lookup,
+        batch.flatMap((w) => w.reads),
       );
       const tickets = [];
       for (const w of batch) {

@@ -148,6 +148,19 @@ export async function eventCounts(h: Herald, campaignId: number, kind = 'deliver
 }
 
 /**
+ * Polls `read` until `done` says its value is final (or `timeoutMs` passes) and returns that value:
+ * for what Herald stores after it answers (pixel reads and callbacks go through the read spool).
+ */
+export async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() - t0 > timeoutMs) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
  * The usual file setup: a namespace and a Herald on it for the file's tests, stopped and dropped after.
  * Read the fields inside tests (they are set in beforeAll).
  */
