@@ -14,7 +14,7 @@
  *   npm run bench:import -- [--lines 10000000] [--populated 20000000] [--database herald_bench_populated] [--no-fresh]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { migrate } from '../src/main.js';
 import { createDb } from '../src/store/db.js';
 import { childHeraldEnv, dropNamespace, namespaced } from './namespace.js';
+import { cpuByService, cpuSince, peakRssMb } from './proc.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -66,27 +67,6 @@ async function writeFiles(n: number, prefix: string, path: string, copyPath?: st
   }
   await new Promise((r) => nd.end(r));
   if (cp !== null) await new Promise((r) => cp.end(r));
-}
-
-function cpuSeconds(match: (comm: string, pid: number) => boolean): number {
-  let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (!match(comm, Number(entry))) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return ticks / 100;
-}
-
-function cpuByService(pid: number): Record<string, number> {
-  return { herald: cpuSeconds((_, p) => p === pid), postgres: cpuSeconds((c) => c.startsWith('postgres')) };
 }
 
 async function startHerald(cfg: Readonly<Config>): Promise<ChildProcess> {
@@ -180,7 +160,7 @@ try {
 
   // 2. The file, written before any clock starts.
   await writeFiles(LINES, `c${run}-`, ndPath, copyPath);
-  const bytes = readFileSync(ndPath).length;
+  const bytes = statSync(ndPath).size;
 
   // 3. PostgreSQL's own COPY of the same rows, into unindexed tables of the populated database.
   const copyInto = async (table: string, columns: string, file: string): Promise<number> => {
@@ -211,8 +191,8 @@ try {
   const cpu0 = cpuByService(herald.pid!);
   // (the ceiling's second measurement follows the import)
   const populated = await timedImport(ndPath, `bench import ${run}`);
-  const cpu = Object.fromEntries(Object.entries(cpuByService(herald.pid!)).map(([k, v]) => [k, Math.round((v - cpu0[k]!) * 100) / 100]));
-  const rss = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${herald.pid}/status`, 'utf8'))![1]) / 1024;
+  const cpu = cpuSince(cpu0, herald.pid!);
+  const rss = peakRssMb(herald.pid!);
   await stopHerald(herald);
   const ceilingAfterS = await ceiling();
   await popDb.query('DROP TABLE bench_copy_ceiling');

@@ -193,6 +193,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       dir: cfg.spoolDir !== '' ? cfg.spoolDir : path.resolve('.herald', 'spool', cfg.clickhouseDb),
       rotateBytes: 64 << 20,
       drainEvents: 50_000,
+      drainIntervalMs: Math.max(cfg.sinkFlushMs, 250),
       // an insert the dead process had in flight lands within its flush interval and timeout
       adoptGraceMs: 2 * cfg.sinkFlushMs + 1000,
       log,

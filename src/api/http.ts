@@ -42,19 +42,20 @@ export interface Reply {
 export class ResponseState {
   aborted = false;
   ended = false;
-  // uWS takes one onAborted handler per response: this one, which tells every listener.
-  private readonly abortListeners: Array<() => void> = [];
+  // uWS takes one onAborted handler per response: this one, which tells every listener (few requests
+  // have one, so the list is made on the first).
+  private abortListeners: Array<() => void> | null = null;
   constructor(readonly res: HttpResponse) {
     res.onAborted(() => {
       this.aborted = true;
-      for (const listener of this.abortListeners) listener();
+      for (const listener of this.abortListeners ?? []) listener();
     });
   }
 
   /** `listener` runs when the client goes away before the answer (at once if it already has). */
   onAbort(listener: () => void): void {
     if (this.aborted) listener();
-    else this.abortListeners.push(listener);
+    else (this.abortListeners ??= []).push(listener);
   }
 
   send(reply: Reply): void {
@@ -75,14 +76,18 @@ export class ResponseState {
   }
 }
 
+// Shared by every request without a query string (most of them: the pixel, the inbox); handlers only read it.
+const NO_QUERY = new URLSearchParams();
+
 export function copyRequest(req: HttpRequest, paramCount: number): RequestInfo {
+  const query = req.getQuery() ?? '';
   const params: string[] = [];
   for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i) ?? '');
   const len = req.getHeader('content-length');
   return {
     method: req.getCaseSensitiveMethod(),
     url: req.getUrl(),
-    query: new URLSearchParams(req.getQuery() ?? ''),
+    query: query === '' ? NO_QUERY : new URLSearchParams(query),
     params,
     headers: {
       authorization: req.getHeader('authorization'),

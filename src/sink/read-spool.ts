@@ -28,6 +28,11 @@ export interface ReadSpoolOptions {
   rotateBytes: number;
   /** most events one drain hands to the sink */
   drainEvents: number;
+  /**
+   * the least time between drains while fewer than drainEvents wait: each drain costs ClickHouse a
+   * lookup query and an insert whatever its size, so under a burst drains grow instead of multiplying
+   */
+  drainIntervalMs: number;
   /** before replaying a dead process's file: an insert it had in flight may still land meanwhile */
   adoptGraceMs: number;
   log: Logger;
@@ -46,7 +51,7 @@ interface SpoolFile {
 }
 
 interface Waiting {
-  events: SpooledEvent[];
+  events: readonly SpooledEvent[];
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -80,6 +85,8 @@ export class ReadSpool {
   private wake: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** events of this process's own files drained so far */
+  private spooledDrained = 0;
   /** adopted files are replayed from this time on */
   private adoptAfter = 0;
   readonly stats = { framesWritten: 0, eventsSpooled: 0, eventsDrained: 0, framesReplayedStored: 0 };
@@ -115,7 +122,7 @@ export class ReadSpool {
     if (events.length === 0) return Promise.resolve();
     if (this.closed) return Promise.reject(new Error('read spool is closed'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ events: [...events], resolve, reject });
+      this.pending.push({ events, resolve, reject });
       this.writing ??= this.write().finally(() => (this.writing = null));
     });
   }
@@ -137,9 +144,14 @@ export class ReadSpool {
     LIVE_HERE.delete(this.instance);
   }
 
-  /** Events spooled and not yet stored (for tests and metrics). */
+  /** Bytes spooled and not yet stored (for tests and metrics). */
   backlog(): number {
     return this.files.reduce((n, f) => n + (f.end - f.drained), 0);
+  }
+
+  /** Events spooled here and not yet drained (those of adopted files are not counted). */
+  private backlogEvents(): number {
+    return this.stats.eventsSpooled - this.spooledDrained;
   }
 
   private async write(): Promise<void> {
@@ -192,7 +204,8 @@ export class ReadSpool {
   }
 
   private async drain(): Promise<void> {
-    for (;;) {
+    for (let first = true; ; first = false) {
+      if (!first && this.backlogEvents() < this.opts.drainEvents && !this.closed) await sleep(this.opts.drainIntervalMs);
       const file = this.files.find((f) => f.drained < f.end && (!f.adopted || Date.now() >= this.adoptAfter));
       if (file === undefined) {
         // Drained files no longer written are done with.
@@ -252,7 +265,10 @@ export class ReadSpool {
       });
       tickets.push(await this.sink.appendGroup(spoolFrameId(file.spoolId, f.frame), rows));
       this.stats.eventsDrained += rows.length;
+      // Requests go on between frames: a drain of thousands of events is never one long block.
+      await new Promise((r) => setImmediate(r));
     }
+    if (!file.adopted) this.spooledDrained += frames.reduce((n, f) => n + f.events.length, 0);
     this.sink.flushSoon();
     await Promise.all(tickets.map((t) => t.stored));
   }
@@ -282,6 +298,10 @@ async function readFrames(file: SpoolFile): Promise<ReturnType<typeof decodeFram
   } finally {
     await fh.close();
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function groupBy(pairs: ReadonlyArray<{ campaignId: number; batchId: bigint }>): Map<number, bigint[]> {
