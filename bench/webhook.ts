@@ -1,14 +1,16 @@
 /**
  * Webhook benchmark: the webhook channel against a local HTTP receiver, per receiver latency.
  *   unit: recipients/s from `start` to `completed` (every recipient answered, events in ClickHouse);
- *   the receiver's requests per TCP connection (keep-alive pooling); and the throughput as a fraction of
- *   what the concurrency allows at that latency (consumers × sub-batch / latency).
- *   method: Herald in this process with a fixed concurrency (`--workers` consumers, each with one
- *   sub-batch of `--subbatch` messages in flight, one POST each); the receiver in a child process
- *   answering after 0, 5 or 50 ms; one campaign of `--recipients` per latency, in one run; exactness
- *   checked (each idempotency key once). A last pass at 0 ms without tracking URLs (`channel.tracking:
- *   false`) shows what their HMAC per message costs.
- *   npm run bench:webhook -- [--latency 0,5,50] [--workers 8] [--subbatch 100] [--recipients 200000]
+ *   the receiver's requests per TCP connection (keep-alive pooling) and the most requests it held at
+ *   once; and the throughput as a fraction of what the concurrency allows at that latency (requests in
+ *   flight × messages per request / latency).
+ *   method: Herald in this process with its default settings (HERALD_WORKERS consumers sharing
+ *   HERALD_WEBHOOK_CONCURRENCY requests in flight of HERALD_SUBBATCH_SIZE messages; the flags override
+ *   them); the receiver in a child process answering after each latency; one campaign of `--recipients`
+ *   per latency, in one run; exactness checked (each idempotency key once). A last pass at 0 ms without
+ *   tracking URLs (`channel.tracking: false`) shows what their HMAC per message costs.
+ *   npm run bench:webhook -- [--latency 0,5,20,50,100] [--workers N] [--concurrency N] [--subbatch N]
+ *     [--recipients 200000] [--compress]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -22,12 +24,19 @@ function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i === -1 ? dflt : (process.argv[i + 1] ?? dflt);
 }
-const LATENCIES = arg('latency', '0,5,50').split(',').map(Number);
-const WORKERS = Number(arg('workers', '8'));
-const SUBBATCH = Number(arg('subbatch', '100'));
+const LATENCIES = arg('latency', '0,5,20,50,100').split(',').map(Number);
 const N = Number(arg('recipients', '200000'));
+const COMPRESS = process.argv.includes('--compress');
 const KEY = 'bench-key-0123456789';
 const ns = `herald_webhook_${Date.now().toString(36)}`;
+const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
+const WORKERS = Number(arg('workers', String(base.workers)));
+const CONCURRENCY = Number(arg('concurrency', String(base.webhookConcurrency)));
+const SUBBATCH = Number(arg('subbatch', String(base.subBatchSize)));
+/** messages per POST: a sub-batch, split into requests of at most HERALD_WEBHOOK_BATCH_SIZE */
+const PER_REQUEST = Math.min(SUBBATCH, base.webhookBatchSize);
+/** POSTs in flight: each chunk in flight has one sub-batch out, in ⌈sub-batch / batch size⌉ requests */
+const IN_FLIGHT = CONCURRENCY * Math.ceil(SUBBATCH / base.webhookBatchSize);
 
 interface SinkStats {
   messages: number;
@@ -35,6 +44,7 @@ interface SinkStats {
   requests: number;
   connections: number;
   lastAt: number;
+  maxOpen: number;
 }
 function ask(child: ChildProcess): Promise<SinkStats> {
   return new Promise((resolve) => {
@@ -43,8 +53,7 @@ function ask(child: ChildProcess): Promise<SinkStats> {
   });
 }
 
-const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
-const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookBatchSize: SUBBATCH });
+const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookConcurrency: CONCURRENCY });
 const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const call = apiCaller(`http://127.0.0.1:${herald.port}`, KEY);
 const audience = await call('POST', '/v1/audiences', { name: 'webhook bench' });
@@ -56,7 +65,9 @@ interface Result {
   latencyMs: number;
   tracking: boolean;
   consumers: number;
+  concurrency: number;
   subBatch: number;
+  compress: boolean;
   recipients: number;
   seconds: number;
   recipientsPerSec: number;
@@ -64,6 +75,8 @@ interface Result {
   requests: number;
   connections: number;
   requestsPerConnection: number;
+  maxConcurrentRequests: number;
+  concurrencyBoundPerSec: number;
   fractionOfConcurrencyBound: number;
 }
 const results: Result[] = [];
@@ -80,7 +93,7 @@ for (const { latency, tracking } of passes) {
   const c = await call('POST', '/v1/campaigns', {
     name: `latency ${latency}`,
     audience_id: audience.id,
-    channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking },
+    channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking, ...(COMPRESS ? { compress: true } : {}) },
     content: { title: 't', body: 'b' },
     chunk_size: 500,
   });
@@ -96,12 +109,14 @@ for (const { latency, tracking } of passes) {
   const seconds = (performance.now() - t0) / 1000;
   const s = await ask(sink);
   if (got.delivered !== N || s.unique !== N) throw new Error(`delivered ${got.delivered}, receiver saw ${s.unique} distinct of ${N}`);
-  const allowed = latency === 0 ? Infinity : (WORKERS * SUBBATCH) / (latency / 1000);
+  const allowed = latency === 0 ? Infinity : (IN_FLIGHT * PER_REQUEST) / (latency / 1000);
   const r: Result = {
     latencyMs: latency,
     tracking,
     consumers: WORKERS,
+    concurrency: CONCURRENCY,
     subBatch: SUBBATCH,
+    compress: COMPRESS,
     recipients: N,
     seconds: Math.round(seconds * 100) / 100,
     recipientsPerSec: Math.round(N / seconds),
@@ -109,6 +124,8 @@ for (const { latency, tracking } of passes) {
     requests: s.requests,
     connections: s.connections,
     requestsPerConnection: Math.round(s.requests / Math.max(1, s.connections)),
+    maxConcurrentRequests: s.maxOpen,
+    concurrencyBoundPerSec: latency === 0 ? NaN : Math.round(allowed),
     fractionOfConcurrencyBound: latency === 0 ? NaN : Math.round((N / seconds / allowed) * 100) / 100,
   };
   results.push(r);
@@ -116,8 +133,8 @@ for (const { latency, tracking } of passes) {
     `receiver latency ${latency} ms${tracking ? '' : ', no tracking URLs'}: ${N.toLocaleString()} recipients in ${r.seconds} s = ${r.recipientsPerSec.toLocaleString()} recipients/s` +
       (latency === 0
         ? ''
-        : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${WORKERS} × ${SUBBATCH} in flight)`) +
-      `; ${s.requests.toLocaleString()} requests over ${s.connections} connection(s); ${r.repeats} repeats`,
+        : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${IN_FLIGHT} requests × ${PER_REQUEST} in flight)`) +
+      `; ${s.requests.toLocaleString()} requests over ${s.connections} connection(s), at most ${s.maxOpen} at once; ${r.repeats} repeats`,
   );
   sink.send('stop');
   await new Promise((r) => sink.once('exit', r));
@@ -131,6 +148,9 @@ if (zero)
       console.log(
         `latency ${r.latencyMs} ms${r.tracking ? '' : ' without tracking URLs'}: ${(r.recipientsPerSec / zero.recipientsPerSec).toFixed(2)}× the 0 ms throughput`,
       );
+console.log(
+  `settings: ${WORKERS} consumers, concurrency ${CONCURRENCY}, sub-batch ${SUBBATCH}, batch size ${base.webhookBatchSize}${COMPRESS ? ', gzip' : ''}`,
+);
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/webhook.json', `${JSON.stringify({ bench: 'webhook', at: new Date().toISOString(), results }, null, 2)}\n`);

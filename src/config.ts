@@ -29,7 +29,9 @@ export const DEFAULTS = {
   // nothing; 0 turns it off (a dead process's chunks then wait for HERALD_RECLAIM_IDLE_MS, its lease for HERALD_LEASE_MS)
   livenessTtlMs: 3_000,
   readCount: 16, // HERALD_READ_COUNT: chunks one XREADGROUP asks for (an instant channel sends them side by side)
-  subBatchSize: 50, // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk); pause is checked between
+  // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk), one webhook POST up to
+  // HERALD_WEBHOOK_BATCH_SIZE; the status is checked and the ledger written between a chunk's sub-batches
+  subBatchSize: 100,
   planAheadChunks: 1200, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
   planPageRows: 100_000, // HERALD_PLAN_PAGE_ROWS: recipients the planner reads (and packs in one go) per page
   sinkFlushRows: 100_000, // HERALD_SINK_FLUSH_ROWS: ClickHouse insert batch size
