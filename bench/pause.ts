@@ -1,8 +1,10 @@
 /**
  * Pause benchmark: how far a webhook campaign goes after a pause is recorded, with Herald's defaults.
- *   unit: messages the receiver accepted (answered) after the pause request answered, beside Herald's
- *   own `overshoot`; messages whose request arrived after it; ms from the pause's answer to the last
- *   request to arrive and to the last answer, against the bound of one receiver round trip + 100 ms.
+ *   unit: messages the receiver accepted (answered) after the pause was recorded (as the receiver heard
+ *   it on Herald's control channel, published in the same Redis step as the status consumers check) and
+ *   after the pause request answered, beside Herald's own `overshoot`; messages whose request arrived
+ *   after the answer; ms from the pause's answer to the last request to arrive and to the last answer,
+ *   against the bound of one receiver round trip + 100 ms.
  *   method: one Herald in this process with its default settings (HERALD_WORKERS consumers sharing
  *   HERALD_WEBHOOK_CONCURRENCY requests of HERALD_SUBBATCH_SIZE messages; the flags override them); the
  *   receiver in a child process (`webhook-sink.ts`) answering after each `--latency`; a 50,000-recipient
@@ -33,6 +35,7 @@ const CONCURRENCY = Number(arg('concurrency', String(base.webhookConcurrency)));
 const SUBBATCH = Number(arg('subbatch', String(base.subBatchSize)));
 
 interface After {
+  since: number;
   arrived: number;
   answered: number;
   lastArrivedAt: number;
@@ -50,7 +53,8 @@ const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const call = apiCaller(`http://127.0.0.1:${herald.port}`, KEY);
 const results: Array<Record<string, number>> = [];
 for (const latency of LATENCIES) {
-  const sink = fork(new URL('./webhook-sink.ts', import.meta.url).pathname, ['--latency', String(latency)], {
+  const control = ['--control', cfg.redisUrl, `${cfg.redisPrefix}:control`];
+  const sink = fork(new URL('./webhook-sink.ts', import.meta.url).pathname, ['--latency', String(latency), ...control], {
     execArgv: ['--import', 'tsx'],
   });
   const { port } = await new Promise<{ port: number }>((r) => sink.once('message', (m) => r(m as { port: number })));
@@ -72,6 +76,7 @@ for (const latency of LATENCIES) {
   await new Promise((r) => setTimeout(r, 1_000 + latency));
   const after = await ask<After>(sink, { since: pausedAt });
   const sinceRequest = await ask<After>(sink, { since: t0 });
+  const sinceRecorded = await ask<After>(sink, { since: 'paused' });
   const got = await call('GET', `/v1/campaigns/${c.id}`);
   const r = {
     latencyMs: latency,
@@ -79,6 +84,8 @@ for (const latency of LATENCIES) {
     concurrency: CONCURRENCY,
     subBatch: SUBBATCH,
     inFlightBound: CONCURRENCY * SUBBATCH,
+    acceptedAfterRecorded: sinceRecorded.answered,
+    msFromRequestToRecorded: sinceRecorded.since - t0,
     acceptedAfterPause: after.answered,
     acceptedAfterPauseRequest: sinceRequest.answered,
     overshoot: got.overshoot as number,
@@ -89,8 +96,9 @@ for (const latency of LATENCIES) {
   };
   results.push(r);
   console.log(
-    `receiver latency ${latency} ms: ${r.acceptedAfterPause} messages accepted after the pause answered (${r.acceptedAfterPauseRequest} after it was requested; ` +
-      `Herald's overshoot ${r.overshoot}; bound ${CONCURRENCY} × ${SUBBATCH} = ${r.inFlightBound}); ${r.arrivedAfterPause} arrived after it; ` +
+    `receiver latency ${latency} ms: ${r.acceptedAfterRecorded} messages accepted after the pause was recorded ` +
+      `(${r.msFromRequestToRecorded} ms after the request), Herald's overshoot ${r.overshoot}, bound ${CONCURRENCY} × ${SUBBATCH} = ${r.inFlightBound}; ` +
+      `${r.acceptedAfterPause} accepted after the pause answered, ${r.acceptedAfterPauseRequest} after it was requested; ${r.arrivedAfterPause} arrived after it answered; ` +
       `last request arrived ${r.msToLastArrival} ms and was answered ${r.msToLastAnswer} ms after the pause answered (bound ${r.boundMs} ms)`,
   );
   await call('POST', `/v1/campaigns/${c.id}/cancel`);

@@ -45,6 +45,10 @@ interface SinkStats {
   connections: number;
   lastAt: number;
   maxOpen: number;
+  firstAt: number;
+  openMs: number;
+  /** the receiver process's CPU time so far */
+  cpuMs: number;
 }
 function ask(child: ChildProcess): Promise<SinkStats> {
   return new Promise((resolve) => {
@@ -78,6 +82,13 @@ interface Result {
   maxConcurrentRequests: number;
   concurrencyBoundPerSec: number;
   fractionOfConcurrencyBound: number;
+  /** recipients/s from the receiver's first request to its last answer */
+  receiverRecipientsPerSec: number;
+  /** requests the receiver held, on average over that span */
+  meanRequestsInFlight: number;
+  /** CPU seconds of Herald's process (this one) and of the receiver's during the campaign */
+  heraldCpuSec: number;
+  receiverCpuSec: number;
 }
 const results: Result[] = [];
 // Each latency with tracking URLs (the default), then 0 ms without them (`channel.tracking: false`).
@@ -97,6 +108,8 @@ for (const { latency, tracking } of passes) {
     content: { title: 't', body: 'b' },
     chunk_size: 500,
   });
+  const sinkCpu0 = (await ask(sink)).cpuMs;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await call('POST', `/v1/campaigns/${c.id}/start`);
   let got;
@@ -107,7 +120,15 @@ for (const { latency, tracking } of passes) {
     await new Promise((r) => setTimeout(r, 20));
   }
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const s = await ask(sink);
+  const heraldCpuSec = Math.round((cpu.user + cpu.system) / 10_000) / 100;
+  // The receiver's view, from the first request to the last answer: the steady rate, without the start
+  // (planning the first page) and the end (the last events stored, completion noticed).
+  const busySec = (s.lastAt - s.firstAt) / 1000;
+  const receiverRate = Math.round(N / busySec);
+  const meanInFlight = Math.round((s.openMs / (s.lastAt - s.firstAt)) * 10) / 10;
+  const receiverCpuSec = Math.round((s.cpuMs - sinkCpu0) / 10) / 100;
   if (got.delivered !== N || s.unique !== N) throw new Error(`delivered ${got.delivered}, receiver saw ${s.unique} distinct of ${N}`);
   const allowed = latency === 0 ? Infinity : (IN_FLIGHT * PER_REQUEST) / (latency / 1000);
   const r: Result = {
@@ -127,6 +148,10 @@ for (const { latency, tracking } of passes) {
     maxConcurrentRequests: s.maxOpen,
     concurrencyBoundPerSec: latency === 0 ? NaN : Math.round(allowed),
     fractionOfConcurrencyBound: latency === 0 ? NaN : Math.round((N / seconds / allowed) * 100) / 100,
+    receiverRecipientsPerSec: receiverRate,
+    meanRequestsInFlight: meanInFlight,
+    heraldCpuSec,
+    receiverCpuSec,
   };
   results.push(r);
   console.log(
@@ -134,7 +159,9 @@ for (const { latency, tracking } of passes) {
       (latency === 0
         ? ''
         : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${IN_FLIGHT} requests × ${PER_REQUEST} in flight)`) +
-      `; ${s.requests.toLocaleString()} requests over ${s.connections} connection(s), at most ${s.maxOpen} at once; ${r.repeats} repeats`,
+      `; ${s.requests.toLocaleString()} requests over ${s.connections} connection(s), at most ${s.maxOpen} at once (mean ${meanInFlight}); ` +
+      `${receiverRate.toLocaleString()}/s from the first request to the last answer; ${r.repeats} repeats; ` +
+      `CPU s: Herald ${heraldCpuSec}, receiver ${receiverCpuSec}, of ${Math.round(seconds * cpus().length * 100) / 100} on the machine`,
   );
   sink.send('stop');
   await new Promise((r) => sink.once('exit', r));
