@@ -17,6 +17,9 @@ export class CountingSink {
   url!: string;
   open = 0;
   maxOpen = 0;
+  /** request body bytes (as sent) of the requests held now, and the most at once */
+  openBytes = 0;
+  maxOpenBytes = 0;
   readonly requests: Request[] = [];
   readonly encodings = new Set<string>();
   private held: Array<() => void> | null = null;
@@ -31,6 +34,9 @@ export class CountingSink {
       req.on('data', (d: Buffer) => parts.push(d));
       req.on('end', () => {
         const arrivedAt = Date.now();
+        const bytes = parts.reduce((n, p) => n + p.length, 0);
+        this.openBytes += bytes;
+        this.maxOpenBytes = Math.max(this.maxOpenBytes, this.openBytes);
         const encoding = req.headers['content-encoding'] ?? 'identity';
         this.encodings.add(encoding);
         const raw = Buffer.concat(parts);
@@ -39,6 +45,7 @@ export class CountingSink {
         };
         const answer = (): void => {
           this.open--;
+          this.openBytes -= bytes;
           this.requests.push({ arrivedAt, answeredAt: Date.now(), keys: body.messages.map((m) => m.idempotency_key) });
           res.writeHead(200).end();
         };
@@ -77,9 +84,5 @@ export class CountingSink {
 
   of(campaignId: number): Request[] {
     return this.requests.filter((r) => r.keys[0]?.startsWith(`${campaignId}:`));
-  }
-
-  resetMax(): void {
-    this.maxOpen = this.open;
   }
 }

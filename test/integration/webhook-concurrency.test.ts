@@ -141,3 +141,26 @@ describe('webhook requests in flight', () => {
     }
   });
 });
+
+describe('webhook request bytes in flight', () => {
+  // A budget of about two requests of 100 messages (each ~25 KB with its tracking URLs).
+  const budget = 64 * 1024;
+  const ctx = useHerald({ webhookMaxInflightBytes: budget });
+  const s = new CountingSink(50);
+  afterAll(() => s.server?.close());
+
+  it('holds the request bytes in flight to the budget, whatever the slots allow', async () => {
+    const { api } = ctx;
+    await s.start();
+    const n = 3_000;
+    const id = await api.webhookCampaign(await api.audience(n, 'cb'), s.url);
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    expect((await api.waitForStatus(id, ['completed'])).delivered).toBe(n);
+    const seen = s.keys(id);
+    expect(seen.size).toBe(n);
+    expect([...seen.values()].every((k) => k === 1)).toBe(true);
+    expect(s.maxOpenBytes).toBeLessThanOrEqual(budget);
+    expect(s.maxOpen).toBeGreaterThanOrEqual(2);
+    expect(s.maxOpen).toBeLessThan(DEFAULTS.webhookConcurrency / 4);
+  });
+});
