@@ -1,14 +1,16 @@
 /**
  * Webhook benchmark: the webhook channel against a local HTTP receiver, per receiver latency.
  *   unit: recipients/s from `start` to `completed` (every recipient answered, events in ClickHouse);
- *   the receiver's requests per TCP connection (keep-alive pooling); and the throughput as a fraction of
- *   what the concurrency allows at that latency (consumers × sub-batch / latency).
- *   method: Herald in this process with a fixed concurrency (`--workers` consumers, each with one
- *   sub-batch of `--subbatch` messages in flight, one POST each); the receiver in a child process
- *   answering after 0, 5 or 50 ms; one campaign of `--recipients` per latency, in one run; exactness
- *   checked (each idempotency key once). A last pass at 0 ms without tracking URLs (`channel.tracking:
- *   false`) shows what their HMAC per message costs.
- *   npm run bench:webhook -- [--latency 0,5,50] [--workers 8] [--subbatch 100] [--recipients 200000]
+ *   the receiver's requests per TCP connection (keep-alive pooling) and the most requests it held at
+ *   once; and the throughput as a fraction of what the concurrency allows at that latency (requests in
+ *   flight × messages per request / latency).
+ *   method: Herald in this process with its default settings (HERALD_WORKERS consumers sharing
+ *   HERALD_WEBHOOK_CONCURRENCY requests in flight of HERALD_SUBBATCH_SIZE messages; the flags override
+ *   them); the receiver in a child process answering after each latency; one campaign of `--recipients`
+ *   per latency, in one run; exactness checked (each idempotency key once). A last pass at 0 ms without
+ *   tracking URLs (`channel.tracking: false`) shows what their HMAC per message costs.
+ *   npm run bench:webhook -- [--latency 0,5,20,50,100] [--workers N] [--concurrency N] [--subbatch N]
+ *     [--recipients 200000] [--compress]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -22,12 +24,19 @@ function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i === -1 ? dflt : (process.argv[i + 1] ?? dflt);
 }
-const LATENCIES = arg('latency', '0,5,50').split(',').map(Number);
-const WORKERS = Number(arg('workers', '8'));
-const SUBBATCH = Number(arg('subbatch', '100'));
+const LATENCIES = arg('latency', '0,5,20,50,100').split(',').map(Number);
 const N = Number(arg('recipients', '200000'));
+const COMPRESS = process.argv.includes('--compress');
 const KEY = 'bench-key-0123456789';
 const ns = `herald_webhook_${Date.now().toString(36)}`;
+const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
+const WORKERS = Number(arg('workers', String(base.workers)));
+const CONCURRENCY = Number(arg('concurrency', String(base.webhookConcurrency)));
+const SUBBATCH = Number(arg('subbatch', String(base.subBatchSize)));
+/** messages per POST: a sub-batch, split into requests of at most HERALD_WEBHOOK_BATCH_SIZE */
+const PER_REQUEST = Math.min(SUBBATCH, base.webhookBatchSize);
+/** POSTs in flight: each chunk in flight has one sub-batch out, in ⌈sub-batch / batch size⌉ requests */
+const IN_FLIGHT = CONCURRENCY * Math.ceil(SUBBATCH / base.webhookBatchSize);
 
 interface SinkStats {
   messages: number;
@@ -35,6 +44,11 @@ interface SinkStats {
   requests: number;
   connections: number;
   lastAt: number;
+  maxOpen: number;
+  firstAt: number;
+  openMs: number;
+  /** the receiver process's CPU time so far */
+  cpuMs: number;
 }
 function ask(child: ChildProcess): Promise<SinkStats> {
   return new Promise((resolve) => {
@@ -43,8 +57,7 @@ function ask(child: ChildProcess): Promise<SinkStats> {
   });
 }
 
-const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
-const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookBatchSize: SUBBATCH });
+const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookConcurrency: CONCURRENCY });
 const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const call = apiCaller(`http://127.0.0.1:${herald.port}`, KEY);
 const audience = await call('POST', '/v1/audiences', { name: 'webhook bench' });
@@ -56,7 +69,9 @@ interface Result {
   latencyMs: number;
   tracking: boolean;
   consumers: number;
+  concurrency: number;
   subBatch: number;
+  compress: boolean;
   recipients: number;
   seconds: number;
   recipientsPerSec: number;
@@ -64,7 +79,16 @@ interface Result {
   requests: number;
   connections: number;
   requestsPerConnection: number;
+  maxConcurrentRequests: number;
+  concurrencyBoundPerSec: number;
   fractionOfConcurrencyBound: number;
+  /** recipients/s from the receiver's first request to its last answer */
+  receiverRecipientsPerSec: number;
+  /** requests the receiver held, on average over that span */
+  meanRequestsInFlight: number;
+  /** CPU seconds of Herald's process (this one) and of the receiver's during the campaign */
+  heraldCpuSec: number;
+  receiverCpuSec: number;
 }
 const results: Result[] = [];
 // Each latency with tracking URLs (the default), then 0 ms without them (`channel.tracking: false`).
@@ -80,10 +104,12 @@ for (const { latency, tracking } of passes) {
   const c = await call('POST', '/v1/campaigns', {
     name: `latency ${latency}`,
     audience_id: audience.id,
-    channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking },
+    channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking, ...(COMPRESS ? { compress: true } : {}) },
     content: { title: 't', body: 'b' },
     chunk_size: 500,
   });
+  const sinkCpu0 = (await ask(sink)).cpuMs;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await call('POST', `/v1/campaigns/${c.id}/start`);
   let got;
@@ -94,14 +120,24 @@ for (const { latency, tracking } of passes) {
     await new Promise((r) => setTimeout(r, 20));
   }
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const s = await ask(sink);
+  const heraldCpuSec = Math.round((cpu.user + cpu.system) / 10_000) / 100;
+  // The receiver's view, from the first request to the last answer: the steady rate, without the start
+  // (planning the first page) and the end (the last events stored, completion noticed).
+  const busySec = (s.lastAt - s.firstAt) / 1000;
+  const receiverRate = Math.round(N / busySec);
+  const meanInFlight = Math.round((s.openMs / (s.lastAt - s.firstAt)) * 10) / 10;
+  const receiverCpuSec = Math.round((s.cpuMs - sinkCpu0) / 10) / 100;
   if (got.delivered !== N || s.unique !== N) throw new Error(`delivered ${got.delivered}, receiver saw ${s.unique} distinct of ${N}`);
-  const allowed = latency === 0 ? Infinity : (WORKERS * SUBBATCH) / (latency / 1000);
+  const allowed = latency === 0 ? Infinity : (IN_FLIGHT * PER_REQUEST) / (latency / 1000);
   const r: Result = {
     latencyMs: latency,
     tracking,
     consumers: WORKERS,
+    concurrency: CONCURRENCY,
     subBatch: SUBBATCH,
+    compress: COMPRESS,
     recipients: N,
     seconds: Math.round(seconds * 100) / 100,
     recipientsPerSec: Math.round(N / seconds),
@@ -109,15 +145,23 @@ for (const { latency, tracking } of passes) {
     requests: s.requests,
     connections: s.connections,
     requestsPerConnection: Math.round(s.requests / Math.max(1, s.connections)),
+    maxConcurrentRequests: s.maxOpen,
+    concurrencyBoundPerSec: latency === 0 ? NaN : Math.round(allowed),
     fractionOfConcurrencyBound: latency === 0 ? NaN : Math.round((N / seconds / allowed) * 100) / 100,
+    receiverRecipientsPerSec: receiverRate,
+    meanRequestsInFlight: meanInFlight,
+    heraldCpuSec,
+    receiverCpuSec,
   };
   results.push(r);
   console.log(
     `receiver latency ${latency} ms${tracking ? '' : ', no tracking URLs'}: ${N.toLocaleString()} recipients in ${r.seconds} s = ${r.recipientsPerSec.toLocaleString()} recipients/s` +
       (latency === 0
         ? ''
-        : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${WORKERS} × ${SUBBATCH} in flight)`) +
-      `; ${s.requests.toLocaleString()} requests over ${s.connections} connection(s); ${r.repeats} repeats`,
+        : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${IN_FLIGHT} requests × ${PER_REQUEST} in flight)`) +
+      `; ${s.requests.toLocaleString()} requests over ${s.connections} connection(s), at most ${s.maxOpen} at once (mean ${meanInFlight}); ` +
+      `${receiverRate.toLocaleString()}/s from the first request to the last answer; ${r.repeats} repeats; ` +
+      `CPU s: Herald ${heraldCpuSec}, receiver ${receiverCpuSec}, of ${Math.round(seconds * cpus().length * 100) / 100} on the machine`,
   );
   sink.send('stop');
   await new Promise((r) => sink.once('exit', r));
@@ -131,6 +175,9 @@ if (zero)
       console.log(
         `latency ${r.latencyMs} ms${r.tracking ? '' : ' without tracking URLs'}: ${(r.recipientsPerSec / zero.recipientsPerSec).toFixed(2)}× the 0 ms throughput`,
       );
+console.log(
+  `settings: ${WORKERS} consumers, concurrency ${CONCURRENCY}, sub-batch ${SUBBATCH}, batch size ${base.webhookBatchSize}${COMPRESS ? ', gzip' : ''}`,
+);
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/webhook.json', `${JSON.stringify({ bench: 'webhook', at: new Date().toISOString(), results }, null, 2)}\n`);

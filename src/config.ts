@@ -4,6 +4,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { HeraldError, type FieldError } from './errors.js';
+import { MAX_WEBHOOK_CONCURRENCY } from './domain/campaign-input.js';
 
 export const DEFAULTS = {
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres', // DATABASE_URL
@@ -28,7 +29,9 @@ export const DEFAULTS = {
   // nothing; 0 turns it off (a dead process's chunks then wait for HERALD_RECLAIM_IDLE_MS, its lease for HERALD_LEASE_MS)
   livenessTtlMs: 3_000,
   readCount: 16, // HERALD_READ_COUNT: chunks one XREADGROUP asks for (an instant channel sends them side by side)
-  subBatchSize: 50, // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk); pause is checked between
+  // HERALD_SUBBATCH_SIZE: recipients per channel call (null channel: the whole chunk), one webhook POST up to
+  // HERALD_WEBHOOK_BATCH_SIZE; the status is checked and the ledger written between a chunk's sub-batches
+  subBatchSize: 100,
   planAheadChunks: 1200, // HERALD_PLAN_AHEAD_CHUNKS: chunks in Redis (planned, not yet done) before the planner waits
   planPageRows: 100_000, // HERALD_PLAN_PAGE_ROWS: recipients the planner reads (and packs in one go) per page
   sinkFlushRows: 100_000, // HERALD_SINK_FLUSH_ROWS: ClickHouse insert batch size
@@ -38,7 +41,17 @@ export const DEFAULTS = {
   webhookTimeoutMs: 10_000, // HERALD_WEBHOOK_TIMEOUT_MS: per request
   webhookAttempts: 4, // HERALD_WEBHOOK_ATTEMPTS: tries for 5xx / timeouts before a message fails
   webhookBackoffMs: 200, // HERALD_WEBHOOK_BACKOFF_MS: first retry delay, doubled each try (with jitter)
-  webhookConnections: 32, // HERALD_WEBHOOK_CONNECTIONS: keep-alive sockets per webhook origin
+  // HERALD_WEBHOOK_CONCURRENCY: requests in flight per webhook campaign in each process (a campaign's
+  // `channel.concurrency` overrides it); with 100-message requests, 64 allow 64,000 messages/s to a receiver
+  // answering in 100 ms, 320,000/s at 20 ms, so the receiver's latency is not what limits one process
+  webhookConcurrency: 64,
+  // HERALD_WEBHOOK_MAX_INFLIGHT_BYTES: request bytes in flight per webhook campaign in each process; past it a
+  // request waits for earlier ones to finish (one larger than the budget goes alone), so large messages to a
+  // slow receiver cannot fill memory however many slots there are
+  webhookMaxInflightBytes: 16 << 20,
+  // HERALD_WEBHOOK_CONNECTIONS: keep-alive sockets per webhook origin; 0: no cap, one per request in flight
+  // (at most the concurrency of the campaigns sending there). A cap below that makes requests queue for a socket.
+  webhookConnections: 0,
   shutdownGraceMs: 30_000, // HERALD_SHUTDOWN_GRACE_MS: on SIGTERM, finish chunks in hand and flush events for at most this long
   logLevel: 'info', // HERALD_LOG_LEVEL: pino level
   secret: '', // HERALD_SECRET: signs user and tracking tokens (16+ characters); empty: derived from HERALD_API_KEYS
@@ -88,6 +101,8 @@ export interface Config {
   webhookAttempts: number;
   webhookBackoffMs: number;
   webhookConnections: number;
+  webhookConcurrency: number;
+  webhookMaxInflightBytes: number;
   shutdownGraceMs: number;
   logLevel: string;
 }
@@ -118,7 +133,9 @@ const INT_KEYS: Array<[keyof Config, string, number, number]> = [
   ['webhookTimeoutMs', 'HERALD_WEBHOOK_TIMEOUT_MS', 10, 600_000],
   ['webhookAttempts', 'HERALD_WEBHOOK_ATTEMPTS', 1, 100],
   ['webhookBackoffMs', 'HERALD_WEBHOOK_BACKOFF_MS', 0, 600_000],
-  ['webhookConnections', 'HERALD_WEBHOOK_CONNECTIONS', 1, 10_000],
+  ['webhookConnections', 'HERALD_WEBHOOK_CONNECTIONS', 0, 10_000],
+  ['webhookConcurrency', 'HERALD_WEBHOOK_CONCURRENCY', 1, MAX_WEBHOOK_CONCURRENCY],
+  ['webhookMaxInflightBytes', 'HERALD_WEBHOOK_MAX_INFLIGHT_BYTES', 1024, 2 ** 32],
   ['userTokenTtlS', 'HERALD_USER_TOKEN_TTL_S', 60, 366 * 86_400],
   ['wsTickMs', 'HERALD_WS_TICK_MS', 50, 60_000],
   ['wsMaxBackpressure', 'HERALD_WS_MAX_BACKPRESSURE', 1024, 1 << 30],

@@ -124,6 +124,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     attempts: cfg.webhookAttempts,
     backoffMs: cfg.webhookBackoffMs,
     connections: cfg.webhookConnections,
+    maxInflightBytes: cfg.webhookMaxInflightBytes,
     trackingUrl: (campaignId, userId) => `${publicUrl()}/t/${trackingToken(secret, campaignId, userId)}`,
   });
   const holderId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -162,6 +163,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         blockMs: 250,
         completionCheckMs: 50,
         subBatchSize: cfg.subBatchSize,
+        webhookConcurrency: cfg.webhookConcurrency,
         lostStreamGraceMs: cfg.sinkFlushMs * 2 + 1000,
       },
     });

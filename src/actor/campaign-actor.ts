@@ -20,6 +20,8 @@ import type { Ledger, StepResult } from './ledger.js';
 import { ChunkSender } from './chunk-sender.js';
 import { Liveness } from './liveness.js';
 import { consumerName, livenessTimings, type LivenessTimings } from '../domain/liveness.js';
+import { channelConcurrency } from '../domain/campaign-input.js';
+import { Semaphore } from '../domain/semaphore.js';
 
 export interface ActorOptions {
   workers: number;
@@ -34,6 +36,8 @@ export interface ActorOptions {
   completionCheckMs: number;
   /** recipients per channel call; status is checked and the ledger written between sub-batches */
   subBatchSize: number;
+  /** HERALD_WEBHOOK_CONCURRENCY: chunks (so requests) in flight per campaign here, unless its channel says */
+  webhookConcurrency: number;
   /** after the stream is found lost: how long to let every process's buffered events reach ClickHouse before re-planning */
   lostStreamGraceMs: number;
 }
@@ -78,8 +82,13 @@ export class CampaignActor {
   private readonly inflight = new Map<string, string>();
   /** entries this process recorded sub-batches of → the storing of their events (until acked) */
   private readonly storing = new Map<string, Promise<void>>();
-  /** consumers of this actor between a read that brought entries and the end of sending them */
+  /** consumers of this actor between a read that brought entries and the end of sending them, or chunks being sent */
   private busy = 0;
+  /**
+   * A slow channel's send slots, shared by this process's consumers of the campaign: one per chunk in flight,
+   * and a chunk has one sub-batch (one request) in flight at a time. Null for an instant channel.
+   */
+  private readonly slots: Semaphore | null;
   private readonly conns: Redis[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private planningDone: boolean;
@@ -110,6 +119,9 @@ export class CampaignActor {
       subBatchSize: deps.options.subBatchSize,
       recheckAfterMs: Math.min(Math.max(50, Math.floor(deps.options.reclaimIdleMs / 3)), this.timings.trustMs),
     });
+    this.slots = deps.channels.get(campaign.channel).instant
+      ? null
+      : new Semaphore(channelConcurrency(campaign.channel, deps.options.webhookConcurrency));
     this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
       for (const id of ids) {
@@ -373,46 +385,21 @@ export class CampaignActor {
   }
 
   private async consumerLoop(conn: Redis, consumer: string): Promise<void> {
-    const { stream, options, log } = this.deps;
-    // Entries this consumer name read before a pause (or a restart) first: they are pending on it.
-    let history: string | null = '0-0';
+    if (this.slots !== null) return this.slottedLoop(conn, consumer, this.slots);
+    const { options } = this.deps;
+    const reader = this.reader(conn, consumer);
     while (this.running && mayStartChunk(this.status)) {
-      let entries: StreamEntry[];
-      try {
-        if (this.reclaimed.length > 0) entries = this.reclaimed.splice(0, options.readCount);
-        else if (history !== null) {
-          entries = await stream.readPending(conn, this.id, consumer, options.readCount, history);
-          history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
-        } else {
-          entries = await stream.read(conn, this.id, consumer, options.readCount, 1);
-          if (entries.length === 0) {
-            // Nothing to do here now (the end of the campaign, or the planner is behind): once no other
-            // consumer of the campaign is sending either, what is buffered goes to ClickHouse now, so the
-            // last acks (and completion) do not wait for flushMs. While one still sends, its own empty
-            // read comes soon enough, and an early small insert would only cost ClickHouse a part.
-            if (this.busy === 0) this.deps.sink.flushSoon();
-            entries = await stream.read(conn, this.id, consumer, options.readCount, options.blockMs);
-          }
-        }
-      } catch (err) {
-        log.error({ err, campaignId: this.id }, 'reading chunks failed');
-        await this.sleep(500);
-        continue;
-      }
-      for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
-      if (entries.length === 0) continue;
+      const entries = await reader(options.readCount);
+      if (entries === null || entries.length === 0) continue;
       this.busy++;
       try {
         // An instant channel's chunks (one sub-batch each, no wait on a provider) go side by side, so their
-        // ledger steps share one Redis round trip (Ledger.send); a slow channel's go one by one, which keeps
-        // what a pause lets through to one sub-batch per consumer. Held to a rate, chunks gain nothing by
-        // going side by side (the schedule is the limit), so they too go one by one.
-        const sideBySide = this.deps.channels.get(this.campaign.channel).instant && this.campaign.rateLimit === null;
+        // ledger steps share one Redis round trip (Ledger.send). Held to a rate, chunks gain nothing by
+        // going side by side (the schedule is the limit), so they go one by one.
+        const sideBySide = this.campaign.rateLimit === null;
         const started: Array<Promise<void>> = [];
         for (const entry of entries) {
-          // A step saw the campaign paused (or cancelled) before this process was told: wait for the word.
-          while (this.running && this.announced !== null && this.announced !== 'sending') await this.sleep(50);
-          if (!this.running || !mayStartChunk(this.status)) break;
+          if (!(await this.mayStart())) break;
           const p = this.processGuarded(entry);
           if (sideBySide) started.push(p);
           else await p;
@@ -422,6 +409,81 @@ export class CampaignActor {
         this.busy--;
       }
     }
+  }
+
+  /**
+   * A slow channel's consumer: it reads as many chunks as there are free slots and sends each in a slot of
+   * its own, without waiting for them, so the campaign has as many requests in flight here as it has slots.
+   * A pause lets through what is in flight (each chunk checks the status before each sub-batch); the loop
+   * ends once its chunks have stopped.
+   */
+  private async slottedLoop(conn: Redis, consumer: string, slots: Semaphore): Promise<void> {
+    const reader = this.reader(conn, consumer);
+    const sending = new Set<Promise<void>>();
+    while (this.running && mayStartChunk(this.status)) {
+      const room = await slots.takeFree(slots.capacity);
+      let used = 0;
+      try {
+        // Slots come free as chunks stop: after a pause, nothing more is read.
+        if (!this.running || !mayStartChunk(this.status)) break;
+        const entries = (await reader(room)) ?? [];
+        for (const entry of entries) {
+          if (!(await this.mayStart())) break;
+          used++;
+          this.busy++;
+          const p: Promise<void> = this.processGuarded(entry).finally(() => {
+            this.busy--;
+            slots.release(1);
+            sending.delete(p);
+          });
+          sending.add(p);
+        }
+      } finally {
+        slots.release(room - used);
+      }
+    }
+    await Promise.all(sending);
+  }
+
+  /** Waits out a pause a step saw before this process was told; then whether a fresh chunk may start. */
+  private async mayStart(): Promise<boolean> {
+    while (this.running && this.announced !== null && this.announced !== 'sending') await this.sleep(50);
+    return this.running && mayStartChunk(this.status);
+  }
+
+  /**
+   * A consumer's source of chunks, at most `count` per call: reclaimed ones first, then those pending on
+   * this consumer name from before a pause (or a restart), then new ones. Null after a failed read.
+   */
+  private reader(conn: Redis, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
+    const { stream, log } = this.deps;
+    let history: string | null = '0-0';
+    return async (count) => {
+      let entries: StreamEntry[];
+      try {
+        if (this.reclaimed.length > 0) entries = this.reclaimed.splice(0, count);
+        else if (history !== null) {
+          entries = await stream.readPending(conn, this.id, consumer, count, history);
+          history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
+        } else {
+          entries = await stream.read(conn, this.id, consumer, count, 1);
+          if (entries.length === 0) {
+            // Nothing to do here now (the end of the campaign, or the planner is behind): once no other
+            // consumer of the campaign is sending either, what is buffered goes to ClickHouse now, so the
+            // last acks (and completion) do not wait for flushMs. While one still sends, its own empty
+            // read comes soon enough, and an early small insert would only cost ClickHouse a part.
+            if (this.busy === 0) this.deps.sink.flushSoon();
+            entries = await stream.read(conn, this.id, consumer, count, this.deps.options.blockMs);
+          }
+        }
+      } catch (err) {
+        log.error({ err, campaignId: this.id }, 'reading chunks failed');
+        await this.sleep(500);
+        return null;
+      }
+      for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
+      return entries;
+    };
   }
 
   private async processGuarded(entry: StreamEntry): Promise<void> {

@@ -11,7 +11,7 @@ import type { ChannelRegistry } from '../channel/channel-registry.js';
 import type { EventSink } from '../sink/event-sink.js';
 import type { Ledger, StepResult } from './ledger.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
-import { channelTracks } from '../domain/campaign-input.js';
+import { channelCompresses, channelTracks } from '../domain/campaign-input.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface ChunkSenderDeps {
@@ -94,6 +94,7 @@ export class ChunkSender {
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
       const result = await channel.send({
         tracking: channelTracks(campaign.channel),
+        compress: channelCompresses(campaign.channel),
         campaignId: campaign.id,
         title: campaign.content.title,
         body: campaign.content.body,

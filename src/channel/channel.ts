@@ -14,6 +14,8 @@ export interface OutboundBatch {
   addresses: ReadonlyArray<string | null>;
   /** add each message's read-receipt URL (webhook; `channel.tracking`) */
   tracking: boolean;
+  /** gzip the request body (webhook; `channel.compress`) */
+  compress: boolean;
 }
 
 export interface SendResult {

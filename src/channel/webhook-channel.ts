@@ -1,14 +1,21 @@
 /**
- * POSTs batches of messages to a URL through a pooled keep-alive client (undici Pool: pipelined
- * keep-alive sockets with a bounded count, which Node's fetch does not expose).
+ * POSTs batches of messages to a URL through a pooled keep-alive client (undici Pool: keep-alive sockets,
+ * as many as requests in flight unless `connections` caps them, which Node's fetch does not expose).
+ * How many requests are in flight is the caller's (the campaign's send slots); the request bytes in flight
+ * per campaign are held to `maxInflightBytes` here, where the payloads are built.
  *   2xx → delivered, except entries the receiver lists as failed in `{"failed":[{"idempotency_key","error"}]}`
  *   4xx → every message in the batch failed, with the status and the start of the body as the reason
  *   5xx, 408, timeout, connection error → retried with exponential backoff and jitter, then failed
  *   429 → the receiver asks us to slow down: wait its Retry-After (or the backoff) and try again, without
  *         spending an attempt, up to MAX_THROTTLES times in a row
  */
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
 import { Pool } from 'undici';
+import { Semaphore } from '../domain/semaphore.js';
 import { idempotencyKey, type Channel, type OutboundBatch, type SendResult } from './channel.js';
+
+const gzip = promisify(gzipCb);
 
 export interface WebhookOptions {
   url: string;
@@ -16,7 +23,10 @@ export interface WebhookOptions {
   timeoutMs: number;
   attempts: number;
   backoffMs: number;
+  /** keep-alive sockets to the origin; 0: no cap (one per request in flight) */
   connections: number;
+  /** request body bytes in flight per campaign; a request larger than this goes alone */
+  maxInflightBytes: number;
   /** the read-receipt URL put in each message as `tracking_url` (a signed pixel, api/tracking), if any */
   trackingUrl?: (campaignId: number, userId: string) => string;
 }
@@ -45,11 +55,13 @@ export class WebhookChannel implements Channel {
   readonly type = 'webhook';
   private readonly pool: Pool;
   private readonly path: string;
+  /** per campaign sending here: its request bytes in flight (dropped when none are) */
+  private readonly budgets = new Map<number, Semaphore>();
 
   constructor(private readonly opts: WebhookOptions) {
     const u = new URL(opts.url);
     this.pool = new Pool(u.origin, {
-      connections: opts.connections,
+      connections: opts.connections === 0 ? null : opts.connections,
       keepAliveTimeout: 30_000,
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
@@ -83,25 +95,20 @@ export class WebhookChannel implements Channel {
           : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),
       });
     }
-    const payload = JSON.stringify({ campaign_id: batch.campaignId, messages });
-    let outcome: Outcome = { kind: 'retry', error: 'not sent' };
-    let throttles = 0;
-    for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
-      if (attempt > 1) {
-        result.retries++;
-        const delay = this.opts.backoffMs * 2 ** (attempt - 2);
-        await sleep(delay / 2 + Math.random() * (delay / 2), signal);
-      }
-      outcome = await this.post(payload);
-      while (outcome.kind === 'throttle' && throttles < MAX_THROTTLES && !signal?.aborted) {
-        throttles++;
-        result.retries++;
-        await sleep(outcome.waitMs ?? this.opts.backoffMs * 2 ** Math.min(throttles - 1, 8), signal);
-        outcome = await this.post(payload);
-      }
-      if (outcome.kind !== 'retry') break;
+    const json = JSON.stringify({ campaign_id: batch.campaignId, messages });
+    const payload = batch.compress ? await gzip(json) : Buffer.from(json);
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (batch.compress) headers['content-encoding'] = 'gzip';
+    // Held from before the first attempt to after the last: retries and throttle waits keep the body.
+    const budget = this.budget(batch.campaignId);
+    const held = await budget.take(payload.length);
+    let outcome: Outcome;
+    try {
+      outcome = await this.attempts(payload, headers, result, signal);
+    } finally {
+      budget.release(held);
+      if (budget.inUse === 0) this.budgets.delete(batch.campaignId);
     }
-    if (outcome.kind === 'throttle') outcome = { kind: 'reject', error: `still throttled after ${throttles} tries: ${outcome.error}` };
     if (outcome.kind === 'ok') {
       if (outcome.failedKeys.size === 0) return;
       for (let i = start; i < end; i++) {
@@ -114,12 +121,44 @@ export class WebhookChannel implements Channel {
     for (let i = start; i < end; i++) result.failed.set(i, error);
   }
 
-  private async post(payload: string): Promise<Outcome> {
+  private budget(campaignId: number): Semaphore {
+    let b = this.budgets.get(campaignId);
+    if (b === undefined) {
+      b = new Semaphore(this.opts.maxInflightBytes);
+      this.budgets.set(campaignId, b);
+    }
+    return b;
+  }
+
+  /** Posts until a verdict: retries with backoff, throttles without spending an attempt. */
+  private async attempts(payload: Buffer, headers: Record<string, string>, result: SendResult, signal?: AbortSignal): Promise<Outcome> {
+    let outcome: Outcome = { kind: 'retry', error: 'not sent' };
+    let throttles = 0;
+    for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
+      if (attempt > 1) {
+        result.retries++;
+        const delay = this.opts.backoffMs * 2 ** (attempt - 2);
+        await sleep(delay / 2 + Math.random() * (delay / 2), signal);
+      }
+      outcome = await this.post(payload, headers);
+      while (outcome.kind === 'throttle' && throttles < MAX_THROTTLES && !signal?.aborted) {
+        throttles++;
+        result.retries++;
+        await sleep(outcome.waitMs ?? this.opts.backoffMs * 2 ** Math.min(throttles - 1, 8), signal);
+        outcome = await this.post(payload, headers);
+      }
+      if (outcome.kind !== 'retry') break;
+    }
+    if (outcome.kind === 'throttle') return { kind: 'reject', error: `still throttled after ${throttles} tries: ${outcome.error}` };
+    return outcome;
+  }
+
+  private async post(payload: Buffer, headers: Record<string, string>): Promise<Outcome> {
     try {
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
-        headers: { 'content-type': 'application/json' },
+        headers,
         body: payload,
         signal: AbortSignal.timeout(this.opts.timeoutMs),
       });

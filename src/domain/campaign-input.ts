@@ -4,8 +4,17 @@
 import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
 
-/** `tracking` (webhook, default true): put a signed read-receipt pixel URL in each message (an HMAC each). */
-export type ChannelSpec = { type: 'null' } | { type: 'inbox' } | { type: 'webhook'; url: string; tracking?: boolean };
+/**
+ * Webhook options, each stored only when the campaign gives it:
+ * `tracking` (default true): put a signed read-receipt pixel URL in each message (an HMAC each);
+ * `concurrency` (default HERALD_WEBHOOK_CONCURRENCY): requests in flight for the campaign in each process;
+ * `compress` (default false): gzip request bodies (`content-encoding: gzip`).
+ */
+export type WebhookSpec = { type: 'webhook'; url: string; tracking?: boolean; concurrency?: number; compress?: boolean };
+export type ChannelSpec = { type: 'null' } | { type: 'inbox' } | WebhookSpec;
+
+/** The most requests in flight a campaign may ask for per process (each holds a socket and a chunk). */
+export const MAX_WEBHOOK_CONCURRENCY = 1024;
 
 /** Whether messages of this channel carry a tracking URL (campaigns stored before the option: yes). */
 export function channelTracks(spec: ChannelSpec): boolean {
@@ -13,6 +22,16 @@ export function channelTracks(spec: ChannelSpec): boolean {
 }
 
 /** Whether a channel uses recipients' addresses (the planner then carries them in each chunk). */
+/** Requests in flight per process for a campaign on this channel: its own setting, else the process's default. */
+export function channelConcurrency(spec: ChannelSpec, dflt: number): number {
+  return spec.type === 'webhook' && spec.concurrency !== undefined ? spec.concurrency : dflt;
+}
+
+/** Whether request bodies are gzipped (webhook, `channel.compress`). */
+export function channelCompresses(spec: ChannelSpec): boolean {
+  return spec.type === 'webhook' && spec.compress === true;
+}
+
 export function channelNeedsAddress(spec: ChannelSpec): boolean {
   return spec.type === 'webhook';
 }
@@ -131,9 +150,25 @@ function validateChannel(raw: unknown, errors: FieldError[]): ChannelSpec {
     } catch {
       errors.push({ field: 'channel.url', error: 'must be an http:// or https:// URL' });
     }
-    if (raw.tracking === undefined) return { type: 'webhook', url };
-    if (typeof raw.tracking !== 'boolean') errors.push({ field: 'channel.tracking', error: 'must be true or false' });
-    return { type: 'webhook', url, tracking: raw.tracking === true };
+    const spec: WebhookSpec = { type: 'webhook', url };
+    if (raw.tracking !== undefined) {
+      if (typeof raw.tracking !== 'boolean') errors.push({ field: 'channel.tracking', error: 'must be true or false' });
+      spec.tracking = raw.tracking === true;
+    }
+    if (raw.concurrency !== undefined) {
+      const c = raw.concurrency;
+      if (!Number.isSafeInteger(c) || (c as number) < 1 || (c as number) > MAX_WEBHOOK_CONCURRENCY)
+        errors.push({
+          field: 'channel.concurrency',
+          error: `must be an integer from 1 to ${MAX_WEBHOOK_CONCURRENCY} (requests in flight)`,
+        });
+      else spec.concurrency = c as number;
+    }
+    if (raw.compress !== undefined) {
+      if (typeof raw.compress !== 'boolean') errors.push({ field: 'channel.compress', error: 'must be true or false' });
+      else spec.compress = raw.compress;
+    }
+    return spec;
   }
   errors.push({ field: 'channel.type', error: 'must be "null", "inbox" or "webhook"' });
   return { type: 'null' };

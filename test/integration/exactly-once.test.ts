@@ -19,7 +19,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
 
   beforeAll(async () => {
     await sink.start();
-    ns = await createNamespace({ subBatchSize: 20, webhookBatchSize: 20, workers: 2, reclaimIdleMs: 500 });
+    ns = await createNamespace({ subBatchSize: 20, webhookBatchSize: 20, workers: 2, webhookConcurrency: 2, reclaimIdleMs: 500 });
     herald = await startTestHerald(ns);
     api = apiFor(herald);
   });
@@ -30,7 +30,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
     sink.server?.close();
   });
 
-  it('stops within one sub-batch per consumer of a pause, reports the overshoot, and resumes without repeats', async () => {
+  it('stops within one sub-batch per request in flight of a pause, reports the overshoot, and resumes without repeats', async () => {
     const n = 3_000;
     const audienceId = await api.audience(n, 'pz');
     const id = await api.webhookCampaign(audienceId, sink.url, { name: 'pause webhook' });
@@ -42,9 +42,9 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
     await new Promise((r) => setTimeout(r, 600));
     const afterPause = sink.receivedAfter(pausedAt);
     const mid = (await api.call('GET', `/v1/campaigns/${id}`)).body;
-    // Herald's own account: at most the sub-batch each consumer had in flight (2 consumers × 20) was
-    // recorded after the pause. The receiver runs in this test process, whose event loop Herald shares, so
-    // a request that reached it just before the pause answered can be seen just after: one more each.
+    // Herald's own account: at most the sub-batch each request in flight carried (webhookConcurrency 2 × 20)
+    // was recorded after the pause. The receiver runs in this test process, whose event loop Herald shares,
+    // so a request that reached it just before the pause answered can be seen just after: one more each.
     expect(mid.overshoot).toBeLessThanOrEqual(40);
     expect(afterPause).toBeLessThanOrEqual(mid.overshoot + 40);
     expect(sink.seen.size).toBeLessThan(n);

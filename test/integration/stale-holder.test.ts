@@ -36,12 +36,21 @@ function stalledChild(c: StallCase): Stalled {
 
   beforeAll(async () => {
     await t.sink.start();
-    ns = await createNamespace({ subBatchSize: 20, webhookBatchSize: 20, workers: 2, reclaimIdleMs: c.reclaimIdleMs, leaseMs: c.leaseMs });
+    // Two requests in flight per process, so what a stalled process can have sent unrecorded is 2 × 20.
+    ns = await createNamespace({
+      subBatchSize: 20,
+      webhookBatchSize: 20,
+      webhookConcurrency: 2,
+      workers: 2,
+      reclaimIdleMs: c.reclaimIdleMs,
+      leaseMs: c.leaseMs,
+    });
     t.herald = await startTestHerald(ns);
     t.api = apiFor(t.herald);
     child = await spawnHerald(ns, childLog, {
       HERALD_SUBBATCH_SIZE: '20',
       HERALD_WEBHOOK_BATCH_SIZE: '20',
+      HERALD_WEBHOOK_CONCURRENCY: '2',
       HERALD_RECLAIM_IDLE_MS: String(c.reclaimIdleMs),
       HERALD_LEASE_MS: String(c.leaseMs),
     });
@@ -91,7 +100,7 @@ async function takenOverAndSilent(t: Stalled): Promise<number> {
   const n = 4_000;
   const { id, wokeAt } = await campaignWithStall(t, 'stalled holder');
   const repeated = [...t.sink.seen.entries()].filter(([, times]) => times.length > 1);
-  // Only what the stalled process had in flight when it stopped (one sub-batch per consumer) can arrive
+  // Only what the stalled process had in flight when it stopped (one sub-batch per request in flight) can arrive
   // twice: it was sent, but its ledger step never ran. Nothing is sent by it after it wakes.
   expect(repeated.length).toBeLessThanOrEqual(2 * 20);
   const secondAfterWake = repeated.filter(([, times]) => times[1]! > wokeAt + 200);

@@ -35,6 +35,17 @@ describe('campaign input', () => {
       ...good.channel,
       tracking: false,
     });
+    for (const concurrency of [0, 1.5, '8', 1025, null])
+      expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { ...good.channel, concurrency } }))).toEqual([
+        'channel.concurrency',
+      ]);
+    for (const compress of ['yes', 1, null])
+      expect(fieldsOf(() => validateCreateCampaign({ ...good, channel: { ...good.channel, compress } }))).toEqual(['channel.compress']);
+    expect(validateCreateCampaign({ ...good, channel: { ...good.channel, concurrency: 3, compress: true } }).channel).toEqual({
+      ...good.channel,
+      concurrency: 3,
+      compress: true,
+    });
     expect(fieldsOf(() => validateCreateCampaign({ ...good, content: { title: 't' }, schedule_at: 'soon' }))).toEqual([
       'content.body',
       'schedule_at',
