@@ -19,7 +19,7 @@ export const DEFAULTS = {
   chunkSize: 500, // HERALD_CHUNK_SIZE: recipients per chunk when a campaign does not say
   maxBodyBytes: 1 << 20, // HERALD_MAX_BODY_BYTES: JSON request bodies; larger → 413
   maxImportBytes: 2 ** 31, // HERALD_MAX_IMPORT_BYTES: recipient import bodies (streamed); larger → 413
-  importAnswerWaitMs: 3000, // HERALD_IMPORT_ANSWER_WAIT_MS: an import request waits this long for its merge, then answers 202 with the job
+  importAnswerWaitMs: 5000, // HERALD_IMPORT_ANSWER_WAIT_MS: an import request waits this long for its merge, then answers 202 with the job
   importSweepMs: 5000, // HERALD_IMPORT_SWEEP_MS: how often import jobs left by a stopped process are looked for and resumed
   pollMs: 1000, // HERALD_POLL_MS: how often a dispatcher looks for campaigns to host (pub/sub wakes it sooner)
   reclaimIdleMs: 30_000, // HERALD_RECLAIM_IDLE_MS: a chunk pending this long on a consumer is taken over

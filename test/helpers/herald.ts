@@ -94,14 +94,39 @@ export class Api {
     return { status: res.status, body: parsed };
   }
 
+  /**
+   * Imports a body into an audience and answers as a quick import does (200 with the result): an
+   * import answered 202 (its merge took longer than HERALD_IMPORT_ANSWER_WAIT_MS, as on a loaded
+   * machine) is followed to its end at GET /v1/imports/:id. Any other answer is returned as it is.
+   */
+  async importRecipients(
+    audienceId: number,
+    body: string | Uint8Array,
+    headers: Record<string, string> = { 'content-type': 'application/x-ndjson' },
+  ): Promise<{ status: number; body: any }> {
+    const r = await this.call('POST', `/v1/audiences/${audienceId}/recipients`, body, headers);
+    if (r.status !== 202) return r;
+    const t0 = Date.now();
+    for (;;) {
+      const job = (await this.call('GET', `/v1/imports/${r.body.import_id}`)).body;
+      if (job.status === 'completed' || job.status === 'failed') {
+        const { id, imported, duplicates, rejected_count, total, same_as, error, status } = job;
+        return {
+          status: status === 'completed' ? 200 : 500,
+          body: { import_id: id, status, imported, duplicates, rejected: r.body.rejected, rejected_count, total, same_as, error },
+        };
+      }
+      if (Date.now() - t0 > 120_000) throw new Error(`import ${r.body.import_id} still ${job.status}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
   /** Creates an audience of `n` recipients `u1..un` through the API. */
   async audience(n: number, prefix = 'u'): Promise<number> {
     const a = await this.call('POST', '/v1/audiences', { name: `aud-${prefix}-${n}` });
     const lines: string[] = [];
     for (let i = 1; i <= n; i++) lines.push(`{"user_id":"${prefix}${i}","address":"${prefix}${i}@example.test"}`);
-    const r = await this.call('POST', `/v1/audiences/${a.body.id}/recipients`, lines.join('\n'), {
-      'content-type': 'application/x-ndjson',
-    });
+    const r = await this.importRecipients(a.body.id, lines.join('\n'));
     if (r.status !== 200 || r.body.imported !== n) throw new Error(`import failed: ${JSON.stringify(r.body).slice(0, 300)}`);
     return a.body.id as number;
   }

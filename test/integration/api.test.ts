@@ -87,7 +87,7 @@ describe('HTTP API: validation, auth, imports and errors', () => {
       '{"user_id":"tab\\there","address":"line\\nbreak"}',
       '{"user_id":"a3","attrs":[1]}',
     ].join('\n');
-    const r = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, body, { 'content-type': 'application/x-ndjson' });
+    const r = await api.importRecipients(a.body.id, body, { 'content-type': 'application/x-ndjson' });
     expect(r.status).toBe(200);
     expect(r.body.total).toBe(8);
     expect(r.body.imported).toBe(3);
@@ -99,7 +99,7 @@ describe('HTTP API: validation, auth, imports and errors', () => {
       { line: 9, error: 'attrs: must be an object' },
     ]);
     // A re-import of the same users adds nothing and keeps what is there.
-    const again = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, '{"user_id":"a2"}\n{"user_id":"a4"}\n', {
+    const again = await api.importRecipients(a.body.id, '{"user_id":"a2"}\n{"user_id":"a4"}\n', {
       'content-type': 'application/x-ndjson',
     });
     expect(again.body).toMatchObject({ imported: 1, duplicates: 1, total: 2 });
@@ -128,14 +128,14 @@ describe('HTTP API: validation, auth, imports and errors', () => {
   it('imports CSV with a header, extra columns as attrs, and reports bad rows', async () => {
     const a = await api.call('POST', '/v1/audiences', { name: 'csv' });
     const csv = 'user_id,address,country\nc1,c1@x.test,DE\nc2,,\n"c3",c3@x.test,"FR"\n,missing@x.test,US\nc4,"unterminated\n';
-    const r = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, csv, { 'content-type': 'text/csv' });
+    const r = await api.importRecipients(a.body.id, csv, { 'content-type': 'text/csv' });
     expect(r.status).toBe(200);
     expect(r.body.imported).toBe(3);
     expect(r.body.rejected[0]).toEqual({ line: 5, error: 'user_id: must be 1 to 256 characters' });
     expect(r.body.rejected_count).toBeGreaterThanOrEqual(1);
-    const noHeader = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, 'id,address\n1,x\n', { 'content-type': 'text/csv' });
+    const noHeader = await api.importRecipients(a.body.id, 'id,address\n1,x\n', { 'content-type': 'text/csv' });
     expect(noHeader).toMatchObject({ status: 400, body: { field: 'user_id' } });
-    const wrongType = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, 'x', { 'content-type': 'application/xml' });
+    const wrongType = await api.importRecipients(a.body.id, 'x', { 'content-type': 'application/xml' });
     expect(wrongType).toMatchObject({ status: 415, body: { field: 'content-type' } });
     const missing = await api.call('POST', '/v1/audiences/987654/recipients', '{"user_id":"z"}', {
       'content-type': 'application/x-ndjson',

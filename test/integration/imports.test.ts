@@ -95,25 +95,25 @@ describe('imports as jobs', () => {
   it('takes gzip bodies, NDJSON and CSV, and refuses a broken one', async () => {
     const { api } = ctx;
     const id = await newAudience(api, 'gzip');
-    const nd = await api.call('POST', `/v1/audiences/${id}/recipients`, gzipSync(lines(5000, 'g')), {
+    const nd = await api.importRecipients(id, gzipSync(lines(5000, 'g')), {
       ...NDJSON,
       'content-encoding': 'gzip',
     });
     expect(nd.status).toBe(200);
     expect(nd.body).toMatchObject({ imported: 5000, duplicates: 0, total: 5000 });
     const csv = `user_id,address,plan\n${Array.from({ length: 3000 }, (_, i) => `c${i},c${i}@x.test,pro`).join('\n')}\nc1,again,pro\n`;
-    const c = await api.call('POST', `/v1/audiences/${id}/recipients`, gzipSync(csv), {
+    const c = await api.importRecipients(id, gzipSync(csv), {
       'content-type': 'text/csv',
       'content-encoding': 'gzip',
     });
     expect(c.body).toMatchObject({ imported: 3000, duplicates: 1, total: 3001 });
-    const broken = await api.call('POST', `/v1/audiences/${id}/recipients`, Buffer.from('not gzip at all'), {
+    const broken = await api.importRecipients(id, Buffer.from('not gzip at all'), {
       ...NDJSON,
       'content-encoding': 'gzip',
     });
     expect(broken.status).toBe(400);
     expect(broken.body.field).toBe('content-encoding');
-    const unknown = await api.call('POST', `/v1/audiences/${id}/recipients`, lines(1, 'x'), { ...NDJSON, 'content-encoding': 'br' });
+    const unknown = await api.importRecipients(id, lines(1, 'x'), { ...NDJSON, 'content-encoding': 'br' });
     expect(unknown.status).toBe(415);
     expect(unknown.body.field).toBe('content-encoding');
     expect(await audienceCount(id)).toBe(8000);
@@ -127,12 +127,12 @@ describe('imports as jobs', () => {
     const other = await api.audience(50_000, 'p');
     const id = await newAudience(api, 'populated');
     // the same user ids as the other audience: audiences never de-duplicate against each other
-    const a = await api.call('POST', `/v1/audiences/${id}/recipients`, lines(40_000, 'p'), NDJSON);
+    const a = await api.importRecipients(id, lines(40_000, 'p'), NDJSON);
     expect(a.body).toMatchObject({ status: 'completed', imported: 40_000, duplicates: 0 });
     const own = await herald.db.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`recipients_a${id}`]);
     expect(own.rows[0]!.t).toBe(`recipients_a${id}`);
     // half new, half already there: the insert path, ids after the audience's highest
-    const b = await api.call('POST', `/v1/audiences/${id}/recipients`, lines(20_000, 'p', 30_001), NDJSON);
+    const b = await api.importRecipients(id, lines(20_000, 'p', 30_001), NDJSON);
     expect(b.body).toMatchObject({ status: 'completed', imported: 10_000, duplicates: 10_000, total: 20_000 });
     expect(await audienceCount(id)).toBe(50_000);
     expect(await audienceCount(other)).toBe(50_000);
@@ -153,13 +153,13 @@ describe('imports as jobs', () => {
     const { api } = ctx;
     const id = await newAudience(api, 'repeat');
     const file = lines(20_000, 'r');
-    const first = await api.call('POST', `/v1/audiences/${id}/recipients`, file, NDJSON);
-    const again = await api.call('POST', `/v1/audiences/${id}/recipients`, file, NDJSON);
+    const first = await api.importRecipients(id, file, NDJSON);
+    const again = await api.importRecipients(id, file, NDJSON);
     expect(again.body).toMatchObject({ status: 'completed', imported: 0, duplicates: 20_000, same_as: first.body.import_id });
     // overlapping files at once: both complete, one after the other, each user once
     const [x, y] = await Promise.all([
-      api.call('POST', `/v1/audiences/${id}/recipients`, lines(30_000, 'r', 10_001), NDJSON),
-      api.call('POST', `/v1/audiences/${id}/recipients`, lines(30_000, 'r', 25_001), NDJSON),
+      api.importRecipients(id, lines(30_000, 'r', 10_001), NDJSON),
+      api.importRecipients(id, lines(30_000, 'r', 25_001), NDJSON),
     ]);
     expect(x.body.status).toBe('completed');
     expect(y.body.status).toBe('completed');
@@ -313,7 +313,7 @@ describe('the migration to a partition per audience', () => {
         const old = await api.call('POST', '/v1/audiences/1/recipients', `{"user_id":"o2"}\n{"user_id":"o1"}\n{"user_id":"n1"}\n`, NDJSON);
         expect(old.body).toMatchObject({ status: 'completed', imported: 2, duplicates: 1 });
         const fresh = await newAudience(api, 'new one');
-        const n = await api.call('POST', `/v1/audiences/${fresh}/recipients`, lines(100, 'f'), NDJSON);
+        const n = await api.importRecipients(fresh, lines(100, 'f'), NDJSON);
         expect(n.body).toMatchObject({ status: 'completed', imported: 100 });
         const counts = await h.db.query<{ audience_id: number; n: number; t: string }>(
           `SELECT audience_id, count(*)::int AS n, min(tableoid::regclass::text) AS t FROM recipients GROUP BY audience_id ORDER BY audience_id`,

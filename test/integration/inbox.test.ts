@@ -26,7 +26,7 @@ describe('the in-app inbox, read receipts and read-rate analytics', () => {
     const { api } = ctx;
     const a = await api.call('POST', '/v1/audiences', { name: `inbox ${prefix}` });
     const lines = Array.from({ length: n }, (_, k) => JSON.stringify({ user_id: `${prefix}${k + 1}`, attrs: { country: country(k + 1) } }));
-    const r = await api.call('POST', `/v1/audiences/${a.body.id}/recipients`, lines.join('\n'), { 'content-type': 'application/x-ndjson' });
+    const r = await api.importRecipients(a.body.id, lines.join('\n'), { 'content-type': 'application/x-ndjson' });
     expect(r.body.imported).toBe(n);
     return a.body.id as number;
   }
