@@ -52,6 +52,8 @@ export interface Herald {
   sink: EventSink;
   dispatcher: Dispatcher | null;
   api: ApiServer | null;
+  /** the read spool of this process's API (null without the API) */
+  spool: ReadSpool | null;
   log: Logger;
   /** Graceful: stop taking chunks, finish the ones in hand, flush events, close connections. */
   stop(): Promise<void>;
@@ -272,6 +274,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     sink,
     dispatcher,
     api,
+    spool: readSpool,
     log,
     stop() {
       stopping ??= (async () => {

@@ -15,7 +15,7 @@
  * The directory belongs to one ClickHouse database (config: spoolDir), so a replay never crosses them.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { decodeFrames, encodeFrame, FRAME_HEADER_BYTES, spoolFrameId, type SpooledEvent } from '../domain/spool-frame.js';
@@ -103,7 +103,16 @@ export class ReadSpool {
     for (const name of (await readdir(this.opts.dir)).sort()) {
       const m = FILE_RE.exec(name);
       if (m === null || LIVE_HERE.has(m[2]!) || (Number(m[1]) !== process.pid && pidAlive(Number(m[1])))) continue;
-      const file = path.join(this.opts.dir, name);
+      // Taken by renaming it into this instance's name: of two processes starting at once, one wins the
+      // rename and the other finds the file gone, so a file is never replayed twice at the same time.
+      // The spool id stays, and with it the frames' ids.
+      const file = path.join(this.opts.dir, `reads-${process.pid}-${this.instance}-${m[3]}.spool`);
+      try {
+        await rename(path.join(this.opts.dir, name), file);
+      } catch {
+        continue;
+      }
+      await rename(path.join(this.opts.dir, `${name}.drained`), `${file}.drained`).catch(() => undefined);
       const size = (await stat(file)).size;
       const drained = Number((await readFile(`${file}.drained`, 'utf8').catch(() => '0')).trim()) || 0;
       this.files.push({ path: file, spoolId: Number(m[3]), end: size, drained, live: false, adopted: true });
