@@ -3,7 +3,16 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.herald/**', 'bench/results/**', 'scripts/patch-uws.mjs', 'eslint.config.js'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.herald/**',
+      'bench/results/**',
+      'scripts/patch-uws.mjs',
+      'src/sink/spool-worker-boot.mjs',
+      'eslint.config.js',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },

@@ -20,13 +20,13 @@ import { ImportJobs } from './import/import-jobs.js';
 import { MAX_KEPT_REJECTED } from './domain/import-job.js';
 import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
-import { uint64List, uintList } from './clickhouse/sql.js';
 import { Keys } from './stream/keys.js';
 import { ChunkStream } from './stream/chunk-stream.js';
 import { announceChanged, announceStatus } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
-import { EventSink, landedKey } from './sink/event-sink.js';
+import { EventSink } from './sink/event-sink.js';
+import { clickhouseInserter } from './sink/clickhouse-inserter.js';
 import { RetryRepo } from './store/retry-repo.js';
 import { InboxRepo } from './store/inbox-repo.js';
 import { InboxReader } from './progress/inbox-reader.js';
@@ -90,29 +90,16 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const campaigns = new CampaignRepo(db);
   const audiences = new AudienceRepo(db);
   const reader = new RecipientReader(db);
-  const sink = new EventSink(
-    {
-      insert: (block) => ch.insertRaw('message_events', 'Native', block),
-      landed: async (pairs) => {
-        const campaignIds = [...new Set(pairs.map((p) => p.campaignId))];
-        const batchIds = [...new Set(pairs.map((p) => p.batchId))];
-        const r = await ch.rows<{ campaign_id: string | number; batch: string | number }>(
-          `SELECT campaign_id, batch FROM message_events WHERE campaign_id IN ${uintList(campaignIds)} AND batch IN ${uint64List(batchIds)} GROUP BY campaign_id, batch`,
-        );
-        return new Set(r.map((row) => landedKey(Number(row.campaign_id), BigInt(row.batch))));
-      },
-    },
-    {
-      flushRows: cfg.sinkFlushRows,
-      flushMs: cfg.sinkFlushMs,
-      maxBufferedRows: cfg.sinkMaxBufferedRows,
-      fence: (campaignId, holder, entryIds) => stream.fence(campaignId, holder, entryIds),
-      fenceValidMs: Math.min(Math.max(50, Math.floor(cfg.reclaimIdleMs / 3)), livenessTimings(cfg.livenessTtlMs).trustMs),
-      onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
-      onFenced: (campaignId, entryIds, rows) =>
-        log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
-    },
-  );
+  const sink = new EventSink(clickhouseInserter(ch), {
+    flushRows: cfg.sinkFlushRows,
+    flushMs: cfg.sinkFlushMs,
+    maxBufferedRows: cfg.sinkMaxBufferedRows,
+    fence: (campaignId, holder, entryIds) => stream.fence(campaignId, holder, entryIds),
+    fenceValidMs: Math.min(Math.max(50, Math.floor(cfg.reclaimIdleMs / 3)), livenessTimings(cfg.livenessTtlMs).trustMs),
+    onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
+    onFenced: (campaignId, entryIds, rows) =>
+      log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
+  });
   const secret = tokenSecret(cfg);
   // Tracking URLs point at this process's API unless HERALD_PUBLIC_URL names the public address.
   let listeningPort = cfg.port;
@@ -193,13 +180,21 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     const inboxReader = new InboxReader(ch);
     const deliveries = (campaignId: number, userIds: readonly string[]): ReturnType<InboxReader['deliveries']> =>
       inboxReader.deliveries(campaignId, userIds);
-    readSpool = new ReadSpool(sink, deliveries, {
+    readSpool = new ReadSpool({
       dir: cfg.spoolDir !== '' ? cfg.spoolDir : path.resolve('.herald', 'spool', cfg.clickhouseDb),
       rotateBytes: 64 << 20,
-      drainEvents: 50_000,
-      drainIntervalMs: Math.max(cfg.sinkFlushMs, 250),
-      // an insert the dead process had in flight lands within its flush interval and timeout
-      adoptGraceMs: 2 * cfg.sinkFlushMs + 1000,
+      drain: {
+        clickhouseUrl: cfg.clickhouseUrl,
+        clickhouseDb: cfg.clickhouseDb,
+        flushRows: cfg.sinkFlushRows,
+        flushMs: cfg.sinkFlushMs,
+        maxBufferedRows: cfg.sinkMaxBufferedRows,
+        drainEvents: 50_000,
+        drainIntervalMs: Math.max(cfg.sinkFlushMs, 250),
+        // an insert the dead process had in flight lands within its flush interval and timeout
+        adoptGraceMs: 2 * cfg.sinkFlushMs + 1000,
+        logLevel: cfg.logLevel,
+      },
       log,
     });
     await readSpool.open();
