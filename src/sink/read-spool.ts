@@ -7,7 +7,9 @@
  *     resolves once its frame is on disk. Only then does the API answer.
  *   - The drainer (spool-drainer.ts) runs in a worker thread (spool-worker.ts), told of every fsync: it
  *     stores the frames in ClickHouse and deletes drained files, and at start it adopts the files of
- *     processes that died.
+ *     processes that died. The thread (an isolate: ~30 MB) and this process's file are made when first
+ *     needed: the first event spooled, or a dead process's file found at open; a process that spools
+ *     nothing (a dispatcher) has neither.
  * The directory belongs to one ClickHouse database (config: spoolDir), so a replay never crosses them.
  */
 import { randomBytes } from 'node:crypto';
@@ -16,7 +18,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { encodeFrame, type SpooledEvent } from '../domain/spool-frame.js';
-import { spoolFileName, type DrainStats } from './spool-drainer.js';
+import { hasOrphanedSpools, spoolFileName, type DrainStats } from './spool-drainer.js';
 import type { SpoolWorkerData, ToWorker } from './spool-worker.js';
 
 export interface ReadSpoolOptions {
@@ -44,6 +46,7 @@ export class ReadSpool {
   private pending: Waiting[] = [];
   private writing: Promise<void> | null = null;
   private worker: Worker | null = null;
+  private starting: Promise<void> | null = null;
   private closed = false;
   private latest: DrainStats = { eventsDrained: 0, framesReplayedStored: 0, backlogBytes: 0 };
   private readonly written = { framesWritten: 0, eventsSpooled: 0 };
@@ -62,7 +65,18 @@ export class ReadSpool {
 
   async open(): Promise<void> {
     await mkdir(this.opts.dir, { recursive: true });
-    await this.rotate();
+    if (await hasOrphanedSpools(this.opts.dir)) await this.ensureWorker();
+  }
+
+  private ensureWorker(): Promise<void> {
+    this.starting ??= this.startWorker().catch((err: unknown) => {
+      this.starting = null;
+      this.opts.log.error({ err }, 'read spool: the drain worker did not start; trying again with the next event');
+    });
+    return this.starting;
+  }
+
+  private async startWorker(): Promise<void> {
     const entry = new URL(`./spool-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
     const workerData: SpoolWorkerData & { entry: string } = { ...this.opts.drain, instance: this.instance, dir: this.opts.dir, entry };
     const worker = new Worker(new URL('./spool-worker-boot.mjs', import.meta.url), { workerData });
@@ -80,7 +94,7 @@ export class ReadSpool {
       worker.on('message', ready);
       worker.once('error', reject);
     });
-    this.tell(true);
+    this.tell(!this.closed);
   }
 
   /** Resolves once the events are on disk (fsynced): from then on they reach ClickHouse exactly once. */
@@ -97,6 +111,7 @@ export class ReadSpool {
   async close(timeoutMs: number): Promise<void> {
     this.closed = true;
     await this.writing;
+    await this.starting;
     await this.fh?.close();
     this.fh = null;
     this.tell(false);
@@ -129,7 +144,8 @@ export class ReadSpool {
       const group = this.pending;
       this.pending = [];
       try {
-        if (this.file !== null && this.file.end >= this.opts.rotateBytes) await this.rotate();
+        if (this.file === null || this.file.end >= this.opts.rotateBytes) await this.rotate();
+        void this.ensureWorker();
         const file = this.file!;
         const events = group.length === 1 ? group[0]!.events : group.flatMap((w) => w.events);
         // Frames of bounded size (a drain reads a few MB at a time), all made durable by one fsync.

@@ -65,6 +65,15 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Whether `dir` holds spool files of processes that are gone (the drainer's start adopts them). */
+export async function hasOrphanedSpools(dir: string): Promise<boolean> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.some((name) => {
+    const m = SPOOL_FILE.exec(name);
+    return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
+  });
+}
+
 export class SpoolDrainer {
   private readonly files: SpoolFile[] = [];
   private draining: Promise<void> | null = null;
