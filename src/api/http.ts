@@ -70,7 +70,8 @@ export class ResponseState {
     this.res.cork(() => {
       this.res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
       if (reply.body !== undefined && !reply.headers?.['content-type']) this.res.writeHeader('content-type', 'application/json');
-      for (const [k, v] of Object.entries(reply.headers ?? {})) this.res.writeHeader(k, v);
+      const headers = reply.headers;
+      if (headers !== undefined) for (const k in headers) this.res.writeHeader(k, headers[k]!);
       this.res.end(body as string | Buffer);
     });
   }

@@ -35,6 +35,12 @@ function spooled(e: CallbackEvent): SpooledEvent {
 
 /** 1×1 transparent GIF */
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+// One reply object for every pixel: the hottest route allocates no answer of its own.
+const PIXEL_REPLY: Reply = Object.freeze({
+  status: 200,
+  body: PIXEL,
+  headers: Object.freeze({ 'content-type': 'image/gif', 'cache-control': 'no-store, max-age=0' }),
+});
 const nowSec = (): number => Math.floor(Date.now() / 1000);
 
 /** The path's user, once the caller is shown to be allowed: the admin key, or that user's own token. */
@@ -161,11 +167,7 @@ export function registerUserRoutes(route: Route, deps: UserApiDeps): void {
         await deps.spool
           .append([{ campaignId: t.campaignId, userId: t.userId, kind: 'read', atSec: nowSec(), error: '' }])
           .catch(() => undefined);
-      return {
-        status: 200,
-        body: PIXEL,
-        headers: { 'content-type': 'image/gif', 'cache-control': 'no-store, max-age=0' },
-      };
+      return PIXEL_REPLY;
     },
     false,
   );

@@ -339,6 +339,10 @@ export class ImportRepo {
       } catch (err) {
         if ((err as { code?: string }).code !== '23505') throw err;
         await client.query('ROLLBACK TO SAVEPOINT unique_users');
+        // The delete's row lock conflicts with the other build's share lock: waiting for that build while
+        // holding it would be a deadlock PostgreSQL cannot see (one side waits in Herald). So first that
+        // build ends, then the delete (the finished index is kept up to date by it).
+        await primary.catch(() => undefined);
         const d = await client.query(
           `DELETE FROM ${stage} s USING (SELECT user_id, min(id) AS first FROM ${stage} GROUP BY user_id HAVING count(*) > 1) k
            WHERE s.user_id = k.user_id AND s.id > k.first`,
