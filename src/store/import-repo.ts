@@ -373,8 +373,11 @@ export class ImportRepo {
       throw wrapPgError(err, 'connect for an index build');
     }
     try {
-      await client.query(`SET client_connection_check_interval = '1s'`);
+      // Only the merge's own transaction ever holds the staging table: a wait this long is a bug, which
+      // then fails the merge (the job is resumed) instead of hanging it.
+      await client.query(`SET client_connection_check_interval = '1s'; SET lock_timeout = '60s'`);
       await client.query(sql);
+      await client.query('RESET lock_timeout');
     } catch (err) {
       throw wrapPgError(err, 'build an index');
     } finally {
