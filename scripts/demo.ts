@@ -63,7 +63,13 @@ const imp = await fetch(`${base}/v1/audiences/${audience.id}/recipients`, {
   body: Readable.toWeb(Readable.from(ndjson(recipients, run))) as ReadableStream,
   duplex: 'half',
 } as RequestInit);
-const imported = (await imp.json()) as { imported: number; total: number };
+let imported = (await imp.json()) as { imported: number; total: number; status: string; import_id: number };
+// A large import answers 202 once its body is staged; the job says when it is in.
+while (imported.status !== 'completed' && imported.status !== 'failed') {
+  await new Promise((r) => setTimeout(r, 200));
+  imported = (await call('GET', `/v1/imports/${imported.import_id}`)) as typeof imported;
+}
+if (imported.status === 'failed') throw new Error(`import failed: ${JSON.stringify(imported)}`);
 const importS = (performance.now() - t0) / 1000;
 console.log(`imported ${fmt(imported.imported)} recipients in ${importS.toFixed(1)} s (${fmt(Math.round(imported.imported / importS))}/s)`);
 
