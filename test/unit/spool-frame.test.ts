@@ -26,6 +26,16 @@ describe('read spool frames', () => {
     expect(frames[1]!.events).toEqual(events(1000, 3));
   });
 
+  it('keeps non-ASCII ids and errors, empty ones, and campaign ids past 2^32', () => {
+    const odd: SpooledEvent[] = [
+      { campaignId: 2 ** 40 + 3, userId: 'üser-ñ-日本', kind: 'bounced', atSec: 4_000_000_000, error: 'boîte pleine ✉' },
+      { campaignId: 1, userId: 'x'.repeat(256), kind: 'read', atSec: 0, error: '' },
+      { campaignId: 9, userId: '😀', kind: 'confirmed', atSec: 1, error: 'e'.repeat(1000) },
+    ];
+    expect(decodeFrames(encodeFrame(3, odd), 0).frames[0]!.events).toEqual(odd);
+    expect(decodeFrames(encodeFrame(4, []), 0).frames[0]!.events).toEqual([]);
+  });
+
   it('stops at a frame cut short, at every byte, and keeps the frames before it', () => {
     const a = encodeFrame(4, events(5));
     const b = encodeFrame(5, events(5, 5));
