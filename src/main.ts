@@ -82,6 +82,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
   }
   const db = createDb(cfg.databaseUrl, 4 + cfg.workers * 2);
+  // Imports hold connections for as long as a body streams in or a merge runs (two each at times): a
+  // pool of their own, so uploads never starve the dispatcher and the API.
+  const importDb = createDb(cfg.databaseUrl, 6);
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
@@ -154,6 +157,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         subBatchSize: cfg.subBatchSize,
         webhookConcurrency: cfg.webhookConcurrency,
         lostStreamGraceMs: cfg.sinkFlushMs * 2 + 1000,
+        // an insert on the wire when its process died is stored within this (100k rows: 0.1-0.5 s here)
+        takeoverGraceMs: 1000,
       },
     });
     await dispatcher.start();
@@ -164,7 +169,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let imports: ImportJobs | null = null;
   let readSpool: ReadSpool | null = null;
   if (opts.api !== false) {
-    const importRepo = new ImportRepo(db, MAX_KEPT_REJECTED);
+    const importRepo = new ImportRepo(importDb, MAX_KEPT_REJECTED);
     imports = new ImportJobs(importRepo, {
       answerWaitMs: cfg.importAnswerWaitMs,
       sweepMs: cfg.importSweepMs,
@@ -274,16 +279,17 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     stop() {
       stopping ??= (async () => {
         await api?.close();
-        await imports?.stop(10_000);
-        await readSpool?.close(10_000);
         wsSubscriber?.disconnect();
-        await dispatcher?.stop();
+        // Side by side, so none eats the others' share of the shutdown grace: what is cut short is
+        // picked up again (a merge rolls back and is resumed, a spool file is adopted, a chunk reclaimed).
+        await Promise.all([imports?.stop(10_000), readSpool?.close(10_000), dispatcher?.stop()]);
         await withTimeout(sink.close(), 30_000).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));
         await channels.close();
         subscriber?.disconnect();
         redis.disconnect();
         await ch.close();
         await db.end();
+        await withTimeout(importDb.end(), 5_000).catch(() => undefined);
       })();
       return stopping;
     },

@@ -40,6 +40,11 @@ export interface ActorOptions {
   webhookConcurrency: number;
   /** after the stream is found lost: how long to let every process's buffered events reach ClickHouse before re-planning */
   lostStreamGraceMs: number;
+  /**
+   * after a takeover by liveness, before the chunks' recorded sub-batches are looked up in ClickHouse:
+   * an insert the dead process had on the wire still lands meanwhile, and must not be rebuilt beside it
+   */
+  takeoverGraceMs: number;
 }
 
 export interface ActorDeps {
@@ -84,6 +89,8 @@ export class CampaignActor {
   private readonly storing = new Map<string, Promise<void>>();
   /** consumers of this actor between a read that brought entries and the end of sending them, or chunks being sent */
   private busy = 0;
+  /** batches of taken-over chunks waiting out the takeover grace */
+  private held = 0;
   /**
    * A slow channel's send slots, shared by this process's consumers of the campaign: one per chunk in flight,
    * and a chunk has one sub-batch (one request) in flight at a time. Null for an instant channel.
@@ -334,12 +341,13 @@ export class CampaignActor {
     const page = 100;
     for (let i = 0; i < 10 && this.reclaimed.length < page; i++) {
       const claimed = await this.deps.stream.takeover(this.id, this.reclaimer, this.deps.holderId, page);
-      await this.adopt(claimed, 'took over the chunks of a process whose heartbeat lapsed');
+      await this.adopt(claimed, 'took over the chunks of a process whose heartbeat lapsed', this.deps.options.takeoverGraceMs);
       if (claimed.length < page) return;
     }
   }
 
-  private async adopt(claimed: StreamEntry[], what: string): Promise<void> {
+  /** `graceMs`: the entries are held that long before they are sent (and their records recovered). */
+  private async adopt(claimed: StreamEntry[], what: string, graceMs = 0): Promise<void> {
     const consumer = this.reclaimer;
     // An entry this process already holds is being worked on (its heartbeat was late, the process was
     // busy): never twice, and given straight back to the consumer working on it, so that consumer's next
@@ -351,13 +359,21 @@ export class CampaignActor {
     if (entries.length === 0) return;
     this.stats.reclaimed += entries.length;
     this.deps.log.info({ campaignId: this.id, chunks: entries.length }, what);
-    this.reclaimed.push(...entries);
+    if (graceMs === 0) this.reclaimed.push(...entries);
+    else {
+      // Pending on this process's reclaimer meanwhile: covered by its heartbeat, and not drained.
+      this.held++;
+      setTimeout(() => {
+        this.held--;
+        this.reclaimed.push(...entries);
+      }, graceMs).unref();
+    }
   }
 
   private async checkCompletion(): Promise<boolean> {
     await this.acks.flush();
     const state = await this.deps.stream.state(this.id);
-    if (!isDrained(this.planningDone, state) || this.reclaimed.length > 0 || this.recovering) return false;
+    if (!isDrained(this.planningDone, state) || this.reclaimed.length > 0 || this.held > 0 || this.recovering) return false;
     // Drained as far as this process knows; PostgreSQL says whether the current plan is complete (another
     // process may have re-planned after a lost stream).
     const c = await this.deps.campaigns.get(this.id);

@@ -69,11 +69,21 @@ export function decodeFrames(buf: Buffer, base: number): { frames: Frame[]; end:
   return { frames, end: base + p, torn: false };
 }
 
+/** Frame numbers take 22 bits of a frame's id (a 64 MB file holds under 2^21 frames of one event). */
+export const MAX_FRAME_NUMBER = 2 ** 22 - 1;
+const SPOOL_ID_BITS = 40;
+
+/** A new spool file's id: random, 40 bits (collisions matter only between files replayed into one database). */
+export function randomSpoolId(): number {
+  return Math.floor(Math.random() * 2 ** SPOOL_ID_BITS);
+}
+
 /**
  * The ClickHouse batch id of a spool frame: kind 3 in the top two bits (sub-batch ids use 1 and 2,
- * random insert ids any), then the spool file's 30-bit id and the frame number.
+ * random insert ids any), then the spool file's 40-bit id and the 22-bit frame number.
  */
 export function spoolFrameId(spool: number, frame: number): bigint {
-  if (!Number.isInteger(spool) || spool < 0 || spool >= 2 ** 30) throw new RangeError(`spool id ${spool} out of range`);
-  return (3n << 62n) | (BigInt(spool) << 32n) | BigInt(frame >>> 0);
+  if (!Number.isInteger(spool) || spool < 0 || spool >= 2 ** SPOOL_ID_BITS) throw new RangeError(`spool id ${spool} out of range`);
+  if (!Number.isInteger(frame) || frame < 0 || frame > MAX_FRAME_NUMBER) throw new RangeError(`frame ${frame} out of range`);
+  return (3n << 62n) | (BigInt(spool) << 22n) | BigInt(frame);
 }

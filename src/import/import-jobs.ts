@@ -144,7 +144,10 @@ export class ImportJobs {
       (err: unknown) => {
         // A connection failure leaves the job merging, for the sweep to resume; others failed it.
         this.opts.log.error({ err, importId: id }, 'import merge failed');
-        void this.repo.get(id).then((job) => job !== null && this.changed(job));
+        void this.repo
+          .get(id)
+          .then((job) => job !== null && this.changed(job))
+          .catch(() => undefined);
         throw err;
       },
     );

@@ -17,7 +17,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { encodeFrame, type SpooledEvent } from '../domain/spool-frame.js';
+import { encodeFrame, MAX_FRAME_NUMBER, randomSpoolId, type SpooledEvent } from '../domain/spool-frame.js';
 import { hasOrphanedSpools, spoolFileName, type DrainStats } from './spool-drainer.js';
 import type { SpoolWorkerData, ToWorker } from './spool-worker.js';
 
@@ -26,7 +26,7 @@ export interface ReadSpoolOptions {
   /** a file past this size is replaced by a new one (and deleted once drained) */
   rotateBytes: number;
   /** the drainer's settings and its ClickHouse */
-  drain: Omit<SpoolWorkerData, 'instance' | 'dir'>;
+  drain: Omit<SpoolWorkerData, 'instance' | 'dir' | 'live'>;
   log: Logger;
 }
 
@@ -37,10 +37,24 @@ interface Waiting {
 }
 
 const MAX_FRAME_EVENTS = 10_000;
+// A file takes at most this many frames (frame numbers are 22 bits of the frames' ids).
+const MAX_FRAMES = MAX_FRAME_NUMBER;
+
+// Spools alive in this process (tests run several Heralds in one; a restarted container reuses its pid).
+const LIVE_HERE = new Set<string>();
+
+/** Frames a group of waiting appends makes. */
+function framesFor(group: readonly Waiting[]): number {
+  let n = 0;
+  for (const w of group) n += w.events.length;
+  return Math.ceil(n / MAX_FRAME_EVENTS);
+}
 
 export class ReadSpool {
   private readonly instance = randomBytes(4).toString('hex');
   private file: { path: string; spoolId: number; end: number } | null = null;
+  /** every file written here: told to a drain worker that (re)starts */
+  private readonly files: Array<{ path: string; spoolId: number; end: number; live: boolean }> = [];
   private fh: FileHandle | null = null;
   private frame = 0;
   private pending: Waiting[] = [];
@@ -65,7 +79,8 @@ export class ReadSpool {
 
   async open(): Promise<void> {
     await mkdir(this.opts.dir, { recursive: true });
-    if (await hasOrphanedSpools(this.opts.dir)) await this.ensureWorker();
+    LIVE_HERE.add(this.instance);
+    if (await hasOrphanedSpools(this.opts.dir, LIVE_HERE)) await this.ensureWorker();
   }
 
   private ensureWorker(): Promise<void> {
@@ -78,10 +93,26 @@ export class ReadSpool {
 
   private async startWorker(): Promise<void> {
     const entry = new URL(`./spool-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
-    const workerData: SpoolWorkerData & { entry: string } = { ...this.opts.drain, instance: this.instance, dir: this.opts.dir, entry };
+    const workerData: SpoolWorkerData & { entry: string } = {
+      ...this.opts.drain,
+      instance: this.instance,
+      live: [...LIVE_HERE],
+      dir: this.opts.dir,
+      entry,
+    };
     const worker = new Worker(new URL('./spool-worker-boot.mjs', import.meta.url), { workerData });
     this.worker = worker;
     worker.on('error', (err) => this.opts.log.error({ err }, 'read spool: the drain worker failed'));
+    // A worker that died is started again with the next event (what it had not drained is on disk).
+    worker.once('exit', (code) => {
+      if (this.worker !== worker) return;
+      this.worker = null;
+      this.starting = null;
+      if (!this.closed) {
+        this.opts.log.error({ code }, 'read spool: the drain worker stopped; starting another');
+        void this.ensureWorker();
+      }
+    });
     worker.on('message', (msg: { t: string; stats?: DrainStats }) => {
       if (msg.stats !== undefined) this.latest = msg.stats;
     });
@@ -94,7 +125,7 @@ export class ReadSpool {
       worker.on('message', ready);
       worker.once('error', reject);
     });
-    this.tell(!this.closed);
+    for (const f of this.files) this.tellFile(f);
   }
 
   /** Resolves once the events are on disk (fsynced): from then on they reach ClickHouse exactly once. */
@@ -115,7 +146,9 @@ export class ReadSpool {
     await this.fh?.close();
     this.fh = null;
     this.tell(false);
+    LIVE_HERE.delete(this.instance);
     const worker = this.worker;
+    this.worker = null;
     if (worker === null) return;
     await Promise.race([
       new Promise<void>((resolve) => {
@@ -131,10 +164,18 @@ export class ReadSpool {
     this.worker = null;
   }
 
+  /** Tells the drainer how far the file being written is whole (and whether it still is being written). */
   private tell(live: boolean): void {
     const f = this.file;
-    if (f === null || this.worker === null) return;
-    this.worker.postMessage({ t: 'committed', file: f.path, spoolId: f.spoolId, end: f.end, live } satisfies ToWorker);
+    if (f === null) return;
+    const known = this.files.find((x) => x.path === f.path)!;
+    known.end = f.end;
+    known.live = live;
+    this.tellFile(known);
+  }
+
+  private tellFile(f: { path: string; spoolId: number; end: number; live: boolean }): void {
+    this.worker?.postMessage({ t: 'committed', file: f.path, spoolId: f.spoolId, end: f.end, live: f.live } satisfies ToWorker);
   }
 
   private async write(): Promise<void> {
@@ -144,7 +185,7 @@ export class ReadSpool {
       const group = this.pending;
       this.pending = [];
       try {
-        if (this.file === null || this.file.end >= this.opts.rotateBytes) await this.rotate();
+        if (this.file === null || this.file.end >= this.opts.rotateBytes || this.frame + framesFor(group) > MAX_FRAMES) await this.rotate();
         void this.ensureWorker();
         const file = this.file!;
         const events = group.length === 1 ? group[0]!.events : group.flatMap((w) => w.events);
@@ -171,14 +212,18 @@ export class ReadSpool {
   /** A new file for the writer; the drainer keeps the one before until it is drained. */
   private async rotate(): Promise<void> {
     if (this.fh !== null) {
-      await this.fh.close();
+      const fh = this.fh;
+      // cleared first: a failed open below leaves no closed handle to be closed again
+      this.fh = null;
+      await fh.close();
       this.tell(false);
     }
-    const spoolId = randomBytes(4).readUInt32LE() >>> 2;
+    const spoolId = randomSpoolId();
     const file = path.join(this.opts.dir, spoolFileName(this.instance, spoolId));
     this.fh = await open(file, 'wx');
     this.frame = 0;
     this.file = { path: file, spoolId, end: 0 };
+    this.files.push({ path: file, spoolId, end: 0, live: true });
     this.tell(true);
   }
 }

@@ -65,13 +65,21 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Whether `dir` holds spool files of processes that are gone (the drainer's start adopts them). */
-export async function hasOrphanedSpools(dir: string): Promise<boolean> {
+/**
+ * Whether a spool file was left by a writer that is gone: its process is dead, or it is this process's
+ * pid but none of the spools alive in it (`live`: their instance ids) wrote it — a restarted container
+ * gets the same pid again, and its predecessor's reads must not be left behind.
+ */
+function orphaned(name: string, live: ReadonlySet<string>): boolean {
+  const m = SPOOL_FILE.exec(name);
+  if (m === null) return false;
+  return Number(m[1]) === process.pid ? !live.has(m[2]!) : !pidAlive(Number(m[1]));
+}
+
+/** Whether `dir` holds spool files of writers that are gone (the drainer's start adopts them). */
+export async function hasOrphanedSpools(dir: string, live: ReadonlySet<string>): Promise<boolean> {
   const names = await readdir(dir).catch(() => [] as string[]);
-  return names.some((name) => {
-    const m = SPOOL_FILE.exec(name);
-    return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
-  });
+  return names.some((name) => orphaned(name, live));
 }
 
 export class SpoolDrainer {
@@ -94,14 +102,14 @@ export class SpoolDrainer {
   /**
    * Takes over the files of processes that are gone: renamed into `instance`'s name (of two processes
    * starting at once, one wins the rename and the other finds the file gone, so no file is replayed
-   * twice at once); the spool id stays, and with it the frames' ids. Files of this process (another
-   * Herald in it, as tests run them) are never taken.
+   * twice at once); the spool id stays, and with it the frames' ids. Files of the spools alive in this
+   * process (`live`: tests run several Heralds in one) are never taken.
    */
-  async start(instance: string): Promise<void> {
+  async start(instance: string, live: ReadonlySet<string>): Promise<void> {
     await mkdir(this.opts.dir, { recursive: true });
     for (const name of (await readdir(this.opts.dir)).sort()) {
       const m = SPOOL_FILE.exec(name);
-      if (m === null || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+      if (m === null || !orphaned(name, live)) continue;
       const file = path.join(this.opts.dir, spoolFileName(instance, Number(m[3])));
       try {
         await rename(path.join(this.opts.dir, name), file);
@@ -173,7 +181,15 @@ export class SpoolDrainer {
         for (const f of this.files.filter((x) => !x.live && x.drained >= x.end)) await this.remove(f);
         return;
       }
-      const decoded = await readFrames(file);
+      let decoded: ReturnType<typeof decodeFrames>;
+      try {
+        decoded = await readFrames(file);
+      } catch (err) {
+        // Told of again by a restarted writer after it was drained and deleted: nothing to do.
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+        this.files.splice(this.files.indexOf(file), 1);
+        continue;
+      }
       if (decoded.frames.length === 0) {
         if (file.live) {
           this.opts.log.error({ file: file.path, at: file.drained }, 'read spool: unreadable frame in the file being written');

@@ -16,6 +16,8 @@ import { SpoolDrainer } from './spool-drainer.js';
 
 export interface SpoolWorkerData {
   instance: string;
+  /** instance ids of the spools alive in this process: their files are never adopted */
+  live: string[];
   dir: string;
   clickhouseUrl: string;
   clickhouseDb: string;
@@ -61,5 +63,5 @@ port.on('message', (msg: ToWorker) => {
     })();
 });
 
-await drainer.start(data.instance);
+await drainer.start(data.instance, new Set(data.live));
 port.postMessage({ t: 'ready' });

@@ -46,6 +46,10 @@ interface MergeResult {
 // statement (an index build), and rolls back: the job's lock is free for another process that soon.
 const CHECK_CLIENT = `SET LOCAL client_connection_check_interval = '1s'`;
 
+// A merge that failed on these is tried again (it stays `merging` for the sweep) rather than failed:
+// deadlock, lock timeout, serialization failure, query cancelled.
+const RETRYABLE_SQLSTATES = new Set(['40P01', '55P03', '40001', '57014']);
+
 // Past this many new rows, a merge refreshes its partition's statistics and visibility map.
 const REFRESH_AFTER_ROWS = 10_000;
 
@@ -186,14 +190,15 @@ export class ImportRepo {
         [id, c.receivedBytes, c.total, c.staged, c.rejectedCount, JSON.stringify(c.rejected.slice(0, this.keptRejected)), c.contentSha256],
       );
       await client.query('COMMIT');
+      client.release();
       return id;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
+      // released before the job is failed: that takes a connection of its own
+      client.release();
       const e = wrapPgError(err, 'stage import');
       if (id !== null) await this.fail(id, 'receiving', e.message);
       throw e;
-    } finally {
-      client.release();
     }
   }
 
@@ -206,12 +211,16 @@ export class ImportRepo {
   async merge(id: number, opts: { wait: boolean } = { wait: true }): Promise<ImportJob | null> {
     const client = await this.begin('merge import');
     let status: ImportStatus | null = null;
+    let outcome: 'none' | 'finished' | 'merged' = 'none';
+    let merged: MergeResult | null = null;
+    let audienceId = 0;
     try {
       if (opts.wait) await client.query('SELECT pg_advisory_xact_lock($1, $2::int)', [IMPORT_LOCK_CLASS, id]);
       else {
         const l = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2::int) AS ok', [IMPORT_LOCK_CLASS, id]);
         if (l.rows[0]?.ok !== true) {
           await client.query('ROLLBACK');
+          client.release();
           return null;
         }
       }
@@ -222,9 +231,11 @@ export class ImportRepo {
       const row = r.rows[0];
       if (row === undefined) {
         await client.query('ROLLBACK');
+        client.release();
         return null;
       }
       status = row.status;
+      audienceId = row.audience_id;
       if (row.status === 'receiving') {
         // Its lock was free: the process receiving the body stopped before the body was staged.
         await client.query(`UPDATE imports SET status = 'failed', error = $2, finished_at = now() WHERE id = $1`, [
@@ -232,24 +243,29 @@ export class ImportRepo {
           'the process receiving the body stopped before all of it was staged; nothing was imported (send the file again)',
         ]);
         await client.query('COMMIT');
-        return await this.get(id);
-      }
-      if (row.status !== 'merging') {
+        outcome = 'finished';
+      } else if (row.status !== 'merging') {
         await client.query('ROLLBACK');
+        client.release();
         return toJob(row);
+      } else {
+        merged = await this.mergeLocked(client, row);
+        await client.query('COMMIT');
+        outcome = 'merged';
       }
-      const merged = await this.mergeLocked(client, row);
-      await client.query('COMMIT');
-      if (merged.imported > REFRESH_AFTER_ROWS && merged.home !== 'shared') this.refresh(row.audience_id);
-      return await this.get(id);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      const e = wrapPgError(err, 'merge import');
-      if (status === 'merging' && !e.retryable) await this.fail(id, 'merging', e.message);
-      throw e;
-    } finally {
+      // released before the job is failed: that takes a connection of its own
       client.release();
+      const e = wrapPgError(err, 'merge import');
+      if (status === 'merging' && !e.retryable && !RETRYABLE_SQLSTATES.has((err as { code?: string }).code ?? ''))
+        await this.fail(id, 'merging', e.message);
+      throw e;
     }
+    client.release();
+    if (outcome === 'merged' && merged !== null && merged.imported > REFRESH_AFTER_ROWS && merged.home !== 'shared')
+      this.refresh(audienceId);
+    return this.get(id);
   }
 
   /** A pooled connection in a transaction that gives up on its statement if Herald's end of it goes. */
@@ -274,7 +290,7 @@ export class ImportRepo {
   async resumeLeftBehind(onResumed: (job: ImportJob) => void): Promise<void> {
     let open: Array<{ id: number }>;
     try {
-      open = (await this.db.query<{ id: number }>(`SELECT id FROM imports WHERE status IN ('receiving', 'merging') ORDER BY id LIMIT 100`))
+      open = (await this.db.query<{ id: number }>(`SELECT id FROM imports WHERE status IN ('receiving', 'merging') ORDER BY id LIMIT 1000`))
         .rows;
     } catch {
       return;
@@ -288,7 +304,8 @@ export class ImportRepo {
   private async mergeLocked(client: pg.PoolClient, row: ImportRow & { content_sha256: string | null }): Promise<MergeResult> {
     const stage = stageTable(row.id);
     // One merge per audience at a time, and the audience's highest id stays put while this one runs.
-    const a = await client.query('SELECT id FROM audiences WHERE id = $1 FOR UPDATE', [row.audience_id]);
+    // NO KEY UPDATE: a campaign created on the audience meanwhile (its foreign key's KEY SHARE) is not held up.
+    const a = await client.query('SELECT id FROM audiences WHERE id = $1 FOR NO KEY UPDATE', [row.audience_id]);
     if (a.rowCount === 0) throw new HeraldError('NOT_FOUND', `audience ${row.audience_id} no longer exists`);
     const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [stage]);
     if (exists.rows[0]?.t === null)
@@ -298,8 +315,9 @@ export class ImportRepo {
       // The same content, imported completely into this audience before: every user id it holds is
       // in the audience already (recipients are never removed), so this one adds nothing.
       const same = await client.query<{ id: number }>(
-        `SELECT id FROM imports WHERE audience_id = $1 AND content_sha256 = $2 AND status = 'completed' AND id <> $3 ORDER BY id DESC LIMIT 1`,
-        [row.audience_id, row.content_sha256, row.id],
+        `SELECT id FROM imports WHERE audience_id = $1 AND content_sha256 = $2 AND format = $4 AND status = 'completed' AND id <> $3
+         ORDER BY id DESC LIMIT 1`,
+        [row.audience_id, row.content_sha256, row.id, row.format],
       );
       sameAs = same.rows[0]?.id ?? null;
     }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tokenSecret } from '../../src/config.js';
 import { trackingToken } from '../../src/domain/tokens.js';
+import { encodeFrame } from '../../src/domain/spool-frame.js';
 import { spawnHerald } from '../helpers/child-herald.js';
 import { eventually, startTestHerald, useHerald } from '../helpers/herald.js';
 import { proxyFor } from '../helpers/tcp-proxy.js';
@@ -82,6 +83,37 @@ describe('the read spool', () => {
         async () => (await readdir(dir)).filter((f) => f.endsWith('.spool')),
         (files) => files.length <= 1,
       );
+    } finally {
+      await survivor.stop();
+    }
+  });
+
+  it('replays the file a predecessor with the same pid left behind (a restarted container)', async () => {
+    const { api, ns } = ctx;
+    const audience = await api.audience(10, 'sp2');
+    const campaign = await api.nullCampaign(audience);
+    const dir = await mkdtemp(path.join(tmpdir(), 'herald-spool-'));
+    // A file named for this very pid, by an instance no spool here has: what a process that died and
+    // came back with the same pid (PID 1 in a container) finds.
+    const events = Array.from({ length: 300 }, (_, i) => ({
+      campaignId: campaign,
+      userId: `s${i}`,
+      kind: 'read' as const,
+      atSec: 1_800_000_000,
+      error: '',
+    }));
+    await writeFile(
+      path.join(dir, `reads-${process.pid}-0badcafe-77.spool`),
+      Buffer.concat([encodeFrame(0, events.slice(0, 100)), encodeFrame(1, events.slice(100))]),
+    );
+    const survivor = await startTestHerald(ns, { spoolDir: dir, workers: 0 });
+    try {
+      const byUser = await eventually(
+        () => readsByUser(campaign),
+        (m) => m.size >= events.length,
+      );
+      expect(byUser.size).toBe(events.length);
+      expect([...byUser.values()].every((n) => n === 1)).toBe(true);
     } finally {
       await survivor.stop();
     }

@@ -59,11 +59,12 @@ describe('read spool frames', () => {
   });
 
   it('gives frame ids of their own kind, apart from sub-batch ids', () => {
-    const id = spoolFrameId(2 ** 30 - 1, 2 ** 32 - 1);
+    const id = spoolFrameId(2 ** 40 - 1, 2 ** 22 - 1);
     expect(id >> 62n).toBe(3n);
     expect(parseSubBatchId(id).kind).toBeNull();
     expect(spoolFrameId(5, 1)).not.toBe(spoolFrameId(5, 2));
     expect(spoolFrameId(5, 1)).not.toBe(spoolFrameId(6, 1));
-    expect(() => spoolFrameId(2 ** 30, 0)).toThrow(RangeError);
+    expect(() => spoolFrameId(2 ** 40, 0)).toThrow(RangeError);
+    expect(() => spoolFrameId(1, 2 ** 22)).toThrow(RangeError);
   });
 });
