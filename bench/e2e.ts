@@ -16,7 +16,7 @@
  *   [--no-peers] [--profile]   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createReadStream, createWriteStream, writeFileSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,7 @@ import { runBarePath } from './peers/bare-path.js';
 import { runBullmq } from './peers/bullmq.js';
 import { median, naiveBytes, naiveProgress, runNaive } from './peers/naive.js';
 import type { PeerResult } from './peers/peer.js';
+import { cpuByService, cpuSince, peakRssMb } from './proc.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -124,43 +125,6 @@ async function startHerald(workers: number, variant = ''): Promise<ChildProcess>
   }
   child.kill('SIGKILL');
   throw new Error('Herald did not start');
-}
-
-/** CPU seconds (user + system) used so far by every process whose command name matches, from /proc. */
-function cpuSeconds(match: (comm: string, pid: number) => boolean): number {
-  let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (!match(comm, Number(entry))) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // the process ended meanwhile
-    }
-  }
-  return ticks / 100;
-}
-
-function cpuByService(heraldPid: number): Record<string, number> {
-  return {
-    herald: cpuSeconds((_c, pid) => pid === heraldPid),
-    postgres: cpuSeconds((c) => c.startsWith('postgres')),
-    clickhouse: cpuSeconds((c) => c.startsWith('clickhouse')),
-    redis: cpuSeconds((c) => c.startsWith('redis')),
-  };
-}
-
-function cpuSince(before: Record<string, number>, pid: number): Record<string, number> {
-  const now = cpuByService(pid);
-  return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, Math.round((v - before[k]!) * 100) / 100]));
-}
-
-function peakRssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 async function stopHerald(child: ChildProcess): Promise<void> {

@@ -24,16 +24,20 @@ async function readsByUser(campaignId: number): Promise<Map<string, number>> {
   return new Map(rows.map((r) => [r.user_id, Number(r.n)]));
 }
 
+/** A campaign to read for, and an empty spool directory of the test's own. */
+async function campaignAndSpoolDir(prefix: string): Promise<{ campaign: number; dir: string }> {
+  const campaign = await ctx.api.nullCampaign(await ctx.api.audience(10, prefix));
+  return { campaign, dir: await mkdtemp(path.join(tmpdir(), 'herald-spool-')) };
+}
+
 async function childPort(lines: string[]): Promise<number> {
   return JSON.parse(lines.find((l) => l.includes('Herald API listening'))!).port as number;
 }
 
 describe('the read spool', () => {
   it('keeps every answered pixel read through a kill -9, and counts each once', async () => {
-    const { api, ns } = ctx;
-    const audience = await api.audience(10, 'sp');
-    const campaign = await api.nullCampaign(audience);
-    const dir = await mkdtemp(path.join(tmpdir(), 'herald-spool-'));
+    const { ns } = ctx;
+    const { campaign, dir } = await campaignAndSpoolDir('sp');
     const secret = tokenSecret(ns.config);
     const lines: string[] = [];
     // The child reaches ClickHouse through a proxy that is cut once it is up: whatever it answers is
@@ -89,10 +93,8 @@ describe('the read spool', () => {
   });
 
   it('replays the file a predecessor with the same pid left behind (a restarted container)', async () => {
-    const { api, ns } = ctx;
-    const audience = await api.audience(10, 'sp2');
-    const campaign = await api.nullCampaign(audience);
-    const dir = await mkdtemp(path.join(tmpdir(), 'herald-spool-'));
+    const { ns } = ctx;
+    const { campaign, dir } = await campaignAndSpoolDir('sp2');
     // A file named for this very pid, by an instance no spool here has: what a process that died and
     // came back with the same pid (PID 1 in a container) finds.
     const events = Array.from({ length: 300 }, (_, i) => ({
@@ -121,9 +123,7 @@ describe('the read spool', () => {
 
   it('adds nothing when frames already stored are replayed', async () => {
     const { api, ns } = ctx;
-    const audience = await api.audience(10, 'rp');
-    const campaign = await api.nullCampaign(audience);
-    const dir = await mkdtemp(path.join(tmpdir(), 'herald-spool-'));
+    const { campaign, dir } = await campaignAndSpoolDir('rp');
     const secret = tokenSecret(ns.config);
     const lines: string[] = [];
     const child = await spawnHerald(ns, lines, { HERALD_SPOOL_DIR: dir, HERALD_SINK_FLUSH_MS: '50', HERALD_WORKERS: '0' });
