@@ -37,8 +37,6 @@ interface Waiting {
 }
 
 const MAX_FRAME_EVENTS = 10_000;
-// A file takes at most this many frames (frame numbers are 22 bits of the frames' ids).
-const MAX_FRAMES = MAX_FRAME_NUMBER;
 
 // Spools alive in this process (tests run several Heralds in one; a restarted container reuses its pid).
 const LIVE_HERE = new Set<string>();
@@ -185,7 +183,8 @@ export class ReadSpool {
       const group = this.pending;
       this.pending = [];
       try {
-        if (this.file === null || this.file.end >= this.opts.rotateBytes || this.frame + framesFor(group) > MAX_FRAMES) await this.rotate();
+        if (this.file === null || this.file.end >= this.opts.rotateBytes || this.frame + framesFor(group) > MAX_FRAME_NUMBER)
+          await this.rotate();
         void this.ensureWorker();
         const file = this.file!;
         const events = group.length === 1 ? group[0]!.events : group.flatMap((w) => w.events);
