@@ -21,7 +21,8 @@ import { MAX_KEPT_REJECTED } from './domain/import-job.js';
 import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
 import { Keys } from './stream/keys.js';
-import { ChunkStream } from './stream/chunk-stream.js';
+import { ChunkProtocol } from './stream/chunk-protocol.js';
+import { RedisGateway } from './stream/redis-gateway.js';
 import { announceChanged, announceStatus } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
@@ -38,8 +39,7 @@ import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
-import { Ledger } from './actor/ledger.js';
-import { livenessTimings } from './domain/liveness.js';
+import { holdTrustMs } from './domain/liveness.js';
 import { startApi, type ApiServer } from './api/server.js';
 import { LiveCounters } from './progress/live-counters.js';
 
@@ -48,6 +48,8 @@ export interface Herald {
   port: number;
   db: Db;
   redis: Redis;
+  /** every Redis script and key (stream/redis-gateway.ts) */
+  gateway: RedisGateway;
   ch: ClickHouse;
   sink: EventSink;
   dispatcher: Dispatcher | null;
@@ -89,7 +91,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
   const keys = new Keys(cfg.redisPrefix);
-  const stream = new ChunkStream(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
+  const gateway = new RedisGateway(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
+  const protocol = new ChunkProtocol(gateway);
   const campaigns = new CampaignRepo(db);
   const audiences = new AudienceRepo(db);
   const reader = new RecipientReader(db);
@@ -97,8 +100,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     flushRows: cfg.sinkFlushRows,
     flushMs: cfg.sinkFlushMs,
     maxBufferedRows: cfg.sinkMaxBufferedRows,
-    fence: (campaignId, holder, entryIds) => stream.fence(campaignId, holder, entryIds),
-    fenceValidMs: Math.min(Math.max(50, Math.floor(cfg.reclaimIdleMs / 3)), livenessTimings(cfg.livenessTtlMs).trustMs),
+    fence: (campaignId, holder, entryIds) => protocol.fence(campaignId, holder, entryIds),
+    fenceValidMs: holdTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
     onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
     onFenced: (campaignId, entryIds, rows) =>
       log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
@@ -127,22 +130,20 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     subscriber = redis.duplicate();
     subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));
     dispatcher = new Dispatcher({
-      redis,
+      gateway,
+      protocol,
       subscriber,
-      keys,
-      stream,
       campaigns,
       planner: new Planner(
         campaigns,
         reader,
-        stream,
+        protocol,
         { aheadChunks: cfg.planAheadChunks, pageRows: cfg.planPageRows },
         new OutcomeFilter(ch),
       ),
       channels,
       sink,
-      rate: new RateLimiter(redis, keys),
-      ledger: new Ledger(redis, keys, { livenessTtlMs: cfg.livenessTtlMs }),
+      rate: new RateLimiter(gateway),
       log,
       holderId,
       pollMs: cfg.pollMs,
@@ -224,16 +225,10 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         retries: new RetryRepo(db),
         progress,
         publishStatus: async (id, status, version) => {
-          await announceStatus(redis, keys, id, status, version);
+          await announceStatus(gateway, id, status, version);
         },
         publishChanged: (id) => announceChanged(redis, keys, id),
-        overshoot: async (ids) => {
-          const out = new Map<number, number>();
-          if (ids.length === 0) return out;
-          const values = await redis.mget(ids.map((id) => keys.overshoot(id)));
-          ids.forEach((id, i) => out.set(id, Number(values[i] ?? 0)));
-          return out;
-        },
+        overshoot: (ids) => gateway.overshoot(ids),
         log,
         health: async () => {
           const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {
@@ -270,6 +265,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     port: api?.port ?? 0,
     db,
     redis,
+    gateway,
     ch,
     sink,
     dispatcher,

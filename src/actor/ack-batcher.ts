@@ -2,7 +2,7 @@
  * Collects stream ids to acknowledge and sends them as one XACK per tick: the sink completes a batch
  * of hundreds of chunks at once, and one round trip should ack them all.
  */
-import type { ChunkStream } from '../stream/chunk-stream.js';
+import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 
 export class AckBatcher {
   private ids: string[] = [];
@@ -10,7 +10,7 @@ export class AckBatcher {
   onAcked: ((ids: readonly string[]) => void) | null = null;
 
   constructor(
-    private readonly stream: ChunkStream,
+    private readonly stream: ChunkProtocol,
     private readonly campaignId: number,
     private readonly onError: (err: unknown) => void,
   ) {}

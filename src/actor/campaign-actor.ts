@@ -1,14 +1,16 @@
 /**
  * The campaign actor as hosted by one dispatcher process: N consumers of the campaign's consumer group,
- * plus, while this process holds the campaign's lease, the owner duties (plan, reclaim, complete).
- * It is activated when the campaign is `sending` and stops when it is not.
+ * plus, while this process holds the campaign's lease, the owner duties (plan, take over, reclaim, complete).
+ * It is activated when the campaign is `sending` and stops when it is not. It schedules: which chunk goes
+ * when, on which consumer; the sender (chunk-sender.ts) sends it, the chunk protocol (stream/) records it.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CampaignStatus } from '../domain/campaign-status.js';
+import type { ChunkPhase } from '../domain/chunk-state.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
-import type { ChunkStream, StreamEntry } from '../stream/chunk-stream.js';
-import type { Keys } from '../stream/keys.js';
+import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
+import type { RedisGateway } from '../stream/redis-gateway.js';
 import type { Planner } from '../planner/planner.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
 import type { EventSink } from '../sink/event-sink.js';
@@ -16,10 +18,10 @@ import type { RateLimiter } from './rate-limiter.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
-import type { Ledger, StepResult } from './ledger.js';
-import { ChunkSender } from './chunk-sender.js';
+import { ChunkSender, type SendControl } from './chunk-sender.js';
 import { Liveness } from './liveness.js';
-import { consumerName, livenessTimings, type LivenessTimings } from '../domain/liveness.js';
+import { StatusView } from './status-view.js';
+import { consumerName, holdTrustMs, livenessTimings, type LivenessTimings } from '../domain/liveness.js';
 import { channelConcurrency } from '../domain/campaign-input.js';
 import { Semaphore } from '../domain/semaphore.js';
 
@@ -48,15 +50,13 @@ export interface ActorOptions {
 }
 
 export interface ActorDeps {
-  redis: Redis;
-  keys: Keys;
-  stream: ChunkStream;
+  gateway: RedisGateway;
+  protocol: ChunkProtocol;
   campaigns: CampaignRepo;
   planner: Planner;
   channels: ChannelRegistry;
   sink: EventSink;
   rate: RateLimiter;
-  ledger: Ledger;
   log: Logger;
   holderId: string;
   /** `version`: the campaign's status_version after the change (stream/control.ts) */
@@ -76,21 +76,47 @@ export interface ActorStats {
   reclaimed: number;
 }
 
-export class CampaignActor {
+/** running: consumers send; stopping: they finish their current sub-batch; stopped: the lease is given up */
+export type ActorPhase = 'running' | 'stopping' | 'stopped';
+
+/**
+ * The owner's planning: not finished (and nobody plans here now), planning, planned, or recovering (the
+ * stream was lost: re-planning waits for every process's events to reach ClickHouse first).
+ */
+type PlanState = { kind: 'unplanned' } | { kind: 'planning'; run: Promise<void> } | { kind: 'planned' } | { kind: 'recovering' };
+
+/** A chunk this process holds: read or taken over here and not yet acked (or lost to another consumer). */
+interface HeldChunk {
+  /** the consumer name it is pending on */
+  consumer: string;
+  phase: ChunkPhase;
+  /** the storing of the events this process wrote for it (until acked) */
+  stored: Promise<void> | null;
+}
+
+/** What the actor is doing, for logs and tests (Temporal's worker reports its `State` the same way). */
+export interface ActorState {
+  phase: ActorPhase;
+  plan: PlanState['kind'];
+  owner: boolean;
   status: CampaignStatus;
+  /** chunks held here, by phase */
+  chunks: Partial<Record<ChunkPhase, number>>;
+  /** taken-over chunks waiting for a consumer here (or for the takeover grace) */
+  queued: number;
+}
+
+export class CampaignActor {
   readonly stats: ActorStats = { chunks: 0, recipients: 0, failed: 0, reclaimed: 0 };
-  private running = true;
+  private phase: ActorPhase = 'running';
+  private plan: PlanState;
+  private readonly view: StatusView;
   private readonly lease: Lease;
   private readonly acks: AckBatcher;
-  private readonly reclaimed: StreamEntry[] = [];
-  /** entries read or reclaimed here and not yet acked → the consumer name holding them */
-  private readonly inflight = new Map<string, string>();
-  /** entries this process recorded sub-batches of → the storing of their events (until acked) */
-  private readonly storing = new Map<string, Promise<void>>();
-  /** consumers of this actor between a read that brought entries and the end of sending them, or chunks being sent */
-  private busy = 0;
-  /** batches of taken-over chunks waiting out the takeover grace */
-  private held = 0;
+  /** entry id → the chunk held here */
+  private readonly held = new Map<string, HeldChunk>();
+  /** taken-over or reclaimed chunks for the consumers here, each from when it may be sent (the takeover grace) */
+  private readonly queue: Array<{ entry: StreamEntry; readyAt: number }> = [];
   /**
    * A slow channel's send slots, shared by this process's consumers of the campaign: one per chunk in flight,
    * and a chunk has one sub-batch (one request) in flight at a time. Null for an instant channel.
@@ -98,44 +124,55 @@ export class CampaignActor {
   private readonly slots: Semaphore | null;
   private readonly conns: Redis[] = [];
   private readonly loops: Array<Promise<void>> = [];
-  private planningDone: boolean;
-  private planning: Promise<void> | null = null;
-  /** re-planning after the stream was lost: planning and completion wait */
-  private recovering = false;
   private lastReclaimAt = 0;
   private lastTakeoverAt = 0;
   private readonly timings: LivenessTimings;
   private readonly liveness: Liveness;
-  /** the status a ledger step last read from Redis (null: none since the last status change) */
-  private announced: string | null = null;
   /** sleepers to wake early (status change, stop) */
   private readonly wakers = new Set<() => void>();
   private readonly sender: ChunkSender;
+  private readonly control: SendControl;
 
   constructor(
     private readonly deps: ActorDeps,
     private campaign: Campaign,
   ) {
-    this.status = campaign.status;
-    this.planningDone = campaign.planningDone;
-    this.lease = new Lease(deps.redis, deps.keys, campaign.id, deps.holderId, deps.options.leaseMs);
+    this.view = new StatusView(campaign.status);
+    this.plan = campaign.planningDone ? { kind: 'planned' } : { kind: 'unplanned' };
+    this.lease = new Lease({ gateway: deps.gateway, campaignId: campaign.id, holder: deps.holderId, ttlMs: deps.options.leaseMs });
     this.timings = livenessTimings(deps.options.livenessTtlMs);
     this.liveness = new Liveness({ ...deps, campaignId: campaign.id, timings: this.timings });
     this.sender = new ChunkSender({
       ...deps,
       subBatchSize: deps.options.subBatchSize,
-      recheckAfterMs: Math.min(Math.max(50, Math.floor(deps.options.reclaimIdleMs / 3)), this.timings.trustMs),
+      recheckAfterMs: holdTrustMs(deps.options.reclaimIdleMs, deps.options.livenessTtlMs),
     });
     this.slots = deps.channels.get(campaign.channel).instant
       ? null
       : new Semaphore(channelConcurrency(campaign.channel, deps.options.webhookConcurrency));
-    this.acks = new AckBatcher(deps.stream, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
+    this.acks = new AckBatcher(deps.protocol, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
-      for (const id of ids) {
-        this.inflight.delete(id);
-        this.storing.delete(id);
-      }
+      for (const id of ids) this.held.delete(id);
     };
+    this.control = {
+      campaign: () => this.campaign,
+      goOn: (stepStatus) => {
+        this.view.stepRead(stepStatus);
+        return this.phase === 'running' && this.view.sending;
+      },
+      sleep: (ms) => this.sleep(ms),
+    };
+  }
+
+  /** PostgreSQL's last word on the campaign's status here. */
+  get status(): CampaignStatus {
+    return this.view.status;
+  }
+
+  get state(): ActorState {
+    const chunks: Partial<Record<ChunkPhase, number>> = {};
+    for (const c of this.held.values()) chunks[c.phase] = (chunks[c.phase] ?? 0) + 1;
+    return { phase: this.phase, plan: this.plan.kind, owner: this.lease.held, status: this.view.status, chunks, queued: this.queue.length };
   }
 
   get id(): number {
@@ -146,11 +183,15 @@ export class CampaignActor {
     return this.lease.held;
   }
 
+  private get running(): boolean {
+    return this.phase === 'running';
+  }
+
   start(): void {
     this.liveness.start();
     this.loops.push(this.ownerLoop());
     for (let i = 0; i < this.deps.options.workers; i++) {
-      const conn = this.deps.redis.duplicate();
+      const conn = this.deps.gateway.redis.duplicate();
       // Connection trouble shows up as failed reads, handled in the loop; the event is only reported.
       conn.on('error', (err: Error) => this.deps.log.debug({ err: err.message, campaignId: this.id }, 'consumer connection'));
       this.conns.push(conn);
@@ -168,11 +209,17 @@ export class CampaignActor {
     );
   }
 
+  /** PostgreSQL's word on the status (pub/sub, poll). */
   setStatus(status: CampaignStatus): void {
-    this.status = status;
-    // PostgreSQL's word (pub/sub, poll) supersedes what a step last read from the status key.
-    this.announced = null;
-    if (onStatus(status) !== 'run') this.running = false;
+    this.view.record(status);
+    if (onStatus(status) !== 'run') this.halt();
+    this.wakeAll();
+  }
+
+  /** Consumers finish their current sub-batch and stop. */
+  private halt(): void {
+    if (this.phase === 'running') this.phase = 'stopping';
+    this.view.release();
     this.wakeAll();
   }
 
@@ -182,21 +229,21 @@ export class CampaignActor {
 
   /** Stops consumers after their current chunk, waits for them, and gives the lease up. */
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeAll();
+    this.halt();
     await Promise.allSettled(this.loops);
     // A page being appended when the campaign stopped lands before the lease goes (the closer of a
     // cancelled campaign reads the stream's end once it holds the lease).
-    await this.planning;
+    if (this.plan.kind === 'planning') await this.plan.run;
     await this.acks.flush();
     // Withdrawn before the lease goes, so the next owner leaves what this process still holds (a pause
     // stopped it mid-chunk) to the idle-time reclaim rather than taking it from a process that is up.
     await this.liveness.stop().catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'liveness withdrawal failed'));
     if (this.lease.held && onStatus(this.status) === 'stop-and-drop') {
-      await this.deps.stream.drop(this.id).catch((err: unknown) => this.deps.log.warn({ err }, 'drop stream failed'));
+      await this.deps.protocol.drop(this.id).catch((err: unknown) => this.deps.log.warn({ err }, 'drop stream failed'));
     }
     await this.lease.release().catch(() => undefined);
     for (const c of this.conns) c.disconnect();
+    this.phase = 'stopped';
   }
 
   get done(): Promise<void> {
@@ -215,20 +262,31 @@ export class CampaignActor {
     });
   }
 
+  /** Takes a chunk into this process's hands (read, taken over or reclaimed here), unless it is already. */
+  private hold(entry: StreamEntry, consumer: string): void {
+    if (!this.held.has(entry.id)) this.held.set(entry.id, { consumer, phase: entry.fresh ? 'sending' : 'received', stored: null });
+  }
+
+  /** Whether a consumer here is between a read that brought chunks and the end of sending them. */
+  private get sendingHere(): boolean {
+    for (const c of this.held.values()) if (c.phase === 'received' || c.phase === 'sending') return true;
+    return false;
+  }
+
   /**
    * Resets the idle time of every entry this process holds (being sent, or waiting for its events to
    * be stored), so the owner's reclaim only ever takes entries of consumers that stopped.
    */
   private async heartbeat(): Promise<void> {
     const byConsumer = new Map<string, string[]>();
-    for (const [id, consumer] of this.inflight) {
+    for (const [id, { consumer }] of this.held) {
       const ids = byConsumer.get(consumer);
       if (ids === undefined) byConsumer.set(consumer, [id]);
       else ids.push(id);
     }
     for (const [consumer, ids] of byConsumer) {
       // Entries taken over by another consumer (this process stalled past the reclaim time) are not ours.
-      for (const id of await this.deps.stream.touch(this.id, consumer, ids)) this.inflight.delete(id);
+      for (const id of await this.deps.protocol.touch(this.id, consumer, ids)) this.held.delete(id);
     }
   }
 
@@ -251,7 +309,7 @@ export class CampaignActor {
         }
         if (this.lease.held) {
           if (await this.streamLost()) await this.recover();
-          if (!this.planningDone && this.planning === null) this.planning = this.plan();
+          if (this.plan.kind === 'unplanned') this.plan = { kind: 'planning', run: this.runPlanner() };
           // A consumer whose process's heartbeat lapsed (it died, or stalled past the liveness ttl): its
           // chunks are taken at once.
           if (this.liveness.enabled && now - this.lastTakeoverAt >= this.timings.scanEveryMs) {
@@ -264,7 +322,7 @@ export class CampaignActor {
             this.lastReclaimAt = now;
             await this.reclaim();
           }
-          if (this.planningDone && (await this.checkCompletion())) return;
+          if (this.plan.kind === 'planned' && (await this.checkCompletion())) return;
         }
       } catch (err) {
         log.error({ err, campaignId: this.id }, 'campaign owner step failed');
@@ -278,7 +336,7 @@ export class CampaignActor {
    * Redis lost it (restart without persistence, FLUSHALL, failover).
    */
   private async streamLost(): Promise<boolean> {
-    const state = await this.deps.stream.state(this.id);
+    const state = await this.deps.protocol.state(this.id);
     if (state.exists) return false;
     const c = await this.deps.campaigns.get(this.id);
     return c !== null && c.status === 'sending' && c.plannedChunks > 0 && c.planGeneration === this.campaign.planGeneration;
@@ -290,36 +348,38 @@ export class CampaignActor {
    * leaves out every recipient with an outcome: what was sent is not sent again.
    */
   private async recover(): Promise<void> {
-    this.recovering = true;
+    const planning = this.plan.kind === 'planning' ? this.plan.run : null;
+    this.plan = { kind: 'recovering' };
+    let planned = false;
     try {
       this.deps.log.warn(
         { campaignId: this.id, generation: this.campaign.planGeneration },
         'campaign stream lost; re-planning from PostgreSQL',
       );
-      await this.planning;
+      await planning;
       await this.deps.sink.flush();
       await this.sleep(this.deps.options.lostStreamGraceMs);
       await this.deps.campaigns.restartPlan(this.id, this.campaign.planGeneration);
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
-      this.planningDone = c?.planningDone ?? false;
-      this.inflight.clear();
-      this.reclaimed.length = 0;
+      planned = c?.planningDone ?? false;
+      this.held.clear();
+      this.queue.length = 0;
     } finally {
-      this.recovering = false;
+      this.plan = planned ? { kind: 'planned' } : { kind: 'unplanned' };
     }
   }
 
-  private plan(): Promise<void> {
+  private runPlanner(): Promise<void> {
     return this.deps.planner
-      .plan(this.id, () => !this.running || this.recovering)
+      .plan(this.id, () => !this.running || this.plan.kind === 'recovering')
       .then((r) => {
-        this.planningDone = r.done;
+        if (this.plan.kind === 'planning') this.plan = r.done ? { kind: 'planned' } : { kind: 'unplanned' };
         this.deps.log.info({ campaignId: this.id, chunks: r.chunks, recipients: r.recipients, ms: Math.round(r.ms) }, 'campaign planned');
       })
-      .catch((err: unknown) => this.deps.log.error({ err, campaignId: this.id }, 'planning failed; will retry'))
-      .finally(() => {
-        this.planning = null;
+      .catch((err: unknown) => {
+        if (this.plan.kind === 'planning') this.plan = { kind: 'unplanned' };
+        this.deps.log.error({ err, campaignId: this.id }, 'planning failed; will retry');
       });
   }
 
@@ -329,57 +389,53 @@ export class CampaignActor {
 
   /** Chunks idle for the reclaim time (XAUTOCLAIM): their holder stopped touching them. */
   private async reclaim(): Promise<void> {
-    const claimed = await this.deps.stream.reclaim(this.id, this.reclaimer, this.deps.options.reclaimIdleMs, 100);
+    const claimed = await this.deps.protocol.reclaim(this.id, this.reclaimer, this.deps.options.reclaimIdleMs, 100);
     await this.adopt(claimed, 'reclaimed idle chunks');
   }
 
   /**
-   * Chunks of consumers whose process's heartbeat lapsed (takeover.lua), page by page while pages come
+   * Chunks of consumers whose process's heartbeat lapsed (takeover-2.lua), page by page while pages come
    * back full and the consumers here have not got a backlog of them already.
    */
   private async takeover(): Promise<void> {
     const page = 100;
-    for (let i = 0; i < 10 && this.reclaimed.length < page; i++) {
-      const claimed = await this.deps.stream.takeover(this.id, this.reclaimer, this.deps.holderId, page);
+    for (let i = 0; i < 10 && this.queue.length < page; i++) {
+      const claimed = await this.deps.protocol.takeover(this.id, this.reclaimer, this.deps.holderId, page);
       await this.adopt(claimed, 'took over the chunks of a process whose heartbeat lapsed', this.deps.options.takeoverGraceMs);
       if (claimed.length < page) return;
     }
   }
 
-  /** `graceMs`: the entries are held that long before they are sent (and their records recovered). */
+  /** `graceMs`: the entries wait that long before they are sent (and their records recovered). */
   private async adopt(claimed: StreamEntry[], what: string, graceMs = 0): Promise<void> {
     const consumer = this.reclaimer;
     // An entry this process already holds is being worked on (its heartbeat was late, the process was
     // busy): never twice, and given straight back to the consumer working on it, so that consumer's next
     // ledger step is not refused (which would make it send its sub-batch in flight a second time).
-    const mine = claimed.filter((e) => this.inflight.has(e.id));
-    for (const e of mine) await this.deps.stream.giveBack(this.id, consumer, this.inflight.get(e.id)!, e.id);
-    const entries = claimed.filter((e) => !this.inflight.has(e.id));
-    for (const e of entries) this.inflight.set(e.id, consumer);
+    for (const e of claimed) {
+      const mine = this.held.get(e.id);
+      if (mine !== undefined) await this.deps.protocol.giveBack(this.id, consumer, mine.consumer, e.id);
+    }
+    const entries = claimed.filter((e) => !this.held.has(e.id));
     if (entries.length === 0) return;
+    // Pending on this process's reclaimer meanwhile: covered by its heartbeat, and not drained.
+    for (const e of entries) this.hold(e, consumer);
     this.stats.reclaimed += entries.length;
     this.deps.log.info({ campaignId: this.id, chunks: entries.length }, what);
-    if (graceMs === 0) this.reclaimed.push(...entries);
-    else {
-      // Pending on this process's reclaimer meanwhile: covered by its heartbeat, and not drained.
-      this.held++;
-      setTimeout(() => {
-        this.held--;
-        this.reclaimed.push(...entries);
-      }, graceMs).unref();
-    }
+    const readyAt = Date.now() + graceMs;
+    for (const entry of entries) this.queue.push({ entry, readyAt });
   }
 
   private async checkCompletion(): Promise<boolean> {
     await this.acks.flush();
-    const state = await this.deps.stream.state(this.id);
-    if (!isDrained(this.planningDone, state) || this.reclaimed.length > 0 || this.held > 0 || this.recovering) return false;
+    const state = await this.deps.protocol.state(this.id);
+    if (!isDrained(true, state) || this.queue.length > 0) return false;
     // Drained as far as this process knows; PostgreSQL says whether the current plan is complete (another
     // process may have re-planned after a lost stream).
     const c = await this.deps.campaigns.get(this.id);
     if (c === null || !c.planningDone) {
       if (c !== null) this.campaign = c;
-      this.planningDone = false;
+      this.plan = { kind: 'unplanned' };
       return false;
     }
     let completed: Campaign;
@@ -390,12 +446,11 @@ export class CampaignActor {
       this.deps.log.debug({ err, campaignId: this.id }, 'complete refused');
       return false;
     }
-    this.status = 'completed';
-    this.running = false;
-    this.wakeAll();
+    this.view.record('completed');
+    this.halt();
     this.deps.log.info({ campaignId: this.id }, 'campaign completed');
     // Every entry is acked: the stream has nothing left to give, so free it now rather than at stop.
-    await this.deps.stream.drop(this.id);
+    await this.deps.protocol.drop(this.id);
     await this.deps.publishStatus(this.id, 'completed', completed.statusVersion);
     return true;
   }
@@ -407,23 +462,18 @@ export class CampaignActor {
     while (this.running && mayStartChunk(this.status)) {
       const entries = await reader(options.readCount);
       if (entries === null || entries.length === 0) continue;
-      this.busy++;
-      try {
-        // An instant channel's chunks (one sub-batch each, no wait on a provider) go side by side, so their
-        // ledger steps share one Redis round trip (Ledger.send). Held to a rate, chunks gain nothing by
-        // going side by side (the schedule is the limit), so they go one by one.
-        const sideBySide = this.campaign.rateLimit === null;
-        const started: Array<Promise<void>> = [];
-        for (const entry of entries) {
-          if (!(await this.mayStart())) break;
-          const p = this.processGuarded(entry);
-          if (sideBySide) started.push(p);
-          else await p;
-        }
-        await Promise.all(started);
-      } finally {
-        this.busy--;
+      // An instant channel's chunks (one sub-batch each, no wait on a provider) go side by side, so their
+      // ledger steps share one Redis round trip (ChunkProtocol.step). Held to a rate, chunks gain nothing
+      // by going side by side (the schedule is the limit), so they go one by one.
+      const sideBySide = this.campaign.rateLimit === null;
+      const started: Array<Promise<void>> = [];
+      for (const entry of entries) {
+        if (!(await this.mayStart())) break;
+        const p = this.processGuarded(entry);
+        if (sideBySide) started.push(p);
+        else await p;
       }
+      await Promise.all(started);
     }
   }
 
@@ -446,9 +496,7 @@ export class CampaignActor {
         for (const entry of entries) {
           if (!(await this.mayStart())) break;
           used++;
-          this.busy++;
           const p: Promise<void> = this.processGuarded(entry).finally(() => {
-            this.busy--;
             slots.release(1);
             sending.delete(p);
           });
@@ -463,33 +511,35 @@ export class CampaignActor {
 
   /** Waits out a pause a step saw before this process was told; then whether a fresh chunk may start. */
   private async mayStart(): Promise<boolean> {
-    while (this.running && this.announced !== null && this.announced !== 'sending') await this.sleep(50);
+    await this.view.settled();
     return this.running && mayStartChunk(this.status);
   }
 
   /**
-   * A consumer's source of chunks, at most `count` per call: reclaimed ones first, then those pending on
-   * this consumer name from before a pause (or a restart), then new ones. Null after a failed read.
+   * A consumer's source of chunks, at most `count` per call: taken-over ones first (once their grace is
+   * over), then those pending on this consumer name from before a pause (or a restart), then new ones.
+   * Null after a failed read.
    */
   private reader(conn: Redis, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
-    const { stream, log } = this.deps;
+    const { protocol, log } = this.deps;
     let history: string | null = '0-0';
     return async (count) => {
       let entries: StreamEntry[];
       try {
-        if (this.reclaimed.length > 0) entries = this.reclaimed.splice(0, count);
+        const ready = this.takeQueued(count);
+        if (ready.length > 0) entries = ready;
         else if (history !== null) {
-          entries = await stream.readPending(conn, this.id, consumer, count, history);
+          entries = await protocol.readPending(conn, this.id, consumer, count, history);
           history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
         } else {
-          entries = await stream.read(conn, this.id, consumer, count, 1);
+          entries = await protocol.read(conn, this.id, consumer, count, 1);
           if (entries.length === 0) {
             // Nothing to do here now (the end of the campaign, or the planner is behind): once no other
             // consumer of the campaign is sending either, what is buffered goes to ClickHouse now, so the
             // last acks (and completion) do not wait for flushMs. While one still sends, its own empty
             // read comes soon enough, and an early small insert would only cost ClickHouse a part.
-            if (this.busy === 0) this.deps.sink.flushSoon();
-            entries = await stream.read(conn, this.id, consumer, count, this.deps.options.blockMs);
+            if (!this.sendingHere) this.deps.sink.flushSoon();
+            entries = await protocol.read(conn, this.id, consumer, count, this.deps.options.blockMs);
           }
         }
       } catch (err) {
@@ -497,9 +547,37 @@ export class CampaignActor {
         await this.sleep(500);
         return null;
       }
-      for (const entry of entries) if (!this.inflight.has(entry.id)) this.inflight.set(entry.id, consumer);
+      for (const entry of entries) this.hold(entry, consumer);
       return entries;
     };
+  }
+
+  /** Queued chunks whose grace is over, at most `count`. */
+  private takeQueued(count: number): StreamEntry[] {
+    const now = Date.now();
+    const out: StreamEntry[] = [];
+    for (let i = 0; i < this.queue.length && out.length < count;) {
+      const q = this.queue[i]!;
+      if (q.readyAt > now) i++;
+      else {
+        this.queue.splice(i, 1);
+        out.push(q.entry);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A chunk stopped by a step that saw the campaign leave `sending` stays pending here. If PostgreSQL's word
+   * then says it is still sending (the pause was undone before this process heard of it), the chunk goes
+   * back in the queue, to be checked against the ledger again (never as a fresh one: part of it was sent).
+   */
+  private resumeLater(entry: StreamEntry): void {
+    if (!this.running) return;
+    void this.view.settled().then(() => {
+      if (this.running && mayStartChunk(this.status) && this.held.has(entry.id))
+        this.queue.push({ entry: { ...entry, fresh: false }, readyAt: 0 });
+    });
   }
 
   private async processGuarded(entry: StreamEntry): Promise<void> {
@@ -507,7 +585,7 @@ export class CampaignActor {
       await this.processEntry(entry);
     } catch (err) {
       // Left pending, and no longer heartbeated: the owner's reclaim retries it after reclaimIdleMs.
-      this.inflight.delete(entry.id);
+      this.held.delete(entry.id);
       this.deps.log.error({ err, campaignId: this.id, entry: entry.id }, 'chunk failed; left for reclaim');
       await this.sleep(200);
     }
@@ -515,68 +593,49 @@ export class CampaignActor {
 
   private async processEntry(entry: StreamEntry): Promise<void> {
     const chunk = entry.chunk;
+    const held = this.held.get(entry.id);
+    if (held === undefined) return;
     if (chunk === null || chunk.campaignId !== this.id) {
       // An entry that cannot be decoded can never succeed: report it and take it off the stream.
       this.deps.log.error({ campaignId: this.id, entry: entry.id, err: entry.error }, 'invalid stream entry dropped');
+      held.phase = 'dropped';
       this.acks.add(entry.id);
       return;
     }
-    const holder = this.inflight.get(entry.id);
-    if (holder === undefined) return;
     if (chunk.generation > this.campaign.planGeneration) {
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
     }
     if (chunk.generation < this.campaign.planGeneration) {
       // An entry of a plan that was replaced (its stream was lost and re-planned): never sent.
+      held.phase = 'dropped';
       this.acks.add(entry.id);
       return;
     }
-    const mayGoOn = (announced: string | null): boolean => {
-      // What a ledger step read from the status key is news for every consumer here: the pause may be
-      // seen by a step before its pub/sub message arrives, and a fresh chunk must not start meanwhile.
-      if (announced !== null) this.announced = announced;
-      return this.running && mayStartChunk(this.status) && (announced ?? this.announced ?? 'sending') === 'sending';
-    };
-    // Where this chunk stands: sent by an earlier holder (before a pause, a crash, a reclaim), and may we
-    // go on? A first delivery has no earlier holder; its first sub-batch goes on the status known here.
-    let step: StepResult = { stale: false, lost: false, status: null, sent: 0 };
     // A read does not renew the heartbeat: what it delivered holds no longer than the heartbeat does.
-    let checkedAt = this.liveness.enabled ? Math.min(entry.readAt, this.liveness.confirmedAt) : entry.readAt;
-    let earlier: Array<Promise<void>> = [];
-    if (!entry.fresh) {
-      checkedAt = Date.now();
-      step = await this.deps.ledger.step(this.id, holder, entry.id, -1, 0);
-      if (step.stale) {
-        this.inflight.delete(entry.id);
-        return;
-      }
-      if (step.sent > 0) {
-        // What was recorded before must reach ClickHouse exactly once: first let this process's own
-        // earlier attempt finish storing (or be fenced out), then write what is still missing.
-        await this.storing.get(entry.id);
-        earlier = await this.sender.recover(this.id, chunk, entry.id, holder);
-      }
-    }
+    const checkedAt = this.liveness.enabled ? Math.min(entry.readAt, this.liveness.confirmedAt) : entry.readAt;
+    held.phase = 'sending';
     const outcome = await this.sender.send({
-      campaign: this.campaign,
+      control: this.control,
       chunk,
       entryId: entry.id,
-      holder,
-      step,
-      earlier,
+      holder: held.consumer,
+      fresh: entry.fresh,
+      storedBefore: held.stored,
       checkedAt,
-      mayGoOn,
-      rateLimit: () => this.campaign.rateLimit,
-      sleep: (ms) => this.sleep(ms),
     });
     this.stats.recipients += outcome.recipients;
     this.stats.failed += outcome.failed;
-    this.storing.set(entry.id, outcome.stored);
-    if (outcome.kind === 'taken-over') this.inflight.delete(entry.id);
-    if (outcome.kind !== 'done') return;
+    held.phase = outcome.state.phase;
+    held.stored = outcome.stored;
+    if (outcome.state.phase === 'taken-over' || outcome.state.phase === 'lost') this.held.delete(entry.id);
+    if (outcome.state.phase === 'stopped') this.resumeLater(entry);
+    if (outcome.state.phase !== 'recorded') return;
     this.stats.chunks++;
     // Ack only once every event of the chunk is in ClickHouse; the consumer moves on meanwhile.
-    void outcome.stored.then(() => this.acks.add(entry.id));
+    void outcome.stored.then(() => {
+      held.phase = 'stored';
+      this.acks.add(entry.id);
+    });
   }
 }

@@ -8,30 +8,26 @@
  * they are idle for the reclaim time (their holders have stopped heartbeating them), so a sub-batch in
  * flight at the cancel is recorded as sent by its holder, never as aborted.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { packedOffsets } from '../domain/packed-ids.js';
 import { subBatchId } from '../domain/sub-batch.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
-import type { ChunkStream, StreamEntry } from '../stream/chunk-stream.js';
-import type { Keys } from '../stream/keys.js';
+import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
+import type { RedisGateway } from '../stream/redis-gateway.js';
 import { seqFromStreamId } from '../domain/chunk.js';
 import type { Planner } from '../planner/planner.js';
 import type { EventSink, Ticket } from '../sink/event-sink.js';
-import type { Ledger } from './ledger.js';
 import type { ChunkSender } from './chunk-sender.js';
 import { Lease } from './lease.js';
 import { consumerName } from '../domain/liveness.js';
 
 export interface CloserDeps {
-  redis: Redis;
-  keys: Keys;
-  stream: ChunkStream;
+  gateway: RedisGateway;
+  protocol: ChunkProtocol;
   campaigns: CampaignRepo;
   planner: Planner;
   sink: EventSink;
-  ledger: Ledger;
   sender: ChunkSender;
   log: Logger;
   holderId: string;
@@ -51,7 +47,7 @@ export class CampaignCloser {
     private readonly campaignId: number,
     private readonly shouldStop: () => boolean,
   ) {
-    this.lease = new Lease(deps.redis, deps.keys, campaignId, deps.holderId, deps.leaseMs);
+    this.lease = new Lease({ gateway: deps.gateway, campaignId, holder: deps.holderId, ttlMs: deps.leaseMs });
     this.consumer = consumerName(deps.holderId, 'closer');
   }
 
@@ -83,7 +79,7 @@ export class CampaignCloser {
       await this.deps.sink.flush();
       if (stop()) return 'stopped';
       await this.deps.campaigns.markAbortsRecorded(this.campaignId);
-      await this.deps.stream.drop(this.campaignId);
+      await this.deps.protocol.drop(this.campaignId);
       this.deps.log.info(
         { campaignId: this.campaignId, aborted: this.aborted },
         'cancelled campaign closed: unsent recipients recorded as aborted',
@@ -101,21 +97,22 @@ export class CampaignCloser {
    * starts after it), or null if asked to stop.
    */
   private async drainStream(generation: number, stop: () => boolean): Promise<number | null> {
-    const { stream, redis } = this.deps;
+    const { protocol } = this.deps;
+    const conn = this.deps.gateway.redis;
     let history: string | null = '0-0';
     for (;;) {
       if (stop()) return null;
       let entries: StreamEntry[];
       if (history !== null) {
-        entries = await stream.readPending(redis, this.campaignId, this.consumer, 100, history);
+        entries = await protocol.readPending(conn, this.campaignId, this.consumer, 100, history);
         history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
       } else {
-        entries = await stream.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
-        if (entries.length === 0) entries = await stream.readNew(redis, this.campaignId, this.consumer, 100);
+        entries = await protocol.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
+        if (entries.length === 0) entries = await protocol.readNew(conn, this.campaignId, this.consumer, 100);
       }
       for (const e of entries) await this.closeEntry(e, generation);
       if (entries.length > 0) continue;
-      const state = await stream.state(this.campaignId);
+      const state = await protocol.state(this.campaignId);
       if (!state.exists || (state.pending === 0 && state.lastDeliveredId === state.lastGeneratedId)) {
         return seqFromStreamId(state.lastGeneratedId)?.seq ?? 0;
       }
@@ -127,16 +124,16 @@ export class CampaignCloser {
   private async closeEntry(e: StreamEntry, generation: number): Promise<void> {
     const chunk = e.chunk;
     if (chunk === null || chunk.campaignId !== this.campaignId || chunk.generation < generation) {
-      await this.deps.stream.ack(this.campaignId, [e.id]);
+      await this.deps.protocol.ack(this.campaignId, [e.id]);
       return;
     }
-    const step = await this.deps.ledger.step(this.campaignId, this.consumer, e.id, -1, 0);
-    if (step.stale) return;
+    const step = await this.deps.protocol.step({ campaignId: this.campaignId, consumer: this.consumer, entryId: e.id });
+    if (step.hold !== 'held') return;
     // What its holders sent and recorded must be stored too (they may have died before storing it).
     const tickets = step.sent > 0 ? await this.deps.sender.recover(this.campaignId, chunk, e.id, this.consumer) : [];
     if (step.sent < chunk.count) tickets.push((await this.abort(chunk, step.sent, { entryId: e.id, holder: this.consumer })).stored);
     await Promise.all(tickets);
-    await this.deps.stream.ack(this.campaignId, [e.id]);
+    await this.deps.protocol.ack(this.campaignId, [e.id]);
   }
 
   /** Chunks of the audience never appended: aborted whole, and stored before the planner records them. */

@@ -1,15 +1,17 @@
 /**
- * Sends one chunk, sub-batch by sub-batch: wait for the record (PostgreSQL) and the shared rate, send,
- * hand the outcomes to the event sink, then take the ledger step that records the progress and says
- * whether to go on. The actor decides which chunk and when; this decides how.
+ * Sends one chunk, sub-batch by sub-batch: check where it stands (a chunk delivered before), wait for the
+ * record (PostgreSQL) and the shared rate, send, hand the outcomes to the event sink, then take the ledger
+ * step that records the progress and says whether to go on. Where the chunk stands after each effect is
+ * domain/chunk-state.ts's decision; the actor decides which chunk and when, this performs the effects.
  */
 import type { Logger } from 'pino';
 import type { ChunkDescriptor } from '../domain/chunk.js';
+import { chunkTransition, eventsAfterSend, receivedChunk, type ChunkState, type StepReply } from '../domain/chunk-state.js';
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
 import type { Campaign } from '../store/campaign-repo.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
 import type { EventSink } from '../sink/event-sink.js';
-import type { Ledger, StepResult } from './ledger.js';
+import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
 import { channelCompresses, channelTracks } from '../domain/campaign-input.js';
 import type { RateLimiter } from './rate-limiter.js';
@@ -18,7 +20,7 @@ export interface ChunkSenderDeps {
   channels: ChannelRegistry;
   sink: EventSink;
   rate: RateLimiter;
-  ledger: Ledger;
+  protocol: ChunkProtocol;
   log: Logger;
   recordAvailable(): boolean;
   subBatchSize: number;
@@ -31,71 +33,113 @@ export interface ChunkSenderDeps {
   recheckAfterMs: number;
 }
 
+/** What the sender asks of the campaign it sends for (the actor answers). */
+export interface SendControl {
+  /** the campaign as last loaded (its rate limit can change while a chunk is sent) */
+  campaign(): Campaign;
+  /** whether this process still sends for the campaign, given what a step read from the status key (null: nothing) */
+  goOn(stepStatus: string | null): boolean;
+  sleep(ms: number): Promise<void>;
+}
+
 export interface SendContext {
-  campaign: Campaign;
+  control: SendControl;
   chunk: ChunkDescriptor;
   entryId: string;
   /** the consumer name the entry is pending on (the fencing identity) */
   holder: string;
-  /** where the chunk stands before this attempt */
-  step: StepResult;
-  /** the storing of the chunk's events from before this attempt (recovered, or sent here before a pause) */
-  earlier: Array<Promise<void>>;
+  /** a first delivery: no earlier holder can have sent any of it */
+  fresh: boolean;
+  /** the storing of events this process wrote for the chunk before (an attempt stopped by a pause) */
+  storedBefore: Promise<void> | null;
   /**
-   * when ownership was last seen (ms, before the read or the ledger step that saw it; for a fresh read,
-   * no later than the last confirmed heartbeat, since a read does not renew it)
+   * when ownership was last seen (ms, before the read that delivered it; for a fresh read, no later than
+   * the last confirmed heartbeat, since a read does not renew it)
    */
   checkedAt: number;
-  /** whether this process still sends for the campaign, given the last announced status (null: unknown) */
-  mayGoOn(announced: string | null): boolean;
-  /** the campaign's current rate limit (it can change while the chunk is sent) */
-  rateLimit(): number | null;
-  sleep(ms: number): Promise<void>;
 }
 
 export interface SendOutcome {
-  /** done: every recipient is recorded; stopped: paused, cancelled or shutting down; taken-over: fenced out */
-  kind: 'done' | 'stopped' | 'taken-over';
+  /** recorded: every recipient is; stopped: paused, cancelled or shutting down; taken-over or lost: fenced out */
+  state: Extract<ChunkState, { phase: 'recorded' | 'stopped' | 'taken-over' | 'lost' }>;
   /** the storing of every event of the chunk recorded by this process so far (earlier attempts included) */
   stored: Promise<void>;
   recipients: number;
   failed: number;
 }
 
+function stepStatus(reply: StepReply): string | null {
+  return reply.hold === 'held' && reply.status !== '' ? reply.status : null;
+}
+
 export class ChunkSender {
   constructor(private readonly deps: ChunkSenderDeps) {}
 
   async send(ctx: SendContext): Promise<SendOutcome> {
-    const { chunk, campaign } = ctx;
-    let step = ctx.step;
+    const { chunk, control, entryId, holder } = ctx;
+    const { protocol } = this.deps;
+    const campaignId = chunk.campaignId;
+    const check = async (): Promise<StepReply> => {
+      checkedAt = Date.now();
+      const reply = await protocol.step({ campaignId, consumer: holder, entryId });
+      state = chunkTransition(state, { type: 'checked', reply, goOn: control.goOn(stepStatus(reply)) }, chunk.count);
+      return reply;
+    };
+    let state: ChunkState = receivedChunk(ctx.fresh);
     let checkedAt = ctx.checkedAt;
-    let sent = step.sent;
     let recipients = 0;
     let failed = 0;
-    const channel = this.deps.channels.get(campaign.channel);
+    const tickets: Array<Promise<void>> = [];
+    const outcome = (): SendOutcome => {
+      const stored = Promise.all(tickets).then(() => undefined);
+      if (state.phase === 'recorded' || state.phase === 'stopped' || state.phase === 'taken-over' || state.phase === 'lost') {
+        return { state, stored, recipients, failed };
+      }
+      throw new Error(`chunk ${entryId}: send ended in ${state.phase}`);
+    };
+    if (state.phase === 'received') {
+      // Where this chunk stands: sent in part by an earlier holder (before a pause, a crash, a takeover)?
+      const reply = await check();
+      if (reply.hold !== 'held') return outcome();
+      if (reply.sent > 0) {
+        // What was recorded before must reach ClickHouse exactly once: first let this process's own earlier
+        // attempt finish storing (or be fenced out), then write what is still missing.
+        await ctx.storedBefore;
+        tickets.push(...(await this.recover(campaignId, chunk, entryId, holder)));
+      }
+    } else if (ctx.storedBefore !== null) tickets.push(ctx.storedBefore);
+    const channel = this.deps.channels.get(control.campaign().channel);
     // Instant channels (null) have no effect outside Herald: a whole chunk is one sub-batch.
     const subBatch = channel.instant ? chunk.count : this.deps.subBatchSize;
     const offsets = packedOffsets(chunk.users, chunk.count);
-    const tickets: Array<Promise<void>> = [...ctx.earlier];
-    while (sent < chunk.count) {
-      while (!this.deps.recordAvailable() && ctx.mayGoOn(step.status)) await ctx.sleep(100);
-      // Stopping leaves the chunk pending: it is resumed (or reclaimed) from the ledger.
-      if (!ctx.mayGoOn(step.status)) return this.outcome('stopped', tickets, recipients, failed);
+    while (state.phase === 'sending') {
+      const sent = state.sent;
+      while (!this.deps.recordAvailable() && control.goOn(null)) await control.sleep(100);
       const n = Math.min(subBatch, chunk.count - sent);
-      const mayGo = await this.deps.rate.acquire(campaign.id, n, ctx.rateLimit, () => !ctx.mayGoOn(null));
-      if (!mayGo) return this.outcome('stopped', tickets, recipients, failed);
+      // Stopping leaves the chunk pending: it is resumed (or reclaimed) from the ledger.
+      const mayGo =
+        control.goOn(null) &&
+        (await this.deps.rate.acquire(
+          campaignId,
+          n,
+          () => control.campaign().rateLimit,
+          () => !control.goOn(null),
+        ));
+      if (!mayGo) {
+        state = chunkTransition(state, { type: 'halted' }, chunk.count);
+        break;
+      }
       if (Date.now() - checkedAt > this.deps.recheckAfterMs) {
         // The time before the step: what it finds held from then on, however long its reply waited.
-        checkedAt = Date.now();
-        step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, -1, 0);
-        if (step.stale) return this.outcome('taken-over', tickets, recipients, failed);
-        if (!ctx.mayGoOn(step.status)) return this.outcome('stopped', tickets, recipients, failed);
+        await check();
+        if (state.phase !== 'sending') break;
       }
+      const campaign = control.campaign();
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
       const result = await channel.send({
         tracking: channelTracks(campaign.channel),
         compress: channelCompresses(campaign.channel),
-        campaignId: campaign.id,
+        campaignId,
         title: campaign.content.title,
         body: campaign.content.body,
         count: n,
@@ -103,39 +147,41 @@ export class ChunkSender {
         addresses: channel.needsRecipients ? (chunk.addresses?.slice(sent, sent + n) ?? new Array<string | null>(n).fill(null)) : [],
       });
       const atSec = Math.floor(Date.now() / 1000);
-      const record = encodeRecord({ from: sent, n, atSec, failed: result.failed });
       checkedAt = Date.now();
-      step = await this.deps.ledger.step(campaign.id, ctx.holder, ctx.entryId, sent + n, n, record, result.failed.size);
-      if (step.stale && !step.lost) {
+      const reply = await protocol.step({
+        campaignId,
+        consumer: holder,
+        entryId,
+        record: { sent: sent + n, n, bytes: encodeRecord({ from: sent, n, atSec, failed: result.failed }), failed: result.failed.size },
+      });
+      state = chunkTransition(state, { type: 'recorded', reply, n, goOn: control.goOn(stepStatus(reply)) }, chunk.count);
+      const events = eventsAfterSend(reply);
+      if (events === 'none') {
         // Taken over while we were sending (we stalled past the reclaim time): this sub-batch is not
         // recorded (its new holder sends it again), and we stop here at once.
-        this.deps.log.warn({ campaignId: campaign.id, entry: ctx.entryId }, 'chunk taken over by another consumer; stopping');
-        return this.outcome('taken-over', tickets, recipients, failed);
+        this.deps.log.warn({ campaignId, entry: entryId }, 'chunk taken over by another consumer; stopping');
+        break;
       }
       // Recorded: from here on its events can be rebuilt from the ledger by whoever holds the chunk, so
       // the rows are written only while this consumer still does (the sink's fence). Lost (Redis lost
       // the ledger): it was sent and only ClickHouse can say so now (the re-plan leaves out whoever has
       // an outcome there), so its rows are written whoever holds what.
       const { stored } = await this.deps.sink.appendOutcomes({
-        campaignId: campaign.id,
+        campaignId,
         users,
         count: n,
         failed: result.failed,
         atSec,
         batchId: subBatchId(chunk.generation, chunk.seq, sent),
         segments: chunk.segments?.slice(sent, sent + n) ?? null,
-        owner: step.lost ? null : { entryId: ctx.entryId, holder: ctx.holder },
+        owner: events === 'fenced' ? { entryId, holder } : null,
       });
       tickets.push(stored);
       recipients += n;
       failed += result.failed.size;
-      if (step.lost) {
-        this.deps.log.warn({ campaignId: campaign.id, entry: ctx.entryId }, 'campaign stream lost in Redis; stopping this chunk');
-        return this.outcome('taken-over', tickets, recipients, failed);
-      }
-      sent += n;
+      if (state.phase === 'lost') this.deps.log.warn({ campaignId, entry: entryId }, 'campaign stream lost in Redis; stopping this chunk');
     }
-    return this.outcome('done', tickets, recipients, failed);
+    return outcome();
   }
 
   /**
@@ -145,7 +191,7 @@ export class ChunkSender {
    * sink's fence leaves out chunks it does not hold), so each is stored exactly once.
    */
   async recover(campaignId: number, chunk: ChunkDescriptor, entryId: string, holder: string): Promise<Array<Promise<void>>> {
-    const records = await this.deps.ledger.records(campaignId, entryId);
+    const records = await this.deps.protocol.records(campaignId, entryId);
     if (records.length === 0) return [];
     const ids = records.map((r) => subBatchId(chunk.generation, chunk.seq, r.from));
     const landed = await this.deps.sink.landed(campaignId, ids);
@@ -171,9 +217,5 @@ export class ChunkSender {
     }
     if (rows > 0) this.deps.log.info({ campaignId, entry: entryId, rows }, 'events of a taken-over chunk rebuilt from the ledger');
     return tickets;
-  }
-
-  private outcome(kind: SendOutcome['kind'], tickets: Array<Promise<void>>, recipients: number, failed: number): SendOutcome {
-    return { kind, stored: Promise.all(tickets).then(() => undefined), recipients, failed };
   }
 }

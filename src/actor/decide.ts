@@ -3,7 +3,7 @@
  * inputs from Redis and PostgreSQL and performs the effect.
  */
 import type { CampaignStatus } from '../domain/campaign-status.js';
-import type { GroupState } from '../stream/chunk-stream.js';
+import type { GroupState } from '../stream/chunk-protocol.js';
 
 /** Before each chunk: only a `sending` campaign gets another chunk started. */
 export function mayStartChunk(status: CampaignStatus): boolean {

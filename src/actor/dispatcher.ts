@@ -30,7 +30,7 @@ export class Dispatcher {
   constructor(private readonly deps: DispatcherDeps) {}
 
   async start(): Promise<void> {
-    await listenControl(this.deps.subscriber, this.deps.keys, (id, what) => {
+    await listenControl(this.deps.subscriber, this.deps.gateway.keys, (id, what) => {
       if (what === 'changed') this.actors.get(id)?.reload();
       else this.onStatus(id, what);
     });
@@ -41,7 +41,7 @@ export class Dispatcher {
   }
 
   async publishStatus(campaignId: number, status: CampaignStatus, version: number): Promise<void> {
-    await announceStatus(this.deps.redis, this.deps.keys, campaignId, status, version);
+    await announceStatus(this.deps.gateway, campaignId, status, version);
   }
 
   hosted(): CampaignActor[] {

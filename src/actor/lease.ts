@@ -1,40 +1,31 @@
 /**
  * Campaign ownership: a Redis lease with a fencing epoch. The owner plans, reclaims idle chunks and
  * decides completion; every process may run consumers. A lease whose holder's heartbeat (liveness.ts)
- * has lapsed is taken at once rather than after its ttl. Scripts are loaded with ioredis defineCommand.
+ * has lapsed is taken at once rather than after its ttl (stream/lua/lease-acquire-3.lua).
  */
-import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import type { Keys } from '../stream/keys.js';
+import type { RedisGateway } from '../stream/redis-gateway.js';
 
-const lua = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
-
-interface LeaseCommands {
-  heraldLeaseAcquire(lease: string, epoch: string, alive: string, holder: string, ttlMs: number): Promise<number>;
-  heraldLeaseRenew(lease: string, token: string, ttlMs: number): Promise<number>;
-  heraldLeaseRelease(lease: string, token: string): Promise<number>;
-}
-
-export function defineLeaseCommands(redis: Redis): void {
-  if ((redis as unknown as Partial<LeaseCommands>).heraldLeaseAcquire) return;
-  redis.defineCommand('heraldLeaseAcquire', { numberOfKeys: 3, lua: lua('lease-acquire') });
-  redis.defineCommand('heraldLeaseRenew', { numberOfKeys: 1, lua: lua('lease-renew') });
-  redis.defineCommand('heraldLeaseRelease', { numberOfKeys: 1, lua: lua('lease-release') });
+export interface LeaseOptions {
+  gateway: RedisGateway;
+  campaignId: number;
+  /** this process's holder id */
+  holder: string;
+  /** HERALD_LEASE_MS */
+  ttlMs: number;
 }
 
 export class Lease {
   epoch = 0;
-  private readonly cmds: LeaseCommands;
+  private readonly gateway: RedisGateway;
+  private readonly campaignId: number;
+  private readonly holder: string;
+  private readonly ttlMs: number;
 
-  constructor(
-    redis: Redis,
-    private readonly keys: Keys,
-    private readonly campaignId: number,
-    private readonly holder: string,
-    private readonly ttlMs: number,
-  ) {
-    defineLeaseCommands(redis);
-    this.cmds = redis as unknown as LeaseCommands;
+  constructor(options: LeaseOptions) {
+    this.gateway = options.gateway;
+    this.campaignId = options.campaignId;
+    this.holder = options.holder;
+    this.ttlMs = options.ttlMs;
   }
 
   get held(): boolean {
@@ -51,20 +42,10 @@ export class Lease {
    */
   async tick(): Promise<boolean> {
     if (this.held) {
-      const ok = await this.cmds.heraldLeaseRenew(this.keys.lease(this.campaignId), this.token, this.ttlMs);
-      if (ok === 1) return true;
+      if (await this.gateway.leaseRenew({ campaignId: this.campaignId, token: this.token, ttlMs: this.ttlMs })) return true;
       this.epoch = 0;
     }
-    const k = this.keys;
-    this.epoch = Number(
-      await this.cmds.heraldLeaseAcquire(
-        k.lease(this.campaignId),
-        k.leaseEpoch(this.campaignId),
-        k.alive(this.campaignId),
-        this.holder,
-        this.ttlMs,
-      ),
-    );
+    this.epoch = await this.gateway.leaseAcquire({ campaignId: this.campaignId, holder: this.holder, ttlMs: this.ttlMs });
     return this.held;
   }
 
@@ -72,6 +53,6 @@ export class Lease {
     if (!this.held) return;
     const token = this.token;
     this.epoch = 0;
-    await this.cmds.heraldLeaseRelease(this.keys.lease(this.campaignId), token);
+    await this.gateway.leaseRelease({ campaignId: this.campaignId, token });
   }
 }

@@ -4,21 +4,12 @@
  * the process's chunks or lease by liveness; once it lapses, the campaign's owner takes them at once
  * (stream/lua/takeover.lua) instead of after the idle time.
  */
-import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Keys } from '../stream/keys.js';
+import type { RedisGateway } from '../stream/redis-gateway.js';
 import type { LivenessTimings } from '../domain/liveness.js';
 
-interface BeatCommand {
-  heraldLivenessBeat(alive: string, holder: string, ttlMs: number): Promise<number>;
-}
-
-const LUA = readFileSync(new URL('./lua/liveness-beat.lua', import.meta.url), 'utf8');
-
 export interface LivenessOptions {
-  redis: Redis;
-  keys: Keys;
+  gateway: RedisGateway;
   campaignId: number;
   holderId: string;
   timings: LivenessTimings;
@@ -34,13 +25,8 @@ export class Liveness {
   private timer: NodeJS.Timeout | null = null;
   private beating: Promise<void> | null = null;
   private stopped = false;
-  private readonly cmds: BeatCommand;
 
-  constructor(private readonly opts: LivenessOptions) {
-    if (!(opts.redis as unknown as Partial<BeatCommand>).heraldLivenessBeat)
-      opts.redis.defineCommand('heraldLivenessBeat', { numberOfKeys: 1, lua: LUA });
-    this.cmds = opts.redis as unknown as BeatCommand;
-  }
+  constructor(private readonly opts: LivenessOptions) {}
 
   get enabled(): boolean {
     return this.opts.timings.ttlMs > 0;
@@ -57,9 +43,9 @@ export class Liveness {
     if (this.beating !== null) return this.beating;
     if (this.stopped || !this.enabled) return Promise.resolve();
     const sentAt = Date.now();
-    const { keys, campaignId, holderId, timings } = this.opts;
-    this.beating = this.cmds
-      .heraldLivenessBeat(keys.alive(campaignId), holderId, timings.ttlMs)
+    const { gateway, campaignId, holderId, timings } = this.opts;
+    this.beating = gateway
+      .livenessBeat({ campaignId, holder: holderId, ttlMs: timings.ttlMs })
       .then(
         () => {
           this.confirmedAt = Math.max(this.confirmedAt, sentAt);
@@ -83,6 +69,6 @@ export class Liveness {
     this.timer = null;
     if (!this.enabled) return;
     await this.beating;
-    await this.cmds.heraldLivenessBeat(this.opts.keys.alive(this.opts.campaignId), this.opts.holderId, 0);
+    await this.opts.gateway.livenessBeat({ campaignId: this.opts.campaignId, holder: this.opts.holderId, ttlMs: 0 });
   }
 }

@@ -3,30 +3,15 @@
  * (one key per campaign, Redis's own clock). A consumer asks for a chunk's worth of messages before
  * sending it and sleeps for as long as the answer says.
  */
-import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import type { Keys } from '../stream/keys.js';
+import type { RedisGateway } from '../stream/redis-gateway.js';
 
-interface RateCommands {
-  heraldRateAcquire(key: string, rate: number, n: number, burstUs: number): Promise<number>;
-}
-
-const LUA = readFileSync(new URL('./lua/rate-acquire.lua', import.meta.url), 'utf8');
+/** How far ahead of the schedule a sender may run: one sub-batch's worth at common rates, which smooths chunked sends. */
+const RATE_BURST_MS = 100;
+/** The longest sleep between two asks, so a pause or a changed rate is noticed within it. */
+const RATE_MAX_SLEEP_MS = 250;
 
 export class RateLimiter {
-  private readonly cmds: RateCommands;
-
-  constructor(
-    redis: Redis,
-    private readonly keys: Keys,
-    /** how far ahead of the schedule a sender may run; smooths chunked sends */
-    private readonly burstMs = 100,
-  ) {
-    if (!(redis as unknown as Partial<RateCommands>).heraldRateAcquire) {
-      redis.defineCommand('heraldRateAcquire', { numberOfKeys: 1, lua: LUA });
-    }
-    this.cmds = redis as unknown as RateCommands;
-  }
+  constructor(private readonly gateway: RedisGateway) {}
 
   /**
    * Waits until `n` messages may go at `rate` per second. `rate()` is read again after every wait, so a
@@ -37,10 +22,9 @@ export class RateLimiter {
       if (shouldStop()) return false;
       const r = rate();
       if (r === null) return true;
-      const waitUs = Number(await this.cmds.heraldRateAcquire(this.keys.rate(campaignId), r, n, this.burstMs * 1000));
+      const waitUs = await this.gateway.rateAcquire({ campaignId, rate: r, n, burstUs: RATE_BURST_MS * 1000 });
       if (waitUs <= 0) return true;
-      // Sleep at most 250 ms at a time, so pause and rate changes are noticed promptly.
-      await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.ceil(waitUs / 1000))));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(RATE_MAX_SLEEP_MS, Math.ceil(waitUs / 1000))));
     }
   }
 }

@@ -45,3 +45,13 @@ export function holderOf(consumer: string): string | null {
   const i = consumer.lastIndexOf('-');
   return i <= 0 || i === consumer.length - 1 ? null : consumer.slice(0, i);
 }
+
+/**
+ * How long a process trusts, from the check that said so, that it still holds a chunk before a send or an
+ * insert relies on it. A live process refreshes its hold every third of the reclaim time and its heartbeat
+ * well within the liveness trust time, so an older check means it stalled (GC, SIGSTOP) and the chunk may
+ * have been taken over meanwhile. At least 50 ms, so a tiny reclaim time (tests) does not step before every send.
+ */
+export function holdTrustMs(reclaimIdleMs: number, livenessTtlMs: number): number {
+  return Math.min(Math.max(50, Math.floor(reclaimIdleMs / 3)), livenessTimings(livenessTtlMs).trustMs);
+}

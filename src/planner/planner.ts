@@ -9,7 +9,7 @@ import { packChunks, type ChunkDescriptor, type RecipientPage } from '../domain/
 import { channelNeedsAddress } from '../domain/campaign-input.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
-import type { ChunkStream } from '../stream/chunk-stream.js';
+import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 
 /** Leaves out recipients that already have an outcome (used by re-plans after a lost stream). */
 export interface OutcomeFilterPort {
@@ -39,7 +39,7 @@ export class Planner {
   constructor(
     private readonly campaigns: CampaignRepo,
     private readonly reader: RecipientReader,
-    private readonly stream: ChunkStream,
+    private readonly stream: ChunkProtocol,
     private readonly opts: PlannerOptions = { aheadChunks: 400, pageRows: 100_000 },
     private readonly outcomes: OutcomeFilterPort | null = null,
   ) {}

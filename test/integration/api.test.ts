@@ -197,10 +197,10 @@ describe('HTTP API: validation, auth, imports and errors', () => {
   it('keeps the newer status in Redis when two announcements arrive out of order', async () => {
     const keys = new Keys(ns.config.redisPrefix);
     const id = 987_001;
-    expect(await announceStatus(herald.redis, keys, id, 'sending', 7)).toBe(true);
-    expect(await announceStatus(herald.redis, keys, id, 'paused', 6)).toBe(false);
+    expect(await announceStatus(herald.gateway, id, 'sending', 7)).toBe(true);
+    expect(await announceStatus(herald.gateway, id, 'paused', 6)).toBe(false);
     expect(await herald.redis.get(keys.status(id))).toBe('sending');
-    expect(await announceStatus(herald.redis, keys, id, 'paused', 8)).toBe(true);
+    expect(await announceStatus(herald.gateway, id, 'paused', 8)).toBe(true);
     expect(await herald.redis.get(keys.status(id))).toBe('paused');
   });
 

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Herald } from '../../src/main.js';
 import { CHUNK_GROUP, Keys } from '../../src/stream/keys.js';
-import { ChunkStream } from '../../src/stream/chunk-stream.js';
+import { ChunkProtocol } from '../../src/stream/chunk-protocol.js';
+import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { Planner } from '../../src/planner/planner.js';
 import { CampaignRepo } from '../../src/store/campaign-repo.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
@@ -110,7 +111,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
       // While the campaign is paused (no dispatcher hosts it), plan it and hand its first chunk to a
       // consumer that "sends" 40 of its 100 recipients and dies; then resume it through the API.
       await db.query("UPDATE campaigns SET status = 'paused', started_at = now() WHERE id = $1", [id]);
-      const stream = new ChunkStream(redis, keys);
+      const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
       await new Planner(new CampaignRepo(db), new RecipientReader(db), stream).plan(id);
       await redis.xreadgroup('GROUP', CHUNK_GROUP, 'dead', 'COUNT', 1, 'STREAMS', keys.chunks(id), '>');
       // Its ledger step recorded them with their record, as chunk-step.lua does; the events never reached

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Lease } from '../../src/actor/lease.js';
-import { ChunkStream } from '../../src/stream/chunk-stream.js';
+import { ChunkProtocol } from '../../src/stream/chunk-protocol.js';
+import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { CHUNK_FIELD, CHUNK_GROUP, Keys, deleteKeysWithPrefix } from '../../src/stream/keys.js';
 
 // The liveness scripts on a real Redis, one state at a time: whose chunks and lease are taken, and whose are not.
@@ -11,12 +12,12 @@ describe('takeover by liveness (takeover.lua, lease-acquire.lua)', () => {
   const keys = new Keys(prefix);
   const ttlMs = 3_000;
   let redis: Redis;
-  let stream: ChunkStream;
+  let stream: ChunkProtocol;
   let campaign = 0;
 
   beforeAll(() => {
     redis = new Redis(inject('services').redisUrl);
-    stream = new ChunkStream(redis, keys, { livenessTtlMs: ttlMs });
+    stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: ttlMs }));
   });
 
   afterAll(async () => {
@@ -74,9 +75,9 @@ describe('takeover by liveness (takeover.lua, lease-acquire.lua)', () => {
 
   it('lets a lease go at once when its holder’s heartbeat lapsed, under the next epoch; never while it is current or absent', async () => {
     const id = ++campaign;
-    const dead = new Lease(redis, keys, id, 'old', 60_000);
+    const dead = new Lease({ gateway: new RedisGateway(redis, keys, { livenessTtlMs: 0 }), campaignId: id, holder: 'old', ttlMs: 60_000 });
     expect(await dead.tick()).toBe(true);
-    const next = new Lease(redis, keys, id, 'new', 60_000);
+    const next = new Lease({ gateway: new RedisGateway(redis, keys, { livenessTtlMs: 0 }), campaignId: id, holder: 'new', ttlMs: 60_000 });
     // no heartbeat: the lease's ttl rules
     expect(await next.tick()).toBe(false);
     await redis.zadd(keys.alive(id), Date.now() + 60_000, 'old');

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Herald } from '../../src/main.js';
 import { Keys, CHUNK_GROUP } from '../../src/stream/keys.js';
-import { ChunkStream } from '../../src/stream/chunk-stream.js';
+import { ChunkProtocol } from '../../src/stream/chunk-protocol.js';
+import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { Planner } from '../../src/planner/planner.js';
 import { CampaignRepo } from '../../src/store/campaign-repo.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
@@ -50,7 +51,7 @@ describe('planning, reclaim and pause/resume on real services', () => {
     const audienceId = await api.audience(2_550, 'p');
     const id = await campaign(audienceId, 'resume plan');
     await api.call('POST', `/v1/campaigns/${id}/start`);
-    const stream = new ChunkStream(redis, keys);
+    const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
     const planner = new Planner(new CampaignRepo(db), new RecipientReader(db), stream);
     // Stop after the first page (8 chunks), as a planner that dies would: shouldStop is asked at the top
     // of the loop and before each page, so the third question comes after one page.
@@ -78,7 +79,7 @@ describe('planning, reclaim and pause/resume on real services', () => {
     const audienceId = await api.audience(3_000, 'r');
     const id = await campaign(audienceId, 'reclaim');
     await api.call('POST', `/v1/campaigns/${id}/start`);
-    const stream = new ChunkStream(redis, keys);
+    const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
     await new Planner(new CampaignRepo(db), new RecipientReader(db), stream).plan(id);
     // A consumer reads 5 chunks and dies without acknowledging them.
     const ghost = await redis.xreadgroup('GROUP', CHUNK_GROUP, 'ghost', 'COUNT', 5, 'STREAMS', keys.chunks(id), '>');

@@ -1,13 +1,24 @@
 /**
- * The Redis Streams transport for chunks: append (pipelined, idempotent by explicit id), group reads,
- * acknowledgements, reclaim of idle entries, and the numbers the owner needs to decide completion.
+ * The chunk protocol, in one place: every Redis call a chunk's life takes, from the planner's append to
+ * the ack. A chunk is appended (pipelined, idempotent by explicit id), read by a consumer of the campaign's
+ * group, heartbeated while held, taken over when its holder's heartbeat lapsed (or reclaimed when it sat
+ * idle), stepped through the ledger sub-batch by sub-batch (the step is also the fence: it records only
+ * while the chunk is pending on the caller), fenced again before its events are inserted, and acked once
+ * they are stored. What a holder does with a chunk between those calls is domain/chunk-state.ts.
+ *
+ * Keys are `Keys`'s, scripts go through the gateway (redis-gateway.ts); nothing else in Herald touches a
+ * chunk's stream, ledger, records or heartbeats.
  */
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { HeraldError } from '../errors.js';
 import { chunkStreamId, type ChunkDescriptor } from '../domain/chunk.js';
+import { decodeRecords, type SubBatchRecord } from '../domain/sub-batch.js';
 import { decodeChunk, encodeChunk } from './chunk-codec.js';
 import { CHUNK_FIELD, CHUNK_GROUP, type Keys } from './keys.js';
+import type { StepReply } from '../domain/chunk-state.js';
+import type { RedisGateway, StepParams } from './redis-gateway.js';
+
+export type { StepParams } from './redis-gateway.js';
 
 export interface StreamEntry {
   id: string;
@@ -67,52 +78,21 @@ function parseEntries(raw: unknown, fresh = false, readAt = Date.now()): StreamE
   return out;
 }
 
-interface TouchCommand {
-  heraldTouch(key: string, group: string, consumer: string, ...ids: string[]): Promise<unknown>;
-  heraldFence(
-    key: string,
-    planKey: string,
-    alive: string,
-    group: string,
-    consumer: string,
-    ttlMs: number,
-    ...ids: string[]
-  ): Promise<unknown>;
-  heraldTakeoverBuffer(
-    key: string,
-    alive: string,
-    group: string,
-    consumer: string,
-    holder: string,
-    ttlMs: number,
-    count: number,
-  ): Promise<unknown>;
+interface WaitingStep {
+  params: StepParams;
+  resolve: (r: StepReply) => void;
+  reject: (err: unknown) => void;
 }
 
-const lua = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+export class ChunkProtocol {
+  private readonly redis: Redis;
+  private readonly keys: Keys;
+  /** steps asked for in this turn of the event loop, sent together (one socket write) */
+  private waiting: WaitingStep[] = [];
 
-export interface ChunkStreamOptions {
-  /**
-   * HERALD_LIVENESS_TTL_MS: a fence that finds its chunks still held renews its process's heartbeat for
-   * this long (0: liveness off)
-   * @default 0
-   */
-  livenessTtlMs?: number;
-}
-
-export class ChunkStream {
-  private readonly livenessTtlMs: number;
-
-  constructor(
-    private readonly redis: Redis,
-    private readonly keys: Keys,
-    options: ChunkStreamOptions = {},
-  ) {
-    this.livenessTtlMs = options.livenessTtlMs ?? 0;
-    const defined = redis as unknown as Partial<TouchCommand>;
-    if (!defined.heraldTouch) redis.defineCommand('heraldTouch', { numberOfKeys: 1, lua: lua('touch') });
-    if (!defined.heraldFence) redis.defineCommand('heraldFence', { numberOfKeys: 3, lua: lua('fence') });
-    if (!defined.heraldTakeoverBuffer) redis.defineCommand('heraldTakeover', { numberOfKeys: 2, lua: lua('takeover') });
+  constructor(private readonly gateway: RedisGateway) {
+    this.redis = gateway.redis;
+    this.keys = gateway.keys;
   }
 
   async ensureGroup(campaignId: number): Promise<void> {
@@ -249,24 +229,11 @@ export class ChunkStream {
 
   /**
    * Takes over at once the entries of consumers whose process's heartbeat in the campaign has lapsed
-   * (takeover.lua), for `consumer` of `holder`, whose own heartbeat is renewed in the same step.
+   * (takeover-2.lua), for `consumer` of `holder`, whose own heartbeat is renewed in the same step.
    */
   async takeover(campaignId: number, consumer: string, holder: string, count: number): Promise<StreamEntry[]> {
-    if (this.livenessTtlMs <= 0) return [];
-    try {
-      const raw = await (this.redis as unknown as TouchCommand).heraldTakeoverBuffer(
-        this.keys.chunks(campaignId),
-        this.keys.alive(campaignId),
-        CHUNK_GROUP,
-        consumer,
-        holder,
-        this.livenessTtlMs,
-        count,
-      );
-      return parseEntries(raw);
-    } catch (err) {
-      throw redisError(err, 'take over chunks');
-    }
+    if (this.gateway.livenessTtlMs <= 0) return [];
+    return parseEntries(await this.gateway.takeover({ campaignId, consumer, holder, count }));
   }
 
   /**
@@ -276,11 +243,10 @@ export class ChunkStream {
   async touch(campaignId: number, consumer: string, ids: readonly string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     try {
-      const lost = await (this.redis as unknown as TouchCommand).heraldTouch(this.keys.chunks(campaignId), CHUNK_GROUP, consumer, ...ids);
-      return (lost as unknown[]).map(String);
+      return await this.gateway.touch({ campaignId, consumer, ids });
     } catch (err) {
       if (String((err as Error).message).includes('NOGROUP')) return [...ids];
-      throw redisError(err, 'touch chunks');
+      throw err;
     }
   }
 
@@ -289,34 +255,62 @@ export class ChunkStream {
    * for an entry the reclaimer took from a live consumer of its own process.
    */
   async giveBack(campaignId: number, from: string, to: string, id: string): Promise<void> {
+    const lost = await this.gateway.touch({ campaignId, consumer: from, ids: [id] });
+    if (lost.length > 0) return;
     try {
-      const lost = await (this.redis as unknown as TouchCommand).heraldTouch(this.keys.chunks(campaignId), CHUNK_GROUP, from, id);
-      if ((lost as unknown[]).length === 0) await this.redis.xclaim(this.keys.chunks(campaignId), CHUNK_GROUP, to, 0, id, 'JUSTID');
+      await this.redis.xclaim(this.keys.chunks(campaignId), CHUNK_GROUP, to, 0, id, 'JUSTID');
     } catch (err) {
       throw redisError(err, 'give back chunk');
     }
   }
 
   /**
-   * Of the entries `consumer` wrote events for, the ones whose events it must no longer write (fence.lua);
+   * Of the entries `consumer` wrote events for, the ones whose events it must no longer write (fence-3.lua);
    * the others have their idle time reset.
    */
-  async fence(campaignId: number, consumer: string, ids: readonly string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
+  fence(campaignId: number, consumer: string, ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.gateway.fence({ campaignId, consumer, ids });
+  }
+
+  /**
+   * The ledger step (chunk-step-8.lua): whether the chunk is still the caller's, how far it got, and the
+   * announced status; with `record`, the sub-batch just sent is recorded in the same atomic step. Steps
+   * asked for in one turn of the event loop (chunks sent side by side) share one round trip: on loopback a
+   * socket write costs about as much CPU as the script it carries.
+   */
+  step(params: StepParams): Promise<StepReply> {
+    return new Promise<StepReply>((resolve, reject) => {
+      if (this.waiting.push({ params, resolve, reject }) === 1) setImmediate(() => this.flushSteps());
+    });
+  }
+
+  private flushSteps(): void {
+    const batch = this.waiting;
+    this.waiting = [];
+    this.gateway.chunkSteps(batch.map((w) => w.params)).then(
+      (replies) =>
+        batch.forEach((w, i) => {
+          const r = replies[i];
+          if (r === undefined || r instanceof HeraldError)
+            w.reject(r ?? new HeraldError('DEPENDENCY_UNAVAILABLE', 'Redis chunkStep: no reply'));
+          else w.resolve(r);
+        }),
+      (err: unknown) => {
+        for (const w of batch) w.reject(err);
+      },
+    );
+  }
+
+  /** The sub-batches recorded for a chunk so far, in order. */
+  async records(campaignId: number, entryId: string): Promise<SubBatchRecord[]> {
+    let bytes: Buffer | null;
     try {
-      const drop = await (this.redis as unknown as TouchCommand).heraldFence(
-        this.keys.chunks(campaignId),
-        this.keys.plan(campaignId),
-        this.keys.alive(campaignId),
-        CHUNK_GROUP,
-        consumer,
-        this.livenessTtlMs,
-        ...ids,
-      );
-      return (drop as unknown[]).map(String);
+      bytes = await this.redis.hgetBuffer(this.keys.records(campaignId), entryId);
     } catch (err) {
-      throw redisError(err, 'fence events');
+      throw redisError(err, 'read ledger records');
     }
+    return decodeRecords(bytes);
   }
 
   async state(campaignId: number): Promise<GroupState> {
@@ -340,16 +334,6 @@ export class ChunkStream {
       };
     } catch (err) {
       throw redisError(err, 'stream state');
-    }
-  }
-
-  async lastSeq(campaignId: number): Promise<number> {
-    try {
-      const r = await this.redis.xrevrange(this.keys.chunks(campaignId), '+', '-', 'COUNT', 1);
-      const id = r[0]?.[0];
-      return id === undefined ? 0 : Number(id.split('-')[1]);
-    } catch (err) {
-      throw redisError(err, 'last chunk');
     }
   }
 

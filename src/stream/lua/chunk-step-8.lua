@@ -10,10 +10,10 @@
 -- ttl in ms (0: off). A step that finds the entry still ours also renews its process's heartbeat, if it has
 -- one (XX: a closer, or an actor stopped on a pause, gets none), so a send that follows a step cannot be
 -- taken over by liveness for the ttl.
--- Returns {state, sent}: state is 'lost' when Redis lost the campaign's work state (no plan key, or a
--- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this consumer (it was
--- reclaimed: the fencing token is the stream's own ownership record), else the announced status ('' if
--- unknown); sent is the chunk's ledger value after this step.
+-- Returns {hold, status, sent}: hold is 'lost' when Redis lost the campaign's work state (no plan key, or a
+-- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this
+-- consumer (it was reclaimed: the fencing token is the stream's own ownership record); else 'held'. status
+-- is the announced status ('' if unknown or not held); sent is the chunk's ledger value after this step.
 -- Why Lua: the ownership check, the ledger write and the status read must be one atomic step, or a
 -- consumer whose chunk was taken over could still record progress; the heartbeat renewal joins them so
 -- that what the step found still holds when the consumer sends next. The record is written in the same
@@ -21,13 +21,13 @@
 -- before they reach ClickHouse.
 local plan = redis.call('GET', KEYS[6])
 if plan ~= string.match(ARGV[3], '^(%d+)-') then
-  return {'lost', 0}
+  return {'lost', '', 0}
 end
 local ledger = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
 -- pcall: a stream dropped since (the campaign finished or was cancelled) answers with an error
 local pending = redis.pcall('XPENDING', KEYS[4], ARGV[1], ARGV[3], ARGV[3], 1)
 if type(pending) ~= 'table' or pending.err ~= nil or #pending == 0 or pending[1][2] ~= ARGV[2] then
-  return {'stale', ledger}
+  return {'stale', '', ledger}
 end
 local ttl = tonumber(ARGV[8])
 local holder = ttl > 0 and string.match(ARGV[2], '^(.+)-[^-]+$')
@@ -52,4 +52,4 @@ if sent >= 0 then
     redis.call('INCRBY', KEYS[3], tonumber(ARGV[5]))
   end
 end
-return {status, ledger}
+return {'held', status, ledger}

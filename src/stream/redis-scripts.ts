@@ -1,0 +1,107 @@
+/**
+ * Every Lua script Herald runs, in one table, and the one way they are called. A script's file carries its
+ * key count in its name (`chunk-step-8.lua`, as BullMQ names `moveToActive-11.lua`), so the count cannot
+ * drift from the script; a call with another number of keys is refused before it reaches Redis.
+ *
+ * Scripts go by EVALSHA, and by EVAL when Redis answers NOSCRIPT (a Redis restarted empty, a failover):
+ * a script that Redis did not know did not run, so sending it again is safe, in a pipeline too.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+interface Script {
+  file: string;
+  numberOfKeys: number;
+  lua: string;
+  sha: string;
+}
+
+function load(file: string): Script {
+  const match = /-(\d+)$/.exec(file);
+  if (match === null) throw new RangeError(`script file ${file}.lua does not end in its key count`);
+  const lua = readFileSync(new URL(`./lua/${file}.lua`, import.meta.url), 'utf8');
+  return { file, numberOfKeys: Number(match[1]), lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
+
+const SCRIPTS = {
+  announce: load('announce-2'),
+  chunkStep: load('chunk-step-8'),
+  fence: load('fence-3'),
+  leaseAcquire: load('lease-acquire-3'),
+  leaseRelease: load('lease-release-1'),
+  leaseRenew: load('lease-renew-1'),
+  livenessBeat: load('liveness-beat-1'),
+  rateAcquire: load('rate-acquire-1'),
+  takeover: load('takeover-2'),
+  touch: load('touch-1'),
+} satisfies Record<string, Script>;
+
+export type ScriptName = keyof typeof SCRIPTS;
+export type ScriptArg = string | number | Buffer;
+
+export interface ScriptCall {
+  script: ScriptName;
+  keys: readonly string[];
+  args: readonly ScriptArg[];
+}
+
+/** A reply, or the error Redis gave for that one call (a pipeline's calls fail one by one). */
+export type ScriptResult = { ok: true; reply: unknown } | { ok: false; error: Error };
+
+/** The script's key count, as its file name says. */
+export function scriptKeyCount(script: ScriptName): number {
+  return SCRIPTS[script].numberOfKeys;
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+function commandArgs(call: ScriptCall, body: 'sha' | 'lua'): ScriptArg[] {
+  const s = SCRIPTS[call.script];
+  if (call.keys.length !== s.numberOfKeys) {
+    throw new RangeError(`${s.file}.lua takes ${s.numberOfKeys} keys, given ${call.keys.length}`);
+  }
+  return [body === 'sha' ? s.sha : s.lua, s.numberOfKeys, ...call.keys, ...call.args];
+}
+
+/**
+ * Runs one script. `replies: 'buffer'` keeps bulk strings as Buffers (entries carrying msgpack), else they
+ * come as strings.
+ */
+export async function runScript(client: Redis, call: ScriptCall, replies: 'string' | 'buffer' = 'string'): Promise<unknown> {
+  const send = (body: 'sha' | 'lua'): Promise<unknown> => {
+    const args = commandArgs(call, body);
+    const cmd = body === 'sha' ? 'EVALSHA' : 'EVAL';
+    return replies === 'buffer' ? client.callBuffer(cmd, ...args) : client.call(cmd, ...args);
+  };
+  try {
+    return await send('sha');
+  } catch (err) {
+    if (!isNoScript(err)) throw err;
+    return send('lua');
+  }
+}
+
+/**
+ * Runs several scripts in one pipeline: one socket write and one read. Each is still its own atomic
+ * script; only the round trip is shared. Calls Redis did not know the script for are sent again by EVAL.
+ */
+export async function runScripts(client: Redis, calls: readonly ScriptCall[]): Promise<ScriptResult[]> {
+  const p = client.pipeline();
+  for (const call of calls) p.call('EVALSHA', ...commandArgs(call, 'sha'));
+  const results = (await p.exec()) ?? [];
+  return Promise.all(
+    calls.map(async (call, i): Promise<ScriptResult> => {
+      const [err, reply] = results[i] ?? [new Error('no reply in pipeline'), null];
+      if (err === null) return { ok: true, reply };
+      if (!isNoScript(err)) return { ok: false, error: err };
+      try {
+        return { ok: true, reply: await client.call('EVAL', ...commandArgs(call, 'lua')) };
+      } catch (e) {
+        return { ok: false, error: e instanceof Error ? e : new Error(String(e)) };
+      }
+    }),
+  );
+}
