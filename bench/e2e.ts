@@ -291,7 +291,7 @@ const extent = await reader.extent(audience.id);
 t = performance.now();
 let read = 0;
 for (let afterId = 0; ;) {
-  const p = await reader.page(audience.id, afterId, extent.maxId, 100_000, false);
+  const p = await reader.page({ audienceId: audience.id, afterId, maxId: extent.maxId, limit: 100_000, withAddress: false });
   read += p.ids.length;
   if (p.ids.length < 100_000) break;
   afterId = p.ids[p.ids.length - 1]!;

@@ -250,7 +250,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         },
       },
       {
-        hub: { campaigns, progress, live: new LiveCounters(redis, keys), subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
+        hub: { campaigns, progress, live: new LiveCounters(gateway), subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
         imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
         options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
       },

@@ -5,6 +5,7 @@
  * domain/chunk-state.ts's decision; the actor decides which chunk and when, this performs the effects.
  */
 import type { Logger } from 'pino';
+import type { CampaignStatus } from '../domain/campaign-status.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { chunkTransition, eventsAfterSend, receivedChunk, type ChunkState, type StepReply } from '../domain/chunk-state.js';
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
@@ -38,7 +39,7 @@ export interface SendControl {
   /** the campaign as last loaded (its rate limit can change while a chunk is sent) */
   campaign(): Campaign;
   /** whether this process still sends for the campaign, given what a step read from the status key (null: nothing) */
-  goOn(stepStatus: string | null): boolean;
+  goOn(stepStatus: CampaignStatus | null): boolean;
   sleep(ms: number): Promise<void>;
 }
 
@@ -68,8 +69,8 @@ export interface SendOutcome {
   failed: number;
 }
 
-function stepStatus(reply: StepReply): string | null {
-  return reply.hold === 'held' && reply.status !== '' ? reply.status : null;
+function stepStatus(reply: StepReply): CampaignStatus | null {
+  return reply.hold === 'held' ? reply.status : null;
 }
 
 export class ChunkSender {

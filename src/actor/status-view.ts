@@ -13,7 +13,7 @@ import type { CampaignStatus } from '../domain/campaign-status.js';
 export class StatusView {
   private recorded: CampaignStatus;
   /** what a ledger step last read from the status key, since PostgreSQL's last word (null: nothing newer) */
-  private stepSaw: string | null = null;
+  private stepSaw: CampaignStatus | null = null;
   private readonly waiters = new Set<() => void>();
   private released = false;
 
@@ -39,7 +39,7 @@ export class StatusView {
   }
 
   /** What a ledger step read from the status key (null: it read nothing, or Redis has none). */
-  stepRead(status: string | null): void {
+  stepRead(status: CampaignStatus | null): void {
     if (status === null || status === this.stepSaw) return;
     this.stepSaw = status;
     this.wake();

@@ -4,8 +4,10 @@
  * WebSocket frames, so both say the same.
  */
 
+import type { CampaignStatus } from './campaign-status.js';
+
 export interface AccountedCampaign {
-  status: string;
+  status: CampaignStatus;
   total: number | null;
   /** recipients sent again in retry rounds (each replaced one failure) */
   retried: number;

@@ -11,12 +11,14 @@
  */
 /** What a chunk's ledger step found (stream/lua/chunk-step-8.lua). */
 export type StepReply =
-  /** the chunk is still pending on this consumer; `status` is the announced one ('' when Redis has none) */
-  | { hold: 'held'; status: string; sent: number }
+  /** the chunk is still pending on this consumer; `status` is the announced one (null when Redis has none) */
+  | { hold: 'held'; status: CampaignStatus | null; sent: number }
   /** it is no longer pending on this consumer (taken over, or finished by someone else) */
   | { hold: 'stale'; sent: number }
   /** Redis lost the campaign's work state (restarted empty, failed over, or re-planned since) */
   | { hold: 'lost' };
+
+import type { CampaignStatus } from './campaign-status.js';
 
 export type ChunkState =
   /** read by this consumer; one delivered before (pending from a pause, a crash, a takeover) is checked first */

@@ -77,7 +77,7 @@ export class Planner {
       return Math.max(1, Math.min(wanted, Math.floor(this.opts.pageRows / c.chunkSize))) * c.chunkSize;
     };
     const readPage = (from: number, limit: number): Promise<RecipientPage> =>
-      this.reader.page(c.planAudienceId, from, maxId, limit, withAddress, c.segmentBy);
+      this.reader.page({ audienceId: c.planAudienceId, afterId: from, maxId, limit, withAddress, segmentBy: c.segmentBy });
     // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
     // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.
     let limit = pageLimit(0);

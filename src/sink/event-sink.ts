@@ -69,6 +69,20 @@ export interface GroupEvent {
   segment: string;
 }
 
+/** One event outside any sub-batch (`append`). */
+export interface SingleEvent {
+  campaignId: number;
+  userId: string;
+  kind: EventKind;
+  atSec: number;
+  /** @default '' */
+  error?: string;
+  /** a read: when its message was delivered (s; 0: unknown) */
+  deliveredAtSec?: number;
+  /** @default '' */
+  segment?: string;
+}
+
 export interface EventSinkOptions {
   flushRows: number;
   flushMs: number;
@@ -194,20 +208,13 @@ export class EventSink {
    * One event outside any sub-batch (a read, a provider's callback): written under the insert's own id.
    * A read carries when its message was delivered and the recipient's segment, when known.
    */
-  async append(
-    campaignId: number,
-    userId: string,
-    kind: EventKind,
-    atSec: number,
-    error = '',
-    deliveredAtSec = 0,
-    segment = '',
-  ): Promise<Ticket> {
+  async append(e: SingleEvent): Promise<Ticket> {
+    const { campaignId, userId, kind, atSec } = e;
     await this.room();
     const b = this.current;
     const start = b.writer.mark();
     b.writer.setBatch(b.id);
-    b.writer.add(campaignId, userId, kind, atSec, error, deliveredAtSec, segment);
+    b.writer.add(campaignId, userId, kind, atSec, e.error ?? '', e.deliveredAtSec ?? 0, e.segment ?? '');
     const last = b.segments[b.segments.length - 1];
     if (
       last !== undefined &&

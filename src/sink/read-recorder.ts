@@ -99,7 +99,16 @@ export class ReadRecorder {
       for (const w of batch) {
         for (const r of w.reads) {
           const f = facts.get(r.campaignId)?.get(r.userId);
-          tickets.push(await this.sink.append(r.campaignId, r.userId, 'read', r.atSec, '', f?.deliveredAtSec ?? 0, f?.segment ?? ''));
+          tickets.push(
+            await this.sink.append({
+              campaignId: r.campaignId,
+              userId: r.userId,
+              kind: 'read',
+              atSec: r.atSec,
+              deliveredAtSec: f?.deliveredAtSec ?? 0,
+              segment: f?.segment ?? '',
+            }),
+          );
         }
       }
       // Reads are few and someone waits for each: write them now rather than at the next flush.

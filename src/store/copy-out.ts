@@ -9,7 +9,6 @@
  * profiled at about a quarter of the planner's time.
  */
 import type { Socket } from 'node:net';
-import { withRoom } from '../domain/buffers.js';
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
@@ -30,21 +29,6 @@ type DataHandler = (chunk: Buffer) => void;
 export interface CopySink<T> {
   feed(buf: Buffer, start: number, end: number): void;
   finish(): T;
-}
-
-/** All of a COPY's data in one Buffer (for text COPYs and tests). */
-export class BufferSink implements CopySink<Buffer> {
-  private out: Buffer = Buffer.allocUnsafe(1 << 16);
-  private len = 0;
-
-  feed(src: Buffer, from: number, to: number): void {
-    this.out = withRoom(this.out, this.len, to - from);
-    this.len += src.copy(this.out, this.len, from, to);
-  }
-
-  finish(): Buffer {
-    return this.out.subarray(0, this.len);
-  }
 }
 
 export class CopyOut<T> {

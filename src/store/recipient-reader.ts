@@ -16,19 +16,29 @@ function int(n: number, what: string): string {
   return String(n);
 }
 
+export interface PageQuery {
+  audienceId: number;
+  /** keyset: ids after this one */
+  afterId: number;
+  /** the audience's extent when planning began: recipients imported since are not in this plan */
+  maxId: number;
+  limit: number;
+  /** whether each row carries its address (channels that need recipients) */
+  withAddress: boolean;
+  /**
+   * a key of attrs whose value each row carries (validated at campaign creation)
+   * @default null
+   */
+  segmentBy?: string | null;
+}
+
 export class RecipientReader {
   constructor(private readonly db: Db) {}
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
-  /** `segmentBy`: a key of attrs whose value each row carries (validated at campaign creation), or null. */
-  async page(
-    audienceId: number,
-    afterId: number,
-    maxId: number,
-    limit: number,
-    withAddress: boolean,
-    segmentBy: string | null = null,
-  ): Promise<RecipientPage> {
+  async page(q: PageQuery): Promise<RecipientPage> {
+    const { audienceId, afterId, maxId, limit, withAddress } = q;
+    const segmentBy = q.segmentBy ?? null;
     // COPY takes no parameters: the key is a validated name (campaign-input.ts), quoted as a literal here.
     const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
     const sql =

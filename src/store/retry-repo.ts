@@ -4,6 +4,7 @@
  * it happens in one transaction holding the campaign's row: two racing retry calls cannot both start a
  * round, and a failure leaves the campaign exactly as it was.
  */
+import type { CampaignStatus } from '../domain/campaign-status.js';
 import { HeraldError } from '../errors.js';
 import { copyField } from '../domain/recipient-line.js';
 import { copyIn, inTransaction, type Db } from './db.js';
@@ -12,7 +13,7 @@ import { createPartition } from './recipient-partitions.js';
 export interface RetryStart {
   /** recipients in the new round (0: nothing had failed, and the campaign stays completed) */
   retrying: number;
-  status: string;
+  status: CampaignStatus;
   /** the campaign's status_version after the round started */
   statusVersion: number;
 }
@@ -26,7 +27,7 @@ export class RetryRepo {
    */
   async startRound(campaignId: number, failed: () => AsyncIterable<string[]>): Promise<RetryStart> {
     return inTransaction(this.db, 'start retry round', async (client) => {
-      const c = await client.query<{ status: string; audience_id: number; name: string; status_version: number }>(
+      const c = await client.query<{ status: CampaignStatus; audience_id: number; name: string; status_version: number }>(
         'SELECT status, audience_id, name, status_version FROM campaigns WHERE id = $1 FOR UPDATE',
         [campaignId],
       );

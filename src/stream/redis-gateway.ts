@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import { HeraldError } from '../errors.js';
-import type { CampaignStatus } from '../domain/campaign-status.js';
+import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
 import type { StepReply } from '../domain/chunk-state.js';
 import { runScript, runScripts, type ScriptCall, type ScriptName } from './redis-scripts.js';
 import { CHUNK_GROUP, type Keys } from './keys.js';
@@ -55,7 +55,9 @@ function asStepReply(reply: unknown): StepReply {
   const [hold, status, sent] = items;
   if (hold === 'lost') return { hold };
   if (hold === 'stale') return { hold, sent: asInteger('chunkStep', sent) };
-  if (hold === 'held' && typeof status === 'string') return { hold, status, sent: asInteger('chunkStep', sent) };
+  if (hold === 'held' && (status === '' || isCampaignStatus(status))) {
+    return { hold, status: status === '' ? null : status, sent: asInteger('chunkStep', sent) };
+  }
   throw invalid('chunkStep', reply);
 }
 
@@ -202,6 +204,31 @@ export class RedisGateway {
       args: [p.status, p.version, p.ttlS, k.control(), p.message],
     });
     return asInteger('announce', reply) === 1;
+  }
+
+  /**
+   * The live outcome counters the ledger step raises (`delivered`, `failed`). Campaigns with none (nothing
+   * sent yet, or Redis restarted empty) are left out.
+   */
+  async liveCounts(campaignIds: readonly number[]): Promise<Map<number, { delivered: number; failed: number }>> {
+    const out = new Map<number, { delivered: number; failed: number }>();
+    if (campaignIds.length === 0) return out;
+    const pipe = this.redis.pipeline();
+    for (const id of campaignIds) pipe.hmget(this.keys.live(id), 'delivered', 'failed');
+    let replies: Array<[Error | null, unknown]>;
+    try {
+      replies = (await pipe.exec()) ?? [];
+    } catch (err) {
+      throw redisError(err, 'live counters');
+    }
+    campaignIds.forEach((id, i) => {
+      const [err, value] = replies[i] ?? [null, null];
+      if (err !== null || !Array.isArray(value)) return;
+      const [delivered, failed]: unknown[] = value;
+      if (delivered === null && failed === null) return;
+      out.set(id, { delivered: Number(delivered ?? 0), failed: Number(failed ?? 0) });
+    });
+    return out;
   }
 
   /** Messages sent after a pause or cancel of each campaign (raised by the ledger step). */

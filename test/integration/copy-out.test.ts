@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDb, type Db } from '../../src/store/db.js';
-import { BufferSink, CopyOut, type CopySink } from '../../src/store/copy-out.js';
+import { CopyOut, type CopySink } from '../../src/store/copy-out.js';
+import { BufferSink } from '../helpers/buffer-sink.js';
 import { RecipientRowDecoder } from '../../src/store/copy-binary.js';
 import { unpackStrings } from '../../src/domain/packed-ids.js';
 

@@ -195,7 +195,9 @@ describe('the in-app inbox, read receipts and read-rate analytics', () => {
     const odd = ['a,b', "it's", 'tab\there', 'back\\slash', 'ünï'];
     const tickets = [];
     for (const [i, u] of odd.entries())
-      tickets.push(await ctx.herald.sink.append(campaign, u, 'delivered', 1_700_000_000 + i, '', 0, `s${i}`));
+      tickets.push(
+        await ctx.herald.sink.append({ campaignId: campaign, userId: u, kind: 'delivered', atSec: 1_700_000_000 + i, segment: `s${i}` }),
+      );
     ctx.herald.sink.flushSoon();
     await Promise.all(tickets.map((t) => t.stored));
     const reader = new InboxReader(ctx.herald.ch);

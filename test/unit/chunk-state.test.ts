@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { CampaignStatus } from '../../src/domain/campaign-status.js';
 import {
   ChunkTransitionError,
   chunkTransition,
@@ -10,7 +11,7 @@ import {
 } from '../../src/domain/chunk-state.js';
 
 const COUNT = 500;
-const held = (sent: number, status = 'sending'): StepReply => ({ hold: 'held', status, sent });
+const held = (sent: number, status: CampaignStatus = 'sending'): StepReply => ({ hold: 'held', status, sent });
 const stale: StepReply = { hold: 'stale', sent: 100 };
 const lost: StepReply = { hold: 'lost' };
 const go = (s: ChunkState, e: ChunkEvent): ChunkState => chunkTransition(s, e, COUNT);

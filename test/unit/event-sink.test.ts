@@ -186,7 +186,7 @@ describe('EventSink', () => {
   it('flushes a partial batch after flushMs', async () => {
     const ins = new FakeInserter();
     const sink = new EventSink(ins, { flushRows: 1000, flushMs: 20, maxBufferedRows: 10_000 });
-    const t = await sink.append(1, 'x', 'read', 1);
+    const t = await sink.append({ campaignId: 1, userId: 'x', kind: 'read', atSec: 1 });
     await t.stored;
     expect(ins.rows).toBe(1);
   });
@@ -260,7 +260,7 @@ describe('EventSink', () => {
     const a = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { owner: { entryId: '0-1', holder: 'h1' } }));
     await sink.appendOutcomes(outcomes(1, ['c', 'd'], { owner: { entryId: '0-2', holder: 'h1' } }));
     await sink.appendOutcomes(outcomes(1, ['e'], { owner: { entryId: '0-2', holder: 'h2' } }));
-    await sink.append(1, 'r', 'read', 1);
+    await sink.append({ campaignId: 1, userId: 'r', kind: 'read', atSec: 1 });
     await a.stored;
     expect(asked.sort()).toEqual(['1/h1:0-1,0-2', '1/h2:0-2']);
     expect(decodeRows(ins.batches[0]!).map((r) => r[1])).toEqual(['a', 'b', 'e', 'r']);
