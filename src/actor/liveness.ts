@@ -2,7 +2,7 @@
  * A process's heartbeat in one campaign (domain/liveness.ts): renewed on a timer of its own, so owner duties
  * or a slow PostgreSQL never delay it; only an event-loop stall does. While it is current, nobody takes
  * the process's chunks or lease by liveness; once it lapses, the campaign's owner takes them at once
- * (stream/lua/takeover.lua) instead of after the idle time.
+ * (stream/lua/takeover-2.lua) instead of after the idle time.
  */
 import type { Logger } from 'pino';
 import type { RedisGateway } from '../stream/redis-gateway.js';

@@ -1,7 +1,7 @@
 /**
  * Liveness of the processes sending a campaign: the timings derived from HERALD_LIVENESS_TTL_MS, and the
  * consumer names that tie a consumer of the campaign's group to the process whose heartbeat vouches for it.
- * The Lua scripts that read the heartbeats (stream/lua/takeover.lua, actor/lua/lease-acquire.lua, …) apply
+ * The Lua scripts that read the heartbeats (stream/lua/takeover-2.lua, stream/lua/lease-acquire-3.lua, …) apply
  * the same naming rule: a consumer's holder is its name without the last `-<role>`.
  */
 

@@ -30,7 +30,7 @@ export function landedKey(campaignId: number, batchId: bigint): string {
 }
 
 /**
- * Which of a holder's chunks it may still write events for (stream/lua/fence.lua). Returns the entry ids
+ * Which of a holder's chunks it may still write events for (stream/lua/fence-3.lua). Returns the entry ids
  * whose segments must be dropped.
  */
 export type EventFence = (campaignId: number, holder: string, entryIds: readonly string[]) => Promise<string[]>;

@@ -3,8 +3,8 @@
  * per column its name, its type and its values one after another). Columnar because most of a row is
  * the same for a whole chunk: campaign, kind, time, sub-batch id and the empty error, delivered_at and
  * segment are each one `Buffer#fill` per chunk, and the chunk's user ids, already packed as Native
- * Strings (domain/packed-ids.ts), are one copy. The row-by-row RowBinary encoding this replaces wrote
- * ~40 bytes per recipient one at a time, ~12 % of Herald's CPU at 1M recipients.
+ * Strings (domain/packed-ids.ts), are one copy; a row format would write every field of every row one at
+ * a time (what that costs is in bench/README.md).
  *
  * Columns (the table's, migrations 0001-0004): campaign_id UInt64, user_id String, kind Enum8, at
  * DateTime, error String, batch UInt64 (the row's sub-batch, domain/sub-batch.ts, or the insert's own id

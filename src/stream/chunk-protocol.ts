@@ -108,7 +108,7 @@ export class ChunkProtocol {
     if (chunks.length === 0) return 0;
     const p = this.redis.pipeline();
     for (const c of chunks) p.xadd(this.keys.chunks(c.campaignId), chunkStreamId(c.generation, c.seq), CHUNK_FIELD, encodeChunk(c));
-    // The plan's generation, for the sink's fence (fence.lua); a plan key is written before its chunks are read.
+    // The plan's generation, for the sink's fence (fence-3.lua); a plan key is written before its chunks are read.
     const last = chunks[chunks.length - 1]!;
     p.set(this.keys.plan(last.campaignId), last.generation);
     let results;

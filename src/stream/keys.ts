@@ -33,7 +33,7 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:status`;
   }
 
-  /** the status_version of the status in `status` (stream/lua/announce.lua keeps the newer) */
+  /** the status_version of the status in `status` (stream/lua/announce-2.lua keeps the newer) */
   statusVersion(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:status-version`;
   }

@@ -7,7 +7,7 @@ import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { CHUNK_FIELD, CHUNK_GROUP, Keys, deleteKeysWithPrefix } from '../../src/stream/keys.js';
 
 // The liveness scripts on a real Redis, one state at a time: whose chunks and lease are taken, and whose are not.
-describe('takeover by liveness (takeover.lua, lease-acquire.lua)', () => {
+describe('takeover by liveness (takeover-2.lua, lease-acquire-3.lua)', () => {
   const prefix = `herald_t_${randomBytes(5).toString('hex')}`;
   const keys = new Keys(prefix);
   const ttlMs = 3_000;
