@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { CampaignStatus } from '../domain/campaign-status.js';
+import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { ChunkPhase } from '../domain/chunk-state.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
@@ -235,9 +235,15 @@ export class CampaignActor {
     // cancelled campaign reads the stream's end once it holds the lease).
     if (this.plan.kind === 'planning') await this.plan.run;
     await this.acks.flush();
-    // Withdrawn before the lease goes, so the next owner leaves what this process still holds (a pause
+    // A cancelled (or failed) campaign is not resumed: once the events of what this process sent are stored
+    // (or fenced out), its chunks are released for the closer to take over at once. Otherwise the heartbeat
+    // is withdrawn before the lease goes, so the next owner leaves what this process still holds (a pause
     // stopped it mid-chunk) to the idle-time reclaim rather than taking it from a process that is up.
-    await this.liveness.stop().catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'liveness withdrawal failed'));
+    const release = isTerminal(this.status);
+    if (release) await Promise.allSettled([...this.held.values()].map((c) => c.stored));
+    await this.liveness
+      .stop({ release })
+      .catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'liveness withdrawal failed'));
     if (this.lease.held && onStatus(this.status) === 'stop-and-drop') {
       await this.deps.protocol.drop(this.id).catch((err: unknown) => this.deps.log.warn({ err }, 'drop stream failed'));
     }

@@ -33,6 +33,8 @@ export interface CloserDeps {
   holderId: string;
   reclaimIdleMs: number;
   leaseMs: number;
+  /** after a takeover, before the chunks' recorded sub-batches are looked up in ClickHouse (ActorOptions) */
+  takeoverGraceMs: number;
 }
 
 export type CloseResult = 'closed' | 'busy' | 'stopped';
@@ -107,10 +109,12 @@ export class CampaignCloser {
         entries = await protocol.readPending(conn, this.campaignId, this.consumer, 100, history);
         history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
       } else {
-        entries = await protocol.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
+        entries = await this.takeover();
+        if (entries.length === 0) entries = await protocol.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
         if (entries.length === 0) entries = await protocol.readNew(conn, this.campaignId, this.consumer, 100);
       }
-      for (const e of entries) await this.closeEntry(e, generation);
+      // Side by side: their aborted rows share inserts, and the landed checks their round trips.
+      await Promise.all(entries.map((e) => this.closeEntry(e, generation)));
       if (entries.length > 0) continue;
       const state = await protocol.state(this.campaignId);
       if (!state.exists || (state.pending === 0 && state.lastDeliveredId === state.lastGeneratedId)) {
@@ -119,6 +123,19 @@ export class CampaignCloser {
       // Held by consumers still stopping: wait until they are idle past the reclaim time.
       await new Promise((r) => setTimeout(r, Math.min(250, Math.max(20, this.deps.reclaimIdleMs / 4))));
     }
+  }
+
+  /**
+   * The chunks of processes whose heartbeat lapsed or was released, once the takeover grace is over: an
+   * insert a dead holder had on the wire lands meanwhile, and must not be written again beside it.
+   */
+  private async takeover(): Promise<StreamEntry[]> {
+    // Claimed as a holder of its own, so the chunks of this process's own stopped actor are taken too (a
+    // claimer never takes from its own holder id, whose heartbeat the claim renews).
+    const claimer = `${this.deps.holderId}~closer`;
+    const entries = await this.deps.protocol.takeover(this.campaignId, this.consumer, claimer, 100);
+    if (entries.length > 0) await new Promise((r) => setTimeout(r, this.deps.takeoverGraceMs));
+    return entries;
   }
 
   private async closeEntry(e: StreamEntry, generation: number): Promise<void> {

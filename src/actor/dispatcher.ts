@@ -145,7 +145,13 @@ export class Dispatcher {
       recheckAfterMs: this.deps.options.reclaimIdleMs,
     });
     const closer = new CampaignCloser(
-      { ...this.deps, sender, reclaimIdleMs: this.deps.options.reclaimIdleMs, leaseMs: this.deps.options.leaseMs },
+      {
+        ...this.deps,
+        sender,
+        reclaimIdleMs: this.deps.options.reclaimIdleMs,
+        leaseMs: this.deps.options.leaseMs,
+        takeoverGraceMs: this.deps.options.takeoverGraceMs,
+      },
       id,
       () => this.stopped,
     );

@@ -61,14 +61,16 @@ export class Liveness {
   /**
    * Stops the heartbeat and withdraws it: what this process still holds (chunks stopped by a pause, events
    * not yet stored) is left to the idle-time reclaim, as for a holder with no heartbeat, so a process that
-   * stays up but stops sending does not have its chunks taken at once.
+   * stays up but stops sending does not have its chunks taken at once. `release`: the heartbeat is left
+   * lapsed instead, so its chunks are taken over at once (a cancelled campaign's closer needs them, and
+   * nothing of them is in flight here any more).
    */
-  async stop(): Promise<void> {
+  async stop(options: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     if (!this.enabled) return;
     await this.beating;
-    await this.opts.gateway.livenessBeat({ campaignId: this.opts.campaignId, holder: this.opts.holderId, ttlMs: 0 });
+    await this.opts.gateway.livenessBeat({ campaignId: this.opts.campaignId, holder: this.opts.holderId, ttlMs: options.release ? -1 : 0 });
   }
 }

@@ -180,7 +180,10 @@ export class RedisGateway {
     return asInteger('leaseRelease', reply) === 1;
   }
 
-  /** Renews `holder`'s heartbeat in the campaign for ttlMs (0 withdraws it); the Redis time it lapses at. */
+  /**
+   * Renews `holder`'s heartbeat in the campaign for ttlMs (0 withdraws it; -1 releases it: lapsed now, so
+   * its chunks are taken over at once); the Redis time it lapses at.
+   */
   async livenessBeat(p: { campaignId: number; holder: string; ttlMs: number }): Promise<number> {
     const reply = await this.run({ script: 'livenessBeat', keys: [this.keys.alive(p.campaignId)], args: [p.holder, p.ttlMs] });
     return asInteger('livenessBeat', reply);

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { gunzipSync } from 'node:zlib';
 import { DEFAULTS } from '../../src/config.js';
-import { useHerald } from '../helpers/herald.js';
+import { eventCounts, eventually, useHerald } from '../helpers/herald.js';
 import { CountingSink } from '../helpers/counting-sink.js';
 
 describe('webhook requests in flight', () => {
@@ -85,6 +85,34 @@ describe('webhook requests in flight', () => {
     const seen = s.keys(id);
     expect(seen.size).toBe(n);
     expect([...seen.values()].every((k) => k === 1)).toBe(true);
+  });
+
+  it("records a cancelled campaign's unsent recipients within seconds, not after the reclaim idle time", async () => {
+    const { api, herald } = ctx;
+    const s = await sink(50);
+    const n = 20_000;
+    const id = await api.webhookCampaign(await api.audience(n, 'cc'), s.url, { chunk_size: 500 });
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    while (s.keys(id).size < 2_000) await new Promise((r) => setTimeout(r, 5));
+    expect((await api.call('POST', `/v1/campaigns/${id}/cancel`)).body.status).toBe('cancelled');
+    const cancelledAt = Date.now();
+    // The chunks stopped mid-way are released by their (live) holder once its events are stored, and the
+    // closer takes them over at once: the recipients never sent are aborted long before the chunks have
+    // been idle for HERALD_RECLAIM_IDLE_MS.
+    const closed = await eventually(
+      async () => (await api.call('GET', `/v1/campaigns/${id}`)).body,
+      (c) => c.aborts_recorded_at !== null,
+      DEFAULTS.reclaimIdleMs,
+    );
+    expect(closed.aborts_recorded_at).not.toBeNull();
+    expect(Date.now() - cancelledAt).toBeLessThan(DEFAULTS.reclaimIdleMs / 3);
+    const delivered = s.keys(id).size;
+    expect([...s.keys(id).values()].every((k) => k === 1)).toBe(true);
+    expect(closed.delivered).toBe(delivered);
+    expect(closed.aborted).toBe(n - delivered);
+    expect(closed.pending).toBe(0);
+    expect(await eventCounts(herald, id, 'aborted')).toEqual({ n: n - delivered, u: n - delivered });
+    expect(await eventCounts(herald, id, 'delivered')).toEqual({ n: delivered, u: delivered });
   });
 
   it('holds a webhook campaign to its rate limit with many requests in flight', async () => {

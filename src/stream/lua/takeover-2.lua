@@ -26,7 +26,8 @@ for _, c in ipairs(consumers) do
   for i = 1, #c, 2 do
     if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = tonumber(c[i + 1]) end
   end
-  local holder = name and string.match(name, '^(.+)-[^-]+$')
+  -- never the claiming consumer itself: what it just claimed is pending on it
+  local holder = name and name ~= ARGV[2] and string.match(name, '^(.+)-[^-]+$')
   local expiry = holder and holder ~= ARGV[3] and redis.call('ZSCORE', KEYS[2], holder)
   if expiry and tonumber(expiry) < now then
     dead[holder] = true
