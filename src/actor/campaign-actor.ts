@@ -19,7 +19,7 @@ import { AckBatcher } from './ack-batcher.js';
 import type { Ledger, StepResult } from './ledger.js';
 import { ChunkSender } from './chunk-sender.js';
 import { Liveness } from './liveness.js';
-import { consumerName, livenessTimings, type LivenessTimings } from '../domain/liveness.js';
+import { consumerName, livenessTimings, ownershipTrustMs, touchEveryMs, type LivenessTimings } from '../domain/liveness.js';
 import { channelConcurrency } from '../domain/campaign-input.js';
 import { Semaphore } from '../domain/semaphore.js';
 
@@ -124,7 +124,7 @@ export class CampaignActor {
     this.sender = new ChunkSender({
       ...deps,
       subBatchSize: deps.options.subBatchSize,
-      recheckAfterMs: Math.min(Math.max(50, Math.floor(deps.options.reclaimIdleMs / 3)), this.timings.trustMs),
+      recheckAfterMs: ownershipTrustMs(deps.options.reclaimIdleMs, deps.options.livenessTtlMs),
     });
     this.slots = deps.channels.get(campaign.channel).instant
       ? null
@@ -239,7 +239,7 @@ export class CampaignActor {
     while (this.running) {
       try {
         const now = Date.now();
-        if (now - lastHeartbeat >= options.reclaimIdleMs / 3) {
+        if (now - lastHeartbeat >= touchEveryMs(options.reclaimIdleMs)) {
           lastHeartbeat = now;
           await this.heartbeat();
         }
