@@ -2,6 +2,7 @@
  * Composition root: the only place that constructs adapters and wires stages together.
  *   herald migrate   apply PostgreSQL and ClickHouse migrations
  *   herald serve     migrate, then run the HTTP API and the dispatcher in this process
+ *   herald config    print every setting: variable, resolved value (secrets redacted), default, source
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,23 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { loadConfig, requireApiKeys, tokenSecret, type Config } from './config.js';
+import { dbPoolSize, loadConfig, readConfig, requireApiKeys, tokenSecret, type Config } from './config.js';
+import { configReport, formatConfigReport } from './config/report.js';
+import {
+  COMPLETION_CHECK_MS,
+  eventsLandedMs,
+  HEALTH_CHECK_TIMEOUT_MS,
+  IMPORT_POOL_END_MS,
+  IMPORT_PROGRESS_MS,
+  IMPORTS_STOP_MS,
+  SINK_CLOSE_MS,
+  SPOOL_CLOSE_MS,
+  SPOOL_DRAIN_EVENTS,
+  SPOOL_DRAIN_MIN_INTERVAL_MS,
+  SPOOL_ROTATE_BYTES,
+  STREAM_BLOCK_MS,
+  TAKEOVER_GRACE_MS,
+} from './config/timings.js';
 import { isHeraldError } from './errors.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
@@ -39,7 +56,7 @@ import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
-import { holdTrustMs } from './domain/liveness.js';
+import { ownershipTrustMs } from './domain/liveness.js';
 import { startApi, type ApiServer } from './api/server.js';
 import { LiveCounters } from './progress/live-counters.js';
 
@@ -83,10 +100,10 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     const applied = await migrate(cfg);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
   }
-  const db = createDb(cfg.databaseUrl, 4 + cfg.workers * 2);
+  const db = createDb(cfg.databaseUrl, dbPoolSize(cfg));
   // Imports hold connections for as long as a body streams in or a merge runs (two each at times): a
   // pool of their own, so uploads never starve the dispatcher and the API.
-  const importDb = createDb(cfg.databaseUrl, 6);
+  const importDb = createDb(cfg.databaseUrl, cfg.importDbPoolSize);
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
@@ -101,7 +118,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     flushMs: cfg.sinkFlushMs,
     maxBufferedRows: cfg.sinkMaxBufferedRows,
     fence: (campaignId, holder, entryIds) => protocol.fence(campaignId, holder, entryIds),
-    fenceValidMs: holdTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
+    fenceValidMs: ownershipTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
     onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
     onFenced: (campaignId, entryIds, rows) =>
       log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
@@ -153,13 +170,12 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         reclaimIdleMs: cfg.reclaimIdleMs,
         leaseMs: cfg.leaseMs,
         livenessTtlMs: cfg.livenessTtlMs,
-        blockMs: 250,
-        completionCheckMs: 50,
+        blockMs: STREAM_BLOCK_MS,
+        completionCheckMs: COMPLETION_CHECK_MS,
         subBatchSize: cfg.subBatchSize,
         webhookConcurrency: cfg.webhookConcurrency,
-        lostStreamGraceMs: cfg.sinkFlushMs * 2 + 1000,
-        // an insert on the wire when its process died is stored within this (100k rows: 0.1-0.5 s here)
-        takeoverGraceMs: 1000,
+        lostStreamGraceMs: eventsLandedMs(cfg),
+        takeoverGraceMs: TAKEOVER_GRACE_MS,
       },
     });
     await dispatcher.start();
@@ -175,7 +191,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       answerWaitMs: cfg.importAnswerWaitMs,
       sweepMs: cfg.importSweepMs,
       maxImportBytes: cfg.maxImportBytes,
-      progressMs: 1000,
+      progressMs: IMPORT_PROGRESS_MS,
       log,
     });
     imports.start();
@@ -188,17 +204,16 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       inboxReader.deliveries(campaignId, userIds);
     readSpool = new ReadSpool({
       dir: cfg.spoolDir !== '' ? cfg.spoolDir : path.resolve('.herald', 'spool', cfg.clickhouseDb),
-      rotateBytes: 64 << 20,
+      rotateBytes: SPOOL_ROTATE_BYTES,
       drain: {
         clickhouseUrl: cfg.clickhouseUrl,
         clickhouseDb: cfg.clickhouseDb,
         flushRows: cfg.sinkFlushRows,
         flushMs: cfg.sinkFlushMs,
         maxBufferedRows: cfg.sinkMaxBufferedRows,
-        drainEvents: 50_000,
-        drainIntervalMs: Math.max(cfg.sinkFlushMs, 250),
-        // an insert the dead process had in flight lands within its flush interval and timeout
-        adoptGraceMs: 2 * cfg.sinkFlushMs + 1000,
+        drainEvents: SPOOL_DRAIN_EVENTS,
+        drainIntervalMs: Math.max(cfg.sinkFlushMs, SPOOL_DRAIN_MIN_INTERVAL_MS),
+        adoptGraceMs: eventsLandedMs(cfg),
         logLevel: cfg.logLevel,
       },
       log,
@@ -233,7 +248,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         health: async () => {
           const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {
             try {
-              await withTimeout(fn(), 2000);
+              await withTimeout(fn(), HEALTH_CHECK_TIMEOUT_MS);
               return [name, 'ok'];
             } catch (err) {
               return [name, (err as Error).message || 'unreachable'];
@@ -278,22 +293,47 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         wsSubscriber?.disconnect();
         // Side by side, so none eats the others' share of the shutdown grace: what is cut short is
         // picked up again (a merge rolls back and is resumed, a spool file is adopted, a chunk reclaimed).
-        await Promise.all([imports?.stop(10_000), readSpool?.close(10_000), dispatcher?.stop()]);
-        await withTimeout(sink.close(), 30_000).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));
+        await Promise.all([imports?.stop(IMPORTS_STOP_MS), readSpool?.close(SPOOL_CLOSE_MS), dispatcher?.stop()]);
+        await withTimeout(sink.close(), SINK_CLOSE_MS).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));
         await channels.close();
         subscriber?.disconnect();
         redis.disconnect();
         await ch.close();
         await db.end();
-        await withTimeout(importDb.end(), 5_000).catch(() => undefined);
+        await withTimeout(importDb.end(), IMPORT_POOL_END_MS).catch(() => undefined);
       })();
       return stopping;
     },
   };
 }
 
+const USAGE = 'usage: herald serve | herald migrate | herald config [--json]';
+
+/** `herald config [--json]`: every setting as this environment resolves it; exit 1 naming every bad value. */
+function printConfig(args: readonly string[]): number {
+  const json = args.includes('--json');
+  const unknown = args.find((a) => a !== '--json');
+  if (unknown !== undefined) {
+    console.error(`herald config: unknown option "${unknown}"\n${USAGE}`);
+    return 2;
+  }
+  const reading = readConfig();
+  if (reading.errors.length > 0) {
+    console.error(['herald: invalid configuration', ...reading.errors.map((e) => `  ${e.field} ${e.error}`)].join('\n'));
+    return 1;
+  }
+  if (reading.config.apiKeys.length === 0) console.error('herald: HERALD_API_KEYS is not set; herald serve refuses to start without it');
+  const report = configReport(reading);
+  console.log(json ? JSON.stringify(report, null, 2) : formatConfigReport(report));
+  return 0;
+}
+
 async function cli(argv: string[]): Promise<void> {
   const command = argv[0] ?? 'serve';
+  if (command === 'config') {
+    process.exitCode = printConfig(argv.slice(1));
+    return;
+  }
   const cfg = loadConfig();
   if (command === 'migrate') {
     const applied = await migrate(cfg);
@@ -301,7 +341,7 @@ async function cli(argv: string[]): Promise<void> {
     return;
   }
   if (command !== 'serve') {
-    console.error(`herald: unknown command "${command}"\nusage: herald serve | herald migrate`);
+    console.error(`herald: unknown command "${command}"\n${USAGE}`);
     process.exit(2);
   }
   const herald = await startHerald(cfg);

@@ -21,7 +21,7 @@ import { AckBatcher } from './ack-batcher.js';
 import { ChunkSender, type SendControl } from './chunk-sender.js';
 import { Liveness } from './liveness.js';
 import { StatusView } from './status-view.js';
-import { consumerName, holdTrustMs, livenessTimings, type LivenessTimings } from '../domain/liveness.js';
+import { consumerName, livenessTimings, ownershipTrustMs, touchEveryMs, type LivenessTimings } from '../domain/liveness.js';
 import { channelConcurrency } from '../domain/campaign-input.js';
 import { Semaphore } from '../domain/semaphore.js';
 
@@ -145,7 +145,7 @@ export class CampaignActor {
     this.sender = new ChunkSender({
       ...deps,
       subBatchSize: deps.options.subBatchSize,
-      recheckAfterMs: holdTrustMs(deps.options.reclaimIdleMs, deps.options.livenessTtlMs),
+      recheckAfterMs: ownershipTrustMs(deps.options.reclaimIdleMs, deps.options.livenessTtlMs),
     });
     this.slots = deps.channels.get(campaign.channel).instant
       ? null
@@ -303,7 +303,7 @@ export class CampaignActor {
     while (this.running) {
       try {
         const now = Date.now();
-        if (now - lastHeartbeat >= options.reclaimIdleMs / 3) {
+        if (now - lastHeartbeat >= touchEveryMs(options.reclaimIdleMs)) {
           lastHeartbeat = now;
           await this.heartbeat();
         }

@@ -26,10 +26,8 @@ export interface ChunkSenderDeps {
   recordAvailable(): boolean;
   subBatchSize: number;
   /**
-   * Ownership older than this is checked again right before a send. A live process refreshes its hold
-   * every reclaimIdleMs / 3 and its heartbeat every sixth of the liveness ttl (a ledger step renews it
-   * too), so an older check means this process stalled (GC, SIGSTOP) and its chunk may have been taken
-   * over meanwhile. Keep it under both a third of the reclaim time and the liveness trust time.
+   * Ownership older than this is checked again right before a send: `ownershipTrustMs` (domain/liveness.ts),
+   * under both the interval a live process refreshes its hold at and the liveness trust time.
    */
   recheckAfterMs: number;
 }

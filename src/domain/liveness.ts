@@ -33,6 +33,25 @@ export function livenessTimings(ttlMs: number): LivenessTimings {
   };
 }
 
+/**
+ * How often a live consumer touches the chunks it holds, resetting their idle time: a third of
+ * HERALD_RECLAIM_IDLE_MS, so a chunk is reclaimed only after its holder missed two touches in a row.
+ */
+export function touchEveryMs(reclaimIdleMs: number): number {
+  return reclaimIdleMs / 3;
+}
+
+/**
+ * How long a check that this process still holds a chunk is trusted before it acts on it (a send, the
+ * sink's insert). A live process renews its hold every touch (above) and its heartbeat within trustMs,
+ * so a check older than both means it stalled (GC, SIGSTOP) and the chunk may have been taken over
+ * meanwhile. At least 50 ms, like trustMs: with very short reclaim times (tests) not every step pays a
+ * Redis round trip for a new check.
+ */
+export function ownershipTrustMs(reclaimIdleMs: number, livenessTtlMs: number): number {
+  return Math.min(Math.max(50, Math.floor(touchEveryMs(reclaimIdleMs))), livenessTimings(livenessTtlMs).trustMs);
+}
+
 /** The name of one of a process's consumers in a campaign's group: `<holder>-<role>` (a worker index, `reclaim`, `closer`). */
 export function consumerName(holder: string, role: string | number): string {
   const r = String(role);
@@ -44,14 +63,4 @@ export function consumerName(holder: string, role: string | number): string {
 export function holderOf(consumer: string): string | null {
   const i = consumer.lastIndexOf('-');
   return i <= 0 || i === consumer.length - 1 ? null : consumer.slice(0, i);
-}
-
-/**
- * How long a process trusts, from the check that said so, that it still holds a chunk before a send or an
- * insert relies on it. A live process refreshes its hold every third of the reclaim time and its heartbeat
- * well within the liveness trust time, so an older check means it stalled (GC, SIGSTOP) and the chunk may
- * have been taken over meanwhile. At least 50 ms, so a tiny reclaim time (tests) does not step before every send.
- */
-export function holdTrustMs(reclaimIdleMs: number, livenessTtlMs: number): number {
-  return Math.min(Math.max(50, Math.floor(reclaimIdleMs / 3)), livenessTimings(livenessTtlMs).trustMs);
 }

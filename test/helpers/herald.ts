@@ -25,7 +25,7 @@ export async function createNamespace(overrides: Partial<Config> = {}): Promise<
   const dbUrl = new URL(services.databaseUrl);
   dbUrl.pathname = `/${name}`;
   const config = loadConfig(
-    {},
+    { HERALD_LOG_LEVEL: process.env.HERALD_TEST_LOG ?? 'silent' },
     {
       databaseUrl: dbUrl.toString(),
       redisUrl: services.redisUrl,
@@ -37,7 +37,6 @@ export async function createNamespace(overrides: Partial<Config> = {}): Promise<
       port: 0,
       pollMs: 200,
       sinkFlushMs: 50,
-      logLevel: process.env.HERALD_TEST_LOG ?? 'silent',
       ...overrides,
     },
   );
