@@ -22,7 +22,7 @@ import { RecipientReader } from './store/recipient-reader.js';
 import { ClickHouse } from './clickhouse/client.js';
 import { Keys } from './stream/keys.js';
 import { ChunkStream } from './stream/chunk-stream.js';
-import { announceChanged, announceStatus } from './stream/control.js';
+import { announceChanged, announceStatus, listenControl } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
@@ -41,6 +41,7 @@ import { RateLimiter } from './actor/rate-limiter.js';
 import { Ledger } from './actor/ledger.js';
 import { livenessTimings } from './domain/liveness.js';
 import { startApi, type ApiServer } from './api/server.js';
+import { mountWebSocketApi, type WsSetup } from './ws/ws-api.js';
 import { LiveCounters } from './progress/live-counters.js';
 
 export interface Herald {
@@ -203,10 +204,24 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       log,
     });
     await readSpool.open();
-    api = await startApi(
-      cfg.host,
-      cfg.port,
-      {
+    const controlSubscriber = wsSubscriber;
+    const wsSetup: WsSetup = {
+      hub: {
+        campaigns,
+        progress,
+        live: new LiveCounters(redis, keys),
+        listenControl: (fn) => listenControl(controlSubscriber, keys, fn),
+        log,
+        tickMs: cfg.wsTickMs,
+      },
+      imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
+      options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
+    };
+    api = await startApi({
+      host: cfg.host,
+      port: cfg.port,
+      mountWs: (app) => mountWebSocketApi(app, wsSetup),
+      deps: {
         tokenSecret: secret,
         userTokenTtlS: cfg.userTokenTtlS,
         inbox: new InboxRepo(db),
@@ -254,12 +269,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
           return Object.fromEntries(results);
         },
       },
-      {
-        hub: { campaigns, progress, live: new LiveCounters(redis, keys), subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
-        imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
-        options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
-      },
-    );
+    });
     listeningPort = api.port;
     log.info({ port: api.port }, 'Herald API listening');
   }
