@@ -40,7 +40,7 @@ import { ClickHouse } from './clickhouse/client.js';
 import { Keys } from './stream/keys.js';
 import { ChunkProtocol } from './stream/chunk-protocol.js';
 import { RedisGateway } from './stream/redis-gateway.js';
-import { announceChanged, announceStatus } from './stream/control.js';
+import { announceChanged, announceStatus, listenControl } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
@@ -57,7 +57,9 @@ import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { ownershipTrustMs } from './domain/liveness.js';
+import { healthChecks, withTimeout } from './health.js';
 import { startApi, type ApiServer } from './api/server.js';
+import { mountWebSocketApi, type WsSetup } from './ws/ws-api.js';
 import { LiveCounters } from './progress/live-counters.js';
 
 export interface Herald {
@@ -87,10 +89,6 @@ export interface StartOptions {
 
 export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
   return [...(await migratePostgres(cfg.databaseUrl)), ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb))];
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
 }
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
@@ -144,12 +142,16 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let dispatcher: Dispatcher | null = null;
   let subscriber: Redis | null = null;
   if (opts.dispatcher !== false && cfg.workers > 0) {
-    subscriber = redis.duplicate();
-    subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));
+    const dispatchSubscriber = redis.duplicate();
+    subscriber = dispatchSubscriber;
+    dispatchSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));
     dispatcher = new Dispatcher({
       gateway,
       protocol,
-      subscriber,
+      control: {
+        announce: (id, status, version) => announceStatus(gateway, id, status, version),
+        listen: (fn) => listenControl(dispatchSubscriber, keys, fn),
+      },
       campaigns,
       planner: new Planner(
         campaigns,
@@ -219,10 +221,24 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       log,
     });
     await readSpool.open();
-    api = await startApi(
-      cfg.host,
-      cfg.port,
-      {
+    const controlSubscriber = wsSubscriber;
+    const wsSetup: WsSetup = {
+      hub: {
+        campaigns,
+        progress,
+        live: new LiveCounters(gateway),
+        listenControl: (fn) => listenControl(controlSubscriber, keys, fn),
+        log,
+        tickMs: cfg.wsTickMs,
+      },
+      imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
+      options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
+    };
+    api = await startApi({
+      host: cfg.host,
+      port: cfg.port,
+      mountWs: (app) => mountWebSocketApi(app, wsSetup),
+      deps: {
         tokenSecret: secret,
         userTokenTtlS: cfg.userTokenTtlS,
         inbox: new InboxRepo(db),
@@ -245,31 +261,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         publishChanged: (id) => announceChanged(redis, keys, id),
         overshoot: (ids) => gateway.overshoot(ids),
         log,
-        health: async () => {
-          const check = async (name: string, fn: () => Promise<unknown>): Promise<[string, string]> => {
-            try {
-              await withTimeout(fn(), HEALTH_CHECK_TIMEOUT_MS);
-              return [name, 'ok'];
-            } catch (err) {
-              return [name, (err as Error).message || 'unreachable'];
-            }
-          };
-          const results = await Promise.all([
-            check('postgres', () => db.query('SELECT 1')),
-            check('redis', () => redis.ping()),
-            check('clickhouse', async () => {
-              if (!(await ch.ping())) throw new Error('ping failed');
-            }),
-          ]);
-          return Object.fromEntries(results);
-        },
+        health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
       },
-      {
-        hub: { campaigns, progress, live: new LiveCounters(gateway), subscriber: wsSubscriber, keys, log, tickMs: cfg.wsTickMs },
-        imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
-        options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
-      },
-    );
+    });
     listeningPort = api.port;
     log.info({ port: api.port }, 'Herald API listening');
   }

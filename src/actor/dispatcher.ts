@@ -3,15 +3,21 @@
  * found by polling PostgreSQL as the fallback), routes status changes to it, and deactivates it when
  * the campaign leaves `sending`. Several processes do the same and share each campaign's chunks.
  */
-import type { Redis } from 'ioredis';
 import type { CampaignStatus } from '../domain/campaign-status.js';
 import { CampaignActor, type ActorDeps, type ActorStats } from './campaign-actor.js';
 import { CampaignCloser } from './campaign-closer.js';
 import { ChunkSender } from './chunk-sender.js';
-import { announceStatus, listenControl } from '../stream/control.js';
+
+/** The control channel (stream/control.ts), as the dispatcher uses it. */
+export interface ControlPort {
+  /** sets the status key and publishes the change, unless Redis holds a newer status_version */
+  announce(campaignId: number, status: CampaignStatus, version: number): Promise<boolean>;
+  /** calls `onMessage` with each status change, or 'changed' for settings */
+  listen(onMessage: (campaignId: number, what: CampaignStatus | 'changed') => void): Promise<void>;
+}
 
 export type DispatcherDeps = Omit<ActorDeps, 'publishStatus' | 'recordAvailable'> & {
-  subscriber: Redis;
+  control: ControlPort;
   pollMs: number;
 };
 
@@ -30,7 +36,7 @@ export class Dispatcher {
   constructor(private readonly deps: DispatcherDeps) {}
 
   async start(): Promise<void> {
-    await listenControl(this.deps.subscriber, this.deps.gateway.keys, (id, what) => {
+    await this.deps.control.listen((id, what) => {
       if (what === 'changed') this.actors.get(id)?.reload();
       else this.onStatus(id, what);
     });
@@ -41,7 +47,7 @@ export class Dispatcher {
   }
 
   async publishStatus(campaignId: number, status: CampaignStatus, version: number): Promise<void> {
-    await announceStatus(this.deps.gateway, campaignId, status, version);
+    await this.deps.control.announce(campaignId, status, version);
   }
 
   hosted(): CampaignActor[] {

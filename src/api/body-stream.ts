@@ -6,9 +6,15 @@
 import { Readable } from 'node:stream';
 import type { HttpResponse } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
-import type { ResponseState } from './http.js';
 
-export function bodyReadable(res: HttpResponse, state: ResponseState, maxBytes: number): Readable {
+/** What the stream needs of the response's state (api/http.ts ResponseState). */
+export interface AbortState {
+  readonly aborted: boolean;
+  /** `listener` runs when the client goes away before the answer (at once if it already has) */
+  onAbort(listener: () => void): void;
+}
+
+export function bodyReadable(res: HttpResponse, state: AbortState, maxBytes: number): Readable {
   let paused = false;
   let total = 0;
   // A paused socket is not read at all, not even the next request on the same keep-alive connection:

@@ -3,17 +3,27 @@
  * their content types. No CDN and no build step: the page is plain HTML, CSS and JavaScript.
  */
 import { readFileSync } from 'node:fs';
-import type { Route } from './routes.js';
+import type { Route } from './route.js';
 
-const FILES: Array<[path: string, file: string, type: string]> = [
-  ['/', 'index.html', 'text/html; charset=utf-8'],
-  ['/dashboard/app.js', 'app.js', 'text/javascript; charset=utf-8'],
-  ['/dashboard/app.css', 'app.css', 'text/css; charset=utf-8'],
+const FILES: Array<[name: string, path: string, file: string, type: string]> = [
+  ['dashboardPage', '/', 'index.html', 'text/html; charset=utf-8'],
+  ['dashboardScript', '/dashboard/app.js', 'app.js', 'text/javascript; charset=utf-8'],
+  ['dashboardStyles', '/dashboard/app.css', 'app.css', 'text/css; charset=utf-8'],
 ];
 
-export function registerDashboard(route: Route): void {
-  for (const [path, file, type] of FILES) {
+export function dashboardRoutes(): Route[] {
+  return FILES.map(([name, path, file, type]): Route => {
     const body = readFileSync(new URL(`../dashboard/${file}`, import.meta.url));
-    route('get', path, async () => ({ status: 200, body, headers: { 'content-type': type, 'cache-control': 'no-cache' } }), false);
-  }
+    return {
+      name,
+      method: 'get',
+      path,
+      // The page itself holds no data: it asks for the admin key (or takes ?key=) and calls the API with it.
+      auth: 'public',
+      summary: `The dashboard's ${file}`,
+      responses: { 200: file },
+      produces: type.split(';')[0]!,
+      handler: async () => ({ status: 200, body, headers: { 'content-type': type, 'cache-control': 'no-cache' } }),
+    };
+  });
 }

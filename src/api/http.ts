@@ -1,11 +1,15 @@
 /**
- * uWebSockets.js plumbing kept in one file: everything copied out of `req` before the first await,
- * `onAborted` registered before any async work, writes after an await wrapped in `cork`, JSON bodies
- * read with a byte limit, and every error answered through the error registry.
+ * uWebSockets.js plumbing kept in one file: the route table registered in one loop, everything copied
+ * out of `req` before the first await, `onAborted` registered before any async work, writes after an
+ * await wrapped in `cork`, bodies read with a byte limit (413), and every error answered through the
+ * error registry. Handlers (api/*-routes.ts) see only an ApiRequest and return a Reply.
  */
-import { timingSafeEqual } from 'node:crypto';
-import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { HeraldError, isHeraldError } from '../errors.js';
+import { bodyReadable } from './body-stream.js';
+import type { ApiRequest, Auth, Reply, RequestInfo, Route } from './route.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
@@ -23,21 +27,6 @@ const STATUS_TEXT: Record<number, string> = {
   502: '502 Bad Gateway',
   503: '503 Service Unavailable',
 };
-
-/** What a handler may use from the request: a plain copy, valid after any await. */
-export interface RequestInfo {
-  method: string;
-  url: string;
-  query: URLSearchParams;
-  params: string[];
-  headers: { authorization: string; contentType: string; contentEncoding: string; contentLength: number | null };
-}
-
-export interface Reply {
-  status: number;
-  body?: unknown;
-  headers?: Record<string, string>;
-}
 
 export class ResponseState {
   aborted = false;
@@ -80,23 +69,43 @@ export class ResponseState {
 // Shared by every request without a query string (most of them: the pixel, the inbox); handlers only read it.
 const NO_QUERY = new URLSearchParams();
 
-export function copyRequest(req: HttpRequest, paramCount: number): RequestInfo {
-  const query = req.getQuery() ?? '';
-  const params: string[] = [];
-  for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i) ?? '');
-  const len = req.getHeader('content-length');
-  return {
-    method: req.getCaseSensitiveMethod(),
-    url: req.getUrl(),
-    query: query === '' ? NO_QUERY : new URLSearchParams(query),
-    params,
-    headers: {
+/** The request copied out of uWS at once (`req` is valid only until the first await), with its body readers. */
+class CopiedRequest implements ApiRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly query: URLSearchParams;
+  readonly params: string[] = [];
+  readonly headers: RequestInfo['headers'];
+
+  constructor(
+    req: HttpRequest,
+    paramCount: number,
+    private readonly res: HttpResponse,
+    private readonly state: ResponseState,
+    private readonly maxBodyBytes: number,
+  ) {
+    const query = req.getQuery() ?? '';
+    for (let i = 0; i < paramCount; i++) this.params.push(req.getParameter(i) ?? '');
+    const len = req.getHeader('content-length');
+    this.method = req.getCaseSensitiveMethod();
+    this.url = req.getUrl();
+    this.query = query === '' ? NO_QUERY : new URLSearchParams(query);
+    this.headers = {
       authorization: req.getHeader('authorization'),
       contentType: req.getHeader('content-type').toLowerCase(),
       contentEncoding: req.getHeader('content-encoding'),
       contentLength: len === '' ? null : Number(len),
-    },
-  };
+    };
+  }
+
+  json(): Promise<unknown> {
+    return readJson(this.res, this.state, this, this.maxBodyBytes);
+  }
+
+  stream(maxBytes: number): Readable {
+    refuseDeclaredLength(this, maxBytes);
+    return bodyReadable(this.res, this.state, maxBytes);
+  }
 }
 
 export function errorReply(err: unknown): Reply {
@@ -107,13 +116,18 @@ export function errorReply(err: unknown): Reply {
   return { status: 500, body: { error: 'internal error', code: 'INTERNAL' } };
 }
 
+const tooLarge = (maxBytes: number): HeraldError =>
+  new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${maxBytes} bytes`, { field: 'body', limit: maxBytes });
+
+/** 413 before a byte is read when the client says its body is past the limit. */
+function refuseDeclaredLength(info: RequestInfo, maxBytes: number): void {
+  if (info.headers.contentLength !== null && info.headers.contentLength > maxBytes) throw tooLarge(maxBytes);
+}
+
 /** Buffers a JSON body up to `maxBytes` and parses it; 413 past the limit, 400 naming `body` if malformed. */
-export function readJson(res: HttpResponse, state: ResponseState, info: RequestInfo, maxBytes: number): Promise<unknown> {
+function readJson(res: HttpResponse, state: ResponseState, info: RequestInfo, maxBytes: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    if (info.headers.contentLength !== null && info.headers.contentLength > maxBytes) {
-      reject(new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${maxBytes} bytes`, { field: 'body', limit: maxBytes }));
-      return;
-    }
+    refuseDeclaredLength(info, maxBytes);
     const parts: Buffer[] = [];
     let size = 0;
     let failed = false;
@@ -122,7 +136,7 @@ export function readJson(res: HttpResponse, state: ResponseState, info: RequestI
       size += ab.byteLength;
       if (size > maxBytes) {
         failed = true;
-        reject(new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${maxBytes} bytes`, { field: 'body', limit: maxBytes }));
+        reject(tooLarge(maxBytes));
         return;
       }
       // uWS reuses the ArrayBuffer after this callback: copy it.
@@ -142,15 +156,44 @@ export function readJson(res: HttpResponse, state: ResponseState, info: RequestI
   });
 }
 
-export function checkBearer(authorization: string, keys: readonly string[]): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(authorization);
-  if (m === null) return false;
-  const given = Buffer.from(m[1]!.trim());
-  let ok = false;
-  for (const k of keys) {
-    const key = Buffer.from(k);
-    // compare every key, in constant time per key, so timing does not reveal which prefix matched
-    if (key.length === given.length && timingSafeEqual(key, given)) ok = true;
+/** The answer for a path and method no route serves (test/integration/openapi.test.ts tells it from a route's own 404). */
+export const NO_ROUTE: Readonly<Reply> = Object.freeze({ status: 404, body: Object.freeze({ error: 'no such route', code: 'NOT_FOUND' }) });
+
+export interface MountOptions {
+  /** throws (401, 403, or 400 for a malformed path user) unless the request may call a route of this kind */
+  authorize(auth: Auth, info: RequestInfo): void;
+  /** the limit of `json()` bodies (HERALD_MAX_BODY_BYTES) */
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+/** Registers every route of the table, and a JSON 404 for any other path or method. */
+export function mountRoutes(app: TemplatedApp, routes: readonly Route[], opts: MountOptions): void {
+  for (const route of routes) {
+    const paramCount = (route.path.match(/:/g) ?? []).length;
+    const { auth, handler } = route;
+    app[route.method](route.path, (res: HttpResponse, req: HttpRequest) => {
+      const state = new ResponseState(res);
+      const request = new CopiedRequest(req, paramCount, res, state, opts.maxBodyBytes);
+      const run = async (): Promise<Reply> => {
+        opts.authorize(auth, request);
+        return handler(request);
+      };
+      run().then(
+        (reply) => state.send(reply),
+        (err: unknown) => {
+          const reply = errorReply(err);
+          if (reply.status >= 500) opts.log.error({ err, url: request.url }, 'request failed');
+          // A 413 can come while the client is still sending: close after answering.
+          if (reply.status === 413) reply.headers = { connection: 'close' };
+          state.send(reply);
+        },
+      );
+    });
   }
-  return ok;
+
+  app.any('/*', (res) => {
+    const state = new ResponseState(res);
+    state.send(NO_ROUTE);
+  });
 }

@@ -6,10 +6,9 @@
 import { HeraldError } from '../errors.js';
 import { importAnswer, importView, type ImportFormat } from '../domain/import-job.js';
 import { parseId } from '../domain/campaign-input.js';
-import { contentEncoding, type ImportJobs } from '../import/import-jobs.js';
-import { MAX_REJECTED } from '../import/recipient-import.js';
-import { bodyReadable } from './body-stream.js';
-import type { Route } from './routes.js';
+import type { ContentEncoding, ImportJobs } from '../import/import-jobs.js';
+import type { Route } from './route.js';
+import { beforeParam, ID_PARAM, limitParam, RECIPIENT_LINES } from './schemas.js';
 
 export interface ImportApiDeps {
   imports: ImportJobs;
@@ -23,6 +22,13 @@ export function importFormat(contentType: string): ImportFormat {
   throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/x-ndjson or text/csv', { field: 'content-type' });
 }
 
+export function contentEncoding(header: string): ContentEncoding {
+  const v = header.trim().toLowerCase();
+  if (v === '' || v === 'identity') return 'identity';
+  if (v === 'gzip' || v === 'x-gzip') return 'gzip';
+  throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-encoding must be gzip or absent', { field: 'content-encoding' });
+}
+
 function listQuery(query: URLSearchParams): { limit: number; before: number | null } {
   const limitRaw = query.get('limit');
   const beforeRaw = query.get('before');
@@ -32,34 +38,64 @@ function listQuery(query: URLSearchParams): { limit: number; before: number | nu
   return { limit, before: beforeRaw === null || beforeRaw === '' ? null : parseId(beforeRaw, 'before') };
 }
 
-export function registerImportRoutes(route: Route, deps: ImportApiDeps): void {
-  route('post', '/v1/audiences/:id/recipients', async (info, res, state) => {
-    const audienceId = parseId(info.params[0], 'id');
-    const format = importFormat(info.headers.contentType);
-    const encoding = contentEncoding(info.headers.contentEncoding);
-    if (info.headers.contentLength !== null && info.headers.contentLength > deps.maxImportBytes) {
-      throw new HeraldError('PAYLOAD_TOO_LARGE', `body exceeds ${deps.maxImportBytes} bytes`, {
-        field: 'body',
-        limit: deps.maxImportBytes,
-      });
-    }
-    const body = bodyReadable(res, state, deps.maxImportBytes);
-    const { job, rejected } = await deps.imports.run({ audienceId, format, encoding, body });
-    return importAnswer(job, rejected.slice(0, MAX_REJECTED));
-  });
+const AUDIENCE_PARAM = { ...ID_PARAM, description: 'the audience' };
 
-  route('get', '/v1/imports/:id', async (info) => {
-    const id = parseId(info.params[0], 'id');
-    const job = await deps.imports.get(id);
-    if (job === null) throw new HeraldError('NOT_FOUND', `import ${id} not found`);
-    return { status: 200, body: importView(job) };
-  });
-
-  route('get', '/v1/audiences/:id/imports', async (info) => {
-    const audienceId = parseId(info.params[0], 'id');
-    const q = listQuery(info.query);
-    const jobs = await deps.imports.listByAudience(audienceId, q);
-    const last = jobs[jobs.length - 1];
-    return { status: 200, body: { imports: jobs.map(importView), next_before: jobs.length === q.limit && last ? last.id : null } };
-  });
+export function importRoutes(deps: ImportApiDeps): Route[] {
+  return [
+    {
+      name: 'importRecipients',
+      method: 'post',
+      path: '/v1/audiences/:id/recipients',
+      auth: 'admin',
+      summary: 'Import recipients into an audience, streamed as an import job',
+      params: [AUDIENCE_PARAM],
+      body: { contentTypes: ['application/x-ndjson', 'text/csv'], schema: RECIPIENT_LINES, description: 'one recipient a line' },
+      responses: {
+        200: '{import_id, status: "completed", imported, duplicates, rejected, rejected_count, total, same_as}: the merge finished quickly',
+        202: '{import_id, status: "merging", staged, rejected, rejected_count, total}: follow it at GET /v1/imports/:id',
+        415: 'an unsupported content-type or content-encoding',
+      },
+      handler: async (req) => {
+        const audienceId = parseId(req.params[0], 'id');
+        const format = importFormat(req.headers.contentType);
+        const encoding = contentEncoding(req.headers.contentEncoding);
+        const body = req.stream(deps.maxImportBytes);
+        // At most MAX_REJECTED lines (import/recipient-import.ts), in line order.
+        const { job, rejected } = await deps.imports.run({ audienceId, format, encoding, body });
+        return importAnswer(job, rejected);
+      },
+    },
+    {
+      name: 'getImport',
+      method: 'get',
+      path: '/v1/imports/:id',
+      auth: 'admin',
+      summary: 'An import job; while receiving, its counts advance every second',
+      params: [{ ...ID_PARAM, description: 'the import job' }],
+      responses: { 200: 'the import job', 404: 'no such import' },
+      handler: async (req) => {
+        const id = parseId(req.params[0], 'id');
+        const job = await deps.imports.get(id);
+        if (job === null) throw new HeraldError('NOT_FOUND', `import ${id} not found`);
+        return { status: 200, body: importView(job) };
+      },
+    },
+    {
+      name: 'listAudienceImports',
+      method: 'get',
+      path: '/v1/audiences/:id/imports',
+      auth: 'admin',
+      summary: "An audience's import jobs, newest first",
+      params: [AUDIENCE_PARAM],
+      query: [limitParam(50, 500), beforeParam('import')],
+      responses: { 200: '{imports: [import job], next_before}', 400: 'a bad query parameter' },
+      handler: async (req) => {
+        const audienceId = parseId(req.params[0], 'id');
+        const q = listQuery(req.query);
+        const jobs = await deps.imports.listByAudience(audienceId, q);
+        const last = jobs[jobs.length - 1];
+        return { status: 200, body: { imports: jobs.map(importView), next_before: jobs.length === q.limit && last ? last.id : null } };
+      },
+    },
+  ];
 }

@@ -1,10 +1,8 @@
-/** Starts and stops the uWebSockets.js app. */
-import uWS from 'uWebSockets.js';
+/** Starts and stops the uWebSockets.js app: the HTTP route table, and the WebSocket API when it is on. */
+import uWS, { type TemplatedApp } from 'uWebSockets.js';
 import { registerRoutes, type ApiDeps } from './routes.js';
-import { ProgressHub, type HubDeps } from '../ws/progress-hub.js';
-import { registerWebSocket, type WsEndpoint, type WsOptions, type WsStats } from '../ws/ws-server.js';
-import { ImportHub, type ImportHubDeps } from '../ws/import-hub.js';
-import type { ImportJob } from '../domain/import-job.js';
+import type { ProgressHub } from '../ws/progress-hub.js';
+import type { WsStats } from '../ws/ws-server.js';
 
 export interface ApiServer {
   port: number;
@@ -15,29 +13,29 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-export interface WsSetup {
-  hub: Omit<HubDeps, 'publish'>;
-  /** import job progress; `watch` hears of jobs this process changes */
-  imports: Omit<ImportHubDeps, 'publish'> & { watch(fn: (job: ImportJob) => void): void };
-  options: WsOptions;
+/** The WebSocket API as mounted on the app (ws/ws-api.ts). */
+export interface MountedWs {
+  hub: ProgressHub;
+  stats(): WsStats;
+  /** ends every socket and stops the hubs */
+  close(): Promise<void>;
 }
 
-export async function startApi(host: string, port: number, deps: ApiDeps, ws: WsSetup | null = null): Promise<ApiServer> {
+export interface ApiOptions {
+  host: string;
+  /** 0: any free port */
+  port: number;
+  deps: ApiDeps;
+  /** mounts the WebSocket API on the same app before the routes; absent: it is off */
+  mountWs?: (app: TemplatedApp) => Promise<MountedWs>;
+}
+
+export async function startApi(opts: ApiOptions): Promise<ApiServer> {
+  const { host, port } = opts;
   const app = uWS.App();
-  let hub: ProgressHub | null = null;
-  let importHub: ImportHub | null = null;
-  let sockets: WsEndpoint | null = null;
-  if (ws !== null) {
-    const publish = (topic: string, message: string | Buffer, binary: boolean): void => void app.publish(topic, message, binary);
-    hub = new ProgressHub({ ...ws.hub, publish });
-    importHub = new ImportHub({ ...ws.imports, publish });
-    const imports = importHub;
-    ws.imports.watch((job) => imports.changed(job));
-    sockets = registerWebSocket(app, { progress: hub, imports: importHub }, ws.options);
-    await hub.start();
-    importHub.start();
-  }
-  registerRoutes(app, deps, () => sockets?.stats() ?? null);
+  const ws = opts.mountWs === undefined ? null : await opts.mountWs(app);
+  const wsStats = (): WsStats | null => ws?.stats() ?? null;
+  registerRoutes(app, opts.deps, wsStats);
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => {
       if (!socket) {
@@ -46,13 +44,11 @@ export async function startApi(host: string, port: number, deps: ApiDeps, ws: Ws
       }
       resolve({
         port: uWS.us_socket_local_port(socket),
-        hub,
-        wsStats: () => sockets?.stats() ?? null,
+        hub: ws?.hub ?? null,
+        wsStats,
         close: async () => {
           uWS.us_listen_socket_close(socket);
-          sockets?.close();
-          await hub?.stop();
-          await importHub?.stop();
+          await ws?.close();
           app.close();
         },
       });

@@ -1,10 +1,13 @@
 /** API views: snake_case JSON built from repository objects and ClickHouse counts. */
 import type { Campaign } from '../store/campaign-repo.js';
-import { ZERO_COUNTS, type CampaignCounts } from '../progress/progress-reader.js';
-import { account } from '../domain/accounting.js';
+import type { CampaignCounts } from '../progress/progress-reader.js';
+import { account, type OutcomeCounts } from '../domain/accounting.js';
 
-export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, overshoot = 0): Record<string, unknown> {
-  const a = account(c, counts);
+const NO_OUTCOMES: Readonly<OutcomeCounts> = Object.freeze({ delivered: 0, failed: 0 });
+
+/** `counts` undefined: ClickHouse has no events of the campaign yet. */
+export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0): Record<string, unknown> {
+  const a = account(c, counts ?? NO_OUTCOMES);
   return {
     id: c.id,
     name: c.name,
@@ -21,8 +24,8 @@ export function campaignView(c: Campaign, counts: CampaignCounts = ZERO_COUNTS, 
     retried: c.retried,
     aborted: a.aborted,
     pending: a.pending,
-    read: counts.read,
-    unique_readers: counts.uniqueReaders,
+    read: counts?.read ?? 0,
+    unique_readers: counts?.uniqueReaders ?? 0,
     overshoot,
     planned_chunks: c.plannedChunks,
     created_at: c.createdAt.toISOString(),

@@ -34,3 +34,12 @@ export function account(c: AccountedCampaign, counts: OutcomeCounts): Accounts {
   const over = c.status === 'cancelled' || c.status === 'failed';
   return { sent: counts.delivered + failed, delivered: counts.delivered, failed, aborted: over ? open : 0, pending: over ? 0 : open };
 }
+
+/**
+ * What a frame shows: ClickHouse's counts, raised to the live ones while the campaign may still move.
+ * A finished campaign shows ClickHouse's alone, the durable figures GET answers with.
+ */
+export function liveOutcomes(ch: OutcomeCounts, live: OutcomeCounts | undefined, terminal: boolean): OutcomeCounts {
+  if (live === undefined || terminal) return ch;
+  return { delivered: Math.max(ch.delivered, live.delivered), failed: Math.max(ch.failed, live.failed) };
+}

@@ -40,13 +40,6 @@ export interface ImportResult {
   rejected: RejectedLine[];
 }
 
-export function contentEncoding(header: string): ContentEncoding {
-  const v = header.trim().toLowerCase();
-  if (v === '' || v === 'identity') return 'identity';
-  if (v === 'gzip' || v === 'x-gzip') return 'gzip';
-  throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-encoding must be gzip or absent', { field: 'content-encoding' });
-}
-
 export class ImportJobs {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;

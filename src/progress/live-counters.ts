@@ -14,12 +14,3 @@ export class LiveCounters {
     return this.gateway.liveCounts(campaignIds);
   }
 }
-
-/**
- * What a frame shows: ClickHouse's counts, raised to the live ones while the campaign may still move.
- * A finished campaign shows ClickHouse's alone, the durable figures GET answers with.
- */
-export function liveOutcomes(ch: OutcomeCounts, live: OutcomeCounts | undefined, terminal: boolean): OutcomeCounts {
-  if (live === undefined || terminal) return ch;
-  return { delivered: Math.max(ch.delivered, live.delivered), failed: Math.max(ch.failed, live.failed) };
-}

@@ -6,15 +6,12 @@
  * ClickHouse's views and, while a campaign runs, from the ledger's live counters in Redis, which are
  * ahead of them by a sink flush; every process shares both, so a client on any process sees every campaign.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { account, type OutcomeCounts } from '../domain/accounting.js';
-import { isTerminal } from '../domain/campaign-status.js';
-import { listenControl } from '../stream/control.js';
+import { account, liveOutcomes, type OutcomeCounts } from '../domain/accounting.js';
+import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
-import { liveOutcomes, type LiveCounters } from '../progress/live-counters.js';
-import type { Keys } from '../stream/keys.js';
+import type { LiveCounters } from '../progress/live-counters.js';
 import { encodeFrame, withRate, type FrameFormat, type ProgressFrame, type Sample } from './frame.js';
 
 export const FORMATS: readonly FrameFormat[] = ['json', 'msgpack'];
@@ -27,8 +24,8 @@ export interface HubDeps {
   campaigns: CampaignRepo;
   progress: ProgressReader;
   live: LiveCounters;
-  subscriber: Redis;
-  keys: Keys;
+  /** hears every campaign's status changes, and 'changed' for settings, from any process (stream/control.ts) */
+  listenControl(onMessage: (campaignId: number, what: CampaignStatus | 'changed') => void): Promise<void>;
   log: Logger;
   tickMs: number;
   publish(topic: string, message: string | Buffer, binary: boolean): void;
@@ -47,7 +44,7 @@ export class ProgressHub {
   constructor(private readonly deps: HubDeps) {}
 
   async start(): Promise<void> {
-    await listenControl(this.deps.subscriber, this.deps.keys, (id, what) => {
+    await this.deps.listenControl((id, what) => {
       if (what !== 'changed' && (this.allSubscribers > 0 || this.interest.has(id))) void this.refresh([id], true);
     });
     this.timer = setInterval(() => {

@@ -11,7 +11,7 @@
 import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { verifyWsToken } from '../domain/tokens.js';
-import { checkBearer } from '../api/http.js';
+import { checkBearer } from '../domain/bearer.js';
 import { encodeFrame, parseClientMessage, type FrameFormat } from './frame.js';
 import { campaignTopic, type ProgressHub } from './progress-hub.js';
 import { importTopic, type ImportHub } from './import-hub.js';

@@ -1,0 +1,116 @@
+/**
+ * JSON Schemas of the API's bodies and parameters, for the OpenAPI document. They describe the fields the
+ * validators in domain/campaign-input.ts and domain/event-input.ts check, with the same limits; the
+ * validators stay the authority (test/unit/api-schemas.test.ts checks the two name the same fields).
+ */
+import { MAX_WEBHOOK_CONCURRENCY } from '../domain/campaign-input.js';
+import { MAX_EVENTS, MAX_USER_ID } from '../domain/event-input.js';
+import type { JsonSchema, Param, RouteBody } from './route.js';
+
+const nonEmpty = (maxLength: number): JsonSchema => ({ type: 'string', minLength: 1, maxLength });
+const positiveId: JsonSchema = { type: 'integer', minimum: 1 };
+const nullable = (schema: JsonSchema): JsonSchema => ({ oneOf: [schema, { type: 'null' }] });
+const rateLimit: JsonSchema = { type: 'integer', minimum: 1, maximum: 10_000_000, description: 'messages per second' };
+
+export const CREATE_AUDIENCE: JsonSchema = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: nonEmpty(200) },
+};
+
+const CHANNEL: JsonSchema = {
+  oneOf: [
+    { type: 'object', required: ['type'], properties: { type: { const: 'null' } } },
+    { type: 'object', required: ['type'], properties: { type: { const: 'inbox' } } },
+    {
+      type: 'object',
+      required: ['type', 'url'],
+      properties: {
+        type: { const: 'webhook' },
+        url: { type: 'string', format: 'uri', description: 'http:// or https://' },
+        tracking: { type: 'boolean', default: true, description: 'put a signed read-receipt URL in each message' },
+        concurrency: {
+          type: 'integer',
+          minimum: 1,
+          maximum: MAX_WEBHOOK_CONCURRENCY,
+          description: 'requests in flight per process (default HERALD_WEBHOOK_CONCURRENCY)',
+        },
+        compress: { type: 'boolean', default: false, description: 'gzip request bodies' },
+      },
+    },
+  ],
+};
+
+export const CREATE_CAMPAIGN: JsonSchema = {
+  type: 'object',
+  required: ['name', 'audience_id', 'channel', 'content'],
+  properties: {
+    name: nonEmpty(200),
+    audience_id: positiveId,
+    channel: CHANNEL,
+    content: { type: 'object', required: ['title', 'body'], properties: { title: nonEmpty(1000), body: nonEmpty(100_000) } },
+    chunk_size: nullable({ type: 'integer', minimum: 1, maximum: 100_000 }),
+    schedule_at: nullable({ type: 'string', format: 'date-time' }),
+    rate_limit: nullable(rateLimit),
+    segment_by: nullable({
+      type: 'string',
+      pattern: '^[A-Za-z0-9_.-]{1,64}$',
+      description: "a key of the recipients' attrs, carried on every event for segment analytics",
+    }),
+  },
+};
+
+export const UPDATE_CAMPAIGN: JsonSchema = {
+  type: 'object',
+  minProperties: 1,
+  additionalProperties: false,
+  properties: {
+    rate_limit: nullable(rateLimit),
+    schedule_at: { ...nullable({ type: 'string', format: 'date-time' }), description: 'before the start only; null: back to draft' },
+  },
+};
+
+const CALLBACK_EVENT: JsonSchema = {
+  type: 'object',
+  required: ['campaign_id', 'user_id', 'kind'],
+  properties: {
+    campaign_id: positiveId,
+    user_id: nonEmpty(MAX_USER_ID),
+    kind: { enum: ['delivered', 'failed', 'read'] },
+    at: nullable({
+      oneOf: [
+        { type: 'string', format: 'date-time' },
+        { type: 'number', minimum: 0, description: 'unix seconds' },
+      ],
+    }),
+    error: nullable({ type: 'string', maxLength: 1000 }),
+  },
+};
+
+const EVENT_LIST: JsonSchema = { type: 'array', maxItems: MAX_EVENTS, items: CALLBACK_EVENT };
+
+export const EVENT_BATCH: JsonSchema = {
+  oneOf: [EVENT_LIST, { type: 'object', required: ['events'], properties: { events: EVENT_LIST } }],
+};
+
+export const RECIPIENT_LINES: JsonSchema = {
+  type: 'string',
+  description: 'NDJSON {"user_id", "address"?, "attrs"?} per line, or CSV with a header user_id,address[,more…]; gzip allowed',
+};
+
+export const ID_PARAM: Param = { name: 'id', description: 'the id', schema: positiveId };
+export const USER_PARAM: Param = { name: 'user_id', description: "the application's user id", schema: nonEmpty(MAX_USER_ID) };
+
+export const limitParam = (dflt: number, max: number): Param => ({
+  name: 'limit',
+  description: 'page size',
+  schema: { type: 'integer', minimum: 1, maximum: max, default: dflt },
+});
+export const beforeParam = (of: string): Param => ({ name: 'before', description: `the page after this ${of} id`, schema: positiveId });
+
+/** A JSON request body. */
+export const jsonBody = (schema: JsonSchema, description: string): RouteBody => ({
+  contentTypes: ['application/json'],
+  schema,
+  description,
+});
