@@ -21,7 +21,8 @@ describe('webhook requests in flight', () => {
   it('puts the default concurrency in flight, far above one request per consumer', async () => {
     const { api } = ctx;
     const s = await sink(50);
-    const n = 20_000;
+    // Long enough for every slot to fill however far the planner lags on a loaded machine (300 chunks).
+    const n = 60_000;
     const id = await api.webhookCampaign(await api.audience(n, 'cd'), s.url, { chunk_size: 200 });
     await api.call('POST', `/v1/campaigns/${id}/start`);
     const done = await api.waitForStatus(id, ['completed']);
