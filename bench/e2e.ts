@@ -162,10 +162,11 @@ const imp = await fetch(`${api}/v1/audiences/${audience.id}/recipients`, {
   duplex: 'half',
 } as RequestInit);
 let imported = (await imp.json()) as { imported: number; status: string; import_id: number };
-// A large import answers 202 once its body is staged; the job says when it is in.
+// A large import answers 202 once its body is staged; the job (GET /v1/imports/:id) says when it is in.
+const importId = imported.import_id;
 while (imported.status !== 'completed' && imported.status !== 'failed') {
   await sleep(100);
-  imported = (await call('GET', `/v1/imports/${imported.import_id}`)) as typeof imported;
+  imported = (await call('GET', `/v1/imports/${importId}`)) as typeof imported;
 }
 const importS = (performance.now() - t) / 1000;
 await rm(upload, { force: true });

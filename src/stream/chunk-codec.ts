@@ -46,7 +46,15 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
   if (value[0] !== VERSION && value[0] !== 3) throw invalid(`unknown version ${String(value[0])}`, 'version');
   const fields = INT_FIELDS.length + (value[0] === 3 ? 3 : 4);
   if (value.length !== fields) throw invalid(`expected ${fields} values`, 'd');
-  const ints: Record<string, number> = {};
+  const ints: Record<(typeof INT_FIELDS)[number], number> = {
+    campaignId: 0,
+    audienceId: 0,
+    generation: 0,
+    seq: 0,
+    afterId: 0,
+    lastId: 0,
+    count: 0,
+  };
   for (let i = 0; i < INT_FIELDS.length; i++) {
     const v: unknown = value[i + 1];
     const field = INT_FIELDS[i]!;
@@ -54,17 +62,17 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw invalid(`${field} must be an integer >= ${min}`, field);
     ints[field] = v;
   }
-  if (ints.lastId! <= ints.afterId!) throw invalid('lastId must exceed afterId', 'lastId');
+  if (ints.lastId <= ints.afterId) throw invalid('lastId must exceed afterId', 'lastId');
   const users: unknown = value[INT_FIELDS.length + 1];
   if (!(users instanceof Uint8Array)) throw invalid('users must be binary', 'users');
-  const problem = checkPacked(users, ints.count!);
+  const problem = checkPacked(users, ints.count);
   if (problem !== null) throw invalid(`users: ${problem}`, 'users');
   const addresses: unknown = value[INT_FIELDS.length + 2];
-  if (!isStringList(addresses, ints.count!)) throw invalid('addresses must be null or count strings/nulls', 'addresses');
+  if (!isStringList(addresses, ints.count)) throw invalid('addresses must be null or count strings/nulls', 'addresses');
   const segments: unknown = value[0] === 3 ? null : value[INT_FIELDS.length + 3];
-  if (!isStringList(segments, ints.count!)) throw invalid('segments must be null or count strings/nulls', 'segments');
+  if (!isStringList(segments, ints.count)) throw invalid('segments must be null or count strings/nulls', 'segments');
   return {
-    ...(ints as unknown as Omit<ChunkDescriptor, 'users' | 'addresses' | 'segments'>),
+    ...ints,
     users: Buffer.isBuffer(users) ? users : Buffer.from(users.buffer, users.byteOffset, users.byteLength),
     addresses,
     segments,
