@@ -41,77 +41,55 @@ export interface Campaign {
   segmentBy: string | null;
 }
 
-interface CampaignRow {
-  id: number;
-  name: string;
-  audience_id: number;
-  channel: ChannelSpec;
-  content: { title: string; body: string };
-  chunk_size: number;
-  schedule_at: Date | null;
-  rate_limit: number | null;
-  status: CampaignStatus;
-  total: number | null;
-  plan_max_id: number | null;
-  plan_generation: number;
-  planned_chunks: number;
-  planned_last_id: number;
-  planned_count: number;
-  planning_done: boolean;
-  error: string | null;
-  created_at: Date;
-  started_at: Date | null;
-  aborts_recorded_at: Date | null;
-  finished_at: Date | null;
-  plan_audience_id: number | null;
-  round_generation: number;
-  first_retry_generation: number | null;
-  retried: number;
-  status_version: number;
-  segment_by: string | null;
-}
+/**
+ * Each field's column: the compiler holds this map to the interface (a field without a column, or a column
+ * for no field, does not build), and every query returns `RETURNING_CAMPAIGN`, so rows arrive camelCase.
+ * bigint columns come back as numbers (store/db.ts sets pg's int8 parser).
+ */
+const COLUMNS = {
+  id: 'id',
+  name: 'name',
+  audienceId: 'audience_id',
+  channel: 'channel',
+  content: 'content',
+  chunkSize: 'chunk_size',
+  scheduleAt: 'schedule_at',
+  rateLimit: 'rate_limit',
+  status: 'status',
+  total: 'total',
+  planMaxId: 'plan_max_id',
+  planGeneration: 'plan_generation',
+  plannedChunks: 'planned_chunks',
+  plannedLastId: 'planned_last_id',
+  plannedCount: 'planned_count',
+  planningDone: 'planning_done',
+  error: 'error',
+  createdAt: 'created_at',
+  startedAt: 'started_at',
+  abortsRecordedAt: 'aborts_recorded_at',
+  finishedAt: 'finished_at',
+  // before any retry round, the campaign's own audience
+  planAudienceId: 'COALESCE(plan_audience_id, audience_id)',
+  roundGeneration: 'round_generation',
+  firstRetryGeneration: 'first_retry_generation',
+  retried: 'retried',
+  statusVersion: 'status_version',
+  segmentBy: 'segment_by',
+} as const satisfies Record<keyof Campaign, string>;
 
-function fromRow(r: CampaignRow): Campaign {
-  return {
-    id: r.id,
-    name: r.name,
-    audienceId: r.audience_id,
-    channel: r.channel,
-    content: r.content,
-    chunkSize: r.chunk_size,
-    scheduleAt: r.schedule_at,
-    rateLimit: r.rate_limit,
-    status: r.status,
-    total: r.total,
-    planMaxId: r.plan_max_id,
-    planGeneration: r.plan_generation,
-    plannedChunks: r.planned_chunks,
-    plannedLastId: r.planned_last_id,
-    plannedCount: r.planned_count,
-    planningDone: r.planning_done,
-    error: r.error,
-    createdAt: r.created_at,
-    startedAt: r.started_at,
-    abortsRecordedAt: r.aborts_recorded_at,
-    finishedAt: r.finished_at,
-    planAudienceId: Number(r.plan_audience_id ?? r.audience_id),
-    roundGeneration: r.round_generation,
-    firstRetryGeneration: r.first_retry_generation,
-    retried: Number(r.retried),
-    statusVersion: Number(r.status_version),
-    segmentBy: r.segment_by,
-  };
-}
+const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
+  .map(([field, column]) => `${column} AS "${field}"`)
+  .join(', ');
 
 export class CampaignRepo {
   constructor(private readonly db: Db) {}
 
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
-      const r = await this.db.query<CampaignRow>(
+      const r = await this.db.query<Campaign>(
         `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by)
          SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9 FROM audiences a WHERE a.id = $2
-         RETURNING *`,
+         RETURNING ${RETURNING_CAMPAIGN}`,
         [
           input.name,
           input.audienceId,
@@ -126,7 +104,7 @@ export class CampaignRepo {
       );
       const row = r.rows[0];
       if (row === undefined) throw HeraldError.invalid([{ field: 'audience_id', error: 'no such audience' }]);
-      return fromRow(row);
+      return row;
     } catch (err) {
       throw wrapPgError(err, 'create campaign');
     }
@@ -134,8 +112,8 @@ export class CampaignRepo {
 
   async get(id: number): Promise<Campaign | null> {
     try {
-      const r = await this.db.query<CampaignRow>('SELECT * FROM campaigns WHERE id = $1', [id]);
-      return r.rows[0] === undefined ? null : fromRow(r.rows[0]);
+      const r = await this.db.query<Campaign>(`SELECT ${RETURNING_CAMPAIGN} FROM campaigns WHERE id = $1`, [id]);
+      return r.rows[0] ?? null;
     } catch (err) {
       throw wrapPgError(err, 'get campaign');
     }
@@ -152,13 +130,13 @@ export class CampaignRepo {
 
   async list(q: ListCampaignsQuery): Promise<Campaign[]> {
     try {
-      const r = await this.db.query<CampaignRow>(
-        `SELECT * FROM campaigns
+      const r = await this.db.query<Campaign>(
+        `SELECT ${RETURNING_CAMPAIGN} FROM campaigns
          WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3`,
         [q.status, q.before, q.limit],
       );
-      return r.rows.map(fromRow);
+      return r.rows;
     } catch (err) {
       throw wrapPgError(err, 'list campaigns');
     }
@@ -184,16 +162,16 @@ export class CampaignRepo {
    */
   async update(id: number, input: UpdateCampaignInput): Promise<Campaign> {
     const reschedule = input.scheduleAt !== undefined;
-    let row: CampaignRow | undefined;
+    let row: Campaign | undefined;
     try {
-      const r = await this.db.query<CampaignRow>(
+      const r = await this.db.query<Campaign>(
         `UPDATE campaigns SET
            rate_limit = CASE WHEN $2 THEN $3::integer ELSE rate_limit END,
            schedule_at = CASE WHEN $4 THEN $5::timestamptz ELSE schedule_at END,
            status = CASE WHEN $4 THEN (CASE WHEN $5::timestamptz IS NULL THEN 'draft' ELSE 'scheduled' END) ELSE status END,
            status_version = status_version + CASE WHEN $4 THEN 1 ELSE 0 END,
            updated_at = now()
-         WHERE id = $1 AND status = ANY($6::text[]) RETURNING *`,
+         WHERE id = $1 AND status = ANY($6::text[]) RETURNING ${RETURNING_CAMPAIGN}`,
         [
           id,
           input.rateLimit !== undefined,
@@ -207,7 +185,7 @@ export class CampaignRepo {
     } catch (err) {
       throw wrapPgError(err, 'update campaign');
     }
-    if (row !== undefined) return fromRow(row);
+    if (row !== undefined) return row;
     const current = await this.status(id);
     if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
     const what = reschedule ? 'reschedule' : 'change';
@@ -245,9 +223,9 @@ export class CampaignRepo {
     const to = new Set(pairs.map((p) => p.to));
     const terminal = [...to].some((s) => isTerminal(s));
     const starts = to.has('sending');
-    let row: CampaignRow | undefined;
+    let row: Campaign | undefined;
     try {
-      const r = await this.db.query<CampaignRow>(
+      const r = await this.db.query<Campaign>(
         `UPDATE campaigns SET
            status = CASE status ${cases} END,
            status_version = status_version + 1,
@@ -256,14 +234,14 @@ export class CampaignRepo {
            ${terminal ? ', finished_at = now()' : ''}
            ${error !== null ? ', error = $3' : ''}
          WHERE id = $1 AND status = ANY($2::text[])
-         RETURNING *`,
+         RETURNING ${RETURNING_CAMPAIGN}`,
         error !== null ? [id, pairs.map((p) => p.from), error] : [id, pairs.map((p) => p.from)],
       );
       row = r.rows[0];
     } catch (err) {
       throw wrapPgError(err, `${command} campaign`);
     }
-    if (row !== undefined) return fromRow(row);
+    if (row !== undefined) return row;
     const current = await this.status(id);
     if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
     // The status that refused the move may have changed again since (racing calls): if the move is legal
