@@ -59,12 +59,58 @@ export interface Hubs {
   imports: ImportHub | null;
 }
 
-export function registerWebSocket(app: TemplatedApp, hubs: Hubs, opts: WsOptions): WsEndpoint {
-  const hub = hubs.progress;
-  const importHub = hubs.imports;
-  const sockets = new Set<WebSocket<Client>>();
-  let closedSlow = 0;
-  const send = (ws: WebSocket<Client>, frame: object): void => {
+/** What an upgrade request gets: a socket in `format`, or an HTTP answer and no socket. */
+export type UpgradeVerdict = { ok: true; format: FrameFormat } | { ok: false; status: string; body: Record<string, string> };
+
+/** The admin key (bearer header) or a connect token, and a known format; pure, for the upgrade handler. */
+export function upgradeVerdict(
+  authorization: string,
+  query: string,
+  opts: Pick<WsOptions, 'apiKeys' | 'tokenSecret'>,
+  nowSec: number,
+): UpgradeVerdict {
+  const q = new URLSearchParams(query);
+  const token = q.get('token');
+  const authorized = checkBearer(authorization, opts.apiKeys) || (token !== null && verifyWsToken(opts.tokenSecret, token, nowSec));
+  if (!authorized) {
+    return {
+      ok: false,
+      status: '401 Unauthorized',
+      body: { error: 'missing or invalid admin key or connect token', code: 'UNAUTHORIZED', field: 'authorization' },
+    };
+  }
+  const format = q.get('format') ?? 'json';
+  if (format !== 'json' && format !== 'msgpack') {
+    return {
+      ok: false,
+      status: '400 Bad Request',
+      body: { error: 'format must be json or msgpack', code: 'BAD_REQUEST', field: 'format' },
+    };
+  }
+  return { ok: true, format };
+}
+
+/** How often slow clients are looked for. */
+const SLOW_SWEEP_MS = 250;
+
+/** The connected clients and what they watch; each uWS callback is one method. */
+class WsClients {
+  readonly sockets = new Set<WebSocket<Client>>();
+  closedSlow = 0;
+  private readonly hub: ProgressHub;
+  private readonly importHub: ImportHub | null;
+  private readonly reason: string;
+
+  constructor(
+    hubs: Hubs,
+    private readonly opts: WsOptions,
+  ) {
+    this.hub = hubs.progress;
+    this.importHub = hubs.imports;
+    this.reason = `too slow: over ${opts.maxBackpressure} bytes unsent for ${opts.slowCloseMs} ms`;
+  }
+
+  send(ws: WebSocket<Client>, frame: object): void {
     const c = ws.getUserData();
     if (c.closed || c.endingSince !== 0) return;
     // 2: dropped, past the backpressure limit
@@ -72,106 +118,41 @@ export function registerWebSocket(app: TemplatedApp, hubs: Hubs, opts: WsOptions
       c.missed = true;
       if (c.slowSince === 0) c.slowSince = Date.now();
     }
-  };
+  }
 
-  app.ws<Client>('/v1/ws', {
-    compression: uWS.DISABLED,
-    maxPayloadLength: 16 * 1024,
-    idleTimeout: 120,
-    sendPingsAutomatically: true,
-    maxBackpressure: opts.maxBackpressure,
-    closeOnBackpressureLimit: false,
-    upgrade: (res, req, context) => {
-      const key = req.getHeader('sec-websocket-key');
-      const protocol = req.getHeader('sec-websocket-protocol');
-      const extensions = req.getHeader('sec-websocket-extensions');
-      const query = new URLSearchParams(req.getQuery() ?? '');
-      const token = query.get('token');
-      const authorized =
-        checkBearer(req.getHeader('authorization'), opts.apiKeys) ||
-        (token !== null && verifyWsToken(opts.tokenSecret, token, Math.floor(Date.now() / 1000)));
-      const format = query.get('format') ?? 'json';
-      if (!authorized || (format !== 'json' && format !== 'msgpack')) {
-        const [status, body] = authorized
-          ? ['400 Bad Request', { error: 'format must be json or msgpack', code: 'BAD_REQUEST', field: 'format' }]
-          : ['401 Unauthorized', { error: 'missing or invalid admin key or connect token', code: 'UNAUTHORIZED', field: 'authorization' }];
-        res.cork(() => res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body)));
-        return;
-      }
-      res.upgrade<Client>(
-        { format, subs: new Set(), imports: new Set(), closed: false, slowSince: 0, missed: false, endingSince: 0, closeSent: false },
-        key,
-        protocol,
-        extensions,
-        context,
-      );
-    },
-    open: (ws) => {
-      sockets.add(ws);
-    },
-    message: (ws, message) => {
-      const c = ws.getUserData();
-      const msg = parseClientMessage(message);
-      if (msg instanceof Error) {
-        send(ws, { error: msg.message });
-        return;
-      }
-      const target = 'subscribe' in msg ? msg.subscribe : msg.unsubscribe;
-      if (typeof target === 'object') {
-        if (importHub === null) send(ws, { error: 'import progress is not served here', import_id: target.importId });
-        else watchImport(ws, importHub, target.importId, 'subscribe' in msg);
-        return;
-      }
-      if ('subscribe' in msg) {
-        const id = target;
-        if (c.subs.has(id)) return;
-        c.subs.add(id);
-        hub.subscribe(id);
-        ws.subscribe(campaignTopic(id, c.format));
-        if (id !== '*') {
-          hub.current(id).then(
-            (frame) => send(ws, frame ?? { error: `campaign ${id} not found`, campaign_id: id }),
-            (err: unknown) => send(ws, { error: `progress unavailable: ${(err as Error).message}`, campaign_id: id }),
-          );
-        }
-      } else {
-        const id = target;
-        if (!c.subs.delete(id)) return;
-        hub.unsubscribe(id);
-        ws.unsubscribe(campaignTopic(id, c.format));
-      }
-    },
-    drain: (ws) => {
-      const c = ws.getUserData();
-      if (c.endingSince !== 0) {
-        closeWhenRoom(ws);
-        return;
-      }
-      // Topic frames are skipped by uWS without telling: a buffer seen this full may have lost some.
-      if (ws.getBufferedAmount() > opts.maxBackpressure / 2) {
-        c.missed = true;
-        return;
-      }
-      c.slowSince = 0;
-      // The latest frame of each campaign it watches replaces the ones it missed.
-      if (c.missed) {
-        c.missed = false;
-        for (const frame of hub.latestOf(c.subs)) send(ws, frame);
-        for (const frame of importHub?.latestOf(c.imports) ?? []) send(ws, frame);
-      }
-    },
-    close: (ws) => {
-      const c = ws.getUserData();
-      c.closed = true;
-      sockets.delete(ws);
-      for (const id of c.subs) hub.unsubscribe(id);
-      c.subs.clear();
-      for (const id of c.imports) importHub?.unsubscribe(id);
-      c.imports.clear();
-    },
-  });
+  message(ws: WebSocket<Client>, message: ArrayBuffer): void {
+    const msg = parseClientMessage(message);
+    if (msg instanceof Error) {
+      this.send(ws, { error: msg.message });
+      return;
+    }
+    const on = 'subscribe' in msg;
+    const target = on ? msg.subscribe : msg.unsubscribe;
+    if (typeof target !== 'object') this.watchCampaign(ws, target, on);
+    else if (this.importHub === null) this.send(ws, { error: 'import progress is not served here', import_id: target.importId });
+    else this.watchImport(ws, this.importHub, target.importId, on);
+  }
 
-  const watchImport = (ws: WebSocket<Client>, imports: ImportHub, id: number, on: boolean): void => {
+  private watchCampaign(ws: WebSocket<Client>, id: number | '*', on: boolean): void {
+    const c = ws.getUserData();
+    if (!on) {
+      if (!c.subs.delete(id)) return;
+      this.hub.unsubscribe(id);
+      ws.unsubscribe(campaignTopic(id, c.format));
+      return;
+    }
+    if (c.subs.has(id)) return;
+    c.subs.add(id);
+    this.hub.subscribe(id);
+    ws.subscribe(campaignTopic(id, c.format));
+    if (id === '*') return;
+    this.hub.current(id).then(
+      (frame) => this.send(ws, frame ?? { error: `campaign ${id} not found`, campaign_id: id }),
+      (err: unknown) => this.send(ws, { error: `progress unavailable: ${(err as Error).message}`, campaign_id: id }),
+    );
+  }
+
+  private watchImport(ws: WebSocket<Client>, imports: ImportHub, id: number, on: boolean): void {
     const c = ws.getUserData();
     if (!on) {
       if (c.imports.delete(id)) {
@@ -185,62 +166,133 @@ export function registerWebSocket(app: TemplatedApp, hubs: Hubs, opts: WsOptions
     imports.subscribe(id);
     ws.subscribe(importTopic(id, c.format));
     imports.current(id).then(
-      (frame) => send(ws, frame ?? { error: `import ${id} not found`, import_id: id }),
-      (err: unknown) => send(ws, { error: `import progress unavailable: ${(err as Error).message}`, import_id: id }),
+      (frame) => this.send(ws, frame ?? { error: `import ${id} not found`, import_id: id }),
+      (err: unknown) => this.send(ws, { error: `import progress unavailable: ${(err as Error).message}`, import_id: id }),
     );
-  };
+  }
 
-  const reason = `too slow: over ${opts.maxBackpressure} bytes unsent for ${opts.slowCloseMs} ms`;
+  drain(ws: WebSocket<Client>): void {
+    const c = ws.getUserData();
+    if (c.endingSince !== 0) {
+      this.closeWhenRoom(ws);
+      return;
+    }
+    // Topic frames are skipped by uWS without telling: a buffer seen this full may have lost some.
+    if (ws.getBufferedAmount() > this.opts.maxBackpressure / 2) {
+      c.missed = true;
+      return;
+    }
+    c.slowSince = 0;
+    // The latest frame of each campaign it watches replaces the ones it missed.
+    if (c.missed) {
+      c.missed = false;
+      for (const frame of this.hub.latestOf(c.subs)) this.send(ws, frame);
+      for (const frame of this.importHub?.latestOf(c.imports) ?? []) this.send(ws, frame);
+    }
+  }
+
+  close(ws: WebSocket<Client>): void {
+    const c = ws.getUserData();
+    c.closed = true;
+    this.sockets.delete(ws);
+    for (const id of c.subs) this.hub.unsubscribe(id);
+    c.subs.clear();
+    for (const id of c.imports) this.importHub?.unsubscribe(id);
+    c.imports.clear();
+  }
+
   // uWS drops any frame, the close frame too, sent while the buffer is past the limit: the close frame
   // waits until the client has read enough for it to fit.
-  const closeWhenRoom = (ws: WebSocket<Client>): void => {
+  private closeWhenRoom(ws: WebSocket<Client>): void {
     const c = ws.getUserData();
-    if (c.closeSent || ws.getBufferedAmount() > opts.maxBackpressure) return;
+    if (c.closeSent || ws.getBufferedAmount() > this.opts.maxBackpressure) return;
     c.closeSent = true;
-    ws.end(4008, reason);
-  };
-  const beginClose = (ws: WebSocket<Client>, now: number): void => {
+    ws.end(4008, this.reason);
+  }
+
+  private beginClose(ws: WebSocket<Client>, now: number): void {
     const c = ws.getUserData();
-    opts.log.warn({ buffered: ws.getBufferedAmount() }, 'closing a WebSocket client that stays too slow');
+    this.opts.log.warn({ buffered: ws.getBufferedAmount() }, 'closing a WebSocket client that stays too slow');
     c.endingSince = now;
-    closedSlow++;
+    this.closedSlow++;
     // Nothing more for it but the close frame.
     for (const id of c.subs) ws.unsubscribe(campaignTopic(id, c.format));
     for (const id of c.imports) ws.unsubscribe(importTopic(id, c.format));
-    closeWhenRoom(ws);
-  };
+    this.closeWhenRoom(ws);
+  }
 
-  // Slow clients: noted when past the limit, closed when they stay there.
-  const timer = setInterval(() => {
-    const now = Date.now();
-    for (const ws of sockets) {
+  /** Slow clients: noted when past the limit, closed when they stay there. */
+  sweepSlow(now: number): void {
+    for (const ws of this.sockets) {
       const c = ws.getUserData();
       if (c.endingSince !== 0) {
         // One that does not even read its close frame within as long again is dropped.
-        if (now - c.endingSince > opts.slowCloseMs) ws.close();
-        else closeWhenRoom(ws);
+        if (now - c.endingSince > this.opts.slowCloseMs) ws.close();
+        else this.closeWhenRoom(ws);
         continue;
       }
       // uWS drops what would pass the limit, so a slow client's buffer sits just under it: half is slow.
-      if (ws.getBufferedAmount() < opts.maxBackpressure / 2) {
+      if (ws.getBufferedAmount() < this.opts.maxBackpressure / 2) {
         c.slowSince = 0;
         continue;
       }
       c.missed = true;
       if (c.slowSince === 0) c.slowSince = now;
-      else if (now - c.slowSince > opts.slowCloseMs) beginClose(ws, now);
+      else if (now - c.slowSince > this.opts.slowCloseMs) this.beginClose(ws, now);
     }
-  }, 250);
+  }
 
+  stats(): WsStats {
+    let slow = 0;
+    for (const ws of this.sockets) if (ws.getUserData().slowSince !== 0) slow++;
+    return { clients: this.sockets.size, slow, closed_slow: this.closedSlow };
+  }
+}
+
+export function registerWebSocket(app: TemplatedApp, hubs: Hubs, opts: WsOptions): WsEndpoint {
+  const clients = new WsClients(hubs, opts);
+  app.ws<Client>('/v1/ws', {
+    compression: uWS.DISABLED,
+    maxPayloadLength: 16 * 1024,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    maxBackpressure: opts.maxBackpressure,
+    closeOnBackpressureLimit: false,
+    upgrade: (res, req, context) => {
+      // req is valid only until the first await or return: everything is read from it here
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const verdict = upgradeVerdict(req.getHeader('authorization'), req.getQuery() ?? '', opts, Math.floor(Date.now() / 1000));
+      if (!verdict.ok) {
+        res.cork(() => res.writeStatus(verdict.status).writeHeader('content-type', 'application/json').end(JSON.stringify(verdict.body)));
+        return;
+      }
+      const client: Client = {
+        format: verdict.format,
+        subs: new Set(),
+        imports: new Set(),
+        closed: false,
+        slowSince: 0,
+        missed: false,
+        endingSince: 0,
+        closeSent: false,
+      };
+      res.upgrade<Client>(client, key, protocol, extensions, context);
+    },
+    open: (ws) => {
+      clients.sockets.add(ws);
+    },
+    message: (ws, message) => clients.message(ws, message),
+    drain: (ws) => clients.drain(ws),
+    close: (ws) => clients.close(ws),
+  });
+  const timer = setInterval(() => clients.sweepSlow(Date.now()), SLOW_SWEEP_MS);
   return {
     close: () => {
       clearInterval(timer);
-      for (const ws of [...sockets]) ws.end(1001, 'server shutting down');
+      for (const ws of [...clients.sockets]) ws.end(1001, 'server shutting down');
     },
-    stats: () => {
-      let slow = 0;
-      for (const ws of sockets) if (ws.getUserData().slowSince !== 0) slow++;
-      return { clients: sockets.size, slow, closed_slow: closedSlow };
-    },
+    stats: () => clients.stats(),
   };
 }
