@@ -12,8 +12,14 @@
  * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
  * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
  * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
+ * --populated: Herald runs in a database that has been used, as every deployment's is: `--database` (kept
+ * between runs, shared with bench:import) is first filled, if short, to `--populated-recipients` earlier
+ * recipients (Herald's own HTTP import, 1M-line audiences) and `--populated-events` earlier events of
+ * other campaigns (Native blocks, as Herald writes them), which ClickHouse merges in the background while
+ * the bench runs. The run's own audience is dropped again at the end; its events stay (more history).
  *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60] [--variants "K=V,K=V;K=V"]
- *   [--no-peers] [--profile]   (--profile: CPU profiles of the Herald process into bench/results/prof/)
+ *   [--no-peers] [--profile] [--populated [--database herald_bench_populated] [--populated-recipients 20000000] [--populated-events 50000000]]
+ *   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream, writeFileSync, mkdirSync } from 'node:fs';
@@ -60,13 +66,18 @@ const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '100'));
 const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
 const NAIVE_SECONDS = Number(arg('naive-seconds', '60'));
 const PEERS = !process.argv.includes('--no-peers');
+const POPULATED = process.argv.includes('--populated');
+const POPULATED_DB = arg('database', 'herald_bench_populated');
+const POPULATED_RECIPIENTS = Number(arg('populated-recipients', '20000000'));
+const POPULATED_EVENTS = Number(arg('populated-events', '50000000'));
 const CHUNK = 500;
 const KEY = 'bench-key-0123456789';
 const PORT = 18_480;
 const run = Date.now().toString(36);
 const base = loadConfig();
-// A namespace of its own per run (PostgreSQL database, ClickHouse database, Redis prefix), dropped at the end.
-const dbName = `herald_bench_${run}`;
+// A namespace of its own per run (PostgreSQL database, ClickHouse database, Redis prefix), dropped at the
+// end; or, --populated, the used database, kept.
+const dbName = POPULATED ? POPULATED_DB : `herald_bench_${run}`;
 const dbUrl = new URL(base.databaseUrl);
 dbUrl.pathname = `/${dbName}`;
 const env = {
@@ -133,10 +144,10 @@ async function stopHerald(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-function* ndjson(n: number): Generator<string> {
+function* ndjson(n: number, prefix = `b${run}-`): Generator<string> {
   for (let start = 1; start <= n; start += 10_000) {
     let s = '';
-    for (let i = start; i <= Math.min(n, start + 9999); i++) s += `{"user_id":"b${run}-${i}","address":"u${i}@example.test"}\n`;
+    for (let i = start; i <= Math.min(n, start + 9999); i++) s += `{"user_id":"${prefix}${i}","address":"u${i}@example.test"}\n`;
     yield s;
   }
 }
@@ -149,30 +160,75 @@ const db = createDb(env.DATABASE_URL, 4);
 
 // Import once, with the first Herald process.
 let herald = await startHerald(WORKERS[0]!, VARIANTS[0]);
+const used = POPULATED ? await populate() : null;
+// ClickHouse's bytes before this run's campaigns, so a used database's history is not counted as theirs.
+const bytesBefore = Number(
+  (await ch.rows<{ b: string }>(`SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${dbName}' AND active`))[0]?.b ?? 0,
+);
+
+/** Fills the used database to its earlier recipients and events, where it is short. */
+async function populate(): Promise<{ database: string; recipients: number; audiences: number; events: number }> {
+  const count = async (sql: string): Promise<number> => Number((await db.query<{ n: number }>(sql)).rows[0]!.n);
+  const have = await count('SELECT count(*)::bigint AS n FROM recipients');
+  const fill = join(tmpdir(), `herald-bench-fill-${run}.ndjson`);
+  for (let k = 0; k < Math.ceil((POPULATED_RECIPIENTS - have) / 1_000_000); k++) {
+    await pipeline(Readable.from(ndjson(1_000_000, `p${run}${k}-`)), createWriteStream(fill));
+    const a = await call('POST', '/v1/audiences', { name: `earlier audience ${run}-${k}` });
+    const t0 = performance.now();
+    const r = await importFile(a.id, fill);
+    console.log(
+      `populating: earlier audience ${k + 1}, 1,000,000 lines in ${((performance.now() - t0) / 1000).toFixed(1)} s (${r.status})`,
+    );
+  }
+  await rm(fill, { force: true });
+  const events = Number((await ch.rows<{ n: string }>('SELECT count() AS n FROM message_events'))[0]!.n);
+  const ids = packStrings(Array.from({ length: 100_000 }, (_, i) => `p${i}`));
+  for (let b = 0; b < Math.ceil((POPULATED_EVENTS - events) / 100_000); b++) {
+    const w = new EventBlockWriter(100_000);
+    // 50 earlier campaigns of 1M events, a day ago
+    w.addOutcomes(800_000 + Math.floor((events / 100_000 + b) / 10), ids, 100_000, new Map(), Math.floor(Date.now() / 1000) - 86_400);
+    await ch.insertRaw('message_events', 'Native', w.finish());
+    if (b % 50 === 49) console.log(`populating: ${((b + 1) * 100_000).toLocaleString()} earlier events written`);
+  }
+  const recipients = await count('SELECT count(*)::bigint AS n FROM recipients');
+  const audiences = await count('SELECT count(*)::bigint AS n FROM audiences');
+  const held = Number((await ch.rows<{ n: string }>('SELECT count() AS n FROM message_events'))[0]!.n);
+  console.log(
+    `populated database ${dbName}: ${recipients.toLocaleString()} recipients in ${audiences} audiences, ${held.toLocaleString()} events`,
+  );
+  return { database: dbName, recipients, audiences, events: held };
+}
+
+/** POSTs a file as `curl -T` would and follows the import job to its end. */
+async function importFile(audienceId: number, path: string): Promise<{ imported: number; status: string }> {
+  const res = await fetch(`${api}/v1/audiences/${audienceId}/recipients`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/x-ndjson' },
+    body: Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as ReadableStream,
+    duplex: 'half',
+  } as RequestInit);
+  let job = (await res.json()) as { imported: number; status: string; import_id: number };
+  // A large import answers 202 once its body is staged; the job (GET /v1/imports/:id) says when it is in.
+  const importId = job.import_id;
+  while (job.status !== 'completed' && job.status !== 'failed') {
+    await sleep(100);
+    job = (await call('GET', `/v1/imports/${importId}`)) as typeof job;
+  }
+  return job;
+}
 const audience = await call('POST', '/v1/audiences', { name: `bench ${run}` });
 // The client uploads a file, as `curl -T` would: written before the clock starts, so building a
 // million JSON strings in this process does not compete with Herald for the two cores while timed.
 const upload = join(tmpdir(), `herald-bench-${run}.ndjson`);
 await pipeline(Readable.from(ndjson(N)), createWriteStream(upload));
 let t = performance.now();
-const imp = await fetch(`${api}/v1/audiences/${audience.id}/recipients`, {
-  method: 'POST',
-  headers: { ...auth, 'content-type': 'application/x-ndjson' },
-  body: Readable.toWeb(createReadStream(upload, { highWaterMark: 1 << 20 })) as ReadableStream,
-  duplex: 'half',
-} as RequestInit);
-let imported = (await imp.json()) as { imported: number; status: string; import_id: number };
-// A large import answers 202 once its body is staged; the job (GET /v1/imports/:id) says when it is in.
-const importId = imported.import_id;
-while (imported.status !== 'completed' && imported.status !== 'failed') {
-  await sleep(100);
-  imported = (await call('GET', `/v1/imports/${importId}`)) as typeof imported;
-}
+const imported = await importFile(audience.id, upload);
 const importS = (performance.now() - t) / 1000;
 await rm(upload, { force: true });
 if (imported.imported !== N) throw new Error(`imported ${imported.imported} of ${N}`);
 // The import's ceiling: PostgreSQL inserting the same rows into a table shaped like `recipients` (both
 // its indexes), from a table already in PostgreSQL: no HTTP, no parsing, no de-duplication.
+await db.query('DROP TABLE IF EXISTS import_ceiling');
 await db.query('CREATE TABLE import_ceiling (LIKE recipients INCLUDING ALL)');
 t = performance.now();
 await db.query('INSERT INTO import_ceiling SELECT * FROM recipients WHERE audience_id = $1', [audience.id]);
@@ -303,7 +359,7 @@ const pgCeiling = read / ((performance.now() - t) / 1000);
 const heraldBytes = await ch.rows<{ b: string }>(
   `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${dbName}' AND active`,
 );
-const heraldBytesPerRecipient = Number(heraldBytes[0]!.b) / (N * results.length);
+const heraldBytesPerRecipient = (Number(heraldBytes[0]!.b) - bytesBefore) / (N * results.length);
 
 // Ceiling 3: the bare path, and the raw XADD rate.
 const bareDb = `${dbName}_bare`;
@@ -326,48 +382,53 @@ interface PeerReport extends PeerResult {
 }
 const peers: Record<string, PeerReport> = {};
 if (PEERS) {
-  const peerDb = `${dbName}_bullmq`;
-  await migrateClickHouse(base.clickhouseUrl, peerDb);
-  const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
-  const bullCampaign = 900_001;
-  const bullCpu0 = cpuByService(process.pid);
-  const b = await runBullmq({
-    redisUrl: base.redisUrl,
-    prefix: `${env.HERALD_REDIS_PREFIX}-bull`,
-    pool: db,
-    ch: chPeer,
-    audienceId: audience.id,
-    campaignId: bullCampaign,
-    chunk: CHUNK,
-    concurrency: BULLMQ_CONCURRENCY,
-    batchRows: 50_000,
-  });
-  if (b.recipients !== N) throw new Error(`BullMQ peer sent ${b.recipients} of ${N}`);
-  const bullCpu = cpuSince(bullCpu0, process.pid);
-  // Its progress: the same kind of ClickHouse count Herald answers from (events by kind, per campaign).
-  const bullMs: number[] = [];
-  let bullCount = 0;
-  for (let i = 0; i < 5; i++) {
-    const q = performance.now();
-    const r = await chPeer.rows<{ n: string }>(
-      `SELECT count() AS n FROM message_events WHERE campaign_id = ${bullCampaign} AND kind = 'delivered'`,
+  // The BullMQ peers: each job done once its events are stored, and the usual buffering build.
+  const bullPeer = async (mode: 'stored' | 'buffered', bullCampaign: number): Promise<PeerReport> => {
+    const peerDb = `${dbName}_bullmq_${mode}`;
+    await migrateClickHouse(base.clickhouseUrl, peerDb);
+    const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
+    const bullCpu0 = cpuByService(process.pid);
+    const b = await runBullmq({
+      redisUrl: base.redisUrl,
+      prefix: `${env.HERALD_REDIS_PREFIX}-bull`,
+      pool: db,
+      ch: chPeer,
+      audienceId: audience.id,
+      campaignId: bullCampaign,
+      chunk: CHUNK,
+      concurrency: BULLMQ_CONCURRENCY,
+      batchRows: 50_000,
+      mode,
+    });
+    if (b.recipients !== N) throw new Error(`BullMQ peer (${mode}) sent ${b.recipients} of ${N}`);
+    const bullCpu = cpuSince(bullCpu0, process.pid);
+    // Its progress: the same kind of ClickHouse count Herald answers from (events by kind, per campaign).
+    const bullMs: number[] = [];
+    let bullCount = 0;
+    for (let i = 0; i < 5; i++) {
+      const q = performance.now();
+      const r = await chPeer.rows<{ n: string }>(
+        `SELECT count() AS n FROM message_events WHERE campaign_id = ${bullCampaign} AND kind = 'delivered'`,
+      );
+      bullMs.push(performance.now() - q);
+      bullCount = Number(r[0]!.n);
+    }
+    if (bullCount !== N) throw new Error(`BullMQ peer (${mode}): ClickHouse holds ${bullCount} of ${N}`);
+    const bullBytes = await chPeer.rows<{ b: string }>(
+      `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
     );
-    bullMs.push(performance.now() - q);
-    bullCount = Number(r[0]!.n);
-  }
-  if (bullCount !== N) throw new Error(`BullMQ peer: ClickHouse holds ${bullCount} of ${N}`);
-  const bullBytes = await chPeer.rows<{ b: string }>(
-    `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
-  );
-  peers.bullmq = {
-    ...b,
-    recipientsPerSec: N / b.seconds,
-    progressQueryMs: median(bullMs),
-    bytesPerRecipient: Number(bullBytes[0]!.b) / N,
-    cpuSeconds: bullCpu,
+    await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
+    await chPeer.close();
+    return {
+      ...b,
+      recipientsPerSec: N / b.seconds,
+      progressQueryMs: median(bullMs),
+      bytesPerRecipient: Number(bullBytes[0]!.b) / N,
+      cpuSeconds: bullCpu,
+    };
   };
-  await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
-  await chPeer.close();
+  peers.bullmq = await bullPeer('stored', 900_001);
+  peers.bullmq_buffered = await bullPeer('buffered', 900_003);
 
   const naiveCampaign = 900_002;
   const naiveCpu0 = cpuByService(process.pid);
@@ -426,6 +487,7 @@ const out = {
   bench: 'e2e',
   at: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+  populated: used,
   import: { rows: N, seconds: importS, rowsPerSec: Math.round(N / importS), ceilingRowsPerSec: Math.round(importCeiling) },
   results,
   heraldBytesPerRecipient,
@@ -441,13 +503,22 @@ const out = {
   ratios,
 };
 mkdirSync('bench/results', { recursive: true });
-writeFileSync(`bench/results/e2e-${N}.json`, `${JSON.stringify(out, null, 2)}\n`);
-await db.end();
-await ch.command(`DROP DATABASE IF EXISTS ${dbName}`);
-await ch.close();
-const admin = createDb(base.databaseUrl, 1);
-await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-await admin.end();
+writeFileSync(`bench/results/e2e-${N}${POPULATED ? '-populated' : ''}.json`, `${JSON.stringify(out, null, 2)}\n`);
+if (POPULATED) {
+  // The used database keeps its size in recipients: this run's audience goes again (its events stay).
+  await db.query(`ALTER TABLE recipients DETACH PARTITION recipients_a${audience.id}`);
+  await db.query(`DROP TABLE recipients_a${audience.id}`);
+  await db.query('DROP TABLE IF EXISTS message_items');
+  await db.end();
+  await ch.close();
+} else {
+  await db.end();
+  await ch.command(`DROP DATABASE IF EXISTS ${dbName}`);
+  await ch.close();
+  const admin = createDb(base.databaseUrl, 1);
+  await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  await admin.end();
+}
 // and every Redis key of the run, Herald's and the BullMQ peer's
 await deleteKeysWithPrefix(redis, env.HERALD_REDIS_PREFIX);
 await deleteKeysWithPrefix(redis, `${env.HERALD_REDIS_PREFIX}-bull`);

@@ -1,9 +1,13 @@
 /**
- * Peer (a): the usual BullMQ build of a mass sender. The audience is cut into jobs of `chunk` recipients
- * (keyset ranges, one window query), enqueued with addBulk; a Worker with `concurrency` jobs at a time
- * reads each job's recipients from PostgreSQL, calls a no-op send per recipient, and records one event
- * row per recipient in ClickHouse (EventBatcher: Herald's encoding, `batchRows` per insert). A job
- * completes once its events are stored. Measured from the first query to the last job completed.
+ * The BullMQ builds of a mass sender. The audience is cut into jobs of `chunk` recipients (keyset ranges,
+ * one window query), enqueued with addBulk; a Worker with `concurrency` jobs at a time reads each job's
+ * recipients from PostgreSQL, calls a no-op send per recipient, and records one event row per recipient
+ * in ClickHouse (EventBatcher: Herald's encoding, `batchRows` per insert). Two ways to finish a job:
+ * - `stored`: a job completes once its events are stored (nothing is lost if the worker dies);
+ * - `buffered`, the way most users write it: the job hands its rows to the buffer and returns at once;
+ *   the buffer is inserted as it fills (`batchRows`) and once at the end. A worker that dies loses what
+ *   it buffered, which Herald never does; it is here because it is what Herald is compared with in practice.
+ * Measured from the first query until the last job completed and every event is stored.
  */
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Pool } from 'pg';
@@ -22,6 +26,8 @@ export interface BullmqOptions {
   chunk: number;
   concurrency: number;
   batchRows: number;
+  /** @default 'stored' */
+  mode?: 'stored' | 'buffered';
 }
 
 interface ChunkJob {
@@ -35,7 +41,10 @@ export async function runBullmq(o: BullmqOptions): Promise<PeerResult> {
   const connection = { host: url.hostname, port: Number(url.port || 6379), maxRetriesPerRequest: null };
   const name = `chunks-${o.campaignId}`;
   const queue = new Queue<ChunkJob>(name, { connection, prefix: o.prefix });
-  const events = new EventBatcher(o.ch, o.batchRows);
+  const buffered = o.mode === 'buffered';
+  // buffered: no partial insert on a timer, only full batches and the last one
+  const events = new EventBatcher(o.ch, o.batchRows, buffered ? Infinity : 200);
+  const inserts: Array<Promise<void>> = [];
   let recipients = 0;
   let completed = 0;
   let failedJob: Error | null = null;
@@ -67,7 +76,12 @@ export async function runBullmq(o: BullmqOptions): Promise<PeerResult> {
         });
         const users = res.rows.map((r: unknown[]) => r[0] as string);
         for (const u of users) noopSend(u);
-        await events.append(o.campaignId, packStrings(users), users.length, Math.floor(Date.now() / 1000));
+        const stored = events.append(o.campaignId, packStrings(users), users.length, Math.floor(Date.now() / 1000));
+        if (buffered) {
+          // awaited once every job is done; a failed insert must not go unhandled meanwhile
+          stored.catch(() => undefined);
+          inserts.push(stored);
+        } else await stored;
         recipients += users.length;
       },
       { connection, prefix: o.prefix, concurrency: o.concurrency, removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } },
@@ -81,6 +95,8 @@ export async function runBullmq(o: BullmqOptions): Promise<PeerResult> {
     });
   });
   await allDone;
+  events.flush();
+  await Promise.all(inserts);
   const seconds = (performance.now() - t0) / 1000;
   if (failedJob !== null) throw failedJob;
   await queue.obliterate({ force: true });

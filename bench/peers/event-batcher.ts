@@ -2,7 +2,7 @@
  * The peers' and the bare path's event writes: outcome rows in Herald's own encoding (a Native block) into the
  * same `message_events` table (with all its views), `batchRows` per insert. `append` resolves once the
  * rows are in ClickHouse, so a job or stream entry is finished only when its events are stored, as in
- * Herald. A partial batch is written after `flushMs`.
+ * Herald. A partial batch is written after `flushMs` (never, with Infinity: then only `flush` writes it).
  */
 import type { ClickHouse } from '../../src/clickhouse/client.js';
 import { EventBlockWriter } from '../../src/sink/native-block.js';
@@ -25,11 +25,12 @@ export class EventBatcher {
     this.writer.addOutcomes(campaignId, users, count, new Map(), atSec);
     const done = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
     if (this.writer.rows >= this.batchRows) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.flushMs);
+    else if (Number.isFinite(this.flushMs)) this.timer ??= setTimeout(() => this.flush(), this.flushMs);
     return done;
   }
 
-  private flush(): void {
+  /** Inserts what is buffered now. */
+  flush(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     if (this.writer.rows === 0) return;
