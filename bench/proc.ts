@@ -1,4 +1,4 @@
-/** What /proc says about the bench's processes: CPU seconds (user + system) by command name or pid. */
+/** What /proc says about the bench's processes: CPU seconds (user + system, exited children included) by command name or pid. */
 import { readdirSync, readFileSync } from 'node:fs';
 
 export function cpuSeconds(match: (comm: string, pid: number) => boolean): number {
@@ -10,7 +10,9 @@ export function cpuSeconds(match: (comm: string, pid: number) => boolean): numbe
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       if (!match(comm, Number(entry))) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      // utime + stime, and cutime + cstime: what its children used once they exited (PostgreSQL's
+      // backends are reaped by the postmaster), so a total taken across their exits never goes down
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
     } catch {
       // ended meanwhile
     }
