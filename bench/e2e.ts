@@ -18,7 +18,7 @@
  * other campaigns (Native blocks, as Herald writes them), which ClickHouse merges in the background while
  * the bench runs. The run's own audience is dropped again at the end; its events stay (more history).
  *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60] [--variants "K=V,K=V;K=V"]
- *   [--no-peers] [--profile] [--populated [--database herald_bench_populated] [--populated-recipients 20000000] [--populated-events 50000000]]
+ *   [--no-peers] [--profile] [--rounds 3] [--populated [--database herald_bench_populated] [--populated-recipients 20000000] [--populated-events 50000000]]
  *   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -67,6 +67,8 @@ const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
 const NAIVE_SECONDS = Number(arg('naive-seconds', '60'));
 const PEERS = !process.argv.includes('--no-peers');
 const POPULATED = process.argv.includes('--populated');
+// Herald and the BullMQ peers alternate this many times; ratios are the medians of the rounds' ratios.
+const ROUNDS = Number(arg('rounds', '1'));
 const POPULATED_DB = arg('database', 'herald_bench_populated');
 const POPULATED_RECIPIENTS = Number(arg('populated-recipients', '20000000'));
 const POPULATED_EVENTS = Number(arg('populated-events', '50000000'));
@@ -241,6 +243,8 @@ console.log(
 );
 
 interface Result {
+  /** --rounds: Herald and the BullMQ peers alternate, round by round */
+  round: number;
   workers: number;
   /** settings of this run beside the defaults (--variants) */
   variant?: string;
@@ -259,7 +263,66 @@ interface Result {
 }
 const results: Result[] = [];
 
-for (const [workers, variant] of WORKERS.flatMap((w) => VARIANTS.map((v) => [w, v] as const))) {
+interface PeerReport extends PeerResult {
+  /** CPU seconds per service while it ran; `herald` is the peer's own process (this one) */
+  cpuSeconds: Record<string, number>;
+  recipientsPerSec: number;
+  progressQueryMs: number;
+  bytesPerRecipient: number;
+  /** --rounds: the rate of each round */
+  runs?: number[];
+}
+// The BullMQ peers: each job done once its events are stored, and the usual buffering build.
+async function bullPeer(mode: 'stored' | 'buffered', bullCampaign: number): Promise<PeerReport> {
+  const peerDb = `${dbName}_bullmq_${mode}`;
+  await migrateClickHouse(base.clickhouseUrl, peerDb);
+  const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
+  const bullCpu0 = cpuByService(process.pid);
+  const b = await runBullmq({
+    redisUrl: base.redisUrl,
+    prefix: `${env.HERALD_REDIS_PREFIX}-bull`,
+    pool: db,
+    ch: chPeer,
+    audienceId: audience.id,
+    campaignId: bullCampaign,
+    chunk: CHUNK,
+    concurrency: BULLMQ_CONCURRENCY,
+    batchRows: 50_000,
+    mode,
+  });
+  if (b.recipients !== N) throw new Error(`BullMQ peer (${mode}) sent ${b.recipients} of ${N}`);
+  const bullCpu = cpuSince(bullCpu0, process.pid);
+  // Its progress: the same kind of ClickHouse count Herald answers from (events by kind, per campaign).
+  const bullMs: number[] = [];
+  let bullCount = 0;
+  for (let i = 0; i < 5; i++) {
+    const q = performance.now();
+    const r = await chPeer.rows<{ n: string }>(
+      `SELECT count() AS n FROM message_events WHERE campaign_id = ${bullCampaign} AND kind = 'delivered'`,
+    );
+    bullMs.push(performance.now() - q);
+    bullCount = Number(r[0]!.n);
+  }
+  if (bullCount !== N) throw new Error(`BullMQ peer (${mode}): ClickHouse holds ${bullCount} of ${N}`);
+  const bullBytes = await chPeer.rows<{ b: string }>(
+    `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
+  );
+  await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
+  await chPeer.close();
+  return {
+    ...b,
+    recipientsPerSec: N / b.seconds,
+    progressQueryMs: median(bullMs),
+    bytesPerRecipient: Number(bullBytes[0]!.b) / N,
+    cpuSeconds: bullCpu,
+  };
+}
+/** The BullMQ peers' runs, one per round, alternating with Herald's. */
+const bullRuns: Record<'stored' | 'buffered', PeerReport[]> = { stored: [], buffered: [] };
+
+for (const [round, workers, variant] of Array.from({ length: ROUNDS }, (_, r) => r + 1).flatMap((r) =>
+  WORKERS.flatMap((w) => VARIANTS.map((v) => [r, w, v] as const)),
+)) {
   if (results.length > 0) herald = await startHerald(workers, variant);
   const c = await call('POST', '/v1/campaigns', {
     name: `bench ${run} w${workers}`,
@@ -302,6 +365,7 @@ for (const [workers, variant] of WORKERS.flatMap((w) => VARIANTS.map((v) => [w, 
   const rss = peakRssMb(herald.pid!);
   await stopHerald(herald);
   const r: Result = {
+    round,
     workers,
     ...(variant === '' ? {} : { variant }),
     recipients: N,
@@ -326,6 +390,15 @@ for (const [workers, variant] of WORKERS.flatMap((w) => VARIANTS.map((v) => [w, 
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
   );
+  const lastOfRound = workers === WORKERS[WORKERS.length - 1] && variant === VARIANTS[VARIANTS.length - 1];
+  if (PEERS && lastOfRound) {
+    bullRuns.stored.push(await bullPeer('stored', 900_001));
+    bullRuns.buffered.push(await bullPeer('buffered', 900_003));
+    for (const mode of ['stored', 'buffered'] as const) {
+      const p = bullRuns[mode][bullRuns[mode].length - 1]!;
+      console.log(`  round ${round}: peer bullmq ${mode} ${Math.round(p.recipientsPerSec).toLocaleString()} recipients/s`);
+    }
+  }
 }
 
 // Ceiling 1: ClickHouse, Herald's encoding and table (with its views), 100k-row batches.
@@ -373,62 +446,15 @@ console.log(
     `${Math.round(bare.recipientsPerSec).toLocaleString()} recipients/s; raw XADD ${Math.round(bare.xaddPerSec).toLocaleString()} chunks/s (pipelined)`,
 );
 
-interface PeerReport extends PeerResult {
-  /** CPU seconds per service while it ran; `herald` is the peer's own process (this one) */
-  cpuSeconds: Record<string, number>;
-  recipientsPerSec: number;
-  progressQueryMs: number;
-  bytesPerRecipient: number;
-}
 const peers: Record<string, PeerReport> = {};
 if (PEERS) {
-  // The BullMQ peers: each job done once its events are stored, and the usual buffering build.
-  const bullPeer = async (mode: 'stored' | 'buffered', bullCampaign: number): Promise<PeerReport> => {
-    const peerDb = `${dbName}_bullmq_${mode}`;
-    await migrateClickHouse(base.clickhouseUrl, peerDb);
-    const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
-    const bullCpu0 = cpuByService(process.pid);
-    const b = await runBullmq({
-      redisUrl: base.redisUrl,
-      prefix: `${env.HERALD_REDIS_PREFIX}-bull`,
-      pool: db,
-      ch: chPeer,
-      audienceId: audience.id,
-      campaignId: bullCampaign,
-      chunk: CHUNK,
-      concurrency: BULLMQ_CONCURRENCY,
-      batchRows: 50_000,
-      mode,
-    });
-    if (b.recipients !== N) throw new Error(`BullMQ peer (${mode}) sent ${b.recipients} of ${N}`);
-    const bullCpu = cpuSince(bullCpu0, process.pid);
-    // Its progress: the same kind of ClickHouse count Herald answers from (events by kind, per campaign).
-    const bullMs: number[] = [];
-    let bullCount = 0;
-    for (let i = 0; i < 5; i++) {
-      const q = performance.now();
-      const r = await chPeer.rows<{ n: string }>(
-        `SELECT count() AS n FROM message_events WHERE campaign_id = ${bullCampaign} AND kind = 'delivered'`,
-      );
-      bullMs.push(performance.now() - q);
-      bullCount = Number(r[0]!.n);
-    }
-    if (bullCount !== N) throw new Error(`BullMQ peer (${mode}): ClickHouse holds ${bullCount} of ${N}`);
-    const bullBytes = await chPeer.rows<{ b: string }>(
-      `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
-    );
-    await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
-    await chPeer.close();
-    return {
-      ...b,
-      recipientsPerSec: N / b.seconds,
-      progressQueryMs: median(bullMs),
-      bytesPerRecipient: Number(bullBytes[0]!.b) / N,
-      cpuSeconds: bullCpu,
-    };
+  // Each BullMQ peer's median run (with all its rates in `runs`).
+  const medianRun = (runs: PeerReport[]): PeerReport => {
+    const m = median(runs.map((x) => x.recipientsPerSec));
+    return { ...runs.find((x) => x.recipientsPerSec === m)!, runs: runs.map((x) => Math.round(x.recipientsPerSec)) };
   };
-  peers.bullmq = await bullPeer('stored', 900_001);
-  peers.bullmq_buffered = await bullPeer('buffered', 900_003);
+  peers.bullmq = medianRun(bullRuns.stored);
+  peers.bullmq_buffered = medianRun(bullRuns.buffered);
 
   const naiveCampaign = 900_002;
   const naiveCpu0 = cpuByService(process.pid);
@@ -464,7 +490,11 @@ if (PEERS) {
   }
 }
 
-const best = Math.max(...results.map((r) => r.recipientsPerSec));
+// Each round's best Herald run; with several rounds, the median of them.
+const roundBest = Array.from({ length: ROUNDS }, (_, i) =>
+  Math.max(...results.filter((r) => r.round === i + 1).map((r) => r.recipientsPerSec)),
+);
+const best = median(roundBest);
 const bestRun = results.find((r) => r.recipientsPerSec === best)!;
 const tightest = Math.min(chCeiling, pgCeiling, bare.recipientsPerSec);
 console.log(`ceiling ClickHouse insert (Native, 100k-row batches, with views): ${Math.round(chCeiling).toLocaleString()} rows/s`);
@@ -475,10 +505,16 @@ console.log(
     `${heraldBytesPerRecipient.toFixed(1)} bytes/recipient in ClickHouse`,
 );
 const ratios: Record<string, number> = {};
+const perRound: Record<string, PeerReport[]> = { bullmq: bullRuns.stored, bullmq_buffered: bullRuns.buffered };
 for (const [name, p] of Object.entries(peers)) {
-  ratios[`herald/${name}`] = best / p.recipientsPerSec;
+  // A peer run in every round: the median of the rounds' ratios (each taken within one round).
+  const rounds = perRound[name];
+  ratios[`herald/${name}`] =
+    rounds !== undefined && rounds.length === ROUNDS
+      ? median(rounds.map((x, i) => roundBest[i]! / x.recipientsPerSec))
+      : best / p.recipientsPerSec;
   console.log(
-    `Herald/${name}: throughput ${(best / p.recipientsPerSec).toFixed(2)}×; progress query Herald ${bestRun.progressQueryMs} ms (GET), ` +
+    `Herald/${name}: throughput ${ratios[`herald/${name}`]!.toFixed(2)}×${ROUNDS > 1 && rounds !== undefined ? ` (median of ${ROUNDS} rounds)` : ''}; progress query Herald ${bestRun.progressQueryMs} ms (GET), ` +
       `${name} ${p.progressQueryMs.toFixed(1)} ms; bytes per recipient ${name}/Herald ${(p.bytesPerRecipient / heraldBytesPerRecipient).toFixed(1)}×`,
   );
 }
