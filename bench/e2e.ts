@@ -21,7 +21,7 @@
  *   [--no-peers] [--profile] [--rounds 3] [--populated [--database herald_bench_populated] [--populated-recipients 20000000] [--populated-events 50000000]]
  *   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream, writeFileSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -42,6 +42,7 @@ import { runBullmq } from './peers/bullmq.js';
 import { median, naiveBytes, naiveProgress, runNaive } from './peers/naive.js';
 import type { PeerResult } from './peers/peer.js';
 import { cpuByService, cpuSince, peakRssMb } from './proc.js';
+import { spawnServe, stopServe } from './namespace.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -122,29 +123,13 @@ async function startHerald(workers: number, variant = ''): Promise<ChildProcess>
     throw new Error(`port ${PORT} is taken: stop what listens there`);
   // bin/herald, as deployed (its node flags included); --profile adds the profiler's
   const flags = process.argv.includes('--profile') ? { HERALD_NODE_FLAGS: '--cpu-prof --cpu-prof-dir=bench/results/prof' } : {};
-  const child = spawn('bin/herald', ['serve'], {
-    env: { ...env, ...flags, HERALD_WORKERS: String(workers), ...variantEnv(variant) },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const child = await spawnServe({ ...env, ...flags, HERALD_WORKERS: String(workers), ...variantEnv(variant) }, PORT, 20_000);
   children.add(child);
   child.once('exit', () => children.delete(child));
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${api}/healthz`)).ok) return child;
-    } catch {
-      // not up yet
-    }
-    await sleep(100);
-  }
-  child.kill('SIGKILL');
-  throw new Error('Herald did not start');
+  return child;
 }
 
-async function stopHerald(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
+const stopHerald = stopServe;
 
 function* ndjson(n: number, prefix = `b${run}-`): Generator<string> {
   for (let start = 1; start <= n; start += 10_000) {

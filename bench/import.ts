@@ -13,7 +13,7 @@
  *   own audience is dropped again, so the populated database keeps its size from run to run.
  *   npm run bench:import -- [--lines 10000000] [--populated 20000000] [--database herald_bench_populated] [--no-fresh]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -24,7 +24,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { loadConfig, type Config } from '../src/config.js';
 import { migrate } from '../src/main.js';
 import { createDb } from '../src/store/db.js';
-import { childHeraldEnv, dropNamespace, namespaced } from './namespace.js';
+import { childHeraldEnv, dropNamespace, namespaced, spawnServe, stopServe } from './namespace.js';
 import { cpuByService, cpuSince, peakRssMb } from './proc.js';
 
 function arg(name: string, dflt: string): string {
@@ -69,30 +69,11 @@ async function writeFiles(n: number, prefix: string, path: string, copyPath?: st
   if (cp !== null) await new Promise((r) => cp.end(r));
 }
 
-async function startHerald(cfg: Readonly<Config>): Promise<ChildProcess> {
-  const child = spawn('bin/herald', ['serve'], {
-    env: childHeraldEnv(cfg, KEY, { HERALD_PORT: String(PORT), HERALD_HOST: '127.0.0.1' }),
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  for (let i = 0; i < 300; i++) {
-    if (
-      await fetch(`http://127.0.0.1:${PORT}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return child;
-    await sleep(100);
-  }
-  child.kill('SIGKILL');
-  throw new Error('Herald did not start');
+function startHerald(cfg: Readonly<Config>): Promise<ChildProcess> {
+  return spawnServe(childHeraldEnv(cfg, KEY, { HERALD_PORT: String(PORT), HERALD_HOST: '127.0.0.1' }), PORT);
 }
 
-async function stopHerald(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
+const stopHerald = stopServe;
 
 async function call(method: string, path: string, body?: unknown): Promise<any> {
   const r = await fetch(`http://127.0.0.1:${PORT}${path}`, {
@@ -109,6 +90,8 @@ interface Timed {
   status: number;
   /** the job's status in the answer */
   answered: string;
+  /** the audience it created (a quick import's 200 answer does not name it) */
+  audienceId: number;
   job: any;
 }
 
@@ -130,7 +113,7 @@ async function timedImport(path: string, name: string): Promise<Timed> {
     await sleep(100);
     job = await call('GET', `/v1/imports/${answer.import_id}`);
   }
-  return { answerS, completedS: (performance.now() - t0) / 1000, status: res.status, answered, job };
+  return { answerS, completedS: (performance.now() - t0) / 1000, status: res.status, answered, audienceId: audience.id, job };
 }
 
 const dir = join(tmpdir(), `herald-bench-import-${run}`);
@@ -203,8 +186,8 @@ try {
       `(${Math.round(LINES / ceilingS).toLocaleString()} rows/s); of the NDJSON file into one jsonb column: ${ndjsonCopyS.toFixed(2)} s`,
   );
   // The bench's audience goes again, so the populated database does not grow with every run.
-  await popDb.query(`ALTER TABLE recipients DETACH PARTITION recipients_a${populated.job.audience_id}`);
-  await popDb.query(`DROP TABLE recipients_a${populated.job.audience_id}`);
+  await popDb.query(`ALTER TABLE recipients DETACH PARTITION recipients_a${populated.audienceId}`);
+  await popDb.query(`DROP TABLE recipients_a${populated.audienceId}`);
   const rate = LINES / populated.completedS;
   console.log(
     `Herald import into the populated database: answer (HTTP ${populated.status}, ${populated.answered}) after ${populated.answerS.toFixed(2)} s, ` +

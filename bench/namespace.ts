@@ -3,6 +3,7 @@
  * named `ns`, created by Herald's migrations at start and dropped by `dropNamespace` at the end, so a
  * bench never touches anyone's data and leaves nothing behind.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { ClickHouse } from '../src/clickhouse/client.js';
 import type { Config } from '../src/config.js';
 import { Redis } from 'ioredis';
@@ -65,4 +66,29 @@ export function apiCaller(base: string, key: string): (method: string, path: str
     const text = await r.text();
     return text === '' ? null : JSON.parse(text);
   };
+}
+
+/**
+ * Starts `bin/herald serve` (as deployed, its node flags included) with `env` and resolves once its
+ * `/healthz` on `port` answers; kills it if it does not within `waitMs`.
+ */
+export async function spawnServe(env: NodeJS.ProcessEnv, port: number, waitMs = 30_000): Promise<ChildProcess> {
+  const child = spawn('bin/herald', ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  for (const t0 = Date.now(); Date.now() - t0 < waitMs;) {
+    const up = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('Herald did not start');
+}
+
+/** SIGTERM, and resolves once the process has exited (a graceful stop flushes its events). */
+export async function stopServe(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
 }

@@ -66,6 +66,9 @@ function redisError(err: unknown, what: string): HeraldError {
   return new HeraldError('DEPENDENCY_UNAVAILABLE', `Redis ${what}: ${(err as Error).message}`, {}, err);
 }
 
+/** A read-only step records nothing. */
+const NO_RECORD = Buffer.alloc(0);
+
 export class RedisGateway {
   readonly livenessTtlMs: number;
 
@@ -92,7 +95,7 @@ export class RedisGateway {
     return {
       script: 'chunkStep',
       keys: [k.status(id), k.ledger(id), k.overshoot(id), k.chunks(id), k.records(id), k.plan(id), k.live(id), k.alive(id)],
-      args: [CHUNK_GROUP, p.consumer, p.entryId, r?.sent ?? -1, r?.n ?? 0, r?.bytes ?? Buffer.alloc(0), r?.failed ?? 0, this.livenessTtlMs],
+      args: [CHUNK_GROUP, p.consumer, p.entryId, r?.sent ?? -1, r?.n ?? 0, r?.bytes ?? NO_RECORD, r?.failed ?? 0, this.livenessTtlMs],
     };
   }
 

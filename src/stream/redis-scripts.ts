@@ -92,16 +92,19 @@ export async function runScripts(client: Redis, calls: readonly ScriptCall[]): P
   const p = client.pipeline();
   for (const call of calls) p.call('EVALSHA', ...commandArgs(call, 'sha'));
   const results = (await p.exec()) ?? [];
-  return Promise.all(
-    calls.map(async (call, i): Promise<ScriptResult> => {
-      const [err, reply] = results[i] ?? [new Error('no reply in pipeline'), null];
-      if (err === null) return { ok: true, reply };
-      if (!isNoScript(err)) return { ok: false, error: err };
-      try {
-        return { ok: true, reply: await client.call('EVAL', ...commandArgs(call, 'lua')) };
-      } catch (e) {
-        return { ok: false, error: e instanceof Error ? e : new Error(String(e)) };
-      }
-    }),
-  );
+  const out = calls.map((_, i): ScriptResult => {
+    const [err, reply] = results[i] ?? [new Error('no reply in pipeline'), null];
+    return err === null ? { ok: true, reply } : { ok: false, error: err };
+  });
+  // Only after a restart or failover: each script Redis did not know is sent again, in full.
+  for (let i = 0; i < calls.length; i++) {
+    const r = out[i]!;
+    if (r.ok || !isNoScript(r.error)) continue;
+    try {
+      out[i] = { ok: true, reply: await client.call('EVAL', ...commandArgs(calls[i]!, 'lua')) };
+    } catch (e) {
+      out[i] = { ok: false, error: e instanceof Error ? e : new Error(String(e)) };
+    }
+  }
+  return out;
 }
