@@ -18,7 +18,7 @@ import type { RateLimiter } from './rate-limiter.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
 import { Lease } from './lease.js';
 import { AckBatcher } from './ack-batcher.js';
-import { ChunkSender, type SendControl } from './chunk-sender.js';
+import { ChunkSender, type RecipientScreen, type SendControl } from './chunk-sender.js';
 import { Liveness } from './liveness.js';
 import { StatusView } from './status-view.js';
 import { consumerName, livenessTimings, ownershipTrustMs, touchEveryMs, type LivenessTimings } from '../domain/liveness.js';
@@ -66,6 +66,8 @@ export interface ActorDeps {
    * change could not be seen, and nothing must be done that cannot be recorded.
    */
   recordAvailable(): boolean;
+  /** consent: who of each sub-batch is not sent to (chunk-sender.ts); absent: everyone is */
+  screen?: RecipientScreen | null;
   options: ActorOptions;
 }
 

@@ -11,6 +11,8 @@ import { chunkTransition, eventsAfterSend, receivedChunk, type ChunkState, type 
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
 import type { Campaign } from '../store/campaign-repo.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
+import type { Channel } from '../channel/channel.js';
+import { withheldTally, type Withheld } from '../domain/withheld.js';
 import type { EventSink } from '../sink/event-sink.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
@@ -30,6 +32,26 @@ export interface ChunkSenderDeps {
    * under both the interval a live process refreshes its hold at and the liveness trust time.
    */
   recheckAfterMs: number;
+  /** decides, right before each send, which recipients are not sent to (consent); none: everyone is */
+  screen?: RecipientScreen | null;
+}
+
+/**
+ * The port the sender asks, right before a sub-batch is handed to the channel, which of its recipients
+ * must not be sent to (suppressed, capped: domain/withheld.ts). Asked at send time, not at planning, so a
+ * user who unsubscribes during a campaign gets nothing after that moment. A screen must answer the same
+ * for a sub-batch screened again after a crash (its decisions are idempotent per campaign and user).
+ */
+export interface RecipientScreen {
+  /** whether the campaign is screened at all; when not, its ids are never decoded for it */
+  applies(campaign: Campaign): boolean;
+  screen(q: ScreenQuery): Promise<Map<number, Withheld>>;
+}
+
+export interface ScreenQuery {
+  campaign: Campaign;
+  /** the sub-batch's user ids, in order */
+  userIds: readonly string[];
 }
 
 /** What the sender asks of the campaign it sends for (the actor answers). */
@@ -65,6 +87,8 @@ export interface SendOutcome {
   stored: Promise<void>;
   recipients: number;
   failed: number;
+  /** recipients not sent to (suppressed, capped, skipped) */
+  withheld: number;
 }
 
 function stepStatus(reply: StepReply): CampaignStatus | null {
@@ -88,11 +112,12 @@ export class ChunkSender {
     let checkedAt = ctx.checkedAt;
     let recipients = 0;
     let failed = 0;
+    let withheld = 0;
     const tickets: Array<Promise<void>> = [];
     const outcome = (): SendOutcome => {
       const stored = Promise.all(tickets).then(() => undefined);
       if (state.phase === 'recorded' || state.phase === 'stopped' || state.phase === 'taken-over' || state.phase === 'lost') {
-        return { state, stored, recipients, failed };
+        return { state, stored, recipients, failed, withheld };
       }
       throw new Error(`chunk ${entryId}: send ended in ${state.phase}`);
     };
@@ -135,23 +160,20 @@ export class ChunkSender {
       }
       const campaign = control.campaign();
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
-      const result = await channel.send({
-        tracking: channelTracks(campaign.channel),
-        compress: channelCompresses(campaign.channel),
-        campaignId,
-        title: campaign.content.title,
-        body: campaign.content.body,
-        count: n,
-        userIds: channel.needsRecipients ? unpackStrings(users, n) : [],
-        addresses: channel.needsRecipients ? (chunk.addresses?.slice(sent, sent + n) ?? new Array<string | null>(n).fill(null)) : [],
-      });
+      const result = await this.sendScreened(channel, campaign, users, n, chunk.addresses?.slice(sent, sent + n) ?? null);
       const atSec = Math.floor(Date.now() / 1000);
       checkedAt = Date.now();
       const reply = await protocol.step({
         campaignId,
         consumer: holder,
         entryId,
-        record: { sent: sent + n, n, bytes: encodeRecord({ from: sent, n, atSec, failed: result.failed }), failed: result.failed.size },
+        record: {
+          sent: sent + n,
+          n,
+          bytes: encodeRecord({ from: sent, n, atSec, failed: result.failed, withheld: result.withheld }),
+          failed: result.failed.size,
+          withheld: withheldTally(result.withheld),
+        },
       });
       state = chunkTransition(state, { type: 'recorded', reply, n, goOn: control.goOn(stepStatus(reply)) }, chunk.count);
       const events = eventsAfterSend(reply);
@@ -170,6 +192,7 @@ export class ChunkSender {
         users,
         count: n,
         failed: result.failed,
+        withheld: result.withheld,
         atSec,
         batchId: subBatchId(chunk.generation, chunk.seq, sent),
         segments: chunk.segments?.slice(sent, sent + n) ?? null,
@@ -178,9 +201,59 @@ export class ChunkSender {
       tickets.push(stored);
       recipients += n;
       failed += result.failed.size;
+      withheld += result.withheld.size;
       if (state.phase === 'lost') this.deps.log.warn({ campaignId, entry: entryId }, 'campaign stream lost in Redis; stopping this chunk');
     }
     return outcome();
+  }
+
+  /**
+   * Screens a sub-batch, then hands the channel only the recipients the screen lets through; failures
+   * and the channel's own withholdings come back at their positions in the whole sub-batch.
+   */
+  private async sendScreened(
+    channel: Channel,
+    campaign: Campaign,
+    users: Buffer,
+    n: number,
+    addresses: Array<string | null> | null,
+  ): Promise<{ failed: Map<number, string>; withheld: Map<number, Withheld> }> {
+    const screen = this.deps.screen ?? null;
+    const screened = screen !== null && screen.applies(campaign);
+    const userIds = channel.needsRecipients || screened ? unpackStrings(users, n) : [];
+    const held = screened ? await screen.screen({ campaign, userIds }) : new Map<number, Withheld>();
+    const batch = {
+      tracking: channelTracks(campaign.channel),
+      compress: channelCompresses(campaign.channel),
+      campaignId: campaign.id,
+      title: campaign.content.title,
+      body: campaign.content.body,
+    };
+    const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
+    if (held.size === 0) {
+      const result = await channel.send({
+        ...batch,
+        count: n,
+        userIds: channel.needsRecipients ? userIds : [],
+        addresses: channel.needsRecipients ? allAddresses() : [],
+      });
+      return { failed: result.failed, withheld: result.withheld ?? held };
+    }
+    // Positions in the sub-batch of the recipients sent to, in order.
+    const keep: number[] = [];
+    for (let i = 0; i < n; i++) if (!held.has(i)) keep.push(i);
+    const failed = new Map<number, string>();
+    if (keep.length === 0) return { failed, withheld: held };
+    const all = channel.needsRecipients ? allAddresses() : [];
+    const result = await channel.send({
+      ...batch,
+      count: keep.length,
+      userIds: channel.needsRecipients ? keep.map((i) => userIds[i]!) : [],
+      addresses: channel.needsRecipients ? keep.map((i) => all[i] ?? null) : [],
+    });
+    for (const [i, err] of result.failed) failed.set(keep[i]!, err);
+    if (result.withheld !== undefined) for (const [i, w] of result.withheld) held.set(keep[i]!, w);
+    return { failed, withheld: held };
   }
 
   /**
@@ -206,6 +279,7 @@ export class ChunkSender {
         users: chunk.users.subarray(offsets[r.from]!, offsets[r.from + r.n]!),
         count: r.n,
         failed: r.failed,
+        withheld: r.withheld,
         atSec: r.atSec,
         batchId: ids[i]!,
         segments: chunk.segments?.slice(r.from, r.from + r.n) ?? null,

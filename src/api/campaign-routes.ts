@@ -222,11 +222,14 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
         const c = await requireCampaign(id);
         const [counts, stats] = await Promise.all([deps.progress.counts([id]), deps.stats.read(id, bucket)]);
         const n = counts.get(id);
-        const { total, delivered, failed, aborted, pending, read, unique_readers } = campaignView(c, n);
+        const { total, delivered, failed, skipped, suppressed, capped, aborted, pending, read, unique_readers } = campaignView(c, n);
         const totals = {
           total,
           delivered,
           failed,
+          skipped,
+          suppressed,
+          capped,
           aborted,
           pending,
           read,

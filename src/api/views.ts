@@ -1,9 +1,7 @@
 /** API views: snake_case JSON built from repository objects and ClickHouse counts. */
 import type { Campaign } from '../store/campaign-repo.js';
 import type { CampaignCounts } from '../progress/progress-reader.js';
-import { account, type OutcomeCounts } from '../domain/accounting.js';
-
-const NO_OUTCOMES: Readonly<OutcomeCounts> = Object.freeze({ delivered: 0, failed: 0 });
+import { account, NO_OUTCOMES } from '../domain/accounting.js';
 
 /** `counts` undefined: ClickHouse has no events of the campaign yet. */
 export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0): Record<string, unknown> {
@@ -21,6 +19,9 @@ export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0
     sent: a.sent,
     delivered: a.delivered,
     failed: a.failed,
+    skipped: a.skipped,
+    suppressed: a.suppressed,
+    capped: a.capped,
     retried: c.retried,
     aborted: a.aborted,
     pending: a.pending,

@@ -2,6 +2,7 @@
  * The channel port: hand a batch of recipients to a transport and report, per recipient, what happened.
  * Results are sparse (only failures are listed) so the common all-delivered case allocates nothing.
  */
+import type { Withheld } from '../domain/withheld.js';
 
 export interface OutboundBatch {
   campaignId: number;
@@ -19,8 +20,13 @@ export interface OutboundBatch {
 }
 
 export interface SendResult {
-  /** index into the batch → error text; every other recipient was delivered */
+  /** index into the batch → error text; every other recipient was delivered, unless withheld */
   failed: Map<number, string>;
+  /**
+   * index into the batch → why it was not sent (a channel that renders per message skips a recipient
+   * whose template lacks a variable, under `missing: "skip"`); never also in `failed`
+   */
+  withheld?: Map<number, Withheld>;
   /** retried requests, for metrics and tests */
   retries: number;
 }

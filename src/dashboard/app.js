@@ -42,7 +42,9 @@
   });
 
   const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en'));
-  const pct = (c) => (c.total ? Math.min(100, (100 * (c.sent || 0)) / c.total) : c.status === 'completed' ? 100 : 0);
+  // Progress counts every recipient with an outcome: sent, or withheld (skipped, suppressed, capped).
+  const done = (c) => (c.sent || 0) + (c.skipped || 0) + (c.suppressed || 0) + (c.capped || 0);
+  const pct = (c) => (c.total ? Math.min(100, (100 * done(c)) / c.total) : c.status === 'completed' ? 100 : 0);
 
   function renderRow(c) {
     let tr = document.querySelector(`tr[data-id="${c.id}"]`);
@@ -78,7 +80,8 @@
     $('d-bar').parentElement.dataset.sent = c.sent || 0;
     $('d-rate').textContent =
       c.status === 'sending' ? `${fmt(Math.round(c.rate_per_s || 0))} msg/s${c.eta_s != null ? `, ${c.eta_s} s left` : ''}` : '';
-    for (const k of ['delivered', 'failed', 'pending', 'aborted', 'read']) $(`d-${k}`).textContent = fmt(c[k]);
+    for (const k of ['delivered', 'failed', 'skipped', 'suppressed', 'capped', 'pending', 'aborted', 'read'])
+      $(`d-${k}`).textContent = fmt(c[k]);
     $('d-readers').textContent = fmt(c.unique_readers);
     $('b-pause').disabled = c.status !== 'sending';
     $('b-resume').disabled = c.status !== 'paused';

@@ -1,9 +1,20 @@
 /** Facts recorded in ClickHouse `message_events`, one row per recipient outcome or read. */
 
-export const EVENT_KINDS = ['sent', 'delivered', 'failed', 'read', 'aborted', 'confirmed', 'bounced'] as const;
+export const EVENT_KINDS = [
+  'sent',
+  'delivered',
+  'failed',
+  'read',
+  'aborted',
+  'confirmed',
+  'bounced',
+  'skipped',
+  'suppressed',
+  'capped',
+] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-/** Enum8 values in ClickHouse: keep in step with schemas/clickhouse/0001, 0003 and 0004. */
+/** Enum8 values in ClickHouse: keep in step with schemas/clickhouse/0001, 0003, 0004 and 0006. */
 export const EVENT_KIND_CODE: Record<EventKind, number> = {
   sent: 1,
   delivered: 2,
@@ -12,6 +23,9 @@ export const EVENT_KIND_CODE: Record<EventKind, number> = {
   aborted: 5,
   confirmed: 6,
   bounced: 7,
+  skipped: 8,
+  suppressed: 9,
+  capped: 10,
 };
 
 export interface MessageEvent {

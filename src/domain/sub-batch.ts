@@ -5,11 +5,14 @@
  * writes them under the same `batch` id, and can ask first whether they are already there.
  *
  * Record bytes: what the ledger keeps per sub-batch so its events can be rebuilt from the chunk alone
- * (the recipients are in the chunk; only when and which failed is not): msgpack
- * `[from, n, atSec, failedIndexes[], errors[]]`, records of one chunk simply concatenated.
+ * (the recipients are in the chunk; only when, which failed and which were withheld is not): msgpack
+ * `[from, n, atSec, failedIndexes[], errors[]]`, followed by `heldIndexes[], heldKinds[], reasons[]` when
+ * any recipient was withheld (domain/withheld.ts), records of one chunk simply concatenated. Records
+ * written before withheld outcomes existed (five fields) still decode.
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { HeraldError } from '../errors.js';
+import { isWithheldKind, NO_WITHHOLDINGS, type Withheld, type Withholdings } from './withheld.js';
 
 /** what a batch id says about its rows */
 export type SubBatchKind = 'outcome' | 'aborted';
@@ -54,13 +57,24 @@ export interface SubBatchRecord {
   atSec: number;
   /** position within the sub-batch → error */
   failed: Map<number, string>;
+  /** position within the sub-batch → why it was not sent (never also in `failed`) */
+  withheld: Map<number, Withheld>;
 }
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false });
 
-export function encodeRecord(r: SubBatchRecord): Buffer {
-  return packr.pack([r.from, r.n, r.atSec, [...r.failed.keys()], [...r.failed.values()]]);
+export function encodeRecord(r: Omit<SubBatchRecord, 'withheld'> & { withheld?: Withholdings }): Buffer {
+  const head = [r.from, r.n, r.atSec, [...r.failed.keys()], [...r.failed.values()]];
+  const held = r.withheld ?? NO_WITHHOLDINGS;
+  if (held.size === 0) return packr.pack(head);
+  const kinds: string[] = [];
+  const reasons: string[] = [];
+  for (const w of held.values()) {
+    kinds.push(w.kind);
+    reasons.push(w.reason);
+  }
+  return packr.pack([...head, [...held.keys()], kinds, reasons]);
 }
 
 function invalid(detail: string): HeraldError {
@@ -77,8 +91,9 @@ export function decodeRecords(bytes: Buffer | null): SubBatchRecord[] {
     throw invalid(`not msgpack (${(err as Error).message})`);
   }
   return values.map((v) => {
-    if (!Array.isArray(v) || v.length !== 5) throw invalid('expected [from, n, at, failedIndexes, errors]');
-    const [from, n, atSec, idx, errs] = v as unknown[];
+    if (!Array.isArray(v) || (v.length !== 5 && v.length !== 8))
+      throw invalid('expected [from, n, at, failedIndexes, errors] and, if any were withheld, [heldIndexes, kinds, reasons]');
+    const [from, n, atSec, idx, errs, heldIdx, heldKinds, reasons] = v as unknown[];
     if (!isCount(from) || !isCount(n) || !isCount(atSec)) throw invalid('from, n and at must be non-negative integers');
     if (!Array.isArray(idx) || !Array.isArray(errs) || idx.length !== errs.length)
       throw invalid('failures must be two lists of one length');
@@ -88,7 +103,22 @@ export function decodeRecords(bytes: Buffer | null): SubBatchRecord[] {
       if (!isCount(at) || at >= n) throw invalid(`failed index ${String(at)} outside the sub-batch of ${n}`);
       failed.set(at, String(errs[i]));
     }
-    return { from, n, atSec, failed };
+    const withheld = new Map<number, Withheld>();
+    if (v.length === 8) {
+      if (!Array.isArray(heldIdx) || !Array.isArray(heldKinds) || !Array.isArray(reasons))
+        throw invalid('withheld recipients must be three lists');
+      if (heldIdx.length !== heldKinds.length || heldIdx.length !== reasons.length)
+        throw invalid('withheld recipients must be three lists of one length');
+      for (let i = 0; i < heldIdx.length; i++) {
+        const at = heldIdx[i] as unknown;
+        const kind = heldKinds[i] as unknown;
+        if (!isCount(at) || at >= n) throw invalid(`withheld index ${String(at)} outside the sub-batch of ${n}`);
+        if (failed.has(at)) throw invalid(`recipient ${at} is both failed and withheld`);
+        if (!isWithheldKind(kind)) throw invalid(`withheld kind ${String(kind)} is not one of skipped, suppressed, capped`);
+        withheld.set(at, { kind, reason: String(reasons[i]) });
+      }
+    }
+    return { from, n, atSec, failed, withheld };
   });
 }
 

@@ -18,7 +18,7 @@ export class OutcomeFilter {
     const userIds = unpackStrings(page.users, n);
     const rows = await this.ch.rows<{ user_id: string }>(
       `SELECT DISTINCT user_id FROM message_events
-       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed') AND user_id IN (${userIds.map(str).join(',')})
+       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed', 'skipped', 'suppressed', 'capped') AND user_id IN (${userIds.map(str).join(',')})
        ${sinceGeneration > 0 ? `AND ${outcomeSinceGeneration(sinceGeneration)}` : ''}`,
       60,
       { max_query_size: 256 * 1024 * 1024 },

@@ -10,6 +10,10 @@ export interface CampaignCounts {
   sent: number;
   delivered: number;
   failed: number;
+  /** withheld outcomes (domain/withheld.ts) */
+  skipped: number;
+  suppressed: number;
+  capped: number;
   read: number;
   uniqueReaders: number;
   /** a provider's own delivered / failed callbacks (POST /v1/events) */
@@ -21,6 +25,9 @@ export const ZERO_COUNTS: Readonly<CampaignCounts> = Object.freeze({
   sent: 0,
   delivered: 0,
   failed: 0,
+  skipped: 0,
+  suppressed: 0,
+  capped: 0,
   read: 0,
   uniqueReaders: 0,
   confirmed: 0,
@@ -54,6 +61,9 @@ export class ProgressReader {
       if (r.kind === 'sent') c.sent += n;
       else if (r.kind === 'delivered') c.delivered = n;
       else if (r.kind === 'failed') c.failed = n;
+      else if (r.kind === 'skipped') c.skipped = n;
+      else if (r.kind === 'suppressed') c.suppressed = n;
+      else if (r.kind === 'capped') c.capped = n;
       else if (r.kind === 'read') c.read = n;
       else if (r.kind === 'confirmed') c.confirmed = n;
       else if (r.kind === 'bounced') c.bounced = n;

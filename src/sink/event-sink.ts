@@ -10,6 +10,7 @@
  * new holder rebuilds them from the ledger), and before a retry the segments already stored are dropped
  * (the answer to an insert that did land can be lost), so no row is ever stored twice.
  */
+import type { Withholdings } from '../domain/withheld.js';
 import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
 import { EventBlockWriter, type BlockMark } from './native-block.js';
@@ -50,8 +51,10 @@ export interface Outcomes {
   atSec: number;
   /** the sub-batch id (domain/sub-batch.ts) */
   batchId: bigint;
-  /** what the rows not in `failed` are: delivered (the default), or aborted (never sent) */
+  /** what the rows not in `failed` or `withheld` are: delivered (the default), or aborted (never sent) */
   kind?: 'delivered' | 'aborted';
+  /** recipients not sent to, each with its outcome (skipped, suppressed, capped); none when absent */
+  withheld?: Withholdings;
   /** each recipient's segment value (the campaign's segment_by attribute), or null */
   segments?: ReadonlyArray<string | null> | null;
   /** null: written whoever holds the chunk (no fence) */
@@ -195,7 +198,7 @@ export class EventSink {
     const w = this.current.writer;
     const start = w.mark();
     w.setBatch(o.batchId);
-    w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind, o.segments ?? null);
+    w.addOutcomes(o.campaignId, o.users, o.count, o.failed, o.atSec, o.kind, o.segments ?? null, o.withheld);
     this.current.segments.push({ campaignId: o.campaignId, batchId: o.batchId, owner: o.owner, start, end: w.mark(), rows: o.count });
     if (key !== null) {
       this.current.keys.push(key);

@@ -13,6 +13,7 @@
  * declared exactly as the table has them, so no version needs to convert (a test compares them with
  * system.columns).
  */
+import { NO_WITHHOLDINGS, type Withholdings } from '../domain/withheld.js';
 import { EVENT_KIND_CODE, type EventKind } from '../domain/message-event.js';
 import { writeVarint } from '../domain/packed-ids.js';
 import { withRoom } from '../domain/buffers.js';
@@ -152,8 +153,9 @@ export class EventBlockWriter {
 
   /**
    * The hot path: `count` recipients of one campaign at one time, each `kind` (delivered, or aborted)
-   * unless listed in `failed`. `users` holds the ids already as Native Strings (packed-ids.ts), checked
-   * to be exactly `count` of them when the chunk was decoded.
+   * unless listed in `failed` or `withheld` (skipped, suppressed, capped: domain/withheld.ts). `users`
+   * holds the ids already as Native Strings (packed-ids.ts), checked to be exactly `count` of them when
+   * the chunk was decoded.
    */
   addOutcomes(
     campaignId: number,
@@ -163,21 +165,25 @@ export class EventBlockWriter {
     atSec: number,
     kind: 'delivered' | 'aborted' = 'delivered',
     segments: ReadonlyArray<string | null> | null = null,
+    withheld: Withholdings = NO_WITHHOLDINGS,
   ): void {
     const kindStart = this.kind.len;
     this.campaign.fill(this.uint64(campaignId), 8, count);
     this.user.bytes(users);
     this.kind.fill(EVENT_KIND_CODE[kind], 1, count);
     this.at.fill(this.uint32(atSec), 4, count);
-    if (failed.size === 0) this.error.fill(0, 1, count);
+    if (failed.size === 0 && withheld.size === 0) this.error.fill(0, 1, count);
     else {
       for (let i = 0; i < count; i++) {
         const err = failed.get(i);
-        if (err === undefined) this.error.fill(0, 1, 1);
-        else {
+        const held = err === undefined ? withheld.get(i) : undefined;
+        if (err !== undefined) {
           this.error.string(err);
           this.kind.buf[kindStart + i] = EVENT_KIND_CODE.failed;
-        }
+        } else if (held !== undefined) {
+          this.error.string(held.reason);
+          this.kind.buf[kindStart + i] = EVENT_KIND_CODE[held.kind];
+        } else this.error.fill(0, 1, 1);
       }
     }
     this.batch.fill(this.batchBytes, 8, count);

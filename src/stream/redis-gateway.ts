@@ -4,12 +4,17 @@
  * per command the same way). A reply of an unexpected shape is an error naming the script, never a cast.
  * The chunk protocol (chunk-protocol.ts) runs its stream commands itself and its scripts through here.
  */
+import type { OutcomeCounts } from '../domain/accounting.js';
+import type { WithheldKind } from '../domain/withheld.js';
 import type { Redis } from 'ioredis';
 import { HeraldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
 import type { StepReply } from '../domain/chunk-state.js';
 import { runScript, runScripts, type ScriptCall, type ScriptName } from './redis-scripts.js';
 import { CHUNK_GROUP, type Keys } from './keys.js';
+
+/** the live counters hash's fields, in the order liveCounts reads them */
+const LIVE_FIELDS = ['delivered', 'failed', 'skipped', 'suppressed', 'capped'] as const;
 
 export interface StepParams {
   campaignId: number;
@@ -26,6 +31,8 @@ export interface StepParams {
     bytes: Buffer;
     /** recipients of it that failed (for the live counters) */
     failed: number;
+    /** recipients of it withheld, by kind (for the live counters); none when absent */
+    withheld?: Record<WithheldKind, number>;
   };
 }
 
@@ -95,7 +102,19 @@ export class RedisGateway {
     return {
       script: 'chunkStep',
       keys: [k.status(id), k.ledger(id), k.overshoot(id), k.chunks(id), k.records(id), k.plan(id), k.live(id), k.alive(id)],
-      args: [CHUNK_GROUP, p.consumer, p.entryId, r?.sent ?? -1, r?.n ?? 0, r?.bytes ?? NO_RECORD, r?.failed ?? 0, this.livenessTtlMs],
+      args: [
+        CHUNK_GROUP,
+        p.consumer,
+        p.entryId,
+        r?.sent ?? -1,
+        r?.n ?? 0,
+        r?.bytes ?? NO_RECORD,
+        r?.failed ?? 0,
+        this.livenessTtlMs,
+        r?.withheld?.skipped ?? 0,
+        r?.withheld?.suppressed ?? 0,
+        r?.withheld?.capped ?? 0,
+      ],
     };
   }
 
@@ -216,11 +235,11 @@ export class RedisGateway {
    * The live outcome counters the ledger step raises (`delivered`, `failed`). Campaigns with none (nothing
    * sent yet, or Redis restarted empty) are left out.
    */
-  async liveCounts(campaignIds: readonly number[]): Promise<Map<number, { delivered: number; failed: number }>> {
-    const out = new Map<number, { delivered: number; failed: number }>();
+  async liveCounts(campaignIds: readonly number[]): Promise<Map<number, OutcomeCounts>> {
+    const out = new Map<number, OutcomeCounts>();
     if (campaignIds.length === 0) return out;
     const pipe = this.redis.pipeline();
-    for (const id of campaignIds) pipe.hmget(this.keys.live(id), 'delivered', 'failed');
+    for (const id of campaignIds) pipe.hmget(this.keys.live(id), ...LIVE_FIELDS);
     let replies: Array<[Error | null, unknown]>;
     try {
       replies = (await pipe.exec()) ?? [];
@@ -230,9 +249,9 @@ export class RedisGateway {
     campaignIds.forEach((id, i) => {
       const [err, value] = replies[i] ?? [null, null];
       if (err !== null || !Array.isArray(value)) return;
-      const [delivered, failed]: unknown[] = value;
-      if (delivered === null && failed === null) return;
-      out.set(id, { delivered: Number(delivered ?? 0), failed: Number(failed ?? 0) });
+      if (value.every((v) => v === null)) return;
+      const [delivered, failed, skipped, suppressed, capped] = (value as unknown[]).map((v) => Number(v ?? 0));
+      out.set(id, { delivered: delivered!, failed: failed!, skipped: skipped!, suppressed: suppressed!, capped: capped! });
     });
     return out;
   }

@@ -11,6 +11,9 @@ export interface ProgressFrame {
   sent: number;
   delivered: number;
   failed: number;
+  skipped: number;
+  suppressed: number;
+  capped: number;
   aborted: number;
   pending: number;
   read: number;
@@ -26,15 +29,21 @@ export interface ProgressFrame {
 export type FrameFormat = 'json' | 'msgpack';
 
 export interface Sample {
-  sent: number;
+  /** recipients with an outcome: sent, or withheld */
+  done: number;
   atMs: number;
+}
+
+/** Recipients of a frame that have an outcome (sent to the channel, or withheld). */
+export function doneOf(v: Pick<ProgressFrame, 'sent' | 'skipped' | 'suppressed' | 'capped'>): number {
+  return v.sent + v.skipped + v.suppressed + v.capped;
 }
 
 /** Rate and ETA from the previous sample of the same campaign. */
 export function withRate(view: Omit<ProgressFrame, 'rate_per_s' | 'eta_s' | 'at'>, prev: Sample | undefined, nowMs: number): ProgressFrame {
   let rate = 0;
   if (prev !== undefined && nowMs > prev.atMs && view.status === 'sending')
-    rate = Math.max(0, ((view.sent - prev.sent) * 1000) / (nowMs - prev.atMs));
+    rate = Math.max(0, ((doneOf(view) - prev.done) * 1000) / (nowMs - prev.atMs));
   const eta = view.status === 'sending' && rate > 0 ? Math.ceil(view.pending / rate) : null;
   return { ...view, rate_per_s: Math.round(rate * 10) / 10, eta_s: eta, at: new Date(nowMs).toISOString() };
 }

@@ -12,7 +12,7 @@ import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
 import type { LiveCounters } from '../progress/live-counters.js';
-import { encodeFrame, withRate, type FrameFormat, type ProgressFrame, type Sample } from './frame.js';
+import { doneOf, encodeFrame, withRate, type FrameFormat, type ProgressFrame, type Sample } from './frame.js';
 
 export const FORMATS: readonly FrameFormat[] = ['json', 'msgpack'];
 
@@ -135,13 +135,13 @@ export class ProgressHub {
         now,
       );
       this.stats.framesComputed++;
-      this.samples.set(c.id, { sent: frame.sent, atMs: now });
+      this.samples.set(c.id, { done: doneOf(frame), atMs: now });
       const prev = this.latest.get(c.id);
       this.latest.set(c.id, frame);
       const changed =
         prev === undefined ||
         prev.status !== frame.status ||
-        prev.sent !== frame.sent ||
+        doneOf(prev) !== doneOf(frame) ||
         prev.read !== frame.read ||
         prev.unique_readers !== frame.unique_readers ||
         prev.aborted !== frame.aborted ||

@@ -120,7 +120,18 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
       await redis.hset(
         keys.records(id),
         '0-1',
-        encodeRecord({ from: 0, n: 40, atSec: 1_700_000_000, failed: new Map([[7, 'HTTP 410: gone']]) }),
+        encodeRecord({
+          from: 0,
+          n: 40,
+          atSec: 1_700_000_000,
+          failed: new Map([[7, 'HTTP 410: gone']]),
+          // withheld recipients (domain/withheld.ts) are rebuilt with their own outcomes too
+          withheld: new Map([
+            [3, { kind: 'suppressed', reason: 'unsubscribed' }],
+            [12, { kind: 'capped', reason: 'cap' }],
+            [25, { kind: 'skipped', reason: 'missing recipient.attrs.name' }],
+          ]),
+        }),
       );
       expect((await api.call('POST', `/v1/campaigns/${id}/resume`)).body.status).toBe('sending');
       const done = await api.waitForStatus(id, ['completed'], 60_000);
@@ -129,8 +140,16 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
       expect(mine).toHaveLength(460);
       expect(mine.every((k) => sink.seen.get(k)!.length === 1)).toBe(true);
       expect(mine.filter((k) => /:lg([1-9]|[1-3][0-9]|40)$/.test(k))).toEqual([]);
-      expect(done.delivered).toBe(499);
-      expect(done.failed).toBe(1);
+      expect(done).toMatchObject({ delivered: 496, failed: 1, suppressed: 1, capped: 1, skipped: 1, pending: 0, aborted: 0 });
+      const withheld = await herald.ch.rows<{ kind: string; user_id: string; error: string }>(
+        `SELECT toString(kind) AS kind, user_id, error FROM message_events
+         WHERE campaign_id = ${id} AND kind IN ('suppressed', 'capped', 'skipped') ORDER BY user_id`,
+      );
+      expect(withheld).toEqual([
+        { kind: 'capped', user_id: 'lg13', error: 'cap' },
+        { kind: 'skipped', user_id: 'lg26', error: 'missing recipient.attrs.name' },
+        { kind: 'suppressed', user_id: 'lg4', error: 'unsubscribed' },
+      ]);
     } finally {
       redis.disconnect();
       await db.end();

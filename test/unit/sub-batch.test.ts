@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
+import type { Withheld } from '../../src/domain/withheld.js';
 import { decodeRecords, encodeRecord, MAX_FROM, MAX_GENERATION, MAX_SEQ, parseSubBatchId, subBatchId } from '../../src/domain/sub-batch.js';
 
 describe('sub-batch ids', () => {
@@ -26,7 +27,7 @@ describe('sub-batch ids', () => {
 
 describe('sub-batch records', () => {
   it('concatenate and decode in order, failures included', () => {
-    const a = { from: 0, n: 50, atSec: 1_700_000_000, failed: new Map<number, string>() };
+    const a = { from: 0, n: 50, atSec: 1_700_000_000, failed: new Map<number, string>(), withheld: new Map<number, Withheld>() };
     const b = {
       from: 50,
       n: 20,
@@ -35,9 +36,27 @@ describe('sub-batch records', () => {
         [3, 'HTTP 422: bad address'],
         [19, 'é'.repeat(300)],
       ]),
+      withheld: new Map<number, Withheld>(),
     };
-    expect(decodeRecords(Buffer.concat([encodeRecord(a), encodeRecord(b)]))).toEqual([a, b]);
+    const c = {
+      from: 70,
+      n: 10,
+      atSec: 1_700_000_002,
+      failed: new Map([[1, 'HTTP 500']]),
+      withheld: new Map<number, Withheld>([
+        [0, { kind: 'suppressed', reason: 'unsubscribed (topic news)' }],
+        [4, { kind: 'capped', reason: 'news: 2 per 86400 s' }],
+        [9, { kind: 'skipped', reason: 'missing recipient.attrs.first_name' }],
+      ]),
+    };
+    expect(decodeRecords(Buffer.concat([encodeRecord(a), encodeRecord(b), encodeRecord(c)]))).toEqual([a, b, c]);
     expect(decodeRecords(null)).toEqual([]);
+  });
+
+  it('decode records written before withheld outcomes existed (five fields)', () => {
+    expect(decodeRecords(pack([0, 5, 1, [2], ['x']]))).toEqual([
+      { from: 0, n: 5, atSec: 1, failed: new Map([[2, 'x']]), withheld: new Map() },
+    ]);
   });
 
   it('name the record in errors for bytes that are not one', () => {
@@ -45,5 +64,9 @@ describe('sub-batch records', () => {
     expect(() => decodeRecords(pack([1, 2, 3]))).toThrow(/expected \[from, n, at/);
     expect(() => decodeRecords(pack([0, 5, 1, [7], ['x']]))).toThrow(/failed index 7 outside/);
     expect(() => decodeRecords(pack([-1, 5, 1, [], []]))).toThrow(/non-negative/);
+    expect(() => decodeRecords(pack([0, 5, 1, [], [], [5], ['capped'], ['x']]))).toThrow(/withheld index 5 outside/);
+    expect(() => decodeRecords(pack([0, 5, 1, [1], ['e'], [1], ['capped'], ['x']]))).toThrow(/both failed and withheld/);
+    expect(() => decodeRecords(pack([0, 5, 1, [], [], [1], ['lost'], ['x']]))).toThrow(/withheld kind lost/);
+    expect(() => decodeRecords(pack([0, 5, 1, [], [], [1], [], ['x']]))).toThrow(/one length/);
   });
 });

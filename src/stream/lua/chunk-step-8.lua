@@ -5,7 +5,8 @@
 -- ARGV[4] recipients of the chunk sent so far by this consumer (-1: nothing to record yet),
 -- ARGV[5] size of the sub-batch just sent (counted as overshoot if the campaign is no longer sending),
 -- ARGV[6] the sub-batch's record (domain/sub-batch.ts): when and which failed, so its events can be rebuilt
--- KEYS[7] live counters hash; ARGV[7] recipients of the sub-batch that failed
+-- KEYS[7] live counters hash; ARGV[7] recipients of the sub-batch that failed; ARGV[9], ARGV[10], ARGV[11]
+-- recipients of it skipped, suppressed and capped (withheld: domain/withheld.ts)
 -- KEYS[8] the campaign's heartbeats (sorted set: holder id → Redis time in ms it lapses at); ARGV[8] liveness
 -- ttl in ms (0: off). A step that finds the entry still ours also renews its process's heartbeat, if it has
 -- one (XX: a closer, or an actor stopped on a pause, gets none), so a send that follows a step cannot be
@@ -44,8 +45,17 @@ if sent >= 0 then
     redis.call('HSET', KEYS[5], ARGV[3], prev .. ARGV[6])
     -- Counted where the sub-batch is recorded: once, however often the chunk changes hands.
     local failed = tonumber(ARGV[7])
+    local withheld = 0
+    local kinds = {'skipped', 'suppressed', 'capped'}
+    for i = 1, 3 do
+      local n = tonumber(ARGV[8 + i] or '0')
+      if n > 0 then
+        redis.call('HINCRBY', KEYS[7], kinds[i], n)
+        withheld = withheld + n
+      end
+    end
     redis.call('HINCRBY', KEYS[7], 'failed', failed)
-    redis.call('HINCRBY', KEYS[7], 'delivered', sent - ledger - failed)
+    redis.call('HINCRBY', KEYS[7], 'delivered', sent - ledger - failed - withheld)
     ledger = sent
   end
   if status ~= '' and status ~= 'sending' then
