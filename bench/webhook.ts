@@ -9,8 +9,14 @@
  *   them); the receiver in a child process answering after each latency; one campaign of `--recipients`
  *   per latency, in one run; exactness checked (each idempotency key once). A last pass at 0 ms without
  *   tracking URLs (`channel.tracking: false`) shows what their HMAC per message costs.
+ *   With `--peers`, each latency with tracking URLs is also run by the two BullMQ peers (bench/peers/
+ *   bullmq.ts: a job completes once its events are stored, or buffers them and returns at once), each
+ *   job POSTing its recipients to a fresh receiver with Node's fetch (peers/webhook-send.ts: the same
+ *   message shape, a tracking HMAC each), tuned to Herald's requests in flight unless
+ *   `--peer-concurrency` says; the ratio Herald ÷ peer is printed per latency. Herald and the peers
+ *   alternate on the same machine, one after the other, never at once.
  *   npm run bench:webhook -- [--latency 0,5,20,50,100] [--workers N] [--concurrency N] [--subbatch N]
- *     [--recipients 200000] [--compress]
+ *     [--recipients 200000] [--compress] [--peers] [--peer-concurrency N]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -19,6 +25,13 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { apiCaller, dropNamespace, namespaced } from './namespace.js';
+import { tokenSecret } from '../src/config.js';
+import { migrateClickHouse } from '../src/migrate/migrate.js';
+import { ClickHouse } from '../src/clickhouse/client.js';
+import { createDb } from '../src/store/db.js';
+import { runBullmq } from './peers/bullmq.js';
+import { webhookSend } from './peers/webhook-send.js';
+import { cpuByService, cpuSince } from './proc.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,6 +50,10 @@ const SUBBATCH = Number(arg('subbatch', String(base.subBatchSize)));
 const PER_REQUEST = Math.min(SUBBATCH, base.webhookBatchSize);
 /** POSTs in flight: each chunk in flight has one sub-batch out, in ⌈sub-batch / batch size⌉ requests */
 const IN_FLIGHT = CONCURRENCY * Math.ceil(SUBBATCH / base.webhookBatchSize);
+const CHUNK = 500;
+const PEERS = process.argv.includes('--peers');
+/** BullMQ jobs at once: by default as many requests in flight as Herald's (a job POSTs its chunk at once) */
+const PEER_CONCURRENCY = Number(arg('peer-concurrency', String(Math.ceil(IN_FLIGHT / Math.ceil(CHUNK / base.webhookBatchSize)))));
 
 interface SinkStats {
   messages: number;
@@ -91,6 +108,71 @@ interface Result {
   receiverCpuSec: number;
 }
 const results: Result[] = [];
+
+interface PeerRun {
+  mode: 'stored' | 'buffered';
+  latencyMs: number;
+  concurrency: number;
+  seconds: number;
+  recipientsPerSec: number;
+  /** Herald's rate at the same latency, and Herald ÷ peer */
+  herald: number;
+  cpuSec: Record<string, number>;
+}
+const peerResults: PeerRun[] = [];
+const peerDb = createDb(cfg.databaseUrl, 8);
+/** A BullMQ peer's campaign to a fresh receiver at `latency`: the same recipients, events into a ClickHouse database of its own. */
+async function peer(mode: 'stored' | 'buffered', latency: number): Promise<Omit<PeerRun, 'herald'>> {
+  const sink = fork(new URL('./webhook-sink.ts', import.meta.url).pathname, ['--latency', String(latency)], {
+    execArgv: ['--import', 'tsx'],
+  });
+  const { port } = await new Promise<{ port: number }>((r) => sink.once('message', (m) => r(m as { port: number })));
+  const db = `${ns}_bullmq_${mode}`;
+  await migrateClickHouse(base.clickhouseUrl, db);
+  const ch = new ClickHouse({ url: base.clickhouseUrl, database: db });
+  const campaignId = 900_000_000 + latency;
+  const cpu0 = cpuByService(process.pid);
+  const b = await runBullmq({
+    redisUrl: base.redisUrl,
+    prefix: `${cfg.redisPrefix}-bull-${mode}`,
+    pool: peerDb,
+    ch,
+    audienceId: audience.id as number,
+    campaignId,
+    chunk: CHUNK,
+    concurrency: PEER_CONCURRENCY,
+    batchRows: 50_000,
+    mode,
+    send: webhookSend({
+      url: `http://127.0.0.1:${port}/hook`,
+      campaignId,
+      batchSize: base.webhookBatchSize,
+      secret: tokenSecret(cfg),
+      publicUrl: 'http://127.0.0.1',
+    }),
+  });
+  const cpu = cpuSince(cpu0, process.pid);
+  const s = await ask(sink);
+  sink.send('stop');
+  await new Promise((r) => sink.once('exit', r));
+  const stored = await ch.rows<{ n: string }>(`SELECT count() AS n FROM message_events WHERE campaign_id = ${campaignId}`);
+  await ch.command(`DROP DATABASE ${db}`).catch(() => undefined);
+  await ch.close();
+  if (b.recipients !== N || s.unique !== N || Number(stored[0]!.n) !== N)
+    throw new Error(`BullMQ peer (${mode}): sent ${b.recipients}, receiver saw ${s.unique}, ClickHouse holds ${stored[0]!.n} of ${N}`);
+  const run = {
+    mode,
+    latencyMs: latency,
+    concurrency: PEER_CONCURRENCY,
+    seconds: Math.round(b.seconds * 100) / 100,
+    recipientsPerSec: Math.round(N / b.seconds),
+    cpuSec: cpu,
+  };
+  console.log(
+    `  BullMQ peer (${mode}, ${PEER_CONCURRENCY} jobs at once, fetch): ${run.recipientsPerSec.toLocaleString()} recipients/s; CPU s ${JSON.stringify(cpu)}`,
+  );
+  return run;
+}
 // Each latency with tracking URLs (the default), then 0 ms without them (`channel.tracking: false`).
 const passes = [
   ...LATENCIES.map((latency) => ({ latency, tracking: true })),
@@ -106,7 +188,7 @@ for (const { latency, tracking } of passes) {
     audience_id: audience.id,
     channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking, ...(COMPRESS ? { compress: true } : {}) },
     content: { title: 't', body: 'b' },
-    chunk_size: 500,
+    chunk_size: CHUNK,
   });
   const sinkCpu0 = (await ask(sink)).cpuMs;
   const cpu0 = process.cpuUsage();
@@ -165,8 +247,12 @@ for (const { latency, tracking } of passes) {
   );
   sink.send('stop');
   await new Promise((r) => sink.once('exit', r));
+  if (PEERS && tracking && latency > 0) {
+    for (const mode of ['stored', 'buffered'] as const) peerResults.push({ ...(await peer(mode, latency)), herald: r.recipientsPerSec });
+  }
 }
 await herald.stop();
+await peerDb.end();
 await dropNamespace(base, ns);
 const zero = results.find((r) => r.latencyMs === 0 && r.tracking);
 if (zero)
@@ -175,9 +261,14 @@ if (zero)
       console.log(
         `latency ${r.latencyMs} ms${r.tracking ? '' : ' without tracking URLs'}: ${(r.recipientsPerSec / zero.recipientsPerSec).toFixed(2)}× the 0 ms throughput`,
       );
+for (const p of peerResults)
+  console.log(`latency ${p.latencyMs} ms: Herald ${(p.herald / p.recipientsPerSec).toFixed(2)}× the BullMQ peer (${p.mode})`);
 console.log(
   `settings: ${WORKERS} consumers, concurrency ${CONCURRENCY}, sub-batch ${SUBBATCH}, batch size ${base.webhookBatchSize}${COMPRESS ? ', gzip' : ''}`,
 );
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/webhook.json', `${JSON.stringify({ bench: 'webhook', at: new Date().toISOString(), results }, null, 2)}\n`);
+writeFileSync(
+  'bench/results/webhook.json',
+  `${JSON.stringify({ bench: 'webhook', at: new Date().toISOString(), results, ...(PEERS ? { peers: peerResults } : {}) }, null, 2)}\n`,
+);

@@ -1,7 +1,7 @@
 /**
  * The BullMQ builds of a mass sender. The audience is cut into jobs of `chunk` recipients (keyset ranges,
  * one window query), enqueued with addBulk; a Worker with `concurrency` jobs at a time reads each job's
- * recipients from PostgreSQL, calls a no-op send per recipient, and records one event row per recipient
+ * recipients from PostgreSQL, calls a no-op send per recipient (or POSTs them to a webhook: `send`), and records one event row per recipient
  * in ClickHouse (EventBatcher: Herald's encoding, `batchRows` per insert). Two ways to finish a job:
  * - `stored`: a job completes once its events are stored (nothing is lost if the worker dies);
  * - `buffered`, the way most users write it: the job hands its rows to the buffer and returns at once;
@@ -28,6 +28,11 @@ export interface BullmqOptions {
   batchRows: number;
   /** @default 'stored' */
   mode?: 'stored' | 'buffered';
+  /**
+   * The send of a job's recipients (a webhook: peers/webhook-send.ts); absent: the null channel's no-op
+   * per recipient. Given, each job also reads its recipients' addresses.
+   */
+  send?: (users: readonly string[], addresses: ReadonlyArray<string | null>) => Promise<void>;
 }
 
 interface ChunkJob {
@@ -66,16 +71,18 @@ export async function runBullmq(o: BullmqOptions): Promise<PeerResult> {
       name,
       async (job: Job<ChunkJob>) => {
         const { from, to } = job.data;
+        const columns = o.send === undefined ? 'user_id' : 'user_id, address';
         const res = await o.pool.query({
           text:
             to === null
-              ? 'SELECT user_id FROM recipients WHERE audience_id = $1 AND id >= $2 ORDER BY id'
-              : 'SELECT user_id FROM recipients WHERE audience_id = $1 AND id >= $2 AND id < $3 ORDER BY id',
+              ? `SELECT ${columns} FROM recipients WHERE audience_id = $1 AND id >= $2 ORDER BY id`
+              : `SELECT ${columns} FROM recipients WHERE audience_id = $1 AND id >= $2 AND id < $3 ORDER BY id`,
           values: to === null ? [o.audienceId, from] : [o.audienceId, from, to],
           rowMode: 'array',
         });
         const users = res.rows.map((r: unknown[]) => r[0] as string);
-        for (const u of users) noopSend(u);
+        if (o.send === undefined) for (const u of users) noopSend(u);
+        else await o.send(users, res.rows.map((r: unknown[]) => (r[1] as string | null) ?? null));
         const stored = events.append(o.campaignId, packStrings(users), users.length, Math.floor(Date.now() / 1000));
         if (buffered) {
           // awaited once every job is done; a failed insert must not go unhandled meanwhile
