@@ -82,7 +82,11 @@ export async function runBullmq(o: BullmqOptions): Promise<PeerResult> {
         });
         const users = res.rows.map((r: unknown[]) => r[0] as string);
         if (o.send === undefined) for (const u of users) noopSend(u);
-        else await o.send(users, res.rows.map((r: unknown[]) => (r[1] as string | null) ?? null));
+        else
+          await o.send(
+            users,
+            res.rows.map((r: unknown[]) => (r[1] as string | null) ?? null),
+          );
         const stored = events.append(o.campaignId, packStrings(users), users.length, Math.floor(Date.now() / 1000));
         if (buffered) {
           // awaited once every job is done; a failed insert must not go unhandled meanwhile
