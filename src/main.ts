@@ -142,7 +142,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let dispatcher: Dispatcher | null = null;
   let subscriber: Redis | null = null;
   if (opts.dispatcher !== false && cfg.workers > 0) {
-    const dispatchSubscriber = redis.duplicate();
+    // No ready check on subscribers: ioredis (5.8.2 and later, redis/ioredis#2037) may send its INFO after a
+    // queued SUBSCRIBE, which Redis refuses in subscriber mode, and the connection then errors and reconnects.
+    const dispatchSubscriber = redis.duplicate({ enableReadyCheck: false });
     subscriber = dispatchSubscriber;
     dispatchSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));
     dispatcher = new Dispatcher({
@@ -199,7 +201,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     imports.start();
     const importJobs = imports;
     const progress = new ProgressReader(ch);
-    wsSubscriber = redis.duplicate();
+    wsSubscriber = redis.duplicate({ enableReadyCheck: false }); // see dispatchSubscriber
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
     const inboxReader = new InboxReader(ch);
     const deliveries = (campaignId: number, userIds: readonly string[]): ReturnType<InboxReader['deliveries']> =>
