@@ -1,0 +1,121 @@
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventCounts, useHerald } from '../helpers/herald.js';
+import { listenLocal } from '../helpers/local-http.js';
+
+interface Message {
+  user_id: string;
+  address: string | null;
+  title: string;
+  body: string;
+  data?: Record<string, unknown>;
+  idempotency_key: string;
+  test?: boolean;
+}
+
+/** `t1..tn`; every third has no first_name, every fifth no address; all have a city. */
+function lines(n: number, prefix: string): string {
+  const out: string[] = [];
+  for (let i = 1; i <= n; i++) {
+    const attrs: Record<string, unknown> = { city: `C${i % 4}`, plan: i % 2 === 0 ? 'pro' : 'free', unused: 'x'.repeat(50) };
+    if (i % 3 !== 0) attrs.first_name = `N${i}`;
+    out.push(JSON.stringify({ user_id: `${prefix}${i}`, ...(i % 5 === 0 ? {} : { address: `${prefix}${i}@x.test` }), attrs }));
+  }
+  return out.join('\n');
+}
+
+describe('templates', () => {
+  const h = useHerald({ webhookBatchSize: 50 });
+  let receiver: Server;
+  let url: string;
+  const received = new Map<string, Message[]>();
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      let text = '';
+      req.on('data', (d: Buffer) => (text += d.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(text) as { campaign_id: number; messages: Message[] };
+        const key = String(body.campaign_id);
+        received.set(key, [...(received.get(key) ?? []), ...body.messages]);
+        res.writeHead(200).end('{}');
+      });
+    });
+    url = await listenLocal(receiver);
+  });
+  afterAll(() => receiver?.close());
+
+  async function audience(n: number, prefix: string): Promise<number> {
+    const a = await h.api.call('POST', '/v1/audiences', { name: `tpl-${prefix}` });
+    const r = await h.api.importRecipients(a.body.id, lines(n, prefix));
+    expect(r.body.imported).toBe(n);
+    return a.body.id as number;
+  }
+
+  const content = {
+    title: 'Hi {{ recipient.attrs.first_name }}',
+    body: '{{ recipient.attrs.first_name }} in {{ recipient.attrs.city }} on {{ recipient.attrs.plan | upcase }}: {{ variables.promo }} ({{ campaign.name }})',
+    data: { link: 'https://x.test/{{ recipient.user_id }}?c={{ campaign.id }}', n: 1 },
+  };
+
+  it('refuses a template that does not parse with 400 naming the field and position', async () => {
+    const aud = await audience(3, 'bad');
+    const r = await h.api.call('POST', '/v1/campaigns', {
+      name: 'bad',
+      audience_id: aud,
+      channel: { type: 'null' },
+      content: { title: 'ok', body: 'x\n{% for %}', data: { a: '{% include "x" %}' } },
+      missing: 'sometimes',
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.fields).toEqual([
+      { field: 'missing', error: 'must be "empty" or "skip"' },
+      { field: 'content.body', error: expect.stringMatching(/line 2 col 1$/) },
+      { field: 'content.data.a', error: expect.stringContaining('{% include %} is not allowed') },
+    ]);
+  });
+
+  it('webhook: renders per message; missing "empty" renders nothing', async () => {
+    const n = 300;
+    const aud = await audience(n, 'e');
+    const id = await h.api.webhookCampaign(aud, url, {
+      name: 'Spring',
+      content,
+      variables: { promo: 'P10' },
+      channel: { type: 'webhook', url, tracking: false },
+    });
+    await h.api.call('POST', `/v1/campaigns/${id}/start`);
+    const done = await h.api.waitForStatus(id, ['completed']);
+    expect(done).toMatchObject({ total: n, delivered: n, skipped: 0, failed: 0, missing: 'empty', variables: { promo: 'P10' } });
+    const msgs = received.get(String(id))!;
+    expect(msgs).toHaveLength(n);
+    const byUser = new Map(msgs.map((m) => [m.user_id, m]));
+    expect(byUser.get('e2')).toEqual({
+      user_id: 'e2',
+      address: 'e2@x.test',
+      title: 'Hi N2',
+      body: 'N2 in C2 on PRO: P10 (Spring)',
+      data: { link: `https://x.test/e2?c=${id}`, n: 1 },
+      idempotency_key: `${id}:e2`,
+    });
+    expect(byUser.get('e3')).toMatchObject({ title: 'Hi ', body: ' in C3 on FREE: P10 (Spring)' });
+  });
+
+  it('webhook: missing "skip" withholds recipients lacking a value, with the reason, and the counts add up', async () => {
+    const n = 300;
+    const aud = await audience(n, 's');
+    const id = await h.api.webhookCampaign(aud, url, { name: 'Spring', content, variables: { promo: 'P10' }, missing: 'skip' });
+    await h.api.call('POST', `/v1/campaigns/${id}/start`);
+    const done = await h.api.waitForStatus(id, ['completed']);
+    const skipped = n / 3;
+    expect(done).toMatchObject({ total: n, delivered: n - skipped, skipped, failed: 0, pending: 0 });
+    const msgs = received.get(String(id))!;
+    expect(msgs).toHaveLength(n - skipped);
+    expect(msgs.some((m) => m.user_id === 's3')).toBe(false);
+    const rows = await h.herald.ch.rows<{ user_id: string; error: string }>(
+      `SELECT user_id, error FROM message_events WHERE campaign_id = ${id} AND kind = 'skipped' ORDER BY user_id LIMIT 1`,
+    );
+    expect(rows[0]).toEqual({ user_id: 's102', error: 'missing recipient.attrs.first_name' });
+    expect((await eventCounts(h.herald, id, 'skipped')).u).toBe(skipped);
+  });
+});
