@@ -118,4 +118,35 @@ describe('templates', () => {
     expect(rows[0]).toEqual({ user_id: 's102', error: 'missing recipient.attrs.first_name' });
     expect((await eventCounts(h.herald, id, 'skipped')).u).toBe(skipped);
   });
+
+  it("inbox: renders when the inbox is read, from that user's attributes; skipped users see nothing", async () => {
+    const n = 30;
+    const aud = await audience(n, 'i');
+    const inbox = { type: 'inbox' };
+    const plain = await h.api.nullCampaign(aud, { name: 'Plain', channel: inbox, content: { title: 'Plain', body: 'for all' } });
+    const skip = await h.api.nullCampaign(aud, { name: 'Skip', channel: inbox, content, variables: { promo: 'P1' }, missing: 'skip' });
+    const empty = await h.api.nullCampaign(aud, {
+      name: 'Empty',
+      channel: inbox,
+      content: { title: '{{ recipient.attrs.first_name }}!', body: 'b' },
+    });
+    for (const id of [plain, skip, empty]) {
+      await h.api.call('POST', `/v1/campaigns/${id}/start`);
+      await h.api.waitForStatus(id, ['completed']);
+    }
+    expect(await h.api.call('GET', `/v1/campaigns/${skip}`)).toMatchObject({ body: { delivered: n - n / 3, skipped: n / 3, pending: 0 } });
+    const i2 = (await h.api.call('GET', '/v1/users/i2/inbox')).body.messages;
+    expect(i2.map((m: { campaign_id: number }) => m.campaign_id)).toEqual([empty, skip, plain]);
+    expect(i2[0]).toMatchObject({ title: 'N2!', body: 'b' });
+    expect(i2[1]).toMatchObject({
+      title: 'Hi N2',
+      body: 'N2 in C2 on PRO: P1 (Skip)',
+      data: { link: `https://x.test/i2?c=${skip}`, n: 1 },
+    });
+    expect(i2[2]).toEqual(expect.objectContaining({ title: 'Plain', body: 'for all' }));
+    expect(i2[2].data).toBeUndefined();
+    const i3 = (await h.api.call('GET', '/v1/users/i3/inbox')).body.messages;
+    expect(i3.map((m: { campaign_id: number }) => m.campaign_id)).toEqual([empty, plain]);
+    expect(i3[0]).toMatchObject({ title: '!' });
+  });
 });
