@@ -149,4 +149,61 @@ describe('templates', () => {
     expect(i3.map((m: { campaign_id: number }) => m.campaign_id)).toEqual([empty, plain]);
     expect(i3[0]).toMatchObject({ title: '!' });
   });
+
+  it('preview renders for real recipients: chosen ones or a sample, skips and unknown ids named', async () => {
+    const aud = await audience(12, 'p');
+    const id = await h.api.webhookCampaign(aud, url, { name: 'Prev', content, variables: { promo: 'P2' }, missing: 'skip' });
+    const chosen = await h.api.call('POST', `/v1/campaigns/${id}/preview`, { user_ids: ['p2', 'p3'] });
+    expect(chosen).toMatchObject({
+      status: 200,
+      body: {
+        previews: [
+          { user_id: 'p2', title: 'Hi N2', body: 'N2 in C2 on PRO: P2 (Prev)', data: { link: `https://x.test/p2?c=${id}`, n: 1 } },
+          { user_id: 'p3', skipped: 'missing recipient.attrs.first_name' },
+        ],
+      },
+    });
+    const sample = await h.api.call('POST', `/v1/campaigns/${id}/preview`, { sample: 4 });
+    expect(sample.body.previews.map((p: { user_id: string }) => p.user_id)).toEqual(['p1', 'p2', 'p3', 'p4']);
+    const unknown = await h.api.call('POST', `/v1/campaigns/${id}/preview`, { user_ids: ['p1', 'nobody', 'x9'] });
+    expect(unknown).toMatchObject({ status: 400, body: { field: 'user_ids', error: expect.stringContaining('nobody, x9') } });
+    expect((await h.api.call('POST', `/v1/campaigns/${id}/preview`, { sample: 1000 })).status).toBe(400);
+    // nothing was sent or stored
+    expect(received.get(String(id))).toBeUndefined();
+    expect(await h.api.call('GET', `/v1/campaigns/${id}`)).toMatchObject({ body: { status: 'draft', delivered: 0, skipped: 0 } });
+  });
+
+  it('test sends go to those recipients only, as test events no campaign count includes', async () => {
+    const aud = await audience(20, 'x');
+    const id = await h.api.webhookCampaign(aud, url, { name: 'Test', content, variables: { promo: 'P3' }, missing: 'skip' });
+    const r = await h.api.call('POST', `/v1/campaigns/${id}/test`, { user_ids: ['x1', 'x3', 'x4'] });
+    expect(r.status).toBe(200);
+    expect(r.body.results).toEqual([
+      expect.objectContaining({ user_id: 'x1', outcome: 'delivered', error: null, title: 'Hi N1' }),
+      { user_id: 'x3', outcome: 'skipped', error: 'missing recipient.attrs.first_name' },
+      expect.objectContaining({ user_id: 'x4', outcome: 'delivered', body: 'N4 in C0 on PRO: P3 (Test)' }),
+    ]);
+    const msgs = received.get(String(id))!;
+    expect(msgs.map((m) => m.user_id)).toEqual(['x1', 'x4']);
+    expect(msgs[0]).toMatchObject({ test: true, idempotency_key: `${id}:x1:${r.body.test_id}` });
+    expect(msgs[0]).not.toHaveProperty('tracking_url');
+    expect((await h.api.call('POST', `/v1/campaigns/${id}/test`, { user_ids: ['x1', 'zz'] })).status).toBe(400);
+    const rows = await h.herald.ch.rows<{ user_id: string; kind: string }>(
+      `SELECT user_id, toString(kind) AS kind FROM message_tests WHERE campaign_id = ${id} ORDER BY user_id`,
+    );
+    expect(rows).toEqual([
+      { user_id: 'x1', kind: 'delivered' },
+      { user_id: 'x3', kind: 'skipped' },
+      { user_id: 'x4', kind: 'delivered' },
+    ]);
+    // the campaign itself: untouched, and its counts see none of it, before and after its real send
+    const before = await h.api.call('GET', `/v1/campaigns/${id}`);
+    expect(before.body).toMatchObject({ status: 'draft', sent: 0, delivered: 0, failed: 0, skipped: 0 });
+    await h.api.call('POST', `/v1/campaigns/${id}/start`);
+    const done = await h.api.waitForStatus(id, ['completed']);
+    expect(done).toMatchObject({ total: 20, delivered: 14, skipped: 6, failed: 0, pending: 0 });
+    const stats = await h.api.call('GET', `/v1/campaigns/${id}/stats`);
+    expect(stats.body.totals).toMatchObject({ total: 20, delivered: 14, skipped: 6 });
+    expect((await eventCounts(h.herald, id)).n).toBe(14);
+  });
 });
