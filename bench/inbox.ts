@@ -13,7 +13,11 @@
  *   the end. The ingest (3) goes to a `bin/herald serve` child on the same namespace that dispatches
  *   nothing, so the requests are made in another process than the one answering them, as a receiver of
  *   read receipts would see it; `--in-process-ingest` sends them to this process's Herald instead.
+ *   With `--personalised`: recipients also have first_name, plan and city, and after 2. the same user gets 50
+ *   more campaigns whose title and body are templates reading them (rendered when the inbox is read); their
+ *   inbox query is timed the same way, in the same run, and compared (target: p99 ≤ 2× the plain one).
  *   npm run bench:inbox -- [--recipients 1000000] [--reads 200000] [--callback-concurrency 16] [--in-process-ingest]
+ *     [--personalised]
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -43,6 +47,9 @@ const api = `http://127.0.0.1:${herald.port}`;
 const call = apiCaller(api, KEY);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const COUNTRIES = ['FR', 'DE', 'US', 'BR', 'IN'];
+const PERSONALISED = process.argv.includes('--personalised');
+const personal = (i: number): string =>
+  PERSONALISED ? `,"first_name":"N${i}","plan":"${i % 2 ? 'pro' : 'free'}","city":"C${i % 50}"` : '';
 
 async function audience(name: string, n: number): Promise<number> {
   const a = await call('POST', '/v1/audiences', { name });
@@ -50,18 +57,22 @@ async function audience(name: string, n: number): Promise<number> {
   for (let from = 0; from < n; from += 200_000) {
     const lines: string[] = [];
     for (let i = from; i < Math.min(n, from + 200_000); i++)
-      lines.push(`{"user_id":"m${i + 1}","attrs":{"country":"${COUNTRIES[i % 5]}"}}`);
+      lines.push(`{"user_id":"m${i + 1}","attrs":{"country":"${COUNTRIES[i % 5]}"${personal(i)}}}`);
     await call('POST', `/v1/audiences/${a.id}/recipients`, lines.join('\n'), 'application/x-ndjson');
   }
   return a.id as number;
 }
 
-async function runCampaign(audienceId: number, name: string): Promise<{ id: number; ms: number }> {
+async function runCampaign(
+  audienceId: number,
+  name: string,
+  content: { title: string; body: string } = { title: name, body: 'b' },
+): Promise<{ id: number; ms: number }> {
   const c = await call('POST', '/v1/campaigns', {
     name,
     audience_id: audienceId,
     channel: { type: 'inbox' },
-    content: { title: name, body: 'b' },
+    content,
     segment_by: 'country',
   });
   const t0 = performance.now();
@@ -140,6 +151,25 @@ console.log(
   `inbox query, user in 50 campaigns: inbox p50 ${latency.inboxP50} ms, p99 ${latency.inboxP99} ms; unread_count p50 ${latency.unreadP50} ms, p99 ${latency.unreadP99} ms`,
 );
 
+// 2b. The same query when the 50 newest campaigns are personalised (rendered from m1's attributes when read).
+let personalised: { inboxP50: number; inboxP99: number; p99Ratio: number } | null = null;
+if (PERSONALISED) {
+  const content = {
+    title: '{{ recipient.attrs.first_name }}, news for {{ recipient.attrs.plan }} users',
+    body: 'Hello {{ recipient.attrs.first_name }}, this week in {{ recipient.attrs.city }}: {{ campaign.name }}.',
+  };
+  for (let k = 1; k <= 50; k++) await runCampaign(small, `personal ${k}`, content);
+  const sample = await call('GET', '/v1/users/m1/inbox?limit=50');
+  if (sample.messages.length !== 50 || sample.messages[0].title !== 'N0, news for free users')
+    throw new Error(`unexpected personalised inbox: ${JSON.stringify(sample.messages[0])}`);
+  const ms = await time('/v1/users/m1/inbox?limit=50');
+  const p99 = +percentile(ms, 99).toFixed(1);
+  personalised = { inboxP50: +percentile(ms, 50).toFixed(1), inboxP99: p99, p99Ratio: +(p99 / latency.inboxP99).toFixed(2) };
+  console.log(
+    `inbox query, 50 personalised campaigns: p50 ${personalised.inboxP50} ms, p99 ${p99} ms = ${personalised.p99Ratio}× the plain p99 (target ≤ 2×)`,
+  );
+}
+
 // 3. Read ingest: callbacks, then the pixel.
 const IN_PROCESS_INGEST = process.argv.includes('--in-process-ingest');
 const INGEST_PORT = 18_291;
@@ -217,8 +247,8 @@ for (const file of ['read_rate_by_hour.sql', 'read_rate_by_segment.sql', 'reader
 console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
-  'bench/results/inbox.json',
-  `${JSON.stringify({ bench: 'inbox', at: new Date().toISOString(), delivery, latency, ingest }, null, 2)}\n`,
+  PERSONALISED ? 'bench/results/inbox-personalised.json' : 'bench/results/inbox.json',
+  `${JSON.stringify({ bench: 'inbox', at: new Date().toISOString(), delivery, latency, personalised, ingest }, null, 2)}\n`,
 );
 await herald.stop();
 await dropNamespace(base, ns);

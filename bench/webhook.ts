@@ -15,8 +15,11 @@
  *   message shape, a tracking HMAC each), tuned to Herald's requests in flight unless
  *   `--peer-concurrency` says; the ratio Herald ÷ peer is printed per latency. Herald and the peers
  *   alternate on the same machine, one after the other, never at once.
+ *   With `--templates`: every recipient has three attributes, and each latency runs twice, alternating: the
+ *   same message as plain text, then as a template reading the three attributes (rendered per message);
+ *   the ratio of the two is the cost of rendering (target ≥ 0.70). Written to bench/results/webhook-templates.json.
  *   npm run bench:webhook -- [--latency 0,5,20,50,100] [--workers N] [--concurrency N] [--subbatch N]
- *     [--recipients 200000] [--compress] [--peers] [--peer-concurrency N]
+ *     [--recipients 200000] [--compress] [--peers] [--peer-concurrency N] [--templates]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -40,6 +43,13 @@ function arg(name: string, dflt: string): string {
 const LATENCIES = arg('latency', '0,5,20,50,100').split(',').map(Number);
 const N = Number(arg('recipients', '200000'));
 const COMPRESS = process.argv.includes('--compress');
+const TEMPLATES = process.argv.includes('--templates');
+/** the same message, as plain text and as a template reading three attributes (the bench's audience has them all) */
+const PLAIN = { title: 'Hi Ann', body: 'Ann, your pro plan in Oslo is ready: see what is new this week.' };
+const TEMPLATED = {
+  title: 'Hi {{ recipient.attrs.first_name }}',
+  body: '{{ recipient.attrs.first_name }}, your {{ recipient.attrs.plan }} plan in {{ recipient.attrs.city }} is ready: see what is new this week.',
+};
 const KEY = 'bench-key-0123456789';
 const ns = `herald_webhook_${Date.now().toString(36)}`;
 const base = loadConfig({ ...process.env, HERALD_API_KEYS: KEY });
@@ -78,13 +88,17 @@ const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, web
 const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const call = apiCaller(`http://127.0.0.1:${herald.port}`, KEY);
 const audience = await call('POST', '/v1/audiences', { name: 'webhook bench' });
-const lines = Array.from({ length: N }, (_, i) => `{"user_id":"w${i}","address":"w${i}@example.test"}`).join('\n');
+const attrs = (i: number): string => `,"attrs":{"first_name":"N${i}","plan":"${i % 2 ? 'pro' : 'free'}","city":"C${i % 50}","since":2020}`;
+const lines = Array.from({ length: N }, (_, i) => `{"user_id":"w${i}","address":"w${i}@example.test"${TEMPLATES ? attrs(i) : ''}}`).join(
+  '\n',
+);
 const imported = await call('POST', `/v1/audiences/${audience.id}/recipients`, lines, 'application/x-ndjson');
 if (imported.imported !== N) throw new Error(`imported ${JSON.stringify(imported)}`);
 
 interface Result {
   latencyMs: number;
   tracking: boolean;
+  templated: boolean;
   consumers: number;
   concurrency: number;
   subBatch: number;
@@ -173,12 +187,18 @@ async function peer(mode: 'stored' | 'buffered', latency: number): Promise<Omit<
   );
   return run;
 }
-// Each latency with tracking URLs (the default), then 0 ms without them (`channel.tracking: false`).
-const passes = [
-  ...LATENCIES.map((latency) => ({ latency, tracking: true })),
-  ...(LATENCIES.includes(0) ? [{ latency: 0, tracking: false }] : []),
-];
-for (const { latency, tracking } of passes) {
+// Each latency with tracking URLs (the default), then 0 ms without them (`channel.tracking: false`);
+// with --templates, each latency plain then templated, and no pass without tracking.
+const passes = TEMPLATES
+  ? LATENCIES.flatMap((latency) => [
+      { latency, tracking: true, templated: false },
+      { latency, tracking: true, templated: true },
+    ])
+  : [
+      ...LATENCIES.map((latency) => ({ latency, tracking: true, templated: false })),
+      ...(LATENCIES.includes(0) ? [{ latency: 0, tracking: false, templated: false }] : []),
+    ];
+for (const { latency, tracking, templated } of passes) {
   const sink = fork(new URL('./webhook-sink.ts', import.meta.url).pathname, ['--latency', String(latency)], {
     execArgv: ['--import', 'tsx'],
   });
@@ -187,7 +207,7 @@ for (const { latency, tracking } of passes) {
     name: `latency ${latency}`,
     audience_id: audience.id,
     channel: { type: 'webhook', url: `http://127.0.0.1:${port}/hook`, tracking, ...(COMPRESS ? { compress: true } : {}) },
-    content: { title: 't', body: 'b' },
+    content: TEMPLATES ? (templated ? TEMPLATED : PLAIN) : { title: 't', body: 'b' },
     chunk_size: CHUNK,
   });
   const sinkCpu0 = (await ask(sink)).cpuMs;
@@ -216,6 +236,7 @@ for (const { latency, tracking } of passes) {
   const r: Result = {
     latencyMs: latency,
     tracking,
+    templated,
     consumers: WORKERS,
     concurrency: CONCURRENCY,
     subBatch: SUBBATCH,
@@ -237,7 +258,7 @@ for (const { latency, tracking } of passes) {
   };
   results.push(r);
   console.log(
-    `receiver latency ${latency} ms${tracking ? '' : ', no tracking URLs'}: ${N.toLocaleString()} recipients in ${r.seconds} s = ${r.recipientsPerSec.toLocaleString()} recipients/s` +
+    `receiver latency ${latency} ms${tracking ? '' : ', no tracking URLs'}${templated ? ', templated' : ''}: ${N.toLocaleString()} recipients in ${r.seconds} s = ${r.recipientsPerSec.toLocaleString()} recipients/s` +
       (latency === 0
         ? ''
         : ` (${Math.round(r.fractionOfConcurrencyBound * 100)}% of ${Math.round(allowed).toLocaleString()}/s, the bound of ${IN_FLIGHT} requests × ${PER_REQUEST} in flight)`) +
@@ -254,7 +275,13 @@ for (const { latency, tracking } of passes) {
 await herald.stop();
 await peerDb.end();
 await dropNamespace(base, ns);
-const zero = results.find((r) => r.latencyMs === 0 && r.tracking);
+const zero = TEMPLATES ? undefined : results.find((r) => r.latencyMs === 0 && r.tracking);
+for (const r of results.filter((x) => x.templated)) {
+  const plain = results.find((x) => !x.templated && x.latencyMs === r.latencyMs)!;
+  console.log(
+    `latency ${r.latencyMs} ms: templated ${r.recipientsPerSec.toLocaleString()}/s = ${(r.recipientsPerSec / plain.recipientsPerSec).toFixed(2)}× plain (${plain.recipientsPerSec.toLocaleString()}/s); CPU ${r.heraldCpuSec} against ${plain.heraldCpuSec} s`,
+  );
+}
 if (zero)
   for (const r of results)
     if (r !== zero)
@@ -269,6 +296,6 @@ console.log(
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
-  'bench/results/webhook.json',
-  `${JSON.stringify({ bench: 'webhook', at: new Date().toISOString(), results, ...(PEERS ? { peers: peerResults } : {}) }, null, 2)}\n`,
+  TEMPLATES ? 'bench/results/webhook-templates.json' : 'bench/results/webhook.json',
+  `${JSON.stringify({ bench: TEMPLATES ? 'webhook-templates' : 'webhook', at: new Date().toISOString(), results, ...(PEERS ? { peers: peerResults } : {}) }, null, 2)}\n`,
 );

@@ -61,6 +61,10 @@ import { healthChecks, withTimeout } from './health.js';
 import { startApi, type ApiServer } from './api/server.js';
 import { mountWebSocketApi, type WsSetup } from './ws/ws-api.js';
 import { LiveCounters } from './progress/live-counters.js';
+import { TemplateCache } from './domain/template.js';
+import { RecipientLookup } from './store/recipient-lookup.js';
+import { TestEventWriter } from './sink/test-event-writer.js';
+import { TestSender } from './actor/test-sender.js';
 
 export interface Herald {
   config: Readonly<Config>;
@@ -204,6 +208,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     wsSubscriber = redis.duplicate({ enableReadyCheck: false }); // see dispatchSubscriber
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
     const inboxReader = new InboxReader(ch);
+    // One cache for the API's routes that render (inbox items, previews, test sends).
+    const templates = new TemplateCache();
+    const testEvents = new TestEventWriter(ch);
     const deliveries = (campaignId: number, userIds: readonly string[]): ReturnType<InboxReader['deliveries']> =>
       inboxReader.deliveries(campaignId, userIds);
     readSpool = new ReadSpool({
@@ -262,6 +269,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         },
         publishChanged: (id) => announceChanged(redis, keys, id),
         overshoot: (ids) => gateway.overshoot(ids),
+        templates,
+        recipients: new RecipientLookup(db),
+        testSends: new TestSender({ channels, templates, record: (events) => testEvents.record(events) }),
         log,
         health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
       },

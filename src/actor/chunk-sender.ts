@@ -16,7 +16,8 @@ import { withheldTally, type Withheld } from '../domain/withheld.js';
 import type { EventSink } from '../sink/event-sink.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
-import { channelCompresses, channelTracks } from '../domain/campaign-input.js';
+import { channelCompresses, channelRendersAtSend, channelTracks } from '../domain/campaign-input.js';
+import { parseAttrs, renderRecipients, TemplateCache, type RenderedContent } from '../domain/template.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface ChunkSenderDeps {
@@ -34,6 +35,8 @@ export interface ChunkSenderDeps {
   recheckAfterMs: number;
   /** decides, right before each send, which recipients are not sent to (consent); none: everyone is */
   screen?: RecipientScreen | null;
+  /** compiled templates per campaign (shared by the senders of a process); default: one of the sender's own */
+  templates?: TemplateCache;
 }
 
 /**
@@ -96,7 +99,11 @@ function stepStatus(reply: StepReply): CampaignStatus | null {
 }
 
 export class ChunkSender {
-  constructor(private readonly deps: ChunkSenderDeps) {}
+  private readonly templates: TemplateCache;
+
+  constructor(private readonly deps: ChunkSenderDeps) {
+    this.templates = deps.templates ?? new TemplateCache(16);
+  }
 
   async send(ctx: SendContext): Promise<SendOutcome> {
     const { chunk, control, entryId, holder } = ctx;
@@ -160,7 +167,12 @@ export class ChunkSender {
       }
       const campaign = control.campaign();
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
-      const result = await this.sendScreened(channel, campaign, users, n, chunk.addresses?.slice(sent, sent + n) ?? null);
+      const result = await this.sendScreened(channel, campaign, {
+        users,
+        n,
+        addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
+        attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
+      });
       const atSec = Math.floor(Date.now() / 1000);
       checkedAt = Date.now();
       const reply = await protocol.step({
@@ -208,31 +220,51 @@ export class ChunkSender {
   }
 
   /**
-   * Screens a sub-batch, then hands the channel only the recipients the screen lets through; failures
-   * and the channel's own withholdings come back at their positions in the whole sub-batch.
+   * Screens a sub-batch and applies the campaign's templates (a recipient lacking a value under `skip` is
+   * withheld, one whose render fails has failed), then hands the channel only the rest; failures and the
+   * channel's own withholdings come back at their positions in the whole sub-batch.
    */
   private async sendScreened(
     channel: Channel,
     campaign: Campaign,
-    users: Buffer,
-    n: number,
-    addresses: Array<string | null> | null,
+    part: { users: Buffer; n: number; addresses: Array<string | null> | null; attrs: Array<string | null> | null },
   ): Promise<{ failed: Map<number, string>; withheld: Map<number, Withheld> }> {
+    const { users, n, addresses } = part;
     const screen = this.deps.screen ?? null;
     const screened = screen !== null && screen.applies(campaign);
-    const userIds = channel.needsRecipients || screened ? unpackStrings(users, n) : [];
+    const templates = this.templates.get(campaign);
+    const rendersNow = channelRendersAtSend(campaign.channel);
+    // Rendered here for a channel that renders when it sends; for one that renders later (the inbox), only
+    // the `skip` decision is taken here, since it is an outcome.
+    const templated = templates.personal && (rendersNow || campaign.missing === 'skip');
+    const userIds = channel.needsRecipients || screened || templated ? unpackStrings(users, n) : [];
     const held = screened ? await screen.screen({ campaign, userIds }) : new Map<number, Withheld>();
+    const failed = new Map<number, string>();
+    let contents: Array<RenderedContent | undefined> | null = null;
+    if (templated) {
+      const r = renderRecipients(templates, {
+        n,
+        render: rendersNow,
+        exclude: held,
+        recipient: (i) => ({ userId: userIds[i]!, address: addresses?.[i] ?? null, attrs: parseAttrs(part.attrs?.[i]) }),
+      });
+      for (const [i, reason] of r.skipped) held.set(i, { kind: 'skipped', reason });
+      for (const [i, error] of r.failed) failed.set(i, error);
+      contents = r.contents;
+    }
     const batch = {
       tracking: channelTracks(campaign.channel),
       compress: channelCompresses(campaign.channel),
       campaignId: campaign.id,
       title: campaign.content.title,
       body: campaign.content.body,
+      data: campaign.content.data ?? null,
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
-    if (held.size === 0) {
+    if (held.size === 0 && failed.size === 0) {
       const result = await channel.send({
         ...batch,
+        contents: contents as RenderedContent[] | null,
         count: n,
         userIds: channel.needsRecipients ? userIds : [],
         addresses: channel.needsRecipients ? allAddresses() : [],
@@ -241,12 +273,12 @@ export class ChunkSender {
     }
     // Positions in the sub-batch of the recipients sent to, in order.
     const keep: number[] = [];
-    for (let i = 0; i < n; i++) if (!held.has(i)) keep.push(i);
-    const failed = new Map<number, string>();
+    for (let i = 0; i < n; i++) if (!held.has(i) && !failed.has(i)) keep.push(i);
     if (keep.length === 0) return { failed, withheld: held };
     const all = channel.needsRecipients ? allAddresses() : [];
     const result = await channel.send({
       ...batch,
+      contents: contents === null ? null : keep.map((i) => contents[i]!),
       count: keep.length,
       userIds: channel.needsRecipients ? keep.map((i) => userIds[i]!) : [],
       addresses: channel.needsRecipients ? keep.map((i) => all[i] ?? null) : [],

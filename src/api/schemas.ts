@@ -3,7 +3,8 @@
  * validators in domain/campaign-input.ts and domain/event-input.ts check, with the same limits; the
  * validators stay the authority (test/unit/api-schemas.test.ts checks the two name the same fields).
  */
-import { MAX_WEBHOOK_CONCURRENCY } from '../domain/campaign-input.js';
+import { MAX_DATA_CHARS, MAX_VARIABLES_CHARS, MAX_WEBHOOK_CONCURRENCY } from '../domain/campaign-input.js';
+import { MISSING_POLICIES } from '../domain/template.js';
 import { MAX_EVENTS, MAX_USER_ID } from '../domain/event-input.js';
 import type { JsonSchema, Param, RouteBody } from './route.js';
 
@@ -48,7 +49,30 @@ export const CREATE_CAMPAIGN: JsonSchema = {
     name: nonEmpty(200),
     audience_id: positiveId,
     channel: CHANNEL,
-    content: { type: 'object', required: ['title', 'body'], properties: { title: nonEmpty(1000), body: nonEmpty(100_000) } },
+    content: {
+      type: 'object',
+      required: ['title', 'body'],
+      description:
+        'Liquid templates rendered per recipient (recipient.user_id, recipient.address, recipient.attrs.*, campaign.id, campaign.name, variables.*)',
+      properties: {
+        title: nonEmpty(1000),
+        body: nonEmpty(100_000),
+        data: {
+          type: 'object',
+          description: `a JSON object whose strings are templates (webhook payloads, inbox items); at most ${MAX_DATA_CHARS} characters`,
+        },
+      },
+    },
+    variables: nullable({
+      type: 'object',
+      additionalProperties: { type: ['string', 'number', 'boolean'] },
+      description: `values templates read as variables.*; at most ${MAX_VARIABLES_CHARS} characters`,
+    }),
+    missing: {
+      enum: [...MISSING_POLICIES],
+      default: 'empty',
+      description: 'a missing template value renders as nothing, or skips the recipient',
+    },
     chunk_size: nullable({ type: 'integer', minimum: 1, maximum: 100_000 }),
     schedule_at: nullable({ type: 'string', format: 'date-time' }),
     rate_limit: nullable(rateLimit),

@@ -7,7 +7,8 @@ import { HeraldError } from '../errors.js';
 import { parseId } from '../domain/campaign-input.js';
 import { parseUserId, validateEventBatch, type CallbackEvent } from '../domain/event-input.js';
 import { userToken, verifyTrackingToken, wsToken } from '../domain/tokens.js';
-import type { InboxRepo } from '../store/inbox-repo.js';
+import { parseAttrs, TemplateCache } from '../domain/template.js';
+import type { InboxCandidate, InboxRepo } from '../store/inbox-repo.js';
 import type { InboxReader } from '../progress/inbox-reader.js';
 import type { ReadRecorder } from '../sink/read-recorder.js';
 import type { SpooledEvent } from '../domain/spool-frame.js';
@@ -23,6 +24,8 @@ export interface UserApiDeps {
   reads: ReadRecorder;
   /** pixel reads and provider callbacks: durable on local disk before the answer (sink/read-spool.ts) */
   spool: { append(events: readonly SpooledEvent[]): Promise<void> };
+  /** compiled templates per campaign, shared with the other routes that render; default: one of these routes' own */
+  templates?: TemplateCache;
 }
 
 /** A provider's own delivered / failed are kept beside Herald's outcome (confirmed / bounced), never doubling it. */
@@ -57,7 +60,20 @@ function intParam(info: RequestInfo, name: string, min: number, max: number, dfl
 const TOKEN_ANSWER = '{token, expires_at}';
 const CAMPAIGN_PARAM = { ...ID_PARAM, name: 'campaign_id', description: 'the inbox campaign' };
 
+/**
+ * An inbox item's content, rendered now from the user's own attributes (the send only decided who is
+ * skipped, so a personalised inbox campaign costs nothing more at send time). A render that fails shows
+ * the item with empty content and the reason, rather than hiding a delivered message.
+ */
+function inboxContent(templates: TemplateCache, c: InboxCandidate, userId: string): Record<string, unknown> {
+  const t = templates.get({ id: c.campaignId, name: c.name, content: c.content, variables: c.variables, missing: c.missing });
+  const r = t.renderLenient({ userId, address: c.address, attrs: t.personal ? parseAttrs(c.attrs) : {} });
+  if (r.kind !== 'rendered') return { title: '', body: '', render_error: r.kind === 'failed' ? r.error : r.reason };
+  return r.content.data === null ? { title: r.content.title, body: r.content.body } : { ...r.content };
+}
+
 export function userRoutes(deps: UserApiDeps): Route[] {
+  const templates = deps.templates ?? new TemplateCache();
   return [
     {
       // A connect token for the WebSocket API, for browsers (which cannot send a header on a WebSocket).
@@ -94,7 +110,7 @@ export function userRoutes(deps: UserApiDeps): Route[] {
       summary: 'The inbox campaigns delivered to the user, newest first',
       params: [USER_PARAM],
       query: [limitParam(20, 100), beforeParam('campaign')],
-      responses: { 200: '{messages: [{campaign_id, title, body, delivered_at, read, read_at}], next_before}' },
+      responses: { 200: '{messages: [{campaign_id, title, body, data?, delivered_at, read, read_at}], next_before}' },
       handler: async (req) => {
         const userId = parseUserId(req.params[0]);
         const limit = intParam(req, 'limit', 1, 100, 20)!;
@@ -115,8 +131,7 @@ export function userRoutes(deps: UserApiDeps): Route[] {
             if (s === undefined) continue;
             items.push({
               campaign_id: c.campaignId,
-              title: c.title,
-              body: c.body,
+              ...inboxContent(templates, c, userId),
               delivered_at: new Date(s.deliveredAtSec * 1000).toISOString(),
               read: s.readAtSec !== null,
               read_at: s.readAtSec === null ? null : new Date(s.readAtSec * 1000).toISOString(),

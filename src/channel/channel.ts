@@ -3,11 +3,24 @@
  * Results are sparse (only failures are listed) so the common all-delivered case allocates nothing.
  */
 import type { Withheld } from '../domain/withheld.js';
+import type { RenderedContent } from '../domain/template.js';
 
 export interface OutboundBatch {
   campaignId: number;
   title: string;
   body: string;
+  /** the campaign's `content.data`, when it has one and renders nothing per recipient */
+  data?: Readonly<Record<string, unknown>> | null;
+  /**
+   * each message's rendered content, aligned with `userIds`, when the campaign's templates are personal
+   * and the channel renders at send time (domain/template.ts); otherwise every message is title/body/data
+   */
+  contents?: ReadonlyArray<RenderedContent> | null;
+  /**
+   * a test send (POST /v1/campaigns/:id/test): its messages carry `test: true` and idempotency keys of their
+   * own (`<campaign_id>:<user_id>:<test>`), so a receiver never drops the real message as a repeat
+   */
+  test?: string;
   /** recipients in the batch */
   count: number;
   /** decoded only for channels that need them (`needsRecipients`); empty otherwise */

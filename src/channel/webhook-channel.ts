@@ -82,14 +82,21 @@ export class WebhookChannel implements Channel {
 
   private async sendPart(batch: OutboundBatch, start: number, end: number, result: SendResult, signal?: AbortSignal): Promise<void> {
     const messages = [];
+    const contents = batch.contents ?? null;
+    const data = batch.data ?? null;
     for (let i = start; i < end; i++) {
       const userId = batch.userIds[i]!;
+      const content = contents === null ? null : contents[i]!;
+      const messageData = content === null ? data : content.data;
       messages.push({
         user_id: userId,
         address: batch.addresses[i] ?? null,
-        title: batch.title,
-        body: batch.body,
-        idempotency_key: idempotencyKey(batch.campaignId, userId),
+        title: content === null ? batch.title : content.title,
+        body: content === null ? batch.body : content.body,
+        ...(messageData === null ? {} : { data: messageData }),
+        idempotency_key:
+          batch.test === undefined ? idempotencyKey(batch.campaignId, userId) : `${idempotencyKey(batch.campaignId, userId)}:${batch.test}`,
+        ...(batch.test === undefined ? {} : { test: true }),
         ...(this.opts.trackingUrl === undefined || !batch.tracking
           ? {}
           : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),

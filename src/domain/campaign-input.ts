@@ -3,6 +3,7 @@
  */
 import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
+import { MISSING_POLICIES, templateErrors, type MissingPolicy } from './template.js';
 
 /**
  * Webhook options, each stored only when the campaign gives it:
@@ -36,14 +37,33 @@ export function channelNeedsAddress(spec: ChannelSpec): boolean {
   return spec.type === 'webhook';
 }
 
+/**
+ * Whether a channel renders templates when it sends (webhook: every message carries its rendered content);
+ * the inbox renders when the inbox is read, the null channel never.
+ */
+export function channelRendersAtSend(spec: ChannelSpec): boolean {
+  return spec.type === 'webhook';
+}
+
 /** A key of recipients.attrs: letters, digits, `_`, `-`, `.`; it goes into SQL only as a parameter. */
 const SEGMENT_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Liquid templates (domain/template.ts); `data`: a JSON object whose strings are templates (webhook, inbox). */
+export interface CampaignContent {
+  title: string;
+  body: string;
+  data?: Record<string, unknown>;
+}
 
 export interface CreateCampaignInput {
   name: string;
   audienceId: number;
   channel: ChannelSpec;
-  content: { title: string; body: string };
+  content: CampaignContent;
+  /** campaign-level values templates read as `variables.*`, or null */
+  variables: Record<string, unknown> | null;
+  /** what a template's missing value does (domain/template.ts) */
+  missing: MissingPolicy;
   chunkSize: number | null;
   scheduleAt: Date | null;
   rateLimit: number | null;
@@ -104,6 +124,9 @@ export interface ListCampaignsQuery {
 const MAX_NAME = 200;
 const MAX_TITLE = 1000;
 const MAX_BODY = 100_000;
+/** characters of `content.data` and of `variables`, as JSON */
+export const MAX_DATA_CHARS = 32_768;
+export const MAX_VARIABLES_CHARS = 16_384;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -183,14 +206,29 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
     errors.push({ field: 'audience_id', error: 'is required and must be a positive integer' });
   } else audienceId = body.audience_id as number;
   const channel = validateChannel(body.channel, errors);
-  let content = { title: '', body: '' };
-  if (!isObject(body.content)) errors.push({ field: 'content', error: 'is required and must be an object {title, body}' });
+  let content: CampaignContent = { title: '', body: '' };
+  if (!isObject(body.content)) errors.push({ field: 'content', error: 'is required and must be an object {title, body, data?}' });
   else {
     content = {
       title: requireString(body.content, 'title', 'content.title', MAX_TITLE, errors),
       body: requireString(body.content, 'body', 'content.body', MAX_BODY, errors),
     };
+    const data = jsonObject(body.content.data, 'content.data', MAX_DATA_CHARS, errors);
+    if (data !== null) content.data = data;
   }
+  const variables = jsonObject(body.variables, 'variables', MAX_VARIABLES_CHARS, errors);
+  for (const [k, v] of Object.entries(variables ?? {})) {
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+      errors.push({ field: `variables.${k}`, error: 'must be a string, number or boolean' });
+  }
+  let missing: MissingPolicy = 'empty';
+  if (body.missing !== undefined && body.missing !== null) {
+    if (!(MISSING_POLICIES as readonly unknown[]).includes(body.missing))
+      errors.push({ field: 'missing', error: 'must be "empty" or "skip"' });
+    else missing = body.missing as MissingPolicy;
+  }
+  // Templates are checked once their fields are well-formed: each error names its field and position.
+  if (!errors.some((e) => e.field.startsWith('content'))) errors.push(...templateErrors(content));
   let chunkSize: number | null = null;
   if (body.chunk_size !== undefined && body.chunk_size !== null) {
     const c = body.chunk_size;
@@ -212,7 +250,21 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
     } else segmentBy = body.segment_by;
   }
   if (errors.length > 0) throw HeraldError.invalid(errors);
-  return { name, audienceId, channel, content, chunkSize, scheduleAt, rateLimit, segmentBy };
+  return { name, audienceId, channel, content, variables, missing, chunkSize, scheduleAt, rateLimit, segmentBy };
+}
+
+/** An optional JSON object of at most `maxChars` as JSON; null when absent. */
+function jsonObject(raw: unknown, field: string, maxChars: number, errors: FieldError[]): Record<string, unknown> | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isObject(raw)) {
+    errors.push({ field, error: 'must be a JSON object' });
+    return null;
+  }
+  if (JSON.stringify(raw).length > maxChars) {
+    errors.push({ field, error: `must be at most ${maxChars} characters as JSON` });
+    return null;
+  }
+  return raw;
 }
 
 export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {

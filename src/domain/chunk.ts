@@ -22,6 +22,11 @@ export interface ChunkDescriptor {
   addresses: Array<string | null> | null;
   /** each recipient's value of the campaign's `segment_by` attribute; null when the campaign has none */
   segments: Array<string | null> | null;
+  /**
+   * each recipient's attributes that the campaign's templates read at send time, as JSON text of an object
+   * (domain/template.ts); absent when nothing is rendered or checked at send time
+   */
+  attrs?: Array<string | null> | null;
 }
 
 /** One page of an audience in id order, as the planner reads it. */
@@ -33,6 +38,7 @@ export interface RecipientPage {
   userEnds: Uint32Array;
   addresses: Array<string | null> | null;
   segments: Array<string | null> | null;
+  attrs?: Array<string | null> | null;
 }
 
 /** Stream ids are `<ms>-<seq>`; using the plan generation and the chunk's seq means Redis itself refuses a repeated append. */
@@ -79,6 +85,7 @@ export function packChunks(
       users: page.users.subarray(from === 0 ? 0 : page.userEnds[from - 1]!, page.userEnds[to - 1]!),
       addresses: page.addresses === null ? null : page.addresses.slice(from, to),
       segments: page.segments === null ? null : page.segments.slice(from, to),
+      ...(page.attrs === undefined || page.attrs === null ? {} : { attrs: page.attrs.slice(from, to) }),
     });
     afterId = lastId;
   }

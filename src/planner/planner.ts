@@ -6,7 +6,8 @@
  * a chunk is refused by Redis (explicit ids), so nothing is appended twice.
  */
 import { packChunks, type ChunkDescriptor, type RecipientPage } from '../domain/chunk.js';
-import { channelNeedsAddress } from '../domain/campaign-input.js';
+import { channelNeedsAddress, channelRendersAtSend } from '../domain/campaign-input.js';
+import { CampaignTemplates, sendTimeNeeds } from '../domain/template.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
@@ -60,7 +61,9 @@ export class Planner {
     // The total is counted beside planning, started once the first chunks are out so it does not
     // compete with the first page for PostgreSQL's time.
     let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
-    const withAddress = channelNeedsAddress(c.channel);
+    // What templates read at send time travels in the chunk, so the sender renders without a round trip.
+    const needs = sendTimeNeeds(CampaignTemplates.compile(c.content, c.missing, c), channelRendersAtSend(c.channel));
+    const withAddress = channelNeedsAddress(c.channel) || needs?.address === true;
     const base = { campaignId, audienceId: c.planAudienceId, generation: c.planGeneration };
     // A re-plan (a later generation of the same round) must not send again to anyone who already has an
     // outcome in this round.
@@ -77,7 +80,15 @@ export class Planner {
       return Math.max(1, Math.min(wanted, Math.floor(this.opts.pageRows / c.chunkSize))) * c.chunkSize;
     };
     const readPage = (from: number, limit: number): Promise<RecipientPage> =>
-      this.reader.page({ audienceId: c.planAudienceId, afterId: from, maxId, limit, withAddress, segmentBy: c.segmentBy });
+      this.reader.page({
+        audienceId: c.planAudienceId,
+        afterId: from,
+        maxId,
+        limit,
+        withAddress,
+        segmentBy: c.segmentBy,
+        attrs: needs?.attrs ?? null,
+      });
     // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
     // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.
     let limit = pageLimit(0);

@@ -4,7 +4,14 @@
  */
 import { HeraldError } from '../errors.js';
 import { allowedFrom, isTerminal, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
-import type { ChannelSpec, CreateCampaignInput, ListCampaignsQuery, UpdateCampaignInput } from '../domain/campaign-input.js';
+import type {
+  CampaignContent,
+  ChannelSpec,
+  CreateCampaignInput,
+  ListCampaignsQuery,
+  UpdateCampaignInput,
+} from '../domain/campaign-input.js';
+import type { MissingPolicy } from '../domain/template.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface Campaign {
@@ -12,7 +19,7 @@ export interface Campaign {
   name: string;
   audienceId: number;
   channel: ChannelSpec;
-  content: { title: string; body: string };
+  content: CampaignContent;
   chunkSize: number;
   scheduleAt: Date | null;
   rateLimit: number | null;
@@ -39,6 +46,10 @@ export interface Campaign {
   statusVersion: number;
   /** the recipients' attribute every event carries as its segment (0007_segment_by.sql), or null */
   segmentBy: string | null;
+  /** what templates read as `variables.*` (0011_templates.sql), or null */
+  variables: Record<string, unknown> | null;
+  /** what a template's missing value does: render nothing, or skip the recipient */
+  missing: MissingPolicy;
 }
 
 /**
@@ -75,6 +86,8 @@ const COLUMNS = {
   retried: 'retried',
   statusVersion: 'status_version',
   segmentBy: 'segment_by',
+  variables: 'variables',
+  missing: 'missing',
 } as const satisfies Record<keyof Campaign, string>;
 
 const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
@@ -87,8 +100,8 @@ export class CampaignRepo {
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
       const r = await this.db.query<Campaign>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by)
-         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, variables, missing)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM audiences a WHERE a.id = $2
          RETURNING ${RETURNING_CAMPAIGN}`,
         [
           input.name,
@@ -100,6 +113,8 @@ export class CampaignRepo {
           input.scheduleAt === null ? 'draft' : 'scheduled',
           input.rateLimit,
           input.segmentBy,
+          input.variables === null ? null : JSON.stringify(input.variables),
+          input.missing,
         ],
       );
       const row = r.rows[0];

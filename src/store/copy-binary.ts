@@ -1,6 +1,6 @@
 /**
  * Decoder for PostgreSQL's binary COPY format (protocol's `COPY … TO STDOUT (FORMAT binary)`) of the
- * planner's rows: `id bigint, user_id text [, address text] [, segment text]`. Binary rather than text
+ * planner's rows: `id bigint, user_id text [, address text] [, segment text] [, attrs text]`. Binary rather than text
  * because every field arrives with its length: nothing is scanned for tabs, newlines or backslash
  * escapes, and user ids are copied once, straight from the socket's chunks into the packed buffer
  * (domain/packed-ids.ts). Pure: fed byte ranges in order, so it is unit-tested without a server.
@@ -28,6 +28,8 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
   private rows = 0;
   private readonly addresses: Array<string | null> | null;
   private readonly segments: Array<string | null> | null;
+  /** the attributes a campaign's templates read, as JSON text per row */
+  private readonly attrs: Array<string | null> | null;
   private users: Buffer;
   private off = 0;
   /** bytes of a header or tuple cut by the end of a fed range, kept until the rest arrives */
@@ -38,10 +40,11 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
   private fed = 0;
   private base = 0;
 
-  constructor(withAddress: boolean, withSegment: boolean, expectedRows = 0) {
-    this.fields = 2 + (withAddress ? 1 : 0) + (withSegment ? 1 : 0);
+  constructor(withAddress: boolean, withSegment: boolean, expectedRows = 0, withAttrs = false) {
+    this.fields = 2 + (withAddress ? 1 : 0) + (withSegment ? 1 : 0) + (withAttrs ? 1 : 0);
     this.addresses = withAddress ? [] : null;
     this.segments = withSegment ? [] : null;
+    this.attrs = withAttrs ? [] : null;
     this.users = Buffer.allocUnsafe(Math.max(4096, expectedRows * 16));
     this.ids = new Float64Array(Math.max(256, expectedRows));
     this.userEnds = new Uint32Array(this.ids.length);
@@ -111,6 +114,12 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
       after = this.skipField(buf, after, end);
       if (after < 0) return -1;
     }
+    let attrsAt = -1;
+    if (this.attrs !== null) {
+      attrsAt = after;
+      after = this.skipField(buf, after, end);
+      if (after < 0) return -1;
+    }
     if (this.rows === this.ids.length) this.growRows();
     this.ids[this.rows] = id;
     if (this.off + len + 5 > this.users.length) this.users = withRoom(this.users, this.off, len + 5);
@@ -124,6 +133,7 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
     this.userEnds[this.rows++] = off;
     if (addrAt >= 0) this.addresses!.push(textField(buf, addrAt));
     if (segAt >= 0) this.segments!.push(textField(buf, segAt));
+    if (attrsAt >= 0) this.attrs!.push(textField(buf, attrsAt));
     return after;
   }
 
@@ -160,6 +170,7 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
       userEnds: this.userEnds.subarray(0, this.rows),
       addresses: this.addresses,
       segments: this.segments,
+      ...(this.attrs === null ? {} : { attrs: this.attrs }),
     };
   }
 }

@@ -3,28 +3,40 @@
  * written per recipient: membership is the audience's own row, probed through its (audience_id,
  * user_id) unique index once per inbox campaign, newest campaign first.
  */
+import type { CampaignContent } from '../domain/campaign-input.js';
+import type { MissingPolicy } from '../domain/template.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface InboxCandidate {
   campaignId: number;
-  title: string;
-  body: string;
+  name: string;
+  content: CampaignContent;
+  variables: Record<string, unknown> | null;
+  missing: MissingPolicy;
+  /** the user's own row in the campaign's audience: what its templates read when the inbox is read */
+  address: string | null;
+  /** JSON text, null values left out */
+  attrs: string | null;
 }
 
 export class InboxRepo {
   constructor(private readonly db: Db) {}
 
-  /** Started inbox campaigns whose plan includes `userId`, with ids below `before`, newest first. */
+  /**
+   * Started inbox campaigns whose plan includes `userId`, with ids below `before`, newest first, each with
+   * the user's address and attributes from the same index probe that finds the membership.
+   */
   async candidates(userId: string, before: number | null, limit: number): Promise<InboxCandidate[]> {
     try {
-      const r = await this.db.query<{ id: number; content: { title: string; body: string } }>(
-        `SELECT c.id, c.content FROM campaigns c
+      const r = await this.db.query<InboxCandidate>(
+        `SELECT c.id AS "campaignId", c.name, c.content, c.variables, c.missing, r.address, r.attrs FROM campaigns c
+         CROSS JOIN LATERAL (SELECT r.address, jsonb_strip_nulls(r.attrs)::text AS attrs FROM recipients r
+           WHERE r.audience_id = c.audience_id AND r.user_id = $1 AND r.id <= c.plan_max_id LIMIT 1) r
          WHERE c.channel->>'type' = 'inbox' AND c.plan_max_id IS NOT NULL AND ($2::bigint IS NULL OR c.id < $2)
-           AND EXISTS (SELECT 1 FROM recipients r WHERE r.audience_id = c.audience_id AND r.user_id = $1 AND r.id <= c.plan_max_id)
          ORDER BY c.id DESC LIMIT $3`,
         [userId, before, limit],
       );
-      return r.rows.map((row) => ({ campaignId: row.id, title: row.content.title, body: row.content.body }));
+      return r.rows;
     } catch (err) {
       throw wrapPgError(err, 'inbox campaigns');
     }

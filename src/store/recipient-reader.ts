@@ -30,6 +30,12 @@ export interface PageQuery {
    * @default null
    */
   segmentBy?: string | null;
+  /**
+   * the attributes each row carries as JSON text (null values left out): these keys (validated names,
+   * domain/template.ts), 'all' of them, or none
+   * @default null
+   */
+  attrs?: readonly string[] | 'all' | null;
 }
 
 export class RecipientReader {
@@ -41,8 +47,9 @@ export class RecipientReader {
     const segmentBy = q.segmentBy ?? null;
     // COPY takes no parameters: the key is a validated name (campaign-input.ts), quoted as a literal here.
     const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
+    const attrs = attrsColumn(q.attrs ?? null);
     const sql =
-      `COPY (SELECT id, user_id${withAddress ? ', address' : ''}${segment} FROM recipients ` +
+      `COPY (SELECT id, user_id${withAddress ? ', address' : ''}${segment}${attrs} FROM recipients ` +
       `WHERE audience_id = ${int(audienceId, 'audienceId')} AND id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')} ` +
       `ORDER BY id LIMIT ${int(limit, 'limit')}) TO STDOUT (FORMAT binary)`;
     let client;
@@ -52,7 +59,7 @@ export class RecipientReader {
       throw wrapPgError(err, 'connect for page');
     }
     try {
-      const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit));
+      const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit, attrs !== ''));
       void client.query(copy as never);
       return await copy.done;
     } catch (err) {
@@ -76,6 +83,14 @@ export class RecipientReader {
       throw wrapPgError(err, 'audience extent');
     }
   }
+}
+
+/** Only the keys a campaign's templates read go into the chunk; a null value is the same as no key. */
+function attrsColumn(attrs: readonly string[] | 'all' | null): string {
+  if (attrs === null) return '';
+  if (attrs === 'all') return ', jsonb_strip_nulls(attrs)::text';
+  if (attrs.length === 0) return ", '{}'";
+  return `, jsonb_strip_nulls(jsonb_build_object(${attrs.map((k) => `${literal(k)}, attrs->${literal(k)}`).join(', ')}))::text`;
 }
 
 function literal(s: string): string {

@@ -8,16 +8,22 @@ import { HeraldError } from '../errors.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { checkPacked } from '../domain/packed-ids.js';
 
-/** 4 added the segments; 3 (without them) is still read, so entries planned before an upgrade are sent. */
+/**
+ * 5 adds the recipients' attributes (templates rendered at send time) and is written only by campaigns that
+ * carry them, so every other chunk stays 4; 4 added the segments; 3 (without them) is still read, so
+ * entries planned before an upgrade are sent.
+ */
 const VERSION = 4;
+const VERSION_ATTRS = 5;
 const INT_FIELDS = ['campaignId', 'audienceId', 'generation', 'seq', 'afterId', 'lastId', 'count'] as const;
 
 // Plain arrays: no records/structures, so any msgpack reader can decode an entry.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 
 export function encodeChunk(c: ChunkDescriptor): Buffer {
+  const attrs = c.attrs ?? null;
   return packr.pack([
-    VERSION,
+    attrs === null ? VERSION : VERSION_ATTRS,
     c.campaignId,
     c.audienceId,
     c.generation,
@@ -28,6 +34,7 @@ export function encodeChunk(c: ChunkDescriptor): Buffer {
     c.users,
     c.addresses,
     c.segments,
+    ...(attrs === null ? [] : [attrs]),
   ]);
 }
 
@@ -43,8 +50,8 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
     throw invalid('not msgpack', 'd', err);
   }
   if (!Array.isArray(value)) throw invalid('expected an array', 'd');
-  if (value[0] !== VERSION && value[0] !== 3) throw invalid(`unknown version ${String(value[0])}`, 'version');
-  const fields = INT_FIELDS.length + (value[0] === 3 ? 3 : 4);
+  if (value[0] !== VERSION && value[0] !== VERSION_ATTRS && value[0] !== 3) throw invalid(`unknown version ${String(value[0])}`, 'version');
+  const fields = INT_FIELDS.length + (value[0] === 3 ? 3 : value[0] === VERSION ? 4 : 5);
   if (value.length !== fields) throw invalid(`expected ${fields} values`, 'd');
   const ints: Record<(typeof INT_FIELDS)[number], number> = {
     campaignId: 0,
@@ -71,11 +78,14 @@ export function decodeChunk(buf: Buffer): ChunkDescriptor {
   if (!isStringList(addresses, ints.count)) throw invalid('addresses must be null or count strings/nulls', 'addresses');
   const segments: unknown = value[0] === 3 ? null : value[INT_FIELDS.length + 3];
   if (!isStringList(segments, ints.count)) throw invalid('segments must be null or count strings/nulls', 'segments');
+  const attrs: unknown = value[0] === VERSION_ATTRS ? value[INT_FIELDS.length + 4] : null;
+  if (!isStringList(attrs, ints.count)) throw invalid('attrs must be null or count strings/nulls', 'attrs');
   return {
     ...ints,
     users: Buffer.isBuffer(users) ? users : Buffer.from(users.buffer, users.byteOffset, users.byteLength),
     addresses,
     segments,
+    ...(attrs === null ? {} : { attrs }),
   };
 }
 

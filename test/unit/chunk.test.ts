@@ -68,6 +68,25 @@ describe('chunk codec', () => {
     expect(decodeChunk(buf)).toEqual(c);
   });
 
+  it("carries templates' attributes (version 5) only for campaigns that read them at send time", () => {
+    const rows = [
+      [1, 'a', null, '{"first_name":"Ann"}'],
+      [2, 'b', null, null],
+    ] as const;
+    const d = new RecipientRowDecoder(true, false, 0, true);
+    const data = copyBinary(rows);
+    for (let i = 0; i < data.length; i += 3) d.feed(data, i, Math.min(data.length, i + 3));
+    const p = d.finish();
+    expect(p.attrs).toEqual(['{"first_name":"Ann"}', null]);
+    const [withAttrs] = packChunks(base, { seq: 0, afterId: 0 }, p, 2, true);
+    expect(withAttrs!.attrs).toEqual(p.attrs);
+    const buf = encodeChunk(withAttrs!);
+    expect(buf[1]).toBe(5);
+    expect(decodeChunk(buf)).toEqual(withAttrs);
+    expect(encodeChunk(c!)[1]).toBe(4);
+    expect(c!.attrs).toBeUndefined();
+  });
+
   it('names the bad field of a corrupt entry', () => {
     const packr = new Packr({ useRecords: false });
     const bad = (v: unknown): HeraldError => {
