@@ -228,6 +228,7 @@ export class ChunkSender {
       campaignId: campaign.id,
       title: campaign.content.title,
       body: campaign.content.body,
+      topic: campaign.topic,
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
     if (held.size === 0) {

@@ -8,6 +8,7 @@ import { HeraldError } from '../errors.js';
 import type { WsStats } from '../ws/ws-server.js';
 import { authorizer } from './auth.js';
 import { campaignRoutes, type CampaignApiDeps } from './campaign-routes.js';
+import { consentRoutes, type ConsentApiDeps } from './consent-routes.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
@@ -15,7 +16,7 @@ import { openApiRoute } from './openapi.js';
 import type { Route } from './route.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, UserApiDeps, ImportApiDeps {
+export interface ApiDeps extends CampaignApiDeps, UserApiDeps, ImportApiDeps, ConsentApiDeps {
   apiKeys: readonly string[];
   maxBodyBytes: number;
   health(): Promise<Record<string, string>>;
@@ -48,6 +49,7 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
       },
     },
     ...userRoutes(deps),
+    ...consentRoutes(deps),
     ...dashboardRoutes(),
     {
       name: 'getHealth',

@@ -15,6 +15,8 @@ export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0
     chunk_size: c.chunkSize,
     schedule_at: c.scheduleAt?.toISOString() ?? null,
     rate_limit: c.rateLimit,
+    topic: c.topic,
+    priority: c.priority,
     total: c.total,
     sent: a.sent,
     delivered: a.delivered,

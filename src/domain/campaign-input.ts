@@ -3,6 +3,7 @@
  */
 import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
+import { validateConsentFields, type Priority } from './consent-input.js';
 
 /**
  * Webhook options, each stored only when the campaign gives it:
@@ -49,6 +50,9 @@ export interface CreateCampaignInput {
   rateLimit: number | null;
   /** the audience attribute events carry for segment analytics (e.g. `country`), or null */
   segmentBy: string | null;
+  /** the topic's suppression list and cap screen its sends (consent-input.ts), or null */
+  topic: string | null;
+  priority: Priority;
 }
 
 export interface UpdateCampaignInput {
@@ -211,8 +215,9 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
       errors.push({ field: 'segment_by', error: 'must be an attribute name of 1-64 letters, digits, "_", "-" or "."' });
     } else segmentBy = body.segment_by;
   }
+  const { topic, priority } = validateConsentFields(body, errors);
   if (errors.length > 0) throw HeraldError.invalid(errors);
-  return { name, audienceId, channel, content, chunkSize, scheduleAt, rateLimit, segmentBy };
+  return { name, audienceId, channel, content, chunkSize, scheduleAt, rateLimit, segmentBy, topic, priority };
 }
 
 export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {

@@ -5,6 +5,7 @@
 import { HeraldError } from '../errors.js';
 import { allowedFrom, isTerminal, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
 import type { ChannelSpec, CreateCampaignInput, ListCampaignsQuery, UpdateCampaignInput } from '../domain/campaign-input.js';
+import type { Priority } from '../domain/consent-input.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface Campaign {
@@ -39,6 +40,10 @@ export interface Campaign {
   statusVersion: number;
   /** the recipients' attribute every event carries as its segment (0007_segment_by.sql), or null */
   segmentBy: string | null;
+  /** the suppression list and cap the campaign's sends are screened by, besides the global list (0012_consent.sql) */
+  topic: string | null;
+  /** `critical` bypasses the topic's list and cap, never the global list */
+  priority: Priority;
 }
 
 /**
@@ -75,6 +80,8 @@ const COLUMNS = {
   retried: 'retried',
   statusVersion: 'status_version',
   segmentBy: 'segment_by',
+  topic: 'topic',
+  priority: 'priority',
 } as const satisfies Record<keyof Campaign, string>;
 
 const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
@@ -87,8 +94,8 @@ export class CampaignRepo {
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
       const r = await this.db.query<Campaign>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by)
-         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, topic, priority)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM audiences a WHERE a.id = $2
          RETURNING ${RETURNING_CAMPAIGN}`,
         [
           input.name,
@@ -100,6 +107,8 @@ export class CampaignRepo {
           input.scheduleAt === null ? 'draft' : 'scheduled',
           input.rateLimit,
           input.segmentBy,
+          input.topic,
+          input.priority,
         ],
       );
       const row = r.rows[0];
