@@ -11,12 +11,12 @@ export class CapHistory {
 
   async sent(campaignIds: readonly number[], windowS: number): Promise<Array<{ userId: string; campaignId: number; atMs: number }>> {
     if (campaignIds.length === 0) return [];
-    const rows = await this.ch.rows<{ user_id: string; campaign_id: string | number; at: string | number }>(
-      `SELECT user_id, campaign_id, toUInt32(max(at)) AS at FROM message_events
+    const rows = await this.ch.rows<{ user_id: string; campaign_id: string | number; sent_at: string | number }>(
+      `SELECT user_id, campaign_id, toUInt32(max(at)) AS sent_at FROM message_events
        WHERE campaign_id IN ${uintList(campaignIds)} AND kind IN ('delivered', 'failed') AND at > now() - ${uint(windowS)}
        GROUP BY user_id, campaign_id`,
       120,
     );
-    return rows.map((r) => ({ userId: r.user_id, campaignId: Number(r.campaign_id), atMs: Number(r.at) * 1000 }));
+    return rows.map((r) => ({ userId: r.user_id, campaignId: Number(r.campaign_id), atMs: Number(r.sent_at) * 1000 }));
   }
 }
