@@ -25,6 +25,8 @@ export interface FingerprintLoad {
 
 const STAGE = `CREATE TEMP TABLE suppression_stage (line integer, topic text, user_id text, reason text, fp bigint) ON COMMIT DROP`;
 
+/** rows a bulk PUT adds past which the table's statistics are refreshed before the answer */
+const ANALYZE_AFTER_ROWS = 10_000;
 // PGCOPY signature, flags and header extension length
 const COPY_HEADER_BYTES = 19;
 // a row of one bigint: field count (2), length (4), value (8)
@@ -48,16 +50,23 @@ export class ConsentRepo {
    * those already there keep their row (and their time), with the reason updated. The change mark after.
    */
   async bulkPut(copyText: AsyncIterable<string | Buffer>): Promise<number> {
-    await inTransaction(this.db, 'put suppressions', async (client) => {
+    const inserted = await inTransaction(this.db, 'put suppressions', async (client) => {
       await client.query(STAGE);
       await copyIn(client, 'COPY suppression_stage (line, topic, user_id, reason, fp) FROM STDIN', copyText);
-      await client.query(
+      const r = await client.query(
         `INSERT INTO suppressions (topic, user_id, reason, fp)
          SELECT DISTINCT ON (topic, user_id) topic, user_id, reason, fp FROM suppression_stage ORDER BY topic, user_id, line DESC
          ON CONFLICT (topic, user_id) DO UPDATE SET reason = EXCLUDED.reason
            WHERE suppressions.reason IS DISTINCT FROM EXCLUDED.reason`,
       );
+      return r.rowCount ?? 0;
     });
+    // Statistics at once after a big change: the senders' confirm query must take the primary key from
+    // the next sub-batch on, not wait for autovacuum (without them it scanned the table per sub-batch).
+    if (inserted >= ANALYZE_AFTER_ROWS)
+      await this.db.query('ANALYZE suppressions').catch((err: unknown) => {
+        throw wrapPgError(err, 'analyze suppressions');
+      });
     return this.changeMark();
   }
 

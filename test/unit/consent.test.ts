@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { fingerprint, fingerprintSql, FingerprintSet } from '../../src/domain/fingerprint.js';
 import { parseSuppressionLine, validateTopicInput } from '../../src/domain/consent-input.js';
 import { trackingToken, unsubscribeToken, verifyTrackingToken, verifyUnsubscribeToken } from '../../src/domain/tokens.js';
-import { HeraldError } from '../../src/errors.js';
+import type { HeraldError } from '../../src/errors.js';
 
 describe('suppression fingerprints', () => {
   it('never misses a member (no false negatives), through growth, for any ids', () => {
