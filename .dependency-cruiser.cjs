@@ -7,7 +7,7 @@
  * clickhouse/, the one home of the ClickHouse protocol (client, SQL literals), which the stages that read and
  * write ClickHouse (sink/, progress/, migrate/) use as they use the drivers.
  */
-const STAGES = ['api', 'planner', 'stream', 'actor', 'channel', 'sink', 'progress', 'ws', 'store', 'import', 'migrate'];
+const STAGES = ['api', 'planner', 'stream', 'actor', 'consent', 'channel', 'sink', 'progress', 'ws', 'store', 'import', 'migrate'];
 const STAGE = `^src/(${STAGES.join('|')})/`;
 
 /**

@@ -26,6 +26,10 @@ import {
   SPOOL_ROTATE_BYTES,
   STREAM_BLOCK_MS,
   TAKEOVER_GRACE_MS,
+  CAP_REBUILD_LOCK_MS,
+  CAP_REBUILD_WAIT_MS,
+  SUPPRESSION_REBUILD_MISSES,
+  TOPIC_CAP_TTL_MS,
 } from './config/timings.js';
 import { isHeraldError } from './errors.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
@@ -51,7 +55,13 @@ import { InboxReader } from './progress/inbox-reader.js';
 import { StatsReader } from './progress/stats-reader.js';
 import { ReadRecorder } from './sink/read-recorder.js';
 import { ReadSpool } from './sink/read-spool.js';
-import { trackingToken } from './domain/tokens.js';
+import { trackingToken, unsubscribeToken } from './domain/tokens.js';
+import { ConsentRepo } from './store/consent-repo.js';
+import { SuppressionIndex } from './consent/suppression-index.js';
+import { CapKeeper } from './consent/cap-keeper.js';
+import { ConsentScreen } from './consent/consent-screen.js';
+import { CapHistory } from './progress/cap-history.js';
+import { SuppressionWriter } from './import/suppression-writer.js';
 import { ProgressReader } from './progress/progress-reader.js';
 import { OutcomeFilter } from './progress/outcome-filter.js';
 import { Dispatcher } from './actor/dispatcher.js';
@@ -140,8 +150,10 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     connections: cfg.webhookConnections,
     maxInflightBytes: cfg.webhookMaxInflightBytes,
     trackingUrl: (campaignId, userId) => `${publicUrl()}/t/${trackingToken(secret, campaignId, userId)}`,
+    unsubscribeUrl: (campaignId, userId, topic) => `${publicUrl()}/u/${unsubscribeToken(secret, campaignId, userId, topic)}`,
   });
   const holderId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const consent = new ConsentRepo(db);
 
   let dispatcher: Dispatcher | null = null;
   let subscriber: Redis | null = null;
@@ -169,6 +181,21 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       channels,
       sink,
       rate: new RateLimiter(gateway),
+      screen: new ConsentScreen({
+        index: new SuppressionIndex({ source: consent, marks: gateway, rebuildAfterMisses: SUPPRESSION_REBUILD_MISSES }),
+        caps: new CapKeeper({
+          store: gateway,
+          history: new CapHistory(ch),
+          topicCampaigns: (topic, windowS) => consent.topicCampaigns(topic, windowS),
+          holder: holderId,
+          landedMs: eventsLandedMs(cfg),
+          lockMs: CAP_REBUILD_LOCK_MS,
+          waitMs: CAP_REBUILD_WAIT_MS,
+        }),
+        confirm: (topics, userIds) => consent.confirm(topics, userIds),
+        topicCap: async (topic) => (await consent.getTopic(topic))?.cap ?? null,
+        topicCapTtlMs: TOPIC_CAP_TTL_MS,
+      }),
       log,
       holderId,
       pollMs: cfg.pollMs,
@@ -272,6 +299,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         templates,
         recipients: new RecipientLookup(db),
         testSends: new TestSender({ channels, templates, record: (events) => testEvents.record(events) }),
+        suppressions: new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark)),
+        consent,
         log,
         health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
       },

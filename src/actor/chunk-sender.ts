@@ -259,6 +259,7 @@ export class ChunkSender {
       title: campaign.content.title,
       body: campaign.content.body,
       data: campaign.content.data ?? null,
+      topic: campaign.topic,
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
     if (held.size === 0 && failed.size === 0) {

@@ -172,7 +172,8 @@ export function mountRoutes(app: TemplatedApp, routes: readonly Route[], opts: M
   for (const route of routes) {
     const paramCount = (route.path.match(/:/g) ?? []).length;
     const { auth, handler } = route;
-    app[route.method](route.path, (res: HttpResponse, req: HttpRequest) => {
+    // uWS names DELETE's method `del`
+    app[route.method === 'delete' ? 'del' : route.method](route.path, (res: HttpResponse, req: HttpRequest) => {
       const state = new ResponseState(res);
       const request = new CopiedRequest(req, paramCount, res, state, opts.maxBodyBytes);
       const run = async (): Promise<Reply> => {

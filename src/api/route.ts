@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 
-export type Method = 'get' | 'post' | 'patch';
+export type Method = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
 /**
  * Who may call a route: `admin`, a key of HERALD_API_KEYS; `user`, the admin key or a user token minted for

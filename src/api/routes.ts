@@ -8,6 +8,7 @@ import { HeraldError } from '../errors.js';
 import type { WsStats } from '../ws/ws-server.js';
 import { authorizer } from './auth.js';
 import { campaignRoutes, type CampaignApiDeps } from './campaign-routes.js';
+import { consentRoutes, type ConsentApiDeps } from './consent-routes.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
@@ -16,7 +17,7 @@ import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps {
+export interface ApiDeps extends CampaignApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps {
   apiKeys: readonly string[];
   maxBodyBytes: number;
   health(): Promise<Record<string, string>>;
@@ -50,6 +51,7 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
       },
     },
     ...userRoutes(deps),
+    ...consentRoutes(deps),
     ...dashboardRoutes(),
     {
       name: 'getHealth',

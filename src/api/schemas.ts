@@ -11,6 +11,7 @@ import type { JsonSchema, Param, RouteBody } from './route.js';
 const nonEmpty = (maxLength: number): JsonSchema => ({ type: 'string', minLength: 1, maxLength });
 const positiveId: JsonSchema = { type: 'integer', minimum: 1 };
 const nullable = (schema: JsonSchema): JsonSchema => ({ oneOf: [schema, { type: 'null' }] });
+export const TOPIC_NAME: JsonSchema = { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,64}$' };
 const rateLimit: JsonSchema = { type: 'integer', minimum: 1, maximum: 10_000_000, description: 'messages per second' };
 
 export const CREATE_AUDIENCE: JsonSchema = {
@@ -81,6 +82,12 @@ export const CREATE_CAMPAIGN: JsonSchema = {
       pattern: '^[A-Za-z0-9_.-]{1,64}$',
       description: "a key of the recipients' attrs, carried on every event for segment analytics",
     }),
+    topic: nullable({ ...TOPIC_NAME, description: "the topic's suppression list and frequency cap apply besides the global list" }),
+    priority: {
+      enum: ['normal', 'critical'],
+      default: 'normal',
+      description: "critical: bypasses the topic's list and cap, never the global list",
+    },
   },
 };
 

@@ -17,6 +17,8 @@ export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0
     rate_limit: c.rateLimit,
     missing: c.missing,
     variables: c.variables,
+    topic: c.topic,
+    priority: c.priority,
     total: c.total,
     sent: a.sent,
     delivered: a.delivered,

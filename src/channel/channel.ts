@@ -30,6 +30,8 @@ export interface OutboundBatch {
   tracking: boolean;
   /** gzip the request body (webhook; `channel.compress`) */
   compress: boolean;
+  /** the campaign's topic, whose list each message's unsubscribe URL leads to; null or absent: the global list */
+  topic?: string | null;
 }
 
 export interface SendResult {

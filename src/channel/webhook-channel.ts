@@ -29,6 +29,8 @@ export interface WebhookOptions {
   maxInflightBytes: number;
   /** the read-receipt URL put in each message as `tracking_url` (a signed pixel, api/tracking), if any */
   trackingUrl?: (campaignId: number, userId: string) => string;
+  /** the one-click unsubscribe URL put in each message as `unsubscribe_url` (topic '' : the global list) */
+  unsubscribeUrl?: (campaignId: number, userId: string, topic: string) => string;
 }
 
 type Outcome =
@@ -100,6 +102,9 @@ export class WebhookChannel implements Channel {
         ...(this.opts.trackingUrl === undefined || !batch.tracking
           ? {}
           : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),
+        ...(this.opts.unsubscribeUrl === undefined
+          ? {}
+          : { unsubscribe_url: this.opts.unsubscribeUrl(batch.campaignId, userId, batch.topic ?? '') }),
       });
     }
     const json = JSON.stringify({ campaign_id: batch.campaignId, messages });

@@ -50,3 +50,12 @@ export const IMPORT_POOL_END_MS = 5_000;
 export function eventsLandedMs(cfg: Pick<Config, 'sinkFlushMs'>): number {
   return cfg.sinkFlushMs * 2 + 1000;
 }
+
+/** Consent: how long a sender trusts a topic's cap before reading it again (a changed cap applies within it). */
+export const TOPIC_CAP_TTL_MS = 1_000;
+/** Consent: the lock of a topic's cap-state build, past which another process may build it (a builder died). */
+export const CAP_REBUILD_LOCK_MS = 60_000;
+/** Consent: between looks while another process builds a topic's cap state. */
+export const CAP_REBUILD_WAIT_MS = 100;
+/** Consent: unconfirmed index hits (lifted suppressions) past which the suppression index is rebuilt whole. */
+export const SUPPRESSION_REBUILD_MISSES = 10_000;

@@ -4,6 +4,7 @@
 import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
 import { MISSING_POLICIES, templateErrors, type MissingPolicy } from './template.js';
+import { validateConsentFields, type Priority } from './consent-input.js';
 
 /**
  * Webhook options, each stored only when the campaign gives it:
@@ -69,6 +70,9 @@ export interface CreateCampaignInput {
   rateLimit: number | null;
   /** the audience attribute events carry for segment analytics (e.g. `country`), or null */
   segmentBy: string | null;
+  /** the topic's suppression list and cap screen its sends (consent-input.ts), or null */
+  topic: string | null;
+  priority: Priority;
 }
 
 export interface UpdateCampaignInput {
@@ -249,8 +253,9 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
       errors.push({ field: 'segment_by', error: 'must be an attribute name of 1-64 letters, digits, "_", "-" or "."' });
     } else segmentBy = body.segment_by;
   }
+  const { topic, priority } = validateConsentFields(body, errors);
   if (errors.length > 0) throw HeraldError.invalid(errors);
-  return { name, audienceId, channel, content, variables, missing, chunkSize, scheduleAt, rateLimit, segmentBy };
+  return { name, audienceId, channel, content, variables, missing, chunkSize, scheduleAt, rateLimit, segmentBy, topic, priority };
 }
 
 /** An optional JSON object of at most `maxChars` as JSON; null when absent. */

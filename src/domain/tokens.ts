@@ -3,7 +3,10 @@
  *   user token      `u1.<user_id b64url>.<expires unix s>.<sig>`: the bearer of a user's inbox endpoints,
  *                   minted by the application's backend (POST /v1/users/:user_id/token, admin key);
  *   tracking token  `t1.<campaign_id>.<user_id b64url>.<sig>`: in a webhook message's tracking_url; the
- *                   pixel GET /t/:token records a read for exactly that (campaign, user).
+ *                   pixel GET /t/:token records a read for exactly that (campaign, user);
+ *   unsubscribe     `s1.<campaign_id>.<user_id b64url>.<topic b64url>.<sig>`: in a webhook message's
+ *                   unsubscribe_url; POST /u/:token suppresses exactly that user for that topic ('' is
+ *                   the global list). No expiry: an unsubscribe link must keep working.
  * The signature covers the kind, so one kind of token never passes as the other. Verification compares in
  * constant time and says nothing about why a token failed.
  */
@@ -54,6 +57,24 @@ export function verifyTrackingToken(secret: string, token: string): { campaignId
   const userId = unb64(user);
   if (!/^\d{1,15}$/.test(campaign) || !Number.isSafeInteger(campaignId) || userId === null) return null;
   return { campaignId, userId };
+}
+
+export function unsubscribeToken(secret: string, campaignId: number, userId: string, topic: string): string {
+  const body = `s1.${campaignId}.${b64(userId)}.${b64(topic)}`;
+  return `${body}.${sign(secret, body)}`;
+}
+
+export function verifyUnsubscribeToken(secret: string, token: string): { campaignId: number; userId: string; topic: string } | null {
+  const parts = token.split('.');
+  if (parts.length !== 5 || parts[0] !== 's1') return null;
+  const [, campaign, user, topic, sig] = parts as [string, string, string, string, string];
+  if (!same(sig, sign(secret, `s1.${campaign}.${user}.${topic}`))) return null;
+  const campaignId = Number(campaign);
+  const userId = unb64(user);
+  const topicName = unb64(topic);
+  if (!/^\d{1,15}$/.test(campaign) || !Number.isSafeInteger(campaignId) || userId === null || userId === '' || topicName === null)
+    return null;
+  return { campaignId, userId, topic: topicName };
 }
 
 /**

@@ -12,6 +12,7 @@ import type {
   UpdateCampaignInput,
 } from '../domain/campaign-input.js';
 import type { MissingPolicy } from '../domain/template.js';
+import type { Priority } from '../domain/consent-input.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface Campaign {
@@ -50,6 +51,10 @@ export interface Campaign {
   variables: Record<string, unknown> | null;
   /** what a template's missing value does: render nothing, or skip the recipient */
   missing: MissingPolicy;
+  /** the suppression list and cap the campaign's sends are screened by, besides the global list (0012_consent.sql) */
+  topic: string | null;
+  /** `critical` bypasses the topic's list and cap, never the global list */
+  priority: Priority;
 }
 
 /**
@@ -88,6 +93,8 @@ const COLUMNS = {
   segmentBy: 'segment_by',
   variables: 'variables',
   missing: 'missing',
+  topic: 'topic',
+  priority: 'priority',
 } as const satisfies Record<keyof Campaign, string>;
 
 const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
@@ -100,8 +107,8 @@ export class CampaignRepo {
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
       const r = await this.db.query<Campaign>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, variables, missing)
-         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, variables, missing, topic, priority)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM audiences a WHERE a.id = $2
          RETURNING ${RETURNING_CAMPAIGN}`,
         [
           input.name,
@@ -115,6 +122,8 @@ export class CampaignRepo {
           input.segmentBy,
           input.variables === null ? null : JSON.stringify(input.variables),
           input.missing,
+          input.topic,
+          input.priority,
         ],
       );
       const row = r.rows[0];

@@ -74,6 +74,29 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:rate`;
   }
 
+  /**
+   * The latest suppression change mark (stream/lua/suppression-mark-1.lua): a sender whose index is older
+   * reloads it before screening. Its own hash tag: one key for every campaign.
+   */
+  suppressionMark(): string {
+    return `${this.prefix}:{consent}:suppression-mark`;
+  }
+
+  /**
+   * A topic's cap state for one window length (lua/cap-take-3.lua): the state hash, then the even and odd
+   * slices' hashes. One hash tag per topic, so each cap script touches one cluster slot; the window is in
+   * the name, so a changed cap starts a state of its own (built from ClickHouse) instead of misreading one.
+   */
+  capKeys(topic: string, windowMs: number): [state: string, even: string, odd: string] {
+    const base = `${this.prefix}:{cap:${topic}}:w${windowMs}`;
+    return [`${base}:state`, `${base}:s0`, `${base}:s1`];
+  }
+
+  /** held by the one process building a topic's cap state (SET NX PX) */
+  capRebuild(topic: string, windowMs: number): string {
+    return `${this.prefix}:{cap:${topic}}:w${windowMs}:rebuild`;
+  }
+
   /** pub/sub channel for status changes and wake-ups; carries `<campaignId> <status>` */
   control(): string {
     return `${this.prefix}:control`;

@@ -256,6 +256,71 @@ export class RedisGateway {
     return out;
   }
 
+  /** The latest suppression change mark, or null when Redis does not hold one (lost, or none yet). */
+  async suppressionMark(): Promise<number | null> {
+    let v: string | null;
+    try {
+      v = await this.redis.get(this.keys.suppressionMark());
+    } catch (err) {
+      throw redisError(err, 'suppression mark');
+    }
+    return v === null ? null : asInteger('suppressionMark', v);
+  }
+
+  /** Raises the suppression change mark to `mark` unless it is higher already (suppression-mark-1.lua). */
+  async raiseSuppressionMark(mark: number): Promise<number> {
+    const reply = await this.run({ script: 'suppressionMark', keys: [this.keys.suppressionMark()], args: [mark] });
+    return asInteger('suppressionMark', reply);
+  }
+
+  /**
+   * Takes one message per user of the sub-batch from the topic's cap (cap-take-3.lua): the positions capped,
+   * or 'unbuilt' when the topic's state must be built first (nothing taken).
+   */
+  async capTake(p: {
+    topic: string;
+    windowMs: number;
+    campaignId: number;
+    max: number;
+    userIds: readonly string[];
+  }): Promise<number[] | 'unbuilt'> {
+    if (p.userIds.length === 0) return [];
+    const reply = await this.run({
+      script: 'capTake',
+      keys: this.keys.capKeys(p.topic, p.windowMs),
+      args: [p.campaignId, p.max, p.windowMs, ...p.userIds],
+    });
+    if (!Array.isArray(reply)) throw invalid('capTake', reply);
+    const items: unknown[] = reply;
+    if (items.length === 1 && Number(items[0]) === -1) return 'unbuilt';
+    return items.map((v) => asInteger('capTake', v) - 1);
+  }
+
+  /** Writes a batch of counted messages into the topic's cap state (cap-seed-3.lua). */
+  async capSeed(p: {
+    topic: string;
+    windowMs: number;
+    first: boolean;
+    last: boolean;
+    entries: ReadonlyArray<{ userId: string; campaignId: number; atMs: number }>;
+  }): Promise<number> {
+    const args: Array<string | number> = [p.windowMs, p.first ? 1 : 0, p.last ? 1 : 0];
+    for (const e of p.entries) args.push(e.userId, e.campaignId, e.atMs);
+    const reply = await this.run({ script: 'capSeed', keys: this.keys.capKeys(p.topic, p.windowMs), args });
+    return asInteger('capSeed', reply);
+  }
+
+  /** Takes (true) or fails to take the lock for building a topic's cap state; `release` gives it back. */
+  async capRebuildLock(p: { topic: string; windowMs: number; holder: string; ttlMs: number; release?: boolean }): Promise<boolean> {
+    const key = this.keys.capRebuild(p.topic, p.windowMs);
+    try {
+      if (p.release === true) return (await this.redis.del(key)) === 1;
+      return (await this.redis.set(key, p.holder, 'PX', p.ttlMs, 'NX')) === 'OK';
+    } catch (err) {
+      throw redisError(err, 'cap rebuild lock');
+    }
+  }
+
   /** Messages sent after a pause or cancel of each campaign (raised by the ledger step). */
   async overshoot(campaignIds: readonly number[]): Promise<Map<number, number>> {
     const out = new Map<number, number>();

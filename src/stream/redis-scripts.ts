@@ -26,6 +26,8 @@ function load(file: string): Script {
 
 const SCRIPTS = {
   announce: load('announce-2'),
+  capSeed: load('cap-seed-3'),
+  capTake: load('cap-take-3'),
   chunkStep: load('chunk-step-8'),
   fence: load('fence-3'),
   leaseAcquire: load('lease-acquire-3'),
@@ -33,6 +35,7 @@ const SCRIPTS = {
   leaseRenew: load('lease-renew-1'),
   livenessBeat: load('liveness-beat-1'),
   rateAcquire: load('rate-acquire-1'),
+  suppressionMark: load('suppression-mark-1'),
   takeover: load('takeover-2'),
   touch: load('touch-1'),
 } satisfies Record<string, Script>;

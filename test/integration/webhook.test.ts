@@ -103,6 +103,8 @@ describe('webhook channel against a local HTTP sink', () => {
       body: 'B',
       idempotency_key: `${c.body.id}:${m.user_id}`,
       tracking_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/t/t1\\.${c.body.id}\\.`)),
+      // no topic: the global list
+      unsubscribe_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/u/s1\\.${c.body.id}\\.[^.]+\\.\\.`)),
     });
   });
 

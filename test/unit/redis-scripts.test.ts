@@ -22,6 +22,8 @@ describe('Lua scripts (one home: src/stream/lua, key count in the file name)', (
   it('registers each script with the key count its file name says', () => {
     const names: ScriptName[] = [
       'announce',
+      'capSeed',
+      'capTake',
       'chunkStep',
       'fence',
       'leaseAcquire',
@@ -29,12 +31,15 @@ describe('Lua scripts (one home: src/stream/lua, key count in the file name)', (
       'leaseRenew',
       'livenessBeat',
       'rateAcquire',
+      'suppressionMark',
       'takeover',
       'touch',
     ];
     const counts = Object.fromEntries(names.map((n) => [n, scriptKeyCount(n)]));
     expect(counts).toEqual({
       announce: 2,
+      capSeed: 3,
+      capTake: 3,
       chunkStep: 8,
       fence: 3,
       leaseAcquire: 3,
@@ -42,6 +47,7 @@ describe('Lua scripts (one home: src/stream/lua, key count in the file name)', (
       leaseRenew: 1,
       livenessBeat: 1,
       rateAcquire: 1,
+      suppressionMark: 1,
       takeover: 2,
       touch: 1,
     });

@@ -1,0 +1,211 @@
+/**
+ * Consent over HTTP: suppression lists in bulk (NDJSON, streamed), a user's suppressions, topics and their
+ * caps, and the one-click unsubscribe of a webhook message's `unsubscribe_url` (RFC 8058): `POST /u/:token`
+ * unsubscribes with no login, with an empty body or `List-Unsubscribe=One-Click`; `GET /u/:token` only
+ * shows a page whose button POSTs, because mail scanners fetch links in messages and must not unsubscribe.
+ */
+import type { Readable } from 'node:stream';
+import { HeraldError } from '../errors.js';
+import { parseUserId } from '../domain/event-input.js';
+import { parseTopic, validateTopicInput, type TopicCap } from '../domain/consent-input.js';
+import { verifyUnsubscribeToken } from '../domain/tokens.js';
+import type { BulkReport, SuppressionWriter } from '../import/suppression-writer.js';
+import type { SuppressionRow } from '../store/consent-repo.js';
+import { importFormat } from './import-routes.js';
+import type { Reply, Route } from './route.js';
+import { jsonBody, TOPIC_NAME, USER_PARAM } from './schemas.js';
+
+export interface ConsentApiDeps {
+  tokenSecret: string;
+  maxImportBytes: number;
+  suppressions: Pick<SuppressionWriter, 'bulk' | 'one'>;
+  consent: {
+    forUser(userId: string): Promise<SuppressionRow[]>;
+    getTopic(topic: string): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date } | null>;
+    putTopic(topic: string, cap: TopicCap | null): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date }>;
+  };
+}
+
+const SUPPRESSION_LINES = {
+  type: 'string',
+  description: 'NDJSON {"user_id", "topic"?, "reason"?} per line; no topic (or "") is the global list',
+};
+const TOPIC_PARAM = { name: 'topic', description: 'the topic', schema: TOPIC_NAME };
+const TOKEN_PARAM = {
+  name: 'token',
+  description: "an unsubscribe token (a webhook message's unsubscribe_url)",
+  schema: { type: 'string' },
+};
+const TOPIC_BODY = {
+  type: 'object',
+  required: ['cap'],
+  additionalProperties: false,
+  properties: {
+    cap: {
+      oneOf: [
+        {
+          type: 'object',
+          required: ['max', 'window_s'],
+          additionalProperties: false,
+          properties: { max: { type: 'integer', minimum: 1 }, window_s: { type: 'integer', minimum: 1 } },
+        },
+        { type: 'null' },
+      ],
+    },
+  },
+};
+
+function bulkView(r: BulkReport): Record<string, unknown> {
+  return { accepted: r.accepted, rejected: r.rejected, rejected_count: r.rejectedCount, total: r.total };
+}
+
+function topicView(t: { topic: string; cap: TopicCap | null; updatedAt: Date }): Record<string, unknown> {
+  return {
+    topic: t.topic,
+    cap: t.cap === null ? null : { max: t.cap.max, window_s: t.cap.windowS },
+    updated_at: t.updatedAt.toISOString(),
+  };
+}
+
+const HTML = { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' };
+const page = (status: number, title: string, inner: string): Reply => ({
+  status,
+  headers: HTML,
+  body: `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${title}</title></head><body><h1>${title}</h1>${inner}</body></html>`,
+});
+const INVALID_LINK = (): Reply => page(400, 'This link is not valid', '<p>Nothing was changed.</p>');
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** Reads and drops a small body (the one-click form field), so the connection stays usable. */
+async function drain(body: Readable): Promise<void> {
+  for await (const chunk of body) void chunk;
+}
+
+export function consentRoutes(deps: ConsentApiDeps): Route[] {
+  const bulk = (op: 'put' | 'delete'): Route['handler'] => {
+    return async (req) => {
+      if (importFormat(req.headers.contentType) !== 'ndjson')
+        throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/x-ndjson', { field: 'content-type' });
+      const report = await deps.suppressions.bulk(op, req.stream(deps.maxImportBytes));
+      return { status: 200, body: bulkView(report) };
+    };
+  };
+  return [
+    {
+      name: 'putSuppressions',
+      method: 'put',
+      path: '/v1/suppressions',
+      auth: 'admin',
+      summary: 'Suppress users, globally or for a topic (NDJSON, streamed; accepted lines are kept)',
+      body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description: 'one suppression a line' },
+      responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
+      handler: bulk('put'),
+    },
+    {
+      name: 'deleteSuppressions',
+      method: 'delete',
+      path: '/v1/suppressions',
+      auth: 'admin',
+      summary: 'Lift suppressions (NDJSON, streamed; accepted lines are kept)',
+      body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description: 'one suppression a line (reason ignored)' },
+      responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
+      handler: bulk('delete'),
+    },
+    {
+      name: 'listUserSuppressions',
+      method: 'get',
+      path: '/v1/users/:user_id/suppressions',
+      auth: 'admin',
+      summary: "A user's suppressions: the global list (topic null) and topics",
+      params: [USER_PARAM],
+      responses: { 200: '{user_id, suppressions: [{topic, reason, created_at}]}', 400: 'a malformed user id' },
+      handler: async (req) => {
+        const userId = parseUserId(req.params[0]);
+        const rows = await deps.consent.forUser(userId);
+        return {
+          status: 200,
+          body: {
+            user_id: userId,
+            suppressions: rows.map((r) => ({
+              topic: r.topic === '' ? null : r.topic,
+              reason: r.reason,
+              created_at: r.createdAt.toISOString(),
+            })),
+          },
+        };
+      },
+    },
+    {
+      name: 'putTopic',
+      method: 'put',
+      path: '/v1/topics/:topic',
+      auth: 'admin',
+      summary: "Set a topic's frequency cap: at most max messages per user in any window_s seconds (null: none)",
+      params: [TOPIC_PARAM],
+      body: jsonBody(TOPIC_BODY, 'the topic'),
+      responses: { 200: '{topic, cap: {max, window_s} | null, updated_at}' },
+      handler: async (req) => {
+        const topic = parseTopic(req.params[0]);
+        const { cap } = validateTopicInput(await req.json());
+        return { status: 200, body: topicView(await deps.consent.putTopic(topic, cap)) };
+      },
+    },
+    {
+      name: 'getTopic',
+      method: 'get',
+      path: '/v1/topics/:topic',
+      auth: 'admin',
+      summary: 'A topic and its cap',
+      params: [TOPIC_PARAM],
+      responses: { 200: '{topic, cap: {max, window_s} | null, updated_at}', 400: 'a malformed topic', 404: 'no such topic' },
+      handler: async (req) => {
+        const topic = parseTopic(req.params[0]);
+        const t = await deps.consent.getTopic(topic);
+        if (t === null) throw new HeraldError('NOT_FOUND', `topic ${topic} not found`, { field: 'topic' });
+        return { status: 200, body: topicView(t) };
+      },
+    },
+    {
+      name: 'unsubscribePage',
+      method: 'get',
+      path: '/u/:token',
+      auth: 'public',
+      summary: 'The unsubscribe page of an unsubscribe_url: a button that POSTs; it changes nothing by itself',
+      params: [TOKEN_PARAM],
+      responses: { 200: 'an HTML page with the form', 400: 'an HTML page: the link is not valid' },
+      ownErrorBodies: [400],
+      produces: 'text/html',
+      handler: async (req) => {
+        const token = req.params[0] ?? '';
+        const t = verifyUnsubscribeToken(deps.tokenSecret, token);
+        if (t === null) return INVALID_LINK();
+        const what = t.topic === '' ? 'all messages' : `messages about ${escapeHtml(t.topic)}`;
+        return page(
+          200,
+          'Unsubscribe',
+          `<p>Stop receiving ${what}?</p><form method="post" action="/u/${escapeHtml(token)}"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe</button></form>`,
+        );
+      },
+    },
+    {
+      name: 'unsubscribe',
+      method: 'post',
+      path: '/u/:token',
+      auth: 'public',
+      summary: 'One-click unsubscribe (RFC 8058): empty body or List-Unsubscribe=One-Click; idempotent',
+      params: [TOKEN_PARAM],
+      responses: { 200: 'an HTML page: unsubscribed (again: the same)', 400: 'an HTML page: the link is not valid, nothing recorded' },
+      ownErrorBodies: [400],
+      produces: 'text/html',
+      handler: async (req) => {
+        await drain(req.stream(4096));
+        const t = verifyUnsubscribeToken(deps.tokenSecret, req.params[0] ?? '');
+        if (t === null) return INVALID_LINK();
+        await deps.suppressions.one({ userId: t.userId, topic: t.topic, reason: `unsubscribed from campaign ${t.campaignId}` });
+        const what = t.topic === '' ? 'any more messages' : `messages about ${escapeHtml(t.topic)} any more`;
+        return page(200, 'You are unsubscribed', `<p>You will not receive ${what}.</p>`);
+      },
+    },
+  ];
+}

@@ -1,0 +1,120 @@
+/**
+ * The consent screen (the sender's RecipientScreen port, actor/chunk-sender.ts), asked right before each
+ * sub-batch is sent: who is on the global list or, for a normal-priority campaign with a topic, on the
+ * topic's list (`suppressed`), and who of the rest is over the topic's frequency cap (`capped`). A
+ * `critical` campaign bypasses the topic's list and cap, never the global list.
+ * The lists are looked up in the in-process index (suppression-index.ts): a miss is exact, a hit is
+ * confirmed in PostgreSQL in one query for the sub-batch's hits. So a sub-batch without suppressed users
+ * costs one Redis GET and a hash per user, with no database round trip.
+ */
+import { fingerprintInto, topicSeed, type Fingerprint, type TopicSeed } from '../domain/fingerprint.js';
+import { GLOBAL_TOPIC, type TopicCap } from '../domain/consent-input.js';
+import type { Withheld } from '../domain/withheld.js';
+import type { RecipientScreen, ScreenQuery } from '../actor/chunk-sender.js';
+import type { SuppressionIndex } from './suppression-index.js';
+import type { CapKeeper } from './cap-keeper.js';
+
+export interface ConsentScreenOptions {
+  index: SuppressionIndex;
+  caps: CapKeeper;
+  /** of these (topic, user) pairs, the ones suppressed now (PostgreSQL) */
+  confirm(topics: readonly string[], userIds: readonly string[]): Promise<Array<{ topic: string; userId: string }>>;
+  /** a topic's cap, or null when it has none */
+  topicCap(topic: string): Promise<TopicCap | null>;
+  /** how long a topic's cap is trusted before it is read again */
+  topicCapTtlMs: number;
+}
+
+const GLOBAL_SEED = topicSeed(GLOBAL_TOPIC);
+const GLOBAL_REASON: Withheld = Object.freeze({ kind: 'suppressed', reason: 'on the global suppression list' });
+
+export class ConsentScreen implements RecipientScreen {
+  private readonly seeds = new Map<string, TopicSeed>();
+  private readonly caps = new Map<string, { cap: TopicCap | null; at: number }>();
+  private readonly fp: Fingerprint = { hi: 0, lo: 0 };
+
+  constructor(private readonly opts: ConsentScreenOptions) {}
+
+  // Every campaign is screened: the global list applies to all of them.
+  applies(): boolean {
+    return true;
+  }
+
+  async screen(q: ScreenQuery): Promise<Map<number, Withheld>> {
+    const { campaign, userIds } = q;
+    const held = new Map<number, Withheld>();
+    const topic = campaign.priority === 'critical' ? null : campaign.topic;
+    await this.opts.index.ensureFresh();
+    const hitAt: number[] = [];
+    const hitTopics: string[] = [];
+    const hitUsers: string[] = [];
+    const index = this.opts.index;
+    const fp = this.fp;
+    const seed = topic === null ? null : this.seed(topic);
+    for (let i = 0; i < userIds.length; i++) {
+      const u = userIds[i]!;
+      fingerprintInto(GLOBAL_SEED, u, fp);
+      if (index.has(fp.hi, fp.lo)) {
+        hitAt.push(i);
+        hitTopics.push(GLOBAL_TOPIC);
+        hitUsers.push(u);
+      }
+      if (seed !== null) {
+        fingerprintInto(seed, u, fp);
+        if (index.has(fp.hi, fp.lo)) {
+          hitAt.push(i);
+          hitTopics.push(topic!);
+          hitUsers.push(u);
+        }
+      }
+    }
+    if (hitAt.length > 0) {
+      const confirmed = new Set((await this.opts.confirm(hitTopics, hitUsers)).map((r) => `${r.topic}\n${r.userId}`));
+      let missed = 0;
+      for (let h = 0; h < hitAt.length; h++) {
+        if (!confirmed.has(`${hitTopics[h]}\n${hitUsers[h]}`)) {
+          missed++;
+          continue;
+        }
+        const at = hitAt[h]!;
+        if (hitTopics[h] === GLOBAL_TOPIC) held.set(at, GLOBAL_REASON);
+        else if (!held.has(at)) held.set(at, { kind: 'suppressed', reason: `on the suppression list of topic ${topic}` });
+      }
+      if (missed > 0) index.missed(missed);
+    }
+    if (topic === null) return held;
+    const cap = await this.topicCap(topic);
+    if (cap === null) return held;
+    const at: number[] = [];
+    const users: string[] = [];
+    for (let i = 0; i < userIds.length; i++) {
+      if (held.has(i)) continue;
+      at.push(i);
+      users.push(userIds[i]!);
+    }
+    const capped = await this.opts.caps.take({ topic, cap, campaignId: campaign.id, userIds: users });
+    if (capped.length > 0) {
+      const reason: Withheld = { kind: 'capped', reason: `cap of topic ${topic}: ${cap.max} per ${cap.windowS} s` };
+      for (const k of capped) held.set(at[k]!, reason);
+    }
+    return held;
+  }
+
+  private seed(topic: string): TopicSeed {
+    let s = this.seeds.get(topic);
+    if (s === undefined) {
+      s = topicSeed(topic);
+      this.seeds.set(topic, s);
+    }
+    return s;
+  }
+
+  private async topicCap(topic: string): Promise<TopicCap | null> {
+    const now = Date.now();
+    const c = this.caps.get(topic);
+    if (c !== undefined && now - c.at < this.opts.topicCapTtlMs) return c.cap;
+    const cap = await this.opts.topicCap(topic);
+    this.caps.set(topic, { cap, at: now });
+    return cap;
+  }
+}

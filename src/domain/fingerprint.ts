@@ -1,0 +1,132 @@
+/**
+ * 64-bit fingerprints of (topic, user id), and a compact set of them: the dispatcher's in-process index of
+ * suppressions (consent/suppression-screen.ts). 8 bytes an entry in two Uint32Arrays (open addressing, load
+ * at most 1/2), so 1M suppressions cost 16 MB at most, against 60–100 MB for a Set of the strings.
+ * A fingerprint is a hash, so two keys can share one: a hit is a candidate, confirmed in PostgreSQL, and a
+ * miss is exact (the same function wrote every entry), which is what makes the index safe to trust.
+ * Fingerprints are over UTF-16 code units, as JS strings hold them; they are stored with each row
+ * (suppressions.fp) so every process computes nothing but the lookups.
+ */
+
+/** a fingerprint as two unsigned 32-bit halves */
+export interface Fingerprint {
+  hi: number;
+  lo: number;
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** The hash state after a topic ('' for the global list): fed its length, then its code units. */
+export interface TopicSeed {
+  a: number;
+  b: number;
+}
+
+export function topicSeed(topic: string): TopicSeed {
+  let a = 0x811c9dc5 ^ topic.length;
+  let b = 0x9747b28c ^ Math.imul(topic.length, 0x5bd1e995);
+  for (let i = 0; i < topic.length; i++) {
+    const c = topic.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  return { a, b };
+}
+
+/** Fills `out` with the fingerprint of `userId` under the topic `seed`; returns `out` (no allocation). */
+export function fingerprintInto(seed: TopicSeed, userId: string, out: Fingerprint): Fingerprint {
+  let a = seed.a;
+  let b = seed.b;
+  for (let i = 0; i < userId.length; i++) {
+    const c = userId.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  const hi = fmix(a ^ Math.imul(userId.length, 0x27d4eb2d));
+  const lo = fmix(b ^ hi);
+  out.hi = hi;
+  out.lo = lo;
+  return out;
+}
+
+export function fingerprint(topic: string, userId: string): Fingerprint {
+  return fingerprintInto(topicSeed(topic), userId, { hi: 0, lo: 0 });
+}
+
+/** The fingerprint as PostgreSQL's signed bigint, in decimal. */
+export function fingerprintSql(f: Fingerprint): string {
+  return BigInt.asIntN(64, (BigInt(f.hi) << 32n) | BigInt(f.lo)).toString();
+}
+
+/**
+ * A set of fingerprints. (0, 0) marks an empty slot, so the fingerprint (0, 0) is stored as (0, 1): one more
+ * candidate among 2^64, confirmed like any other.
+ */
+export class FingerprintSet {
+  private hi: Uint32Array;
+  private lo: Uint32Array;
+  private mask: number;
+  size = 0;
+
+  constructor(expected = 1024) {
+    let cap = 1024;
+    while (cap < expected * 2) cap *= 2;
+    this.hi = new Uint32Array(cap);
+    this.lo = new Uint32Array(cap);
+    this.mask = cap - 1;
+  }
+
+  /** bytes held by the table */
+  get bytes(): number {
+    return this.hi.byteLength + this.lo.byteLength;
+  }
+
+  add(hi: number, lo: number): void {
+    hi >>>= 0;
+    lo >>>= 0;
+    if (hi === 0 && lo === 0) lo = 1;
+    if ((this.size + 1) * 2 > this.hi.length) this.grow();
+    if (this.put(hi, lo)) this.size++;
+  }
+
+  has(hi: number, lo: number): boolean {
+    hi >>>= 0;
+    lo >>>= 0;
+    if (hi === 0 && lo === 0) lo = 1;
+    for (let i = (lo ^ Math.imul(hi, 0x9e3779b1)) & this.mask; ; i = (i + 1) & this.mask) {
+      const h = this.hi[i]!;
+      const l = this.lo[i]!;
+      if (h === hi && l === lo) return true;
+      if (h === 0 && l === 0) return false;
+    }
+  }
+
+  private put(hi: number, lo: number): boolean {
+    for (let i = (lo ^ Math.imul(hi, 0x9e3779b1)) & this.mask; ; i = (i + 1) & this.mask) {
+      const h = this.hi[i]!;
+      const l = this.lo[i]!;
+      if (h === hi && l === lo) return false;
+      if (h === 0 && l === 0) {
+        this.hi[i] = hi;
+        this.lo[i] = lo;
+        return true;
+      }
+    }
+  }
+
+  private grow(): void {
+    const oldHi = this.hi;
+    const oldLo = this.lo;
+    this.hi = new Uint32Array(oldHi.length * 2);
+    this.lo = new Uint32Array(oldLo.length * 2);
+    this.mask = this.hi.length - 1;
+    for (let i = 0; i < oldHi.length; i++) if (oldHi[i] !== 0 || oldLo[i] !== 0) this.put(oldHi[i]!, oldLo[i]!);
+  }
+}

@@ -1,0 +1,108 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { fingerprint, fingerprintSql, FingerprintSet } from '../../src/domain/fingerprint.js';
+import { parseSuppressionLine, validateTopicInput } from '../../src/domain/consent-input.js';
+import { trackingToken, unsubscribeToken, verifyTrackingToken, verifyUnsubscribeToken } from '../../src/domain/tokens.js';
+import type { HeraldError } from '../../src/errors.js';
+
+describe('suppression fingerprints', () => {
+  it('never misses a member (no false negatives), through growth, for any ids', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.tuple(fc.constantFrom('', 'news', 'promo'), fc.string({ minLength: 1, maxLength: 40 })), { maxLength: 3000 }),
+        (pairs) => {
+          const set = new FingerprintSet(4);
+          for (const [t, u] of pairs) {
+            const f = fingerprint(t, u);
+            set.add(f.hi, f.lo);
+          }
+          for (const [t, u] of pairs) {
+            const f = fingerprint(t, u);
+            expect(set.has(f.hi, f.lo)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
+  it('tells topics apart, and rarely hits a non-member', () => {
+    const set = new FingerprintSet();
+    for (let i = 0; i < 100_000; i++) {
+      const f = fingerprint('', `u${i}`);
+      set.add(f.hi, f.lo);
+    }
+    expect(set.size).toBe(100_000);
+    expect(set.bytes).toBeLessThanOrEqual(100_000 * 32);
+    let hits = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const f = fingerprint('news', `u${i}`);
+      const g = fingerprint('', `x${i}`);
+      if (set.has(f.hi, f.lo) || set.has(g.hi, g.lo)) hits++;
+    }
+    expect(hits).toBe(0);
+  });
+
+  it('writes PostgreSQL bigints that read back as the same halves', () => {
+    for (const [t, u] of [
+      ['', 'a'],
+      ['news', 'ü∂'],
+      ['x', '0'],
+    ] as const) {
+      const f = fingerprint(t, u);
+      const v = BigInt.asUintN(64, BigInt(fingerprintSql(f)));
+      expect([Number(v >> 32n), Number(v & 0xffffffffn)]).toEqual([f.hi, f.lo]);
+    }
+  });
+});
+
+describe('consent input', () => {
+  it('parses suppression lines and names the bad field', () => {
+    expect(parseSuppressionLine('{"user_id":"a"}')).toEqual({ ok: true, value: { userId: 'a', topic: '', reason: null } });
+    expect(parseSuppressionLine('{"user_id":7,"topic":"news","reason":"r"}')).toEqual({
+      ok: true,
+      value: { userId: '7', topic: 'news', reason: 'r' },
+    });
+    expect(parseSuppressionLine('{')).toMatchObject({ ok: false, error: expect.stringMatching(/^line/) });
+    expect(parseSuppressionLine('{"user_id":"a","topic":"a b"}')).toMatchObject({ ok: false, error: expect.stringMatching(/^topic/) });
+    expect(parseSuppressionLine('{"user_id":"a","reason":"' + 'x'.repeat(201) + '"}')).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/^reason/),
+    });
+    expect(parseSuppressionLine('{"topic":"news"}')).toMatchObject({ ok: false, error: expect.stringMatching(/^user_id/) });
+  });
+
+  it('validates a topic cap, every bad field at once', () => {
+    expect(validateTopicInput({ cap: { max: 2, window_s: 86400 } })).toEqual({ cap: { max: 2, windowS: 86400 } });
+    expect(validateTopicInput({ cap: null })).toEqual({ cap: null });
+    try {
+      validateTopicInput({ cap: { max: 0, window_s: 0, extra: 1 }, other: true });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as HeraldError).details.fields).toEqual([
+        { field: 'other', error: expect.any(String) },
+        { field: 'cap.max', error: expect.any(String) },
+        { field: 'cap.window_s', error: expect.any(String) },
+        { field: 'cap.extra', error: expect.any(String) },
+      ]);
+    }
+  });
+});
+
+describe('unsubscribe tokens', () => {
+  const secret = 'a-secret-of-sixteen';
+  it('round-trips campaign, user and topic; refuses forged, altered and other kinds', () => {
+    const t = unsubscribeToken(secret, 42, 'ü.ser', 'news');
+    expect(verifyUnsubscribeToken(secret, t)).toEqual({ campaignId: 42, userId: 'ü.ser', topic: 'news' });
+    expect(verifyUnsubscribeToken(secret, unsubscribeToken(secret, 1, 'u', ''))).toEqual({ campaignId: 1, userId: 'u', topic: '' });
+    expect(verifyUnsubscribeToken('another-secret-xx', t)).toBeNull();
+    const parts = t.split('.');
+    expect(verifyUnsubscribeToken(secret, [parts[0], '43', ...parts.slice(2)].join('.'))).toBeNull();
+    expect(
+      verifyUnsubscribeToken(secret, [...parts.slice(0, 3), Buffer.from('promo').toString('base64url'), parts[4]].join('.')),
+    ).toBeNull();
+    // a tracking token is not an unsubscribe token, nor the reverse
+    expect(verifyUnsubscribeToken(secret, trackingToken(secret, 42, 'u'))).toBeNull();
+    expect(verifyTrackingToken(secret, t)).toBeNull();
+  });
+});
