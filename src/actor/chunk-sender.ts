@@ -53,8 +53,11 @@ export interface RecipientScreen {
 
 export interface ScreenQuery {
   campaign: Campaign;
-  /** the sub-batch's user ids, in order */
-  userIds: readonly string[];
+  /** the sub-batch's user ids, packed (domain/packed-ids.ts), `count` of them */
+  users: Buffer;
+  count: number;
+  /** the same ids as strings when the sender has decoded them already (a channel that reads them); else null */
+  userIds: readonly string[] | null;
 }
 
 /** What the sender asks of the campaign it sends for (the actor answers). */
@@ -237,8 +240,11 @@ export class ChunkSender {
     // Rendered here for a channel that renders when it sends; for one that renders later (the inbox), only
     // the `skip` decision is taken here, since it is an outcome.
     const templated = templates.personal && (rendersNow || campaign.missing === 'skip');
-    const userIds = channel.needsRecipients || screened || templated ? unpackStrings(users, n) : [];
-    const held = screened ? await screen.screen({ campaign, userIds }) : new Map<number, Withheld>();
+    // The screen reads packed ids itself: the null and inbox paths decode nothing for it.
+    const userIds = channel.needsRecipients || templated ? unpackStrings(users, n) : [];
+    const held = screened
+      ? await screen.screen({ campaign, users, count: n, userIds: userIds.length === n ? userIds : null })
+      : new Map<number, Withheld>();
     const failed = new Map<number, string>();
     let contents: Array<RenderedContent | undefined> | null = null;
     if (templated) {

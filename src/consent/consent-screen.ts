@@ -5,9 +5,11 @@
  * `critical` campaign bypasses the topic's list and cap, never the global list.
  * The lists are looked up in the in-process index (suppression-index.ts): a miss is exact, a hit is
  * confirmed in PostgreSQL in one query for the sub-batch's hits. So a sub-batch without suppressed users
- * costs one Redis GET and a hash per user, with no database round trip.
+ * costs one Redis GET (shared by the sub-batches screened at the same moment) and a hash per user of its
+ * packed ids, with no database round trip and no id decoded; with nobody on any list and no cap, no hash.
  */
-import { fingerprintInto, topicSeed, type Fingerprint, type TopicSeed } from '../domain/fingerprint.js';
+import { fingerprintBytes, topicSeed, type Fingerprint, type TopicSeed } from '../domain/fingerprint.js';
+import { readVarint, unpackStrings } from '../domain/packed-ids.js';
 import { GLOBAL_TOPIC, type TopicCap } from '../domain/consent-input.js';
 import type { Withheld } from '../domain/withheld.js';
 import type { RecipientScreen, ScreenQuery } from '../actor/chunk-sender.js';
@@ -41,27 +43,43 @@ export class ConsentScreen implements RecipientScreen {
   }
 
   async screen(q: ScreenQuery): Promise<Map<number, Withheld>> {
-    const { campaign, userIds } = q;
+    const { campaign, users, count } = q;
     const held = new Map<number, Withheld>();
     const topic = campaign.priority === 'critical' ? null : campaign.topic;
-    await this.opts.index.ensureFresh();
+    const index = this.opts.index;
+    await index.ensureFresh();
+    const cap = topic === null ? null : await this.topicCap(topic);
+    // Nobody on any list and no cap: nothing to look up (the common case costs one coalesced GET).
+    if (index.size === 0 && cap === null) return held;
+    let decoded: readonly string[] | null = q.userIds;
+    const ids = (): readonly string[] => (decoded ??= unpackStrings(users, count));
     const hitAt: number[] = [];
     const hitTopics: string[] = [];
     const hitUsers: string[] = [];
-    const index = this.opts.index;
-    const fp = this.fp;
-    const seed = topic === null ? null : this.seed(topic);
-    for (let i = 0; i < userIds.length; i++) {
-      const u = userIds[i]!;
-      fingerprintInto(GLOBAL_SEED, u, fp);
-      if (index.has(fp.hi, fp.lo)) {
-        hitAt.push(i);
-        hitTopics.push(GLOBAL_TOPIC);
-        hitUsers.push(u);
-      }
-      if (seed !== null) {
-        fingerprintInto(seed, u, fp);
-        if (index.has(fp.hi, fp.lo)) {
+    if (index.size > 0) {
+      const fp = this.fp;
+      const seed = topic === null ? null : this.seed(topic);
+      // Fingerprints of the packed UTF-8 bytes: only hits are decoded, for their confirmation.
+      let off = 0;
+      for (let i = 0; i < count; i++) {
+        const [len, start] = readVarint(users, off, users.length);
+        const end = start + len;
+        off = end;
+        fingerprintBytes(GLOBAL_SEED, users, start, end, fp);
+        const global = index.has(fp.hi, fp.lo);
+        let mine = false;
+        if (seed !== null) {
+          fingerprintBytes(seed, users, start, end, fp);
+          mine = index.has(fp.hi, fp.lo);
+        }
+        if (!global && !mine) continue;
+        const u = users.toString('utf8', start, end);
+        if (global) {
+          hitAt.push(i);
+          hitTopics.push(GLOBAL_TOPIC);
+          hitUsers.push(u);
+        }
+        if (mine) {
           hitAt.push(i);
           hitTopics.push(topic!);
           hitUsers.push(u);
@@ -82,17 +100,16 @@ export class ConsentScreen implements RecipientScreen {
       }
       if (missed > 0) index.missed(missed);
     }
-    if (topic === null) return held;
-    const cap = await this.topicCap(topic);
-    if (cap === null) return held;
+    if (topic === null || cap === null) return held;
+    const all = ids();
     const at: number[] = [];
-    const users: string[] = [];
-    for (let i = 0; i < userIds.length; i++) {
+    const open: string[] = [];
+    for (let i = 0; i < count; i++) {
       if (held.has(i)) continue;
       at.push(i);
-      users.push(userIds[i]!);
+      open.push(all[i]!);
     }
-    const capped = await this.opts.caps.take({ topic, cap, campaignId: campaign.id, userIds: users });
+    const capped = await this.opts.caps.take({ topic, cap, campaignId: campaign.id, userIds: open });
     if (capped.length > 0) {
       const reason: Withheld = { kind: 'capped', reason: `cap of topic ${topic}: ${cap.max} per ${cap.windowS} s` };
       for (const k of capped) held.set(at[k]!, reason);

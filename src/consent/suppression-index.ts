@@ -36,6 +36,9 @@ export class SuppressionIndex {
   /** refreshes run one after the other */
   private chain: Promise<void> = Promise.resolve();
   private misses = 0;
+  /** the mark GET out now, and the one that callers arriving meanwhile wait for */
+  private reading: Promise<number | null> | null = null;
+  private queued: Promise<number | null> | null = null;
 
   constructor(private readonly opts: SuppressionIndexOptions) {}
 
@@ -58,9 +61,35 @@ export class SuppressionIndex {
 
   /** Makes the index hold every suppression whose change mark was raised before this call. */
   async ensureFresh(): Promise<void> {
-    const mark = await this.opts.marks.suppressionMark();
+    const mark = await this.readMark();
     if (mark !== null && mark <= this.seen) return;
     await this.refresh(mark);
+  }
+
+  /**
+   * The mark, by a GET that starts after this call: callers that arrive while one GET is out share the next
+   * one, so sub-batches screened side by side cost one round trip between them, and none is answered by a
+   * read older than its own call.
+   */
+  private readMark(): Promise<number | null> {
+    if (this.reading === null) return this.startRead();
+    this.queued ??= this.reading
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.startRead();
+      });
+    return this.queued;
+  }
+
+  private startRead(): Promise<number | null> {
+    const read = this.opts.marks.suppressionMark();
+    this.reading = read;
+    const clear = (): void => {
+      if (this.reading === read) this.reading = null;
+    };
+    read.then(clear, clear);
+    return read;
   }
 
   private refresh(mark: number | null): Promise<void> {

@@ -4,7 +4,8 @@
  * at most 1/2), so 1M suppressions cost 16 MB at most, against 60–100 MB for a Set of the strings.
  * A fingerprint is a hash, so two keys can share one: a hit is a candidate, confirmed in PostgreSQL, and a
  * miss is exact (the same function wrote every entry), which is what makes the index safe to trust.
- * Fingerprints are over UTF-16 code units, as JS strings hold them; they are stored with each row
+ * Fingerprints are over the user id's UTF-8 bytes, as chunks carry them packed (packed-ids.ts), so a
+ * sender looks a sub-batch up without decoding its ids to strings; they are stored with each row
  * (suppressions.fp) so every process computes nothing but the lookups.
  */
 
@@ -40,20 +41,26 @@ export function topicSeed(topic: string): TopicSeed {
   return { a, b };
 }
 
-/** Fills `out` with the fingerprint of `userId` under the topic `seed`; returns `out` (no allocation). */
-export function fingerprintInto(seed: TopicSeed, userId: string, out: Fingerprint): Fingerprint {
+/** Fills `out` with the fingerprint of the UTF-8 bytes `bytes[start, end)` under the topic `seed`; returns `out`. */
+export function fingerprintBytes(seed: TopicSeed, bytes: Uint8Array, start: number, end: number, out: Fingerprint): Fingerprint {
   let a = seed.a;
   let b = seed.b;
-  for (let i = 0; i < userId.length; i++) {
-    const c = userId.charCodeAt(i);
+  for (let i = start; i < end; i++) {
+    const c = bytes[i]!;
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
   }
-  const hi = fmix(a ^ Math.imul(userId.length, 0x27d4eb2d));
+  const hi = fmix(a ^ Math.imul(end - start, 0x27d4eb2d));
   const lo = fmix(b ^ hi);
   out.hi = hi;
   out.lo = lo;
   return out;
+}
+
+/** Fills `out` with the fingerprint of `userId` (its UTF-8 bytes) under the topic `seed`; returns `out`. */
+export function fingerprintInto(seed: TopicSeed, userId: string, out: Fingerprint): Fingerprint {
+  const bytes = Buffer.from(userId, 'utf8');
+  return fingerprintBytes(seed, bytes, 0, bytes.length, out);
 }
 
 export function fingerprint(topic: string, userId: string): Fingerprint {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { SuppressionIndex } from '../../src/consent/suppression-index.js';
 import { fingerprint, fingerprintSql, FingerprintSet } from '../../src/domain/fingerprint.js';
 import { parseSuppressionLine, validateTopicInput } from '../../src/domain/consent-input.js';
 import { trackingToken, unsubscribeToken, verifyTrackingToken, verifyUnsubscribeToken } from '../../src/domain/tokens.js';
@@ -104,5 +105,40 @@ describe('unsubscribe tokens', () => {
     // a tracking token is not an unsubscribe token, nor the reverse
     expect(verifyUnsubscribeToken(secret, trackingToken(secret, 42, 'u'))).toBeNull();
     expect(verifyTrackingToken(secret, t)).toBeNull();
+  });
+});
+
+describe('suppression index freshness', () => {
+  it('answers each call from a mark read that started after it, sharing one read between calls that wait together', async () => {
+    const reads: Array<(mark: number) => void> = [];
+    const loads: number[] = [];
+    const index = new SuppressionIndex({
+      source: {
+        loadFingerprints: () => {
+          loads.push(reads.length);
+          return Promise.resolve({ hi: new Uint32Array(0), lo: new Uint32Array(0), count: 0, xmin: '1' });
+        },
+        changeMark: () => Promise.resolve(1),
+      },
+      marks: {
+        suppressionMark: () => new Promise<number>((resolve) => reads.push(resolve)),
+        raiseSuppressionMark: (m) => Promise.resolve(m),
+      },
+      rebuildAfterMisses: 10,
+    });
+    const first = index.ensureFresh();
+    expect(reads).toHaveLength(1);
+    // Two more calls while the first read is out: they must not take its answer, and share the next read.
+    const second = index.ensureFresh();
+    const third = index.ensureFresh();
+    expect(reads).toHaveLength(1);
+    reads[0]!(5);
+    await first;
+    await vi.waitFor(() => expect(reads).toHaveLength(2));
+    reads[1]!(6);
+    await Promise.all([second, third]);
+    expect(reads).toHaveLength(2);
+    // mark 5 loaded the index whole; mark 6 (a newer change) loaded it again
+    expect(loads).toEqual([1, 2]);
   });
 });
