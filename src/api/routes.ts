@@ -12,10 +12,11 @@ import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
 import { openApiRoute } from './openapi.js';
+import { segmentRoutes, type SegmentApiDeps } from './segment-routes.js';
 import type { Route } from './route.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, UserApiDeps, ImportApiDeps {
+export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps {
   apiKeys: readonly string[];
   maxBodyBytes: number;
   health(): Promise<Record<string, string>>;
@@ -32,6 +33,7 @@ const OPENAPI_INFO = {
 export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => null): Route[] {
   const routes: Route[] = [
     ...campaignRoutes(deps),
+    ...segmentRoutes(deps),
     ...importRoutes(deps),
     {
       // WebSocket clients now, and how many were closed for being too slow: for operators watching dashboards' load.

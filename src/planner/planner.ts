@@ -7,6 +7,7 @@
  */
 import { packChunks, type ChunkDescriptor, type RecipientPage } from '../domain/chunk.js';
 import { channelNeedsAddress } from '../domain/campaign-input.js';
+import { storedFilter } from '../domain/segment-filter.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
@@ -61,6 +62,9 @@ export class Planner {
     // compete with the first page for PostgreSQL's time.
     let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
     const withAddress = channelNeedsAddress(c.channel);
+    // The campaign's own copy of its filter: every page, re-plan, retry round and the closer's walk
+    // select the same recipients.
+    const filter = c.filter === null ? null : storedFilter(c.filter, `campaign ${campaignId}`);
     const base = { campaignId, audienceId: c.planAudienceId, generation: c.planGeneration };
     // A re-plan (a later generation of the same round) must not send again to anyone who already has an
     // outcome in this round.
@@ -77,7 +81,7 @@ export class Planner {
       return Math.max(1, Math.min(wanted, Math.floor(this.opts.pageRows / c.chunkSize))) * c.chunkSize;
     };
     const readPage = (from: number, limit: number): Promise<RecipientPage> =>
-      this.reader.page({ audienceId: c.planAudienceId, afterId: from, maxId, limit, withAddress, segmentBy: c.segmentBy });
+      this.reader.page({ audienceId: c.planAudienceId, afterId: from, maxId, limit, withAddress, segmentBy: c.segmentBy, filter });
     // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
     // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.
     let limit = pageLimit(0);

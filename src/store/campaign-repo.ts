@@ -5,6 +5,8 @@
 import { HeraldError } from '../errors.js';
 import { allowedFrom, isTerminal, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
 import type { ChannelSpec, CreateCampaignInput, ListCampaignsQuery, UpdateCampaignInput } from '../domain/campaign-input.js';
+import { filterJson, storedFilter } from '../domain/segment-filter.js';
+import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface Campaign {
@@ -39,6 +41,13 @@ export interface Campaign {
   statusVersion: number;
   /** the recipients' attribute every event carries as its segment (0007_segment_by.sql), or null */
   segmentBy: string | null;
+  /** the segment the campaign was created for (0010_segments.sql), or null */
+  segmentId: number | null;
+  /**
+   * the filter the campaign plans with, as JSON (domain/segment-filter.ts), copied at creation from its
+   * segment or given inline; null: the whole audience
+   */
+  filter: unknown;
 }
 
 /**
@@ -75,6 +84,8 @@ const COLUMNS = {
   retried: 'retried',
   statusVersion: 'status_version',
   segmentBy: 'segment_by',
+  segmentId: 'segment_id',
+  filter: 'filter',
 } as const satisfies Record<keyof Campaign, string>;
 
 const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
@@ -86,9 +97,23 @@ export class CampaignRepo {
 
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
+      let filter = input.filter === null ? null : JSON.stringify(filterJson(input.filter));
+      if (input.segmentId !== null) {
+        // The campaign keeps its own copy of the segment's filter: what it plans never changes after.
+        const s = await this.db.query<{ audience_id: number; filter: unknown }>('SELECT audience_id, filter FROM segments WHERE id = $1', [
+          input.segmentId,
+        ]);
+        const seg = s.rows[0];
+        if (seg === undefined) throw HeraldError.invalid([{ field: 'segment_id', error: 'no such segment' }]);
+        if (seg.audience_id !== input.audienceId)
+          throw HeraldError.invalid([
+            { field: 'segment_id', error: `is a segment of audience ${seg.audience_id}, not of audience_id ${input.audienceId}` },
+          ]);
+        filter = JSON.stringify(seg.filter);
+      }
       const r = await this.db.query<Campaign>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by)
-         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, segment_id, filter)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM audiences a WHERE a.id = $2
          RETURNING ${RETURNING_CAMPAIGN}`,
         [
           input.name,
@@ -100,6 +125,8 @@ export class CampaignRepo {
           input.scheduleAt === null ? 'draft' : 'scheduled',
           input.rateLimit,
           input.segmentBy,
+          input.segmentId,
+          filter,
         ],
       );
       const row = r.rows[0];
@@ -271,15 +298,26 @@ export class CampaignRepo {
     return c;
   }
 
-  /** Counts the plan's recipients (a scan, so the planner runs it beside its first pages). */
+  /**
+   * Counts the plan's recipients: the audience's up to plan_max_id that the campaign's filter selects (a
+   * scan, or the attrs index's matches, so the planner runs it beside its first pages).
+   */
   async countPlanTotal(id: number): Promise<number> {
     try {
-      const r = await this.db.query<{ total: number }>(
-        `UPDATE campaigns c SET total = (SELECT count(*) FROM recipients r WHERE r.audience_id = c.audience_id AND r.id <= c.plan_max_id)
-         WHERE c.id = $1 RETURNING total`,
+      const c = await this.db.query<{ audience_id: number; plan_max_id: number | null; filter: unknown }>(
+        'SELECT audience_id, plan_max_id, filter FROM campaigns WHERE id = $1',
         [id],
       );
-      return r.rows[0]?.total ?? 0;
+      const row = c.rows[0];
+      if (row === undefined) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+      const f = row.filter === null ? null : compileFilter(storedFilter(row.filter, `campaign ${id}`), { values: 'bind', firstParam: 3 });
+      const n = await this.db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id <= $2${f === null ? '' : ` AND ${f.sql}`}`,
+        [row.audience_id, row.plan_max_id ?? 0, ...(f?.params ?? [])],
+      );
+      const total = Number(n.rows[0]?.n ?? 0);
+      await this.db.query('UPDATE campaigns SET total = $2 WHERE id = $1', [id, total]);
+      return total;
     } catch (err) {
       throw wrapPgError(err, 'count plan');
     }

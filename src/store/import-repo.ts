@@ -336,8 +336,8 @@ export class ImportRepo {
   }
 
   /**
-   * The audience has no partition: the staging table becomes it. Its two indexes are built in one sort
-   * each (a user_id repeated in the file fails the unique one; then every line but the first of each
+   * The audience has no partition: the staging table becomes it. Its two btree indexes are built in one sort
+   * each, and the GIN index on attrs after the unique one (a user_id repeated in the file fails the unique one; then every line but the first of each
    * user id is deleted and it is built again), and the table is attached; its CHECK (audience_id = id)
    * lets PostgreSQL attach it without a scan. Returns the recipients it holds.
    */
@@ -368,6 +368,9 @@ export class ImportRepo {
         duplicates = d.rowCount ?? 0;
         await client.query(addUnique);
       }
+      // Segment filters' index (0010_segments.sql), built here beside the primary key's build, after any
+      // duplicate is gone; ATTACH takes it as the partition's part of the parent's index.
+      await client.query(`CREATE INDEX IF NOT EXISTS ${stage}_attrs_idx ON ${stage} USING gin (attrs jsonb_path_ops)`);
     } finally {
       await primary.catch(() => undefined);
     }
