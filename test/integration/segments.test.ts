@@ -168,6 +168,21 @@ describe('segments', () => {
     expect(await api.waitForStatus(none, ['completed', 'failed'])).toMatchObject({ status: 'completed', total: 0, delivered: 0 });
   });
 
+  it('an inbox campaign to a segment: only the selected users have it and may read it', async () => {
+    const { api } = ctx;
+    const id = await api.nullCampaign(audienceId, { channel: { type: 'inbox' }, filter: { attr: 'plan', eq: 'pro' } });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    const done = await api.waitForStatus(id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', total: expectedUsers({ attr: 'plan', eq: 'pro' }, N + 1000).length });
+    // u3: plan pro; u1: free
+    const mine = await api.call('GET', '/v1/users/u3/inbox');
+    expect(mine.body.messages.map((m: { campaign_id: number }) => m.campaign_id)).toContain(id);
+    const theirs = await api.call('GET', '/v1/users/u1/inbox');
+    expect(theirs.body.messages.map((m: { campaign_id: number }) => m.campaign_id)).not.toContain(id);
+    expect((await api.call('POST', `/v1/users/u3/inbox/${id}/read`)).status).toBe(204);
+    expect((await api.call('POST', `/v1/users/u1/inbox/${id}/read`)).status).toBe(404);
+  });
+
   it('counts use the attrs index; the planner pages read in primary-key order with no sort', async () => {
     const db = ctx.herald.db;
     const f = validateFilter({
