@@ -8,7 +8,8 @@
  * `NOT COALESCE(c, false)`: a condition on a missing attribute (or a NULL attrs) is SQL NULL, which in a
  * tree of AND / OR alone selects exactly what false would, so only negations need the COALESCE, and the
  * positive conditions keep the forms PostgreSQL's indexes match: `attrs @> '{"k": v}'` for `eq` and
- * `attrs @> ANY (…)` for `in` use the GIN index on attrs (jsonb_path_ops).
+ * `attrs @> ANY (…)` for `in` use the GIN index on attrs (jsonb_path_ops). Where rows are only tested
+ * (`use: 'scan'`), string values compare as text instead.
  */
 import type { FilterNode, Scalar } from './segment-filter.js';
 
@@ -25,6 +26,13 @@ export interface CompileOptions {
    * @default 1
    */
   firstParam?: number;
+  /**
+   * what the expression is for: `index`, finding the rows (`eq` / `in` as containment, which the GIN
+   * index serves); `scan`, testing rows read in another order (the planner's pages), where string
+   * `eq` / `in` compare the attribute's text, which costs a fraction of a containment test per row
+   * @default 'index'
+   */
+  use?: 'index' | 'scan';
 }
 
 export interface CompiledFilter {
@@ -56,7 +64,7 @@ class Writer {
     private readonly column: string,
   ) {}
 
-  value(v: string, type: 'jsonb' | 'numeric' | 'timestamptz'): string {
+  value(v: string, type: 'jsonb' | 'numeric' | 'timestamptz' | 'text'): string {
     if (this.opts.values === 'inline') return `${sqlLiteral(v)}::${type}`;
     this.params.push(v);
     return `$${this.opts.firstParam + this.params.length - 1}::${type}`;
@@ -72,6 +80,20 @@ class Writer {
     return `(${this.column} -> ${sqlLiteral(name)})`;
   }
 
+  /** The attribute is a JSON string equal to one of `vs` (byte for byte, as JSON strings compare). */
+  text(name: string, vs: string[]): string {
+    const a = this.attr(name);
+    const text = `(${this.column} ->> ${sqlLiteral(name)}) COLLATE "C"`;
+    const test = vs.length === 1 ? `${text} = ${this.value(vs[0]!, 'text')}` : `${text} = ANY (${this.texts(vs)})`;
+    return `(${test} AND jsonb_typeof(${a}) = 'string')`;
+  }
+
+  texts(vs: string[]): string {
+    if (this.opts.values === 'inline') return `ARRAY[${vs.map(sqlLiteral).join(', ')}]::text[]`;
+    this.params.push(vs);
+    return `$${this.opts.firstParam + this.params.length - 1}::text[]`;
+  }
+
   /** True, false or NULL; NULL only where false is meant (a missing attribute, a NULL attrs). */
   leaf(f: Leaf): string {
     const a = this.attr(f.attr);
@@ -80,11 +102,17 @@ class Writer {
       case 'exists':
         return f.value ? `(${present})` : `(NOT COALESCE(${present}, false))`;
       case 'eq':
+        if (this.opts.use === 'scan' && typeof f.value === 'string') return this.text(f.attr, [f.value]);
         return `(${this.column} @> ${this.value(containment(f.attr, f.value), 'jsonb')})`;
       case 'ne':
         return `(${a} <> ${this.value(JSON.stringify(f.value), 'jsonb')} AND ${present})`;
-      case 'in':
-        return `(${this.column} @> ANY (${this.array(f.values.map((v) => containment(f.attr, v)))}))`;
+      case 'in': {
+        const strings = this.opts.use === 'scan' ? f.values.filter((v): v is string => typeof v === 'string') : [];
+        const others = this.opts.use === 'scan' ? f.values.filter((v) => typeof v !== 'string') : f.values;
+        const parts = strings.length > 0 ? [this.text(f.attr, strings)] : [];
+        if (others.length > 0) parts.push(`(${this.column} @> ANY (${this.array(others.map((v) => containment(f.attr, v)))}))`);
+        return parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`;
+      }
       default: {
         const op = OPERATORS[f.kind];
         if (f.bound.type === 'number')
@@ -117,7 +145,7 @@ function containment(attr: string, v: Scalar): string {
 }
 
 export function compileFilter(f: FilterNode, opts: CompileOptions): CompiledFilter {
-  const resolved: Required<CompileOptions> = { column: 'attrs', firstParam: 1, ...opts };
+  const resolved: Required<CompileOptions> = { column: 'attrs', firstParam: 1, use: 'index', ...opts };
   const w = new Writer(resolved, resolved.column);
   return { sql: w.node(f, false), params: w.params };
 }

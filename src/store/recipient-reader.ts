@@ -60,7 +60,7 @@ export function pageSql(q: PageQuery): string {
     filter === null
       ? `SELECT ${columns} FROM recipients WHERE ${range}`
       : `SELECT ${columns} FROM (SELECT id, user_id, address, attrs FROM recipients WHERE ${range} ORDER BY id OFFSET 0) r ` +
-        `WHERE ${compileFilter(filter, { values: 'inline' }).sql}`;
+        `WHERE ${compileFilter(filter, { values: 'inline', use: 'scan' }).sql}`;
   return `COPY (${rows} ORDER BY id LIMIT ${int(limit, 'limit')}) TO STDOUT (FORMAT binary)`;
 }
 
@@ -78,11 +78,26 @@ export class RecipientReader {
     } catch (err) {
       throw wrapPgError(err, 'connect for page');
     }
+    // A filtered page evaluates the filter on every row of its range, and its cost estimate (the range's
+    // rows) passes jit_above_cost: JIT-compiled, the same page takes about 1.3× as long here. So the page
+    // runs in a transaction of its own with JIT off (SET LOCAL: the pooled connection keeps its settings).
+    const local = q.filter !== undefined && q.filter !== null;
+    let open = false;
     try {
+      if (local) {
+        await client.query('BEGIN; SET LOCAL jit = off');
+        open = true;
+      }
       const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit));
       void client.query(copy as never);
-      return await copy.done;
+      const page = await copy.done;
+      if (open) {
+        await client.query('COMMIT');
+        open = false;
+      }
+      return page;
     } catch (err) {
+      if (open) await client.query('ROLLBACK').catch(() => undefined);
       // rows PostgreSQL sent but the decoder refused: not a connection problem
       if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
       throw wrapPgError(err, 'read audience page');

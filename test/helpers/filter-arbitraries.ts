@@ -38,7 +38,29 @@ export const isoString: fc.Arbitrary<string> = fc
     return s;
   });
 
-const tricky = fc.constantFrom('', 'DE', 'AT', 'pro', "o'k", "'; DROP TABLE t; --", 'back\\slash', "\\'", '"q"', 'ü', '日本', '😀', '$1');
+const tricky = fc.constantFrom(
+  '',
+  'DE',
+  'AT',
+  'pro',
+  '1',
+  '0',
+  '-1',
+  '1.5',
+  'true',
+  'false',
+  'null',
+  '["DE"]',
+  "o'k",
+  "'; DROP TABLE t; --",
+  'back\\slash',
+  "\\'",
+  '"q"',
+  'ü',
+  '日本',
+  '😀',
+  '$1',
+);
 const strings = fc.oneof(
   tricky,
   isoString,

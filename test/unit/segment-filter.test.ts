@@ -160,6 +160,18 @@ describe('compiling', () => {
     });
   });
 
+  it('scan: string eq / in compare the text, other values stay containment', () => {
+    const c = compileFilter(validateFilter({ attr: 'country', in: ['DE', 1] }), { values: 'inline', use: 'scan' });
+    const two = compileFilter(validateFilter({ attr: 'country', in: ['DE', 'AT'] }), { values: 'bind', use: 'scan' });
+    expect(two).toEqual({
+      sql: `((attrs ->> 'country') COLLATE "C" = ANY ($1::text[]) AND jsonb_typeof((attrs -> 'country')) = 'string')`,
+      params: [['DE', 'AT']],
+    });
+    expect(c.sql).toBe(
+      `(((attrs ->> 'country') COLLATE "C" = 'DE'::text AND jsonb_typeof((attrs -> 'country')) = 'string') OR (attrs @> ANY (ARRAY['{"country":1}']::jsonb[])))`,
+    );
+  });
+
   it('pushes not down to the conditions and makes each negated one two-valued', () => {
     const c = compile({ not: { and: [{ attr: 'a', eq: 1 }, { or: [{ attr: 'b', lt: 2 }, { not: { attr: 'c', exists: true } }] }] } });
     expect(c.sql).toBe(
