@@ -78,13 +78,13 @@ export class RecipientReader {
     } catch (err) {
       throw wrapPgError(err, 'connect for page');
     }
-    // A filtered page evaluates the filter on every row of its range, and its cost estimate (the range's
-    // rows) passes jit_above_cost: JIT-compiled, the same page takes about 1.3× as long here. So the page
-    // runs in a transaction of its own with JIT off (SET LOCAL: the pooled connection keeps its settings).
-    const local = q.filter !== undefined && q.filter !== null;
+    // A filtered page tests the filter on every row of its range, and its cost estimate (the whole range)
+    // passes jit_above_cost, but the JIT-compiled page runs slower (bench/README.md, Segments). So it runs
+    // in a transaction of its own with JIT off (SET LOCAL: the pooled connection keeps its settings).
+    const filtered = q.filter !== undefined && q.filter !== null;
     let open = false;
     try {
-      if (local) {
+      if (filtered) {
         await client.query('BEGIN; SET LOCAL jit = off');
         open = true;
       }
