@@ -300,22 +300,33 @@ export class CampaignRepo {
 
   /**
    * Counts the plan's recipients: the audience's up to plan_max_id that the campaign's filter selects (a
-   * scan, or the attrs index's matches, so the planner runs it beside its first pages).
+   * scan, or the attrs index's matches, so the planner runs it beside its first pages). A campaign made
+   * from a segment starts from the segment's kept count when that one covers no more than the plan
+   * (segment-repo.ts: a kept count stays exact), and counts only the recipients above it.
    */
   async countPlanTotal(id: number): Promise<number> {
     try {
-      const c = await this.db.query<{ audience_id: number; plan_max_id: number | null; filter: unknown }>(
-        'SELECT audience_id, plan_max_id, filter FROM campaigns WHERE id = $1',
+      const c = await this.db.query<{
+        audience_id: number;
+        plan_max_id: number | null;
+        filter: unknown;
+        counted: number | null;
+        counted_max_id: number | null;
+      }>(
+        `SELECT c.audience_id, c.plan_max_id, c.filter, s.counted, s.counted_max_id FROM campaigns c
+         LEFT JOIN segments s ON s.id = c.segment_id AND s.filter = c.filter AND s.counted_max_id <= c.plan_max_id
+         WHERE c.id = $1`,
         [id],
       );
       const row = c.rows[0];
       if (row === undefined) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
-      const f = row.filter === null ? null : compileFilter(storedFilter(row.filter, `campaign ${id}`), { values: 'bind', firstParam: 3 });
+      const f = row.filter === null ? null : compileFilter(storedFilter(row.filter, `campaign ${id}`), { values: 'bind', firstParam: 4 });
+      const from = row.counted_max_id ?? 0;
       const n = await this.db.query<{ n: number }>(
-        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id <= $2${f === null ? '' : ` AND ${f.sql}`}`,
-        [row.audience_id, row.plan_max_id ?? 0, ...(f?.params ?? [])],
+        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3${f === null ? '' : ` AND ${f.sql}`}`,
+        [row.audience_id, from, row.plan_max_id ?? 0, ...(f?.params ?? [])],
       );
-      const total = Number(n.rows[0]?.n ?? 0);
+      const total = Number(row.counted ?? 0) + Number(n.rows[0]?.n ?? 0);
       await this.db.query('UPDATE campaigns SET total = $2 WHERE id = $1', [id, total]);
       return total;
     } catch (err) {

@@ -183,6 +183,27 @@ describe('segments', () => {
     expect((await api.call('POST', `/v1/users/u1/inbox/${id}/read`)).status).toBe(404);
   });
 
+  it("a campaign's total starts from its segment's kept count and adds the recipients imported since", async () => {
+    const { api } = ctx;
+    const a = (await api.call('POST', '/v1/audiences', { name: 'kept' })).body.id as number;
+    await importLines(api, a, 1, 2000);
+    const seg = (await api.call('POST', '/v1/segments', { name: 'kept', audience_id: a, filter: ISSUE_FILTER })).body.id as number;
+    expect((await api.call('GET', `/v1/segments/${seg}/count`)).body).toMatchObject({
+      count: expectedUsers(ISSUE_FILTER, 2000).length,
+      max_id: 2000,
+    });
+    const r = await api.importRecipients(a, lines(2001, 2500), NDJSON);
+    expect(r.body.imported).toBe(500);
+    const id = await api.nullCampaign(a, { segment_id: seg });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    const want = expectedUsers(ISSUE_FILTER, 2500);
+    expect(await api.waitForStatus(id, ['completed', 'failed'])).toMatchObject({
+      status: 'completed',
+      total: want.length,
+      delivered: want.length,
+    });
+  });
+
   it('counts use the attrs index; the planner pages read in primary-key order with no sort', async () => {
     const db = ctx.herald.db;
     const f = validateFilter({
