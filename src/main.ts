@@ -49,6 +49,7 @@ import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
 import { clickhouseInserter } from './sink/clickhouse-inserter.js';
+import { SegmentRepo } from './store/segment-repo.js';
 import { RetryRepo } from './store/retry-repo.js';
 import { InboxRepo } from './store/inbox-repo.js';
 import { InboxReader } from './progress/inbox-reader.js';
@@ -289,6 +290,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         defaultChunkSize: cfg.chunkSize,
         audiences,
         campaigns,
+        segments: new SegmentRepo(db),
         retries: new RetryRepo(db),
         progress,
         publishStatus: async (id, status, version) => {

@@ -4,6 +4,7 @@
  */
 import { ERROR_CODES } from '../errors.js';
 import type { Auth, Param, Route } from './route.js';
+import { SCHEMA_COMPONENTS } from './schemas.js';
 
 const SECURITY: Record<Auth, ReadonlyArray<Record<string, string[]>>> = {
   admin: [{ adminKey: [] }],
@@ -82,6 +83,7 @@ export function openApiDocument(routes: readonly Route[], opts: OpenApiOptions):
         },
       },
       schemas: {
+        ...SCHEMA_COMPONENTS,
         Error: {
           type: 'object',
           required: ['error', 'code'],

@@ -13,11 +13,12 @@ import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
 import { openApiRoute } from './openapi.js';
+import { segmentRoutes, type SegmentApiDeps } from './segment-routes.js';
 import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps {
+export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps {
   apiKeys: readonly string[];
   maxBodyBytes: number;
   health(): Promise<Record<string, string>>;
@@ -35,6 +36,7 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
   const routes: Route[] = [
     ...campaignRoutes(deps),
     ...templateRoutes(deps),
+    ...segmentRoutes(deps),
     ...importRoutes(deps),
     {
       // WebSocket clients now, and how many were closed for being too slow: for operators watching dashboards' load.

@@ -6,6 +6,7 @@
 import { MAX_DATA_CHARS, MAX_VARIABLES_CHARS, MAX_WEBHOOK_CONCURRENCY } from '../domain/campaign-input.js';
 import { MISSING_POLICIES } from '../domain/template.js';
 import { MAX_EVENTS, MAX_USER_ID } from '../domain/event-input.js';
+import { MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_IN_VALUES, MAX_VALUE_LENGTH } from '../domain/segment-filter.js';
 import type { JsonSchema, Param, RouteBody } from './route.js';
 
 const nonEmpty = (maxLength: number): JsonSchema => ({ type: 'string', minLength: 1, maxLength });
@@ -41,6 +42,56 @@ const CHANNEL: JsonSchema = {
       },
     },
   ],
+};
+
+const ATTR: JsonSchema = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', description: "a key of the recipients' attrs" };
+const FILTER_VALUE: JsonSchema = { oneOf: [{ type: 'string', maxLength: MAX_VALUE_LENGTH }, { type: 'number' }, { type: 'boolean' }] };
+const BOUND: JsonSchema = { oneOf: [{ type: 'number' }, { type: 'string', description: 'ISO-8601 date or date-time' }] };
+const condition = (op: string, schema: JsonSchema): JsonSchema => ({
+  type: 'object',
+  required: ['attr', op],
+  additionalProperties: false,
+  properties: { attr: ATTR, [op]: schema },
+});
+
+/** The filter language (README, Segments); the validator in domain/segment-filter.ts is the authority. */
+export const FILTER: JsonSchema = {
+  description:
+    `a filter over the recipients' attrs: {and: [f…]}, {or: [f…]}, {not: f} or {attr, <op>: value}; ` +
+    `at most ${MAX_FILTER_DEPTH} levels, ${MAX_FILTER_NODES} nodes, ${MAX_IN_VALUES} in-values`,
+  $ref: '#/components/schemas/Filter',
+};
+
+/** Components the document defines once (the filter is recursive). */
+export const SCHEMA_COMPONENTS: Readonly<Record<string, JsonSchema>> = {
+  Filter: {
+    oneOf: [
+      {
+        type: 'object',
+        required: ['and'],
+        additionalProperties: false,
+        properties: { and: { type: 'array', minItems: 1, items: { $ref: '#/components/schemas/Filter' } } },
+      },
+      {
+        type: 'object',
+        required: ['or'],
+        additionalProperties: false,
+        properties: { or: { type: 'array', minItems: 1, items: { $ref: '#/components/schemas/Filter' } } },
+      },
+      { type: 'object', required: ['not'], additionalProperties: false, properties: { not: { $ref: '#/components/schemas/Filter' } } },
+      condition('exists', { type: 'boolean' }),
+      condition('eq', FILTER_VALUE),
+      condition('ne', FILTER_VALUE),
+      condition('in', { type: 'array', minItems: 1, maxItems: MAX_IN_VALUES, items: FILTER_VALUE }),
+      ...['lt', 'lte', 'gt', 'gte'].map((op) => condition(op, BOUND)),
+    ],
+  },
+};
+
+export const CREATE_SEGMENT: JsonSchema = {
+  type: 'object',
+  required: ['name', 'audience_id', 'filter'],
+  properties: { name: nonEmpty(200), audience_id: positiveId, filter: FILTER },
 };
 
 export const CREATE_CAMPAIGN: JsonSchema = {
@@ -88,6 +139,8 @@ export const CREATE_CAMPAIGN: JsonSchema = {
       default: 'normal',
       description: "critical: bypasses the topic's list and cap, never the global list",
     },
+    segment_id: nullable({ ...positiveId, description: 'send to this segment of audience_id (the campaign keeps a copy of its filter)' }),
+    filter: nullable({ ...FILTER, description: 'send to the recipients of audience_id this filter selects (instead of segment_id)' }),
   },
 };
 

@@ -2,6 +2,8 @@
 import type { Campaign } from '../store/campaign-repo.js';
 import type { CampaignCounts } from '../progress/progress-reader.js';
 import { account, NO_OUTCOMES } from '../domain/accounting.js';
+import type { Segment, SegmentCount } from '../store/segment-repo.js';
+import { filterJson } from '../domain/segment-filter.js';
 
 /** `counts` undefined: ClickHouse has no events of the campaign yet. */
 export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0): Record<string, unknown> {
@@ -11,6 +13,8 @@ export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0
     name: c.name,
     status: c.status,
     audience_id: c.audienceId,
+    segment_id: c.segmentId,
+    filter: c.filter,
     channel: c.channel,
     chunk_size: c.chunkSize,
     schedule_at: c.scheduleAt?.toISOString() ?? null,
@@ -39,4 +43,12 @@ export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0
     aborts_recorded_at: c.abortsRecordedAt?.toISOString() ?? null,
     error: c.error,
   };
+}
+
+export function segmentView(s: Segment): Record<string, unknown> {
+  return { id: s.id, name: s.name, audience_id: s.audienceId, filter: filterJson(s.filter), created_at: s.createdAt.toISOString() };
+}
+
+export function segmentCountView(s: Segment, n: SegmentCount): Record<string, unknown> {
+  return { segment_id: s.id, audience_id: s.audienceId, count: n.count, max_id: n.maxId, cached: n.cached };
 }

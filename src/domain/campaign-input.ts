@@ -5,6 +5,7 @@ import { HeraldError, type FieldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from './campaign-status.js';
 import { MISSING_POLICIES, templateErrors, type MissingPolicy } from './template.js';
 import { validateConsentFields, type Priority } from './consent-input.js';
+import { ATTR_NAME, parseFilter, type FilterNode } from './segment-filter.js';
 
 /**
  * Webhook options, each stored only when the campaign gives it:
@@ -46,8 +47,8 @@ export function channelRendersAtSend(spec: ChannelSpec): boolean {
   return spec.type === 'webhook';
 }
 
-/** A key of recipients.attrs: letters, digits, `_`, `-`, `.`; it goes into SQL only as a parameter. */
-const SEGMENT_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+/** A key of recipients.attrs: letters, digits, `_`, `-`, `.`; it goes into SQL only as a quoted literal. */
+const SEGMENT_KEY = ATTR_NAME;
 
 /** Liquid templates (domain/template.ts); `data`: a JSON object whose strings are templates (webhook, inbox). */
 export interface CampaignContent {
@@ -73,6 +74,16 @@ export interface CreateCampaignInput {
   /** the topic's suppression list and cap screen its sends (consent-input.ts), or null */
   topic: string | null;
   priority: Priority;
+  /** the segment whose filter the campaign takes (a copy, made at creation), or null */
+  segmentId: number | null;
+  /** an inline filter over the audience's attributes (domain/segment-filter.ts), or null */
+  filter: FilterNode | null;
+}
+
+export interface CreateSegmentInput {
+  name: string;
+  audienceId: number;
+  filter: FilterNode;
 }
 
 export interface UpdateCampaignInput {
@@ -253,9 +264,35 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
       errors.push({ field: 'segment_by', error: 'must be an attribute name of 1-64 letters, digits, "_", "-" or "."' });
     } else segmentBy = body.segment_by;
   }
+  let segmentId: number | null = null;
+  if (body.segment_id !== undefined && body.segment_id !== null) {
+    if (!Number.isSafeInteger(body.segment_id) || (body.segment_id as number) < 1)
+      errors.push({ field: 'segment_id', error: 'must be a positive integer' });
+    else segmentId = body.segment_id as number;
+  }
+  let filter: FilterNode | null = null;
+  if (body.filter !== undefined && body.filter !== null) {
+    if (segmentId !== null) errors.push({ field: 'filter', error: 'give segment_id or filter, not both' });
+    else filter = parseFilter(body.filter, 'filter', errors);
+  }
   const { topic, priority } = validateConsentFields(body, errors);
   if (errors.length > 0) throw HeraldError.invalid(errors);
-  return { name, audienceId, channel, content, variables, missing, chunkSize, scheduleAt, rateLimit, segmentBy, topic, priority };
+  return {
+    name,
+    audienceId,
+    channel,
+    content,
+    variables,
+    missing,
+    chunkSize,
+    scheduleAt,
+    rateLimit,
+    segmentBy,
+    topic,
+    priority,
+    segmentId,
+    filter,
+  };
 }
 
 /** An optional JSON object of at most `maxChars` as JSON; null when absent. */
@@ -270,6 +307,22 @@ function jsonObject(raw: unknown, field: string, maxChars: number, errors: Field
     return null;
   }
   return raw;
+}
+
+/** POST /v1/segments: a named filter over one audience. */
+export function validateCreateSegment(body: unknown): CreateSegmentInput {
+  if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
+  const errors: FieldError[] = [];
+  const name = requireString(body, 'name', 'name', MAX_NAME, errors);
+  let audienceId = 0;
+  if (!Number.isSafeInteger(body.audience_id) || (body.audience_id as number) < 1) {
+    errors.push({ field: 'audience_id', error: 'is required and must be a positive integer' });
+  } else audienceId = body.audience_id as number;
+  let filter: FilterNode | null = null;
+  if (body.filter === undefined || body.filter === null) errors.push({ field: 'filter', error: 'is required' });
+  else filter = parseFilter(body.filter, 'filter', errors);
+  if (errors.length > 0 || filter === null) throw HeraldError.invalid(errors);
+  return { name, audienceId, filter };
 }
 
 export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {

@@ -8,6 +8,7 @@
 import { packChunks, type ChunkDescriptor, type RecipientPage } from '../domain/chunk.js';
 import { channelNeedsAddress, channelRendersAtSend } from '../domain/campaign-input.js';
 import { CampaignTemplates, sendTimeNeeds } from '../domain/template.js';
+import { storedFilter } from '../domain/segment-filter.js';
 import type { CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientReader } from '../store/recipient-reader.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
@@ -64,6 +65,9 @@ export class Planner {
     // What templates read at send time travels in the chunk, so the sender renders without a round trip.
     const needs = sendTimeNeeds(CampaignTemplates.compile(c.content, c.missing, c), channelRendersAtSend(c.channel));
     const withAddress = channelNeedsAddress(c.channel) || needs?.address === true;
+    // The campaign's own copy of its filter: every page, re-plan, retry round and the closer's walk
+    // select the same recipients.
+    const filter = c.filter === null ? null : storedFilter(c.filter, `campaign ${campaignId}`);
     const base = { campaignId, audienceId: c.planAudienceId, generation: c.planGeneration };
     // A re-plan (a later generation of the same round) must not send again to anyone who already has an
     // outcome in this round.
@@ -88,6 +92,7 @@ export class Planner {
         withAddress,
         segmentBy: c.segmentBy,
         attrs: needs?.attrs ?? null,
+        filter,
       });
     // One page read ahead: PostgreSQL reads page k+1 while page k is packed and appended. A non-final
     // page is always whole chunks (its limit is a multiple of chunkSize), so page k+1 starts at its last id.

@@ -13,6 +13,8 @@ import type {
 } from '../domain/campaign-input.js';
 import type { MissingPolicy } from '../domain/template.js';
 import type { Priority } from '../domain/consent-input.js';
+import { filterJson, storedFilter } from '../domain/segment-filter.js';
+import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface Campaign {
@@ -55,6 +57,13 @@ export interface Campaign {
   topic: string | null;
   /** `critical` bypasses the topic's list and cap, never the global list */
   priority: Priority;
+  /** the segment the campaign was created for (0010_segments.sql), or null */
+  segmentId: number | null;
+  /**
+   * the filter the campaign plans with, as JSON (domain/segment-filter.ts), copied at creation from its
+   * segment or given inline; null: the whole audience
+   */
+  filter: unknown;
 }
 
 /**
@@ -95,6 +104,8 @@ const COLUMNS = {
   missing: 'missing',
   topic: 'topic',
   priority: 'priority',
+  segmentId: 'segment_id',
+  filter: 'filter',
 } as const satisfies Record<keyof Campaign, string>;
 
 const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
@@ -106,9 +117,23 @@ export class CampaignRepo {
 
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
+      let filter = input.filter === null ? null : JSON.stringify(filterJson(input.filter));
+      if (input.segmentId !== null) {
+        // The campaign keeps its own copy of the segment's filter: what it plans never changes after.
+        const s = await this.db.query<{ audience_id: number; filter: unknown }>('SELECT audience_id, filter FROM segments WHERE id = $1', [
+          input.segmentId,
+        ]);
+        const seg = s.rows[0];
+        if (seg === undefined) throw HeraldError.invalid([{ field: 'segment_id', error: 'no such segment' }]);
+        if (seg.audience_id !== input.audienceId)
+          throw HeraldError.invalid([
+            { field: 'segment_id', error: `is a segment of audience ${seg.audience_id}, not of audience_id ${input.audienceId}` },
+          ]);
+        filter = JSON.stringify(seg.filter);
+      }
       const r = await this.db.query<Campaign>(
-        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, variables, missing, topic, priority)
-         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM audiences a WHERE a.id = $2
+        `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, variables, missing, topic, priority, segment_id, filter)
+         SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM audiences a WHERE a.id = $2
          RETURNING ${RETURNING_CAMPAIGN}`,
         [
           input.name,
@@ -124,6 +149,8 @@ export class CampaignRepo {
           input.missing,
           input.topic,
           input.priority,
+          input.segmentId,
+          filter,
         ],
       );
       const row = r.rows[0];
@@ -295,15 +322,37 @@ export class CampaignRepo {
     return c;
   }
 
-  /** Counts the plan's recipients (a scan, so the planner runs it beside its first pages). */
+  /**
+   * Counts the plan's recipients: the audience's up to plan_max_id that the campaign's filter selects (a
+   * scan, or the attrs index's matches, so the planner runs it beside its first pages). A campaign made
+   * from a segment starts from the segment's kept count when that one covers no more than the plan
+   * (segment-repo.ts: a kept count stays exact), and counts only the recipients above it.
+   */
   async countPlanTotal(id: number): Promise<number> {
     try {
-      const r = await this.db.query<{ total: number }>(
-        `UPDATE campaigns c SET total = (SELECT count(*) FROM recipients r WHERE r.audience_id = c.audience_id AND r.id <= c.plan_max_id)
-         WHERE c.id = $1 RETURNING total`,
+      const c = await this.db.query<{
+        audience_id: number;
+        plan_max_id: number | null;
+        filter: unknown;
+        counted: number | null;
+        counted_max_id: number | null;
+      }>(
+        `SELECT c.audience_id, c.plan_max_id, c.filter, s.counted, s.counted_max_id FROM campaigns c
+         LEFT JOIN segments s ON s.id = c.segment_id AND s.filter = c.filter AND s.counted_max_id <= c.plan_max_id
+         WHERE c.id = $1`,
         [id],
       );
-      return r.rows[0]?.total ?? 0;
+      const row = c.rows[0];
+      if (row === undefined) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+      const f = row.filter === null ? null : compileFilter(storedFilter(row.filter, `campaign ${id}`), { values: 'bind', firstParam: 4 });
+      const from = row.counted_max_id ?? 0;
+      const n = await this.db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3${f === null ? '' : ` AND ${f.sql}`}`,
+        [row.audience_id, from, row.plan_max_id ?? 0, ...(f?.params ?? [])],
+      );
+      const total = Number(row.counted ?? 0) + Number(n.rows[0]?.n ?? 0);
+      await this.db.query('UPDATE campaigns SET total = $2 WHERE id = $1', [id, total]);
+      return total;
     } catch (err) {
       throw wrapPgError(err, 'count plan');
     }

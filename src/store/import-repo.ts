@@ -336,18 +336,23 @@ export class ImportRepo {
   }
 
   /**
-   * The audience has no partition: the staging table becomes it. Its two indexes are built in one sort
-   * each (a user_id repeated in the file fails the unique one; then every line but the first of each
-   * user id is deleted and it is built again), and the table is attached; its CHECK (audience_id = id)
-   * lets PostgreSQL attach it without a scan. Returns the recipients it holds.
+   * The audience has no partition: the staging table becomes it. Its two btree indexes are built in one
+   * sort each (a user_id repeated in the file fails the unique one; then every line but the first of each
+   * user id is deleted and it is built again), its GIN index on attrs too, and the table is attached; its
+   * CHECK (audience_id = id) lets PostgreSQL attach it without a scan. Returns the recipients it holds.
    */
   private async attachStage(client: pg.PoolClient, row: ImportRow): Promise<number> {
     const stage = stageTable(row.id);
-    // The two indexes are built side by side, the primary key's on a connection of its own: each
-    // build is one sort on one core, and nothing else runs during a merge. Both are plain unique
-    // indexes first (builds on one table do not block each other) and become constraints after.
+    // The indexes are built side by side, the primary key's and then the attrs' GIN (segment filters,
+    // 0010_segments.sql) on a connection of their own: each build runs on one core and nothing else runs
+    // during a merge, so the GIN build overlaps the unique one (and its duplicates' retry) instead of
+    // following it. The btree ones are plain unique indexes first (builds on one table do not block each other)
+    // and become constraints after; ATTACH takes the GIN one as the partition's part of the parent's.
     // A build left over from a merge that died is kept (IF NOT EXISTS).
-    const primary = this.buildIndex(`CREATE UNIQUE INDEX IF NOT EXISTS ${stage}_pkey ON ${stage} (audience_id, id) INCLUDE (user_id)`);
+    const primary = this.buildIndexes([
+      `CREATE UNIQUE INDEX IF NOT EXISTS ${stage}_pkey ON ${stage} (audience_id, id) INCLUDE (user_id)`,
+      `CREATE INDEX IF NOT EXISTS ${stage}_attrs_idx ON ${stage} USING gin (attrs jsonb_path_ops)`,
+    ]);
     const addUnique = `CREATE UNIQUE INDEX IF NOT EXISTS ${stage}_user_key ON ${stage} (audience_id, user_id)`;
     let duplicates = 0;
     try {
@@ -357,9 +362,9 @@ export class ImportRepo {
       } catch (err) {
         if ((err as { code?: string }).code !== '23505') throw err;
         await client.query('ROLLBACK TO SAVEPOINT unique_users');
-        // The delete's row lock conflicts with the other build's share lock: waiting for that build while
-        // holding it would be a deadlock PostgreSQL cannot see (one side waits in Herald). So first that
-        // build ends, then the delete (the finished index is kept up to date by it).
+        // The delete's row lock conflicts with the other builds' share lock: waiting for them while
+        // holding it would be a deadlock PostgreSQL cannot see (one side waits in Herald). So first those
+        // builds end, then the delete (the finished indexes are kept up to date by it).
         await primary.catch(() => undefined);
         const d = await client.query(
           `DELETE FROM ${stage} s USING (SELECT user_id, min(id) AS first FROM ${stage} GROUP BY user_id HAVING count(*) > 1) k
@@ -382,8 +387,8 @@ export class ImportRepo {
     return row.staged - duplicates;
   }
 
-  /** One index build on a pooled connection of its own (its own transaction). */
-  private async buildIndex(sql: string): Promise<void> {
+  /** Index builds, one after the other, on a pooled connection of their own (a transaction each). */
+  private async buildIndexes(sqls: readonly string[]): Promise<void> {
     let client: pg.PoolClient;
     try {
       client = await this.db.connect();
@@ -394,7 +399,7 @@ export class ImportRepo {
       // Only the merge's own transaction ever holds the staging table: a wait this long is a bug, which
       // then fails the merge (the job is resumed) instead of hanging it.
       await client.query(`SET client_connection_check_interval = '1s'; SET lock_timeout = '60s'`);
-      await client.query(sql);
+      for (const sql of sqls) await client.query(sql);
       await client.query('RESET lock_timeout');
     } catch (err) {
       throw wrapPgError(err, 'build an index');

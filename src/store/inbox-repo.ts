@@ -1,10 +1,13 @@
 /**
  * The PostgreSQL half of a user's inbox: which inbox campaigns a user is a recipient of. Nothing is
  * written per recipient: membership is the audience's own row, probed through its (audience_id,
- * user_id) unique index once per inbox campaign, newest campaign first.
+ * user_id) unique index once per inbox campaign, newest campaign first. A campaign with a filter
+ * (a segment) holds the user only if its filter selects the user's row.
  */
 import type { CampaignContent } from '../domain/campaign-input.js';
 import type { MissingPolicy } from '../domain/template.js';
+import { storedFilter } from '../domain/segment-filter.js';
+import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface InboxCandidate {
@@ -23,8 +26,10 @@ export class InboxRepo {
   constructor(private readonly db: Db) {}
 
   /**
-   * Started inbox campaigns whose plan includes `userId`, with ids below `before`, newest first, each with
-   * the user's address and attributes from the same index probe that finds the membership.
+   * Started inbox campaigns whose audience holds `userId`, with ids below `before`, newest first, each with
+   * the user's address and attributes from the same index probe that finds the membership. A campaign with
+   * a filter may not have selected the user: the inbox shows only campaigns delivered to the user
+   * (ClickHouse), which it never was.
    */
   async candidates(userId: string, before: number | null, limit: number): Promise<InboxCandidate[]> {
     try {
@@ -44,15 +49,45 @@ export class InboxRepo {
 
   /** Whether `userId` is a recipient of inbox campaign `campaignId` (it has started, and its plan holds the user). */
   async isRecipient(campaignId: number, userId: string): Promise<boolean> {
+    let filter: unknown;
     try {
-      const r = await this.db.query(
-        `SELECT 1 FROM campaigns c JOIN recipients r ON r.audience_id = c.audience_id AND r.user_id = $2
+      const r = await this.db.query<{ filter: unknown }>(
+        `SELECT c.filter FROM campaigns c JOIN recipients r ON r.audience_id = c.audience_id AND r.user_id = $2
          WHERE c.id = $1 AND c.channel->>'type' = 'inbox' AND r.id <= c.plan_max_id`,
         [campaignId, userId],
       );
-      return r.rowCount === 1;
+      if (r.rows.length !== 1) return false;
+      filter = r.rows[0]!.filter;
     } catch (err) {
       throw wrapPgError(err, 'inbox membership');
+    }
+    return filter === null || (await this.selectedBy(userId, [{ id: campaignId, filter }])).has(campaignId);
+  }
+
+  /** Of these campaigns, those whose filter selects `userId`'s recipient row (campaigns without a filter are left out). */
+  private async selectedBy(userId: string, campaigns: ReadonlyArray<{ id: number; filter: unknown }>): Promise<Set<number>> {
+    const filtered = campaigns.filter((c) => c.filter !== null);
+    if (filtered.length === 0) return new Set();
+    // One query for them all: each campaign's filter, on the user's row of its audience.
+    const params: unknown[] = [userId, filtered.map((c) => c.id)];
+    const cases = filtered.map((c) => {
+      const f = compileFilter(storedFilter(c.filter, `campaign ${c.id}`), {
+        values: 'bind',
+        column: 'r.attrs',
+        firstParam: params.length + 1,
+      });
+      params.push(...f.params);
+      return `WHEN ${Math.trunc(c.id)} THEN ${f.sql}`;
+    });
+    try {
+      const r = await this.db.query<{ id: number }>(
+        `SELECT c.id FROM campaigns c JOIN recipients r ON r.audience_id = c.audience_id AND r.user_id = $1 AND r.id <= c.plan_max_id
+         WHERE c.id = ANY($2::bigint[]) AND CASE c.id ${cases.join(' ')} END`,
+        params,
+      );
+      return new Set(r.rows.map((row) => row.id));
+    } catch (err) {
+      throw wrapPgError(err, 'inbox segments');
     }
   }
 

@@ -9,6 +9,8 @@ import type { RecipientPage } from '../domain/chunk.js';
 import { CopyFormatError, RecipientRowDecoder } from './copy-binary.js';
 import { HeraldError } from '../errors.js';
 import { wrapPgError, type Db } from './db.js';
+import { ATTR_NAME, type FilterNode } from '../domain/segment-filter.js';
+import { compileFilter, sqlLiteral } from '../domain/segment-sql.js';
 
 function int(n: number, what: string): string {
   // COPY takes no bind parameters, so the integers are inlined: refuse anything else.
@@ -36,6 +38,37 @@ export interface PageQuery {
    * @default null
    */
   attrs?: readonly string[] | 'all' | null;
+  /**
+   * only the recipients this filter selects (a campaign's segment); the page is still `limit` of them
+   * @default null
+   */
+  filter?: FilterNode | null;
+}
+
+/**
+ * The page's rows: the keyset range in id order, then the filter. With a filter, the range is read in an
+ * `OFFSET 0` subquery, which PostgreSQL plans on its own, so the range keeps the primary key's order and
+ * the filter applies to its rows as they come: given the filter's conditions directly, PostgreSQL takes
+ * the attrs index for a selective one (a bitmap of the whole audience's matches, then a sort, for every
+ * page: a plan quadratic in the segment's size). Reading in key order makes planning one pass over the
+ * audience, whatever the filter.
+ */
+export function pageSql(q: PageQuery): string {
+  const { audienceId, afterId, maxId, limit, withAddress } = q;
+  const segmentBy = q.segmentBy ?? null;
+  const filter = q.filter ?? null;
+  // COPY takes no parameters: the key is a validated name (campaign-input.ts), quoted as a literal here,
+  // and the filter is compiled with its values as quoted literals.
+  const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
+  const attrs = attrsColumn(q.attrs ?? null);
+  const columns = `id, user_id${withAddress ? ', address' : ''}${segment}${attrs}`;
+  const range = `audience_id = ${int(audienceId, 'audienceId')} AND id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
+  const rows =
+    filter === null
+      ? `SELECT ${columns} FROM recipients WHERE ${range}`
+      : `SELECT ${columns} FROM (SELECT id, user_id, address, attrs FROM recipients WHERE ${range} ORDER BY id OFFSET 0) r ` +
+        `WHERE ${compileFilter(filter, { values: 'inline', use: 'scan' }).sql}`;
+  return `COPY (${rows} ORDER BY id LIMIT ${int(limit, 'limit')}) TO STDOUT (FORMAT binary)`;
 }
 
 export class RecipientReader {
@@ -43,26 +76,35 @@ export class RecipientReader {
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
   async page(q: PageQuery): Promise<RecipientPage> {
-    const { audienceId, afterId, maxId, limit, withAddress } = q;
+    const sql = pageSql(q);
+    const { limit, withAddress } = q;
     const segmentBy = q.segmentBy ?? null;
-    // COPY takes no parameters: the key is a validated name (campaign-input.ts), quoted as a literal here.
-    const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
-    const attrs = attrsColumn(q.attrs ?? null);
-    const sql =
-      `COPY (SELECT id, user_id${withAddress ? ', address' : ''}${segment}${attrs} FROM recipients ` +
-      `WHERE audience_id = ${int(audienceId, 'audienceId')} AND id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')} ` +
-      `ORDER BY id LIMIT ${int(limit, 'limit')}) TO STDOUT (FORMAT binary)`;
     let client;
     try {
       client = await this.db.connect();
     } catch (err) {
       throw wrapPgError(err, 'connect for page');
     }
+    // A filtered page tests the filter on every row of its range, and its cost estimate (the whole range)
+    // passes jit_above_cost, but the JIT-compiled page runs slower (bench/README.md, Segments). So it runs
+    // in a transaction of its own with JIT off (SET LOCAL: the pooled connection keeps its settings).
+    const filtered = q.filter !== undefined && q.filter !== null;
+    let open = false;
     try {
-      const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit, attrs !== ''));
+      if (filtered) {
+        await client.query('BEGIN; SET LOCAL jit = off');
+        open = true;
+      }
+      const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit, (q.attrs ?? null) !== null));
       void client.query(copy as never);
-      return await copy.done;
+      const page = await copy.done;
+      if (open) {
+        await client.query('COMMIT');
+        open = false;
+      }
+      return page;
     } catch (err) {
+      if (open) await client.query('ROLLBACK').catch(() => undefined);
       // rows PostgreSQL sent but the decoder refused: not a connection problem
       if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
       throw wrapPgError(err, 'read audience page');
@@ -94,6 +136,6 @@ function attrsColumn(attrs: readonly string[] | 'all' | null): string {
 }
 
 function literal(s: string): string {
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(s)) throw new RangeError(`not an attribute name: ${s}`);
-  return `'${s}'`;
+  if (!ATTR_NAME.test(s)) throw new RangeError(`not an attribute name: ${s}`);
+  return sqlLiteral(s);
 }

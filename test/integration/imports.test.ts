@@ -306,7 +306,13 @@ describe('the migration to a partition per audience', () => {
       await db.query(`INSERT INTO audiences (name) VALUES ('old one'), ('old two')`);
       await db.query(`INSERT INTO recipients (audience_id, user_id) SELECT 1 + i % 2, 'o' || i FROM generate_series(1, 1000) i`);
       await db.end();
-      expect(await migratePostgres(url.toString())).toEqual(['postgres/0008_imports.sql', 'postgres/0009_recipients_by_audience.sql']);
+      expect(await migratePostgres(url.toString())).toEqual([
+        'postgres/0008_imports.sql',
+        'postgres/0009_recipients_by_audience.sql',
+        'postgres/0010_segments.sql',
+        'postgres/0011_templates.sql',
+        'postgres/0012_consent.sql',
+      ]);
       const h = await startTestHerald(ctx.ns, { databaseUrl: url.toString(), workers: 0 });
       try {
         const api = new Api(`http://127.0.0.1:${h.port}`);
@@ -323,6 +329,12 @@ describe('the migration to a partition per audience', () => {
           { audience_id: 2, n: 500, t: 'recipients_shared' },
           { audience_id: fresh, n: 100, t: `recipients_a${fresh}` },
         ]);
+        // Segments' GIN index on attrs: built on the old partition by the migration, on the new one by its import.
+        const gin = await h.db.query<{ t: string }>(
+          `SELECT indrelid::regclass::text AS t FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+           WHERE am.amname = 'gin' ORDER BY 1`,
+        );
+        expect(gin.rows.map((r) => r.t).sort()).toEqual(['recipients', `recipients_a${fresh}`, 'recipients_shared'].sort());
         const top = await h.db.query('SELECT max(id) AS m FROM recipients WHERE audience_id = 1');
         const n1 = await h.db.query(`SELECT id FROM recipients WHERE audience_id = 1 AND user_id = 'n1'`);
         expect(n1.rows[0].id).toBe(top.rows[0].m);

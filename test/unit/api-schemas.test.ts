@@ -1,8 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { HeraldError } from '../../src/errors.js';
-import { validateCreateAudience, validateCreateCampaign, validateUpdateCampaign } from '../../src/domain/campaign-input.js';
+import {
+  validateCreateAudience,
+  validateCreateCampaign,
+  validateCreateSegment,
+  validateUpdateCampaign,
+} from '../../src/domain/campaign-input.js';
 import { validateEventBatch } from '../../src/domain/event-input.js';
-import { CREATE_AUDIENCE, CREATE_CAMPAIGN, EVENT_BATCH, UPDATE_CAMPAIGN } from '../../src/api/schemas.js';
+import {
+  CREATE_AUDIENCE,
+  CREATE_CAMPAIGN,
+  CREATE_SEGMENT,
+  EVENT_BATCH,
+  SCHEMA_COMPONENTS,
+  UPDATE_CAMPAIGN,
+} from '../../src/api/schemas.js';
 import { openApiDocument, openApiPath } from '../../src/api/openapi.js';
 import type { JsonSchema, Route } from '../../src/api/route.js';
 
@@ -37,6 +49,20 @@ describe('body schemas name the fields the validators check', () => {
       delete rest[key];
       expect(fieldsOf(validateCreateCampaign, rest)[0], key).toMatch(new RegExp(`^${key}(\\.|$)`));
     }
+  });
+
+  it('create segment: the required ones make a valid body, each is checked; the Filter schema names every operator', () => {
+    const segment = { name: 's', audience_id: 1, filter: { attr: 'plan', eq: 'pro' } };
+    expect(Object.keys(segment).sort()).toEqual([...(CREATE_SEGMENT.required as string[])].sort());
+    expect(fieldsOf(validateCreateSegment, segment)).toEqual([]);
+    for (const key of props(CREATE_SEGMENT)) {
+      expect(fieldsOf(validateCreateSegment, { ...segment, [key]: WRONG })[0], key).toMatch(new RegExp(`^${key}(\\.|$)`));
+      const rest: Record<string, unknown> = { ...segment };
+      delete rest[key];
+      expect(fieldsOf(validateCreateSegment, rest)[0], key).toBe(key);
+    }
+    const shapes = (SCHEMA_COMPONENTS.Filter!.oneOf as JsonSchema[]).map((o) => (o.required as string[]).filter((k) => k !== 'attr')[0]);
+    expect(shapes).toEqual(['and', 'or', 'not', 'exists', 'eq', 'ne', 'in', 'lt', 'lte', 'gt', 'gte']);
   });
 
   it('create audience and update campaign: the same properties, and nothing else is accepted for an update', () => {

@@ -1,0 +1,125 @@
+/**
+ * Segments (schemas/postgres/0010_segments.sql): a named filter over one audience, and its exact count.
+ * The count is kept with the audience's highest id when it was counted: recipients are never updated
+ * or removed, and an import adds only ids above the audience's highest, so the count of the recipients
+ * up to that id never changes, and a later count adds only those above it.
+ */
+import { HeraldError } from '../errors.js';
+import type { CreateSegmentInput } from '../domain/campaign-input.js';
+import { filterJson, storedFilter, type FilterNode } from '../domain/segment-filter.js';
+import { compileFilter } from '../domain/segment-sql.js';
+import { wrapPgError, type Db } from './db.js';
+
+export interface Segment {
+  id: number;
+  name: string;
+  audienceId: number;
+  filter: FilterNode;
+  createdAt: Date;
+}
+
+export interface SegmentCount {
+  count: number;
+  /** the audience's highest recipient id the count covers */
+  maxId: number;
+  /** whether the stored count answered, without counting any recipient */
+  cached: boolean;
+}
+
+interface SegmentRow {
+  id: number;
+  name: string;
+  audience_id: number;
+  filter: unknown;
+  created_at: Date;
+  counted_max_id: number | null;
+  counted: number | null;
+}
+
+const toSegment = (r: SegmentRow): Segment => ({
+  id: r.id,
+  name: r.name,
+  audienceId: r.audience_id,
+  filter: storedFilter(r.filter, `segment ${r.id}`),
+  createdAt: r.created_at,
+});
+
+export class SegmentRepo {
+  constructor(private readonly db: Db) {}
+
+  async create(input: CreateSegmentInput): Promise<Segment> {
+    let row: SegmentRow | undefined;
+    try {
+      const r = await this.db.query<SegmentRow>(
+        `INSERT INTO segments (name, audience_id, filter) SELECT $1, a.id, $3 FROM audiences a WHERE a.id = $2
+         RETURNING id, name, audience_id, filter, created_at, counted_max_id, counted`,
+        [input.name, input.audienceId, JSON.stringify(filterJson(input.filter))],
+      );
+      row = r.rows[0];
+    } catch (err) {
+      throw wrapPgError(err, 'create segment');
+    }
+    if (row === undefined) throw HeraldError.invalid([{ field: 'audience_id', error: 'no such audience' }]);
+    return toSegment(row);
+  }
+
+  async get(id: number): Promise<Segment | null> {
+    const row = await this.row(id);
+    return row === null ? null : toSegment(row);
+  }
+
+  /** The exact number of the audience's recipients the segment's filter selects now; 404 for an unknown id. */
+  async count(id: number): Promise<SegmentCount> {
+    const row = await this.row(id);
+    if (row === null) throw new HeraldError('NOT_FOUND', `segment ${id} not found`);
+    const filter = storedFilter(row.filter, `segment ${id}`);
+    const top = await this.maxId(row.audience_id);
+    if (row.counted_max_id !== null && top <= row.counted_max_id)
+      return { count: row.counted ?? 0, maxId: row.counted_max_id, cached: true };
+    const from = row.counted_max_id ?? 0;
+    const f = compileFilter(filter, { values: 'bind', firstParam: 4 });
+    let added: number;
+    try {
+      // Bounded by the highest id read before: every recipient up to it is committed (an import in
+      // progress adds only ids above it, and imports into one audience take turns), so this is exact.
+      const r = await this.db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3 AND ${f.sql}`,
+        [row.audience_id, from, top, ...f.params],
+      );
+      added = Number(r.rows[0]?.n ?? 0);
+    } catch (err) {
+      throw wrapPgError(err, 'count segment');
+    }
+    const count = (row.counted ?? 0) + added;
+    try {
+      await this.db.query(
+        `UPDATE segments SET counted = $2, counted_max_id = $3 WHERE id = $1 AND (counted_max_id IS NULL OR counted_max_id < $3)`,
+        [id, count, top],
+      );
+    } catch (err) {
+      throw wrapPgError(err, 'store segment count');
+    }
+    return { count, maxId: top, cached: false };
+  }
+
+  private async maxId(audienceId: number): Promise<number> {
+    try {
+      const r = await this.db.query<{ top: number | null }>('SELECT max(id) AS top FROM recipients WHERE audience_id = $1', [audienceId]);
+      return r.rows[0]?.top ?? 0;
+    } catch (err) {
+      throw wrapPgError(err, 'audience extent');
+    }
+  }
+
+  private async row(id: number): Promise<SegmentRow | null> {
+    try {
+      const r = await this.db.query<SegmentRow>(
+        'SELECT id, name, audience_id, filter, created_at, counted_max_id, counted FROM segments WHERE id = $1',
+        [id],
+      );
+      return r.rows[0] ?? null;
+    } catch (err) {
+      throw wrapPgError(err, 'get segment');
+    }
+  }
+}

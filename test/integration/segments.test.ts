@@ -1,0 +1,234 @@
+/**
+ * Segments through the public API on the real services: a 100,000-recipient audience with attributes,
+ * exact counts (kept, and extended after an import), campaigns sent to a segment and to an inline filter
+ * with exactly the selected recipients in ClickHouse, bad filters named by path, a segment of another
+ * audience refused, and the plans PostgreSQL picks: the attrs index for counts, the primary key's order
+ * for the planner's pages.
+ */
+import { describe, expect, it } from 'vitest';
+import { validateFilter } from '../../src/domain/segment-filter.js';
+import { compileFilter } from '../../src/domain/segment-sql.js';
+import { pageSql } from '../../src/store/recipient-reader.js';
+import { useHerald, type Api } from '../helpers/herald.js';
+import { matches } from '../helpers/filter-reference.js';
+
+const ctx = useHerald();
+const NDJSON = { 'content-type': 'application/x-ndjson' };
+const COUNTRIES = ['DE', 'AT', 'FR', 'US', 'BR', 'IN', 'PL', 'ES', 'IT', 'NL'];
+const N = 100_000;
+
+/** Recipient i's attrs (deterministic): most have all four, some none, some odd types. */
+function attrsOf(i: number): Record<string, unknown> | undefined {
+  if (i % 97 === 0) return undefined;
+  const day = (i * 7919) % 700;
+  const a: Record<string, unknown> = {
+    country: COUNTRIES[(i * 31) % 10],
+    plan: i % 3 === 0 ? 'pro' : 'free',
+    age: (i * 13) % 90,
+    signup_at: new Date(Date.UTC(2025, 0, 1) + day * 86_400_000).toISOString().slice(0, i % 2 === 0 ? 10 : 19),
+  };
+  if (i % 101 === 0) a.plan = null;
+  if (i % 103 === 0) a.age = String(a.age);
+  if (i % 107 === 0) a.signup_at = 'soon';
+  return a;
+}
+
+function lines(from: number, to: number): string {
+  const out: string[] = [];
+  for (let i = from; i <= to; i++) {
+    const a = attrsOf(i);
+    out.push(JSON.stringify(a === undefined ? { user_id: `u${i}` } : { user_id: `u${i}`, attrs: a }));
+  }
+  return out.join('\n');
+}
+
+function expectedUsers(filter: unknown, to: number): string[] {
+  const f = validateFilter(filter);
+  const out: string[] = [];
+  for (let i = 1; i <= to; i++) if (matches(f, attrsOf(i))) out.push(`u${i}`);
+  return out;
+}
+
+async function importLines(api: Api, audienceId: number, from: number, to: number): Promise<void> {
+  const r = await api.importRecipients(audienceId, lines(from, to), NDJSON);
+  expect(r.status).toBe(200);
+  expect(r.body.imported).toBe(to - from + 1);
+}
+
+const ISSUE_FILTER = {
+  and: [
+    { attr: 'country', in: ['DE', 'AT', 'FR'] },
+    { attr: 'plan', eq: 'pro' },
+    { attr: 'signup_at', gte: '2025-06-01' },
+  ],
+};
+
+async function sentUsers(campaignId: number): Promise<string[]> {
+  const rows = await ctx.herald.ch.rows<{ user_id: string }>(
+    `SELECT user_id FROM message_events WHERE campaign_id = ${campaignId} AND kind = 'delivered'`,
+  );
+  return rows.map((r) => r.user_id).sort();
+}
+
+describe('segments', () => {
+  let audienceId = 0;
+
+  it('creates a segment, reads it back and counts it exactly; the count is kept and extended after an import', async () => {
+    const { api } = ctx;
+    audienceId = (await api.call('POST', '/v1/audiences', { name: 'segments' })).body.id;
+    await importLines(api, audienceId, 1, N);
+    const created = await api.call('POST', '/v1/segments', { name: 'dach pro', audience_id: audienceId, filter: ISSUE_FILTER });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'dach pro', audience_id: audienceId, filter: ISSUE_FILTER });
+    const id = created.body.id as number;
+    const got = await api.call('GET', `/v1/segments/${id}`);
+    expect(got.status).toBe(200);
+    expect(got.body).toEqual(created.body);
+
+    const want = expectedUsers(ISSUE_FILTER, N).length;
+    expect(want).toBeGreaterThan(5000);
+    const count = await api.call('GET', `/v1/segments/${id}/count`);
+    expect(count.status).toBe(200);
+    expect(count.body).toMatchObject({ segment_id: id, audience_id: audienceId, count: want, max_id: N });
+    const again = await api.call('GET', `/v1/segments/${id}/count`);
+    expect(again.body).toEqual({ ...count.body, cached: true });
+
+    await importLines(api, audienceId, N + 1, N + 1000);
+    const grown = await api.call('GET', `/v1/segments/${id}/count`);
+    expect(grown.body).toMatchObject({ count: expectedUsers(ISSUE_FILTER, N + 1000).length, max_id: N + 1000, cached: false });
+    expect((await api.call('GET', '/v1/segments/999999/count')).status).toBe(404);
+    expect((await api.call('GET', '/v1/segments/999999')).status).toBe(404);
+  });
+
+  it('answers 400 naming the path of a bad filter, and the audience of a segment', async () => {
+    const { api } = ctx;
+    const bad = await api.call('POST', '/v1/segments', {
+      name: 'bad',
+      audience_id: audienceId,
+      filter: {
+        and: [
+          { attr: 'country', eq: 'DE' },
+          { attr: 'pl an', eq: 'pro' },
+        ],
+      },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.field).toBe('filter.and[1].attr');
+    const deep = await api.call('POST', '/v1/segments', {
+      name: 'deep',
+      audience_id: audienceId,
+      filter: JSON.parse(`${'{"not":'.repeat(20)}{"attr":"a","exists":true}${'}'.repeat(20)}`),
+    });
+    expect(deep.status).toBe(400);
+    expect(deep.body.field).toMatch(/^filter(\.not)+$/);
+    const noAudience = await api.call('POST', '/v1/segments', { name: 'x', audience_id: 999999, filter: { attr: 'a', exists: true } });
+    expect(noAudience.status).toBe(400);
+    expect(noAudience.body.field).toBe('audience_id');
+  });
+
+  it('sends a campaign to exactly its segment; total is the segment size', async () => {
+    const { api } = ctx;
+    const seg = await api.call('POST', '/v1/segments', { name: 'dach pro 2', audience_id: audienceId, filter: ISSUE_FILTER });
+    const other = (await api.call('POST', '/v1/audiences', { name: 'other' })).body.id as number;
+    const wrong = await api.call('POST', '/v1/campaigns', {
+      name: 'wrong audience',
+      audience_id: other,
+      segment_id: seg.body.id,
+      channel: { type: 'null' },
+      content: { title: 't', body: 'b' },
+    });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.field).toBe('segment_id');
+
+    const id = await api.nullCampaign(audienceId, { segment_id: seg.body.id, chunk_size: 500 });
+    const view = await api.call('GET', `/v1/campaigns/${id}`);
+    expect(view.body).toMatchObject({ segment_id: seg.body.id, filter: ISSUE_FILTER });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    const done = await api.waitForStatus(id, ['completed', 'failed']);
+    const want = expectedUsers(ISSUE_FILTER, N + 1000);
+    expect(done).toMatchObject({ status: 'completed', total: want.length, delivered: want.length, failed: 0 });
+    expect(done.planned_chunks).toBe(Math.ceil(want.length / 500));
+    expect(await sentUsers(id)).toEqual([...want].sort());
+  });
+
+  it('sends to an inline filter (or, not, ne, numbers), and to a filter nobody matches', async () => {
+    const { api } = ctx;
+    const filter = {
+      or: [{ and: [{ attr: 'age', lt: 18 }, { not: { attr: 'country', in: ['US', 'BR'] } }] }, { attr: 'plan', ne: 'free' }],
+    };
+    const id = await api.nullCampaign(audienceId, { filter, chunk_size: 1000 });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    const done = await api.waitForStatus(id, ['completed', 'failed']);
+    const want = expectedUsers(filter, N + 1000);
+    expect(done).toMatchObject({ status: 'completed', total: want.length, delivered: want.length, segment_id: null, filter });
+    expect(await sentUsers(id)).toEqual([...want].sort());
+
+    const none = await api.nullCampaign(audienceId, { filter: { attr: 'country', eq: 'XX' } });
+    expect((await api.call('POST', `/v1/campaigns/${none}/start`)).status).toBe(200);
+    expect(await api.waitForStatus(none, ['completed', 'failed'])).toMatchObject({ status: 'completed', total: 0, delivered: 0 });
+  });
+
+  it('an inbox campaign to a segment: only the selected users have it and may read it', async () => {
+    const { api } = ctx;
+    const id = await api.nullCampaign(audienceId, { channel: { type: 'inbox' }, filter: { attr: 'plan', eq: 'pro' } });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    const done = await api.waitForStatus(id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', total: expectedUsers({ attr: 'plan', eq: 'pro' }, N + 1000).length });
+    // u3: plan pro; u1: free
+    const mine = await api.call('GET', '/v1/users/u3/inbox');
+    expect(mine.body.messages.map((m: { campaign_id: number }) => m.campaign_id)).toContain(id);
+    const theirs = await api.call('GET', '/v1/users/u1/inbox');
+    expect(theirs.body.messages.map((m: { campaign_id: number }) => m.campaign_id)).not.toContain(id);
+    expect((await api.call('POST', `/v1/users/u3/inbox/${id}/read`)).status).toBe(204);
+    expect((await api.call('POST', `/v1/users/u1/inbox/${id}/read`)).status).toBe(404);
+  });
+
+  it("a campaign's total starts from its segment's kept count and adds the recipients imported since", async () => {
+    const { api } = ctx;
+    const a = (await api.call('POST', '/v1/audiences', { name: 'kept' })).body.id as number;
+    await importLines(api, a, 1, 2000);
+    const seg = (await api.call('POST', '/v1/segments', { name: 'kept', audience_id: a, filter: ISSUE_FILTER })).body.id as number;
+    expect((await api.call('GET', `/v1/segments/${seg}/count`)).body).toMatchObject({
+      count: expectedUsers(ISSUE_FILTER, 2000).length,
+      max_id: 2000,
+    });
+    const r = await api.importRecipients(a, lines(2001, 2500), NDJSON);
+    expect(r.body.imported).toBe(500);
+    const id = await api.nullCampaign(a, { segment_id: seg });
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    const want = expectedUsers(ISSUE_FILTER, 2500);
+    expect(await api.waitForStatus(id, ['completed', 'failed'])).toMatchObject({
+      status: 'completed',
+      total: want.length,
+      delivered: want.length,
+    });
+  });
+
+  it('counts use the attrs index; the planner pages read in primary-key order with no sort', async () => {
+    const db = ctx.herald.db;
+    const f = validateFilter({
+      and: [
+        { attr: 'country', in: ['DE', 'AT'] },
+        { attr: 'plan', eq: 'pro' },
+      ],
+    });
+    const c = compileFilter(f, { values: 'bind', firstParam: 2 });
+    await db.query(`ANALYZE recipients_a${audienceId}`);
+    const count = await db.query(`EXPLAIN SELECT count(*) FROM recipients WHERE audience_id = $1 AND ${c.sql}`, [audienceId, ...c.params]);
+    const countPlan = count.rows.map((r) => r['QUERY PLAN'] as string).join('\n');
+    expect(countPlan).toMatch(/Bitmap Index Scan on \S*attrs_idx/);
+    const page = pageSql({
+      audienceId,
+      afterId: N / 2,
+      maxId: N + 1000,
+      limit: 32_000,
+      withAddress: true,
+      segmentBy: 'country',
+      filter: f,
+    });
+    const select = page.replace(/^COPY \(/, '').replace(/\) TO STDOUT \(FORMAT binary\)$/, '');
+    const pagePlan = (await db.query(`EXPLAIN ${select}`)).rows.map((r) => r['QUERY PLAN'] as string).join('\n');
+    expect(pagePlan).toMatch(/Index Scan using \S*pkey/);
+    expect(pagePlan).not.toMatch(/Sort|Bitmap/);
+  });
+});
