@@ -18,6 +18,12 @@ export function createDb(databaseUrl: string, max = 10): Db {
   // An idle client that loses its connection emits 'error' on the pool; without a listener that kills
   // the process. The next query gets a fresh connection, so logging is enough.
   pool.on('error', () => undefined);
+  // The pool listens only to idle clients: a checked-out client whose connection resets between two of
+  // its queries (a transaction's steps, a job holding its advisory lock) emits 'error' with nobody
+  // listening, which would kill the process. Its next query fails on its own and its caller handles that.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return pool;
 }
 
