@@ -83,9 +83,11 @@ async function importFile(path: string, name: string, lines: number): Promise<{ 
     duplex: 'half',
   } as RequestInit);
   let job = (await res.json()) as { status: string; import_id: number; imported: number };
+  // the first answer names the job `import_id`; GET /v1/imports/:id calls it `id`
+  const importId = job.import_id;
   while (job.status !== 'completed' && job.status !== 'failed') {
     await sleep(100);
-    job = await call('GET', `/v1/imports/${job.import_id}`);
+    job = (await call('GET', `/v1/imports/${importId}`)) as typeof job;
   }
   if (job.imported !== lines) throw new Error(`import of ${name}: ${job.status}, ${job.imported} of ${lines}`);
   return { audienceId: audience.id, rowsPerSec: lines / ((performance.now() - t0) / 1000) };

@@ -56,7 +56,7 @@ import { InboxReader } from './progress/inbox-reader.js';
 import { StatsReader } from './progress/stats-reader.js';
 import { ReadRecorder } from './sink/read-recorder.js';
 import { ReadSpool } from './sink/read-spool.js';
-import { trackingToken, unsubscribeToken } from './domain/tokens.js';
+import { messageTokens } from './domain/tokens.js';
 import { ConsentRepo } from './store/consent-repo.js';
 import { SuppressionIndex } from './consent/suppression-index.js';
 import { CapKeeper } from './consent/cap-keeper.js';
@@ -150,8 +150,11 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     backoffMs: cfg.webhookBackoffMs,
     connections: cfg.webhookConnections,
     maxInflightBytes: cfg.webhookMaxInflightBytes,
-    trackingUrl: (campaignId, userId) => `${publicUrl()}/t/${trackingToken(secret, campaignId, userId)}`,
-    unsubscribeUrl: (campaignId, userId, topic) => `${publicUrl()}/u/${unsubscribeToken(secret, campaignId, userId, topic)}`,
+    links: (campaignId, userId, topic) => {
+      const t = messageTokens(secret, campaignId, userId, topic);
+      const base = publicUrl();
+      return { trackingUrl: `${base}/t/${t.tracking}`, unsubscribeUrl: `${base}/u/${t.unsubscribe}` };
+    },
   });
   const holderId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const consent = new ConsentRepo(db);

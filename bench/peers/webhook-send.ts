@@ -2,9 +2,9 @@
  * The webhook send of the BullMQ peers, written the way most users write it: the job's recipients cut
  * into requests of `batchSize` messages, all POSTed at once with Node's own `fetch` (keep-alive by
  * default), each message shaped like Herald's (title, body, idempotency key, address and a signed
- * tracking URL: an HMAC per message, as Herald computes), a non-2xx answer failing the job.
+ * tracking and an unsubscribe URL: an HMAC each, the way users sign links), a non-2xx answer failing the job.
  */
-import { trackingToken } from '../../src/domain/tokens.js';
+import { trackingToken, unsubscribeToken } from '../../src/domain/tokens.js';
 
 export interface WebhookSendOptions {
   url: string;
@@ -38,6 +38,7 @@ export function webhookSend(o: WebhookSendOptions): (users: readonly string[], a
           body: 'b',
           idempotency_key: `${o.campaignId}:${userId}`,
           tracking_url: `${o.publicUrl}/t/${trackingToken(o.secret, o.campaignId, userId)}`,
+          unsubscribe_url: `${o.publicUrl}/u/${unsubscribeToken(o.secret, o.campaignId, userId, '')}`,
         });
       }
       requests.push(post(messages));

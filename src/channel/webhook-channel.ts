@@ -27,10 +27,17 @@ export interface WebhookOptions {
   connections: number;
   /** request body bytes in flight per campaign; a request larger than this goes alone */
   maxInflightBytes: number;
-  /** the read-receipt URL put in each message as `tracking_url` (a signed pixel, api/tracking), if any */
-  trackingUrl?: (campaignId: number, userId: string) => string;
-  /** the one-click unsubscribe URL put in each message as `unsubscribe_url` (topic '' : the global list) */
-  unsubscribeUrl?: (campaignId: number, userId: string, topic: string) => string;
+  /**
+   * each message's signed links, made together (one HMAC for both, domain/tokens.ts): the read-receipt
+   * pixel put in as `tracking_url` (unless the campaign's `tracking` is off) and the one-click unsubscribe
+   * URL put in as `unsubscribe_url` (topic '': the global list); none when absent
+   */
+  links?: (campaignId: number, userId: string, topic: string) => MessageLinks;
+}
+
+export interface MessageLinks {
+  trackingUrl: string;
+  unsubscribeUrl: string;
 }
 
 type Outcome =
@@ -83,29 +90,33 @@ export class WebhookChannel implements Channel {
   }
 
   private async sendPart(batch: OutboundBatch, start: number, end: number, result: SendResult, signal?: AbortSignal): Promise<void> {
-    const messages = [];
+    const messages: Array<Record<string, unknown>> = [];
     const contents = batch.contents ?? null;
     const data = batch.data ?? null;
+    const links = this.opts.links ?? null;
+    const topic = batch.topic ?? '';
     for (let i = start; i < end; i++) {
       const userId = batch.userIds[i]!;
       const content = contents === null ? null : contents[i]!;
       const messageData = content === null ? data : content.data;
-      messages.push({
+      // Built field by field, not by spreading optional parts: one object per message, not five, and
+      // every message of a batch has the same shape for JSON.stringify.
+      const m: Record<string, unknown> = {
         user_id: userId,
         address: batch.addresses[i] ?? null,
         title: content === null ? batch.title : content.title,
         body: content === null ? batch.body : content.body,
-        ...(messageData === null ? {} : { data: messageData }),
-        idempotency_key:
-          batch.test === undefined ? idempotencyKey(batch.campaignId, userId) : `${idempotencyKey(batch.campaignId, userId)}:${batch.test}`,
-        ...(batch.test === undefined ? {} : { test: true }),
-        ...(this.opts.trackingUrl === undefined || !batch.tracking
-          ? {}
-          : { tracking_url: this.opts.trackingUrl(batch.campaignId, userId) }),
-        ...(this.opts.unsubscribeUrl === undefined
-          ? {}
-          : { unsubscribe_url: this.opts.unsubscribeUrl(batch.campaignId, userId, batch.topic ?? '') }),
-      });
+      };
+      if (messageData !== null) m.data = messageData;
+      m.idempotency_key =
+        batch.test === undefined ? idempotencyKey(batch.campaignId, userId) : `${idempotencyKey(batch.campaignId, userId)}:${batch.test}`;
+      if (batch.test !== undefined) m.test = true;
+      if (links !== null) {
+        const l = links(batch.campaignId, userId, topic);
+        if (batch.tracking) m.tracking_url = l.trackingUrl;
+        m.unsubscribe_url = l.unsubscribeUrl;
+      }
+      messages.push(m);
     }
     const json = JSON.stringify({ campaign_id: batch.campaignId, messages });
     const payload = batch.compress ? await gzip(json) : Buffer.from(json);
@@ -124,7 +135,7 @@ export class WebhookChannel implements Channel {
     if (outcome.kind === 'ok') {
       if (outcome.failedKeys.size === 0) return;
       for (let i = start; i < end; i++) {
-        const err = outcome.failedKeys.get(messages[i - start]!.idempotency_key);
+        const err = outcome.failedKeys.get(messages[i - start]!.idempotency_key as string);
         if (err !== undefined) result.failed.set(i, err);
       }
       return;

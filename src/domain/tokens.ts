@@ -7,6 +7,12 @@
  *   unsubscribe     `s1.<campaign_id>.<user_id b64url>.<topic b64url>.<sig>`: in a webhook message's
  *                   unsubscribe_url; POST /u/:token suppresses exactly that user for that topic ('' is
  *                   the global list). No expiry: an unsubscribe link must keep working.
+ *   message tokens  `t2.…` / `s2.<campaign_id>.<user_id b64url>.<topic b64url>.<sig>`: a webhook message's
+ *                   tracking and unsubscribe tokens, both from one HMAC over (campaign, user, topic): the
+ *                   tracking token carries its first 16 bytes, the unsubscribe token its last 16. Halves of
+ *                   an HMAC are independent, so holding one (an image proxy fetching the pixel) gives no
+ *                   way to the other, and a message costs one HMAC instead of two. `t1` and `s1` tokens
+ *                   (one HMAC each) stay valid.
  * The signature covers the kind, so one kind of token never passes as the other. Verification compares in
  * constant time and says nothing about why a token failed.
  */
@@ -48,8 +54,39 @@ export function trackingToken(secret: string, campaignId: number, userId: string
   return `${body}.${sign(secret, body)}`;
 }
 
+/** A webhook message's tracking and unsubscribe tokens, from one HMAC (t2 / s2, above). */
+export function messageTokens(
+  secret: string,
+  campaignId: number,
+  userId: string,
+  topic: string,
+): { tracking: string; unsubscribe: string } {
+  const body = `${campaignId}.${b64(userId)}.${b64(topic)}`;
+  const mac = createHmac('sha256', secret).update(`m2.${body}`).digest();
+  return {
+    tracking: `t2.${body}.${mac.toString('base64url', 0, 16)}`,
+    unsubscribe: `s2.${body}.${mac.toString('base64url', 16, 32)}`,
+  };
+}
+
+/** The half of the message HMAC a `t2` (0) or `s2` (1) token carries. */
+function messageHalf(secret: string, campaign: string, user: string, topic: string, half: 0 | 1): string {
+  return createHmac('sha256', secret)
+    .update(`m2.${campaign}.${user}.${topic}`)
+    .digest()
+    .toString('base64url', half * 16, half * 16 + 16);
+}
+
 export function verifyTrackingToken(secret: string, token: string): { campaignId: number; userId: string } | null {
   const parts = token.split('.');
+  if (parts.length === 5 && parts[0] === 't2') {
+    const [, campaign, user, topic, sig] = parts as [string, string, string, string, string];
+    if (!same(sig, messageHalf(secret, campaign, user, topic, 0))) return null;
+    const campaignId = Number(campaign);
+    const userId = unb64(user);
+    if (!/^\d{1,15}$/.test(campaign) || !Number.isSafeInteger(campaignId) || userId === null) return null;
+    return { campaignId, userId };
+  }
   if (parts.length !== 4 || parts[0] !== 't1') return null;
   const [, campaign, user, sig] = parts as [string, string, string, string];
   if (!same(sig, sign(secret, `t1.${campaign}.${user}`))) return null;
@@ -66,9 +103,10 @@ export function unsubscribeToken(secret: string, campaignId: number, userId: str
 
 export function verifyUnsubscribeToken(secret: string, token: string): { campaignId: number; userId: string; topic: string } | null {
   const parts = token.split('.');
-  if (parts.length !== 5 || parts[0] !== 's1') return null;
-  const [, campaign, user, topic, sig] = parts as [string, string, string, string, string];
-  if (!same(sig, sign(secret, `s1.${campaign}.${user}.${topic}`))) return null;
+  if (parts.length !== 5 || (parts[0] !== 's1' && parts[0] !== 's2')) return null;
+  const [kind, campaign, user, topic, sig] = parts as [string, string, string, string, string];
+  const expected = kind === 's2' ? messageHalf(secret, campaign, user, topic, 1) : sign(secret, `s1.${campaign}.${user}.${topic}`);
+  if (!same(sig, expected)) return null;
   const campaignId = Number(campaign);
   const userId = unb64(user);
   const topicName = unb64(topic);

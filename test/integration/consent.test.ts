@@ -154,7 +154,7 @@ describe('consent: suppression lists, one-click unsubscribe, frequency caps', ()
     await api.call('POST', `/v1/campaigns/${id}/start`);
     for (let i = 0; i < 100 && firstMessages.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     const url = new URL(firstMessages[0]!.unsubscribe_url);
-    expect(url.pathname).toMatch(/^\/u\/s1\./);
+    expect(url.pathname).toMatch(/^\/u\/s2\./);
     const base = `http://127.0.0.1:${herald.port}`;
     // A mail scanner's GET changes nothing.
     const page = await fetch(`${base}${url.pathname}`);

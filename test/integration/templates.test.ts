@@ -97,7 +97,7 @@ describe('templates', () => {
       body: 'N2 in C2 on PRO: P10 (Spring)',
       data: { link: `https://x.test/e2?c=${id}`, n: 1 },
       idempotency_key: `${id}:e2`,
-      unsubscribe_url: expect.stringMatching(/\/u\/s1\./) as unknown,
+      unsubscribe_url: expect.stringMatching(/\/u\/s2\./) as unknown,
     });
     expect(byUser.get('e3')).toMatchObject({ title: 'Hi ', body: ' in C3 on FREE: P10 (Spring)' });
   });

@@ -102,10 +102,19 @@ describe('webhook channel against a local HTTP sink', () => {
       title: 'T',
       body: 'B',
       idempotency_key: `${c.body.id}:${m.user_id}`,
-      tracking_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/t/t1\\.${c.body.id}\\.`)),
+      tracking_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/t/t2\\.${c.body.id}\\.`)),
       // no topic: the global list
-      unsubscribe_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/u/s1\\.${c.body.id}\\.[^.]+\\.\\.`)),
+      unsubscribe_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:${herald.port}/u/s2\\.${c.body.id}\\.[^.]+\\.\\.`)),
     });
+    // The message's own links work: its pixel records a read, and the same body under the unsubscribe
+    // kind (the other half of the message's HMAC) records none (the pixel answers its image either way).
+    await fetch(m.tracking_url.replace('/t/t2.', '/t/s2.'));
+    expect((await fetch(m.tracking_url)).status).toBe(200);
+    for (let i = 0; i < 100; i++) {
+      if ((await api.call('GET', `/v1/campaigns/${c.body.id}`)).body.read >= 1) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await api.call('GET', `/v1/campaigns/${c.body.id}`)).body.read).toBe(1);
   });
 
   it('lists failed recipients page by page with their latest error', async () => {

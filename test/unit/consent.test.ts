@@ -3,7 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { SuppressionIndex } from '../../src/consent/suppression-index.js';
 import { fingerprint, fingerprintSql, FingerprintSet } from '../../src/domain/fingerprint.js';
 import { parseSuppressionLine, validateTopicInput } from '../../src/domain/consent-input.js';
-import { trackingToken, unsubscribeToken, verifyTrackingToken, verifyUnsubscribeToken } from '../../src/domain/tokens.js';
+import { messageTokens, trackingToken, unsubscribeToken, verifyTrackingToken, verifyUnsubscribeToken } from '../../src/domain/tokens.js';
 import type { HeraldError } from '../../src/errors.js';
 
 describe('suppression fingerprints', () => {
@@ -105,6 +105,33 @@ describe('unsubscribe tokens', () => {
     // a tracking token is not an unsubscribe token, nor the reverse
     expect(verifyUnsubscribeToken(secret, trackingToken(secret, 42, 'u'))).toBeNull();
     expect(verifyTrackingToken(secret, t)).toBeNull();
+  });
+
+  it('gives a message both tokens from one HMAC, and neither half passes for the other or for another message', () => {
+    const m = messageTokens(secret, 42, 'ü.ser', 'news');
+    expect(verifyTrackingToken(secret, m.tracking)).toEqual({ campaignId: 42, userId: 'ü.ser' });
+    expect(verifyUnsubscribeToken(secret, m.unsubscribe)).toEqual({ campaignId: 42, userId: 'ü.ser', topic: 'news' });
+    expect(verifyUnsubscribeToken(secret, messageTokens(secret, 1, 'u', '').unsubscribe)).toEqual({
+      campaignId: 1,
+      userId: 'u',
+      topic: '',
+    });
+    const [, ...tBody] = m.tracking.split('.');
+    const [, ...sBody] = m.unsubscribe.split('.');
+    // The same body, the other half: a pixel URL's token does not unsubscribe, nor the reverse.
+    expect(verifyUnsubscribeToken(secret, ['s2', ...tBody].join('.'))).toBeNull();
+    expect(verifyTrackingToken(secret, ['t2', ...sBody].join('.'))).toBeNull();
+    // Altered campaign, user or topic, another secret: refused.
+    expect(verifyTrackingToken(secret, ['t2', '43', ...tBody.slice(1)].join('.'))).toBeNull();
+    expect(
+      verifyUnsubscribeToken(secret, ['s2', sBody[0], Buffer.from('v').toString('base64url'), ...sBody.slice(2)].join('.')),
+    ).toBeNull();
+    expect(
+      verifyUnsubscribeToken(secret, ['s2', sBody[0], sBody[1], Buffer.from('promo').toString('base64url'), sBody[3]].join('.')),
+    ).toBeNull();
+    expect(verifyTrackingToken('another-secret-xx', m.tracking)).toBeNull();
+    // The first-generation tokens stay valid.
+    expect(verifyTrackingToken(secret, trackingToken(secret, 42, 'u'))).toEqual({ campaignId: 42, userId: 'u' });
   });
 });
 

@@ -33,6 +33,8 @@ if tonumber(held[2]) == cur - 1 then prevVals = redis.call('HMGET', prevKey, unp
 local since = now - w
 local capped = {}
 local writes = {}
+-- one entry string for every user counted now: most users have nothing in the window yet, and theirs is it
+local entry = cid .. ':' .. now .. ','
 for i = 1, n do
   local cv = curVals[i]
   local pv = prevVals[i]
@@ -54,8 +56,9 @@ for i = 1, n do
   end
   if not mine then
     if count < max then
-      writes[#writes + 1] = ARGV[i + 3]
-      writes[#writes + 1] = (cv or '') .. cid .. ':' .. now .. ','
+      local k = #writes
+      writes[k + 1] = ARGV[i + 3]
+      writes[k + 2] = cv and (cv .. entry) or entry
     else
       capped[#capped + 1] = i
     end
