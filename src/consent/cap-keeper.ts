@@ -27,7 +27,12 @@ export interface CapStore {
 
 /** What the topic's campaigns sent within the window (ClickHouse outcomes, delivered or failed). */
 export interface SentHistory {
-  sent(campaignIds: readonly number[], windowS: number): Promise<Array<{ userId: string; campaignId: number; atMs: number }>>;
+  /** in batches of at most `batchRows`, as they are read */
+  sent(
+    campaignIds: readonly number[],
+    windowS: number,
+    batchRows: number,
+  ): AsyncIterable<ReadonlyArray<{ userId: string; campaignId: number; atMs: number }>>;
 }
 
 export interface CapKeeperOptions {
@@ -73,15 +78,15 @@ export class CapKeeper {
     const windowMs = cap.windowS * 1000;
     await sleep(this.opts.landedMs);
     const ids = await this.opts.topicCampaigns(topic, cap.windowS);
-    const sent = ids.length === 0 ? [] : await this.opts.history.sent(ids, cap.windowS);
-    for (let i = 0; i === 0 || i < sent.length; i += SEED_BATCH) {
-      await this.opts.store.capSeed({
-        topic,
-        windowMs,
-        first: i === 0,
-        last: i + SEED_BATCH >= sent.length,
-        entries: sent.slice(i, i + SEED_BATCH),
-      });
+    // Seeded batch by batch as ClickHouse streams them; the first clears the state, a last empty one
+    // marks it built, so a build that dies half way leaves the topic unbuilt, never half counted.
+    let first = true;
+    if (ids.length > 0) {
+      for await (const entries of this.opts.history.sent(ids, cap.windowS, SEED_BATCH)) {
+        await this.opts.store.capSeed({ topic, windowMs, first, last: false, entries });
+        first = false;
+      }
     }
+    await this.opts.store.capSeed({ topic, windowMs, first, last: true, entries: [] });
   }
 }
