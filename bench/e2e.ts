@@ -259,8 +259,10 @@ interface PeerReport extends PeerResult {
 }
 // The BullMQ peers: each job done once its events are stored, and the usual buffering build.
 async function bullPeer(mode: 'stored' | 'buffered', bullCampaign: number): Promise<PeerReport> {
-  const peerDb = `${dbName}_bullmq_${mode}`;
-  await migrateClickHouse(base.clickhouseUrl, peerDb);
+  // In a used database the peers write where Herald writes: the populated event table, whose background
+  // merges (of every earlier round's rows too) they then share. In a fresh run each gets a fresh database.
+  const peerDb = POPULATED ? dbName : `${dbName}_bullmq_${mode}`;
+  if (!POPULATED) await migrateClickHouse(base.clickhouseUrl, peerDb);
   const chPeer = new ClickHouse({ url: base.clickhouseUrl, database: peerDb });
   const bullCpu0 = cpuByService(process.pid);
   const b = await runBullmq({
@@ -289,10 +291,11 @@ async function bullPeer(mode: 'stored' | 'buffered', bullCampaign: number): Prom
     bullCount = Number(r[0]!.n);
   }
   if (bullCount !== N) throw new Error(`BullMQ peer (${mode}): ClickHouse holds ${bullCount} of ${N}`);
-  const bullBytes = await chPeer.rows<{ b: string }>(
-    `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`,
-  );
-  await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
+  // A shared database's parts hold everyone's rows: bytes per recipient are measured in fresh runs only.
+  const bullBytes = POPULATED
+    ? [{ b: 'NaN' }]
+    : await chPeer.rows<{ b: string }>(`SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${peerDb}' AND active`);
+  if (!POPULATED) await chPeer.command(`DROP DATABASE ${peerDb}`).catch(() => undefined);
   await chPeer.close();
   return {
     ...b,
@@ -377,8 +380,9 @@ for (const [round, workers, variant] of Array.from({ length: ROUNDS }, (_, r) =>
   );
   const lastOfRound = workers === WORKERS[WORKERS.length - 1] && variant === VARIANTS[VARIANTS.length - 1];
   if (PEERS && lastOfRound) {
-    bullRuns.stored.push(await bullPeer('stored', 900_001));
-    bullRuns.buffered.push(await bullPeer('buffered', 900_003));
+    // A campaign id of its own per round: in a used database the rounds' rows share one table.
+    bullRuns.stored.push(await bullPeer('stored', 900_001 + 10 * round));
+    bullRuns.buffered.push(await bullPeer('buffered', 900_003 + 10 * round));
     for (const mode of ['stored', 'buffered'] as const) {
       const p = bullRuns[mode][bullRuns[mode].length - 1]!;
       console.log(`  round ${round}: peer bullmq ${mode} ${Math.round(p.recipientsPerSec).toLocaleString()} recipients/s`);
@@ -417,7 +421,12 @@ const pgCeiling = read / ((performance.now() - t) / 1000);
 const heraldBytes = await ch.rows<{ b: string }>(
   `SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${dbName}' AND active`,
 );
-const heraldBytesPerRecipient = (Number(heraldBytes[0]!.b) - bytesBefore) / (N * results.length);
+// In a used database the BullMQ peers' rows (one per recipient, the same views) are in the same tables:
+// what the run added is shared out over every campaign's rows, the peers' included.
+const runsInDb = results.length + (POPULATED ? bullRuns.stored.length + bullRuns.buffered.length : 0);
+const heraldBytesPerRecipient = (Number(heraldBytes[0]!.b) - bytesBefore) / (N * runsInDb);
+// …so there the peers' rows (Herald's encoding, the same views) cost what Herald's do.
+if (POPULATED) for (const r of [...bullRuns.stored, ...bullRuns.buffered]) r.bytesPerRecipient = heraldBytesPerRecipient;
 
 // Ceiling 3: the bare path, and the raw XADD rate.
 const bareDb = `${dbName}_bare`;
