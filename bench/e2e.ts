@@ -307,6 +307,8 @@ async function bullPeer(mode: 'stored' | 'buffered', bullCampaign: number): Prom
 }
 /** The BullMQ peers' runs, one per round, alternating with Herald's. */
 const bullRuns: Record<'stored' | 'buffered', PeerReport[]> = { stored: [], buffered: [] };
+/** the peers' campaign ids of this run: far above Herald's own, and new each run */
+const PEER_CAMPAIGNS = 1_000_000_000 + (Date.now() % 1_000_000_000) * 100;
 
 for (const [round, workers, variant] of Array.from({ length: ROUNDS }, (_, r) => r + 1).flatMap((r) =>
   WORKERS.flatMap((w) => VARIANTS.map((v) => [r, w, v] as const)),
@@ -380,9 +382,9 @@ for (const [round, workers, variant] of Array.from({ length: ROUNDS }, (_, r) =>
   );
   const lastOfRound = workers === WORKERS[WORKERS.length - 1] && variant === VARIANTS[VARIANTS.length - 1];
   if (PEERS && lastOfRound) {
-    // A campaign id of its own per round: in a used database the rounds' rows share one table.
-    bullRuns.stored.push(await bullPeer('stored', 900_001 + 10 * round));
-    bullRuns.buffered.push(await bullPeer('buffered', 900_003 + 10 * round));
+    // A campaign id of its own per run and round: in a used database every run's rows share one table.
+    bullRuns.stored.push(await bullPeer('stored', PEER_CAMPAIGNS + 10 * round + 1));
+    bullRuns.buffered.push(await bullPeer('buffered', PEER_CAMPAIGNS + 10 * round + 3));
     for (const mode of ['stored', 'buffered'] as const) {
       const p = bullRuns[mode][bullRuns[mode].length - 1]!;
       console.log(`  round ${round}: peer bullmq ${mode} ${Math.round(p.recipientsPerSec).toLocaleString()} recipients/s`);
