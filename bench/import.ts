@@ -18,13 +18,12 @@ import { createReadStream, createWriteStream, mkdirSync, statSync, writeFileSync
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { loadConfig, type Config } from '../src/config.js';
 import { migrate } from '../src/main.js';
 import { createDb } from '../src/store/db.js';
-import { childHeraldEnv, dropNamespace, namespaced, spawnServe, stopServe } from './namespace.js';
+import { childHeraldEnv, dropNamespace, namespaced, spawnServe, stopServe, uploadNdjson } from './namespace.js';
 import { cpuByService, cpuSince, peakRssMb } from './proc.js';
 
 function arg(name: string, dflt: string): string {
@@ -99,13 +98,8 @@ interface Timed {
 async function timedImport(path: string, name: string): Promise<Timed> {
   const audience = await call('POST', '/v1/audiences', { name });
   const t0 = performance.now();
-  const res = await fetch(`http://127.0.0.1:${PORT}/v1/audiences/${audience.id}/recipients`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson' },
-    body: Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as ReadableStream,
-    duplex: 'half',
-  } as RequestInit);
-  const answer = (await res.json()) as { import_id: number; status: string };
+  const res = await uploadNdjson(`http://127.0.0.1:${PORT}`, KEY, audience.id, path);
+  const answer = res.body as { import_id: number; status: string };
   const answerS = (performance.now() - t0) / 1000;
   const answered = answer.status;
   let job: any = answer;

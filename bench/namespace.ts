@@ -4,6 +4,8 @@
  * bench never touches anyone's data and leaves nothing behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { ClickHouse } from '../src/clickhouse/client.js';
 import type { Config } from '../src/config.js';
 import { Redis } from 'ioredis';
@@ -91,4 +93,18 @@ export async function stopServe(child: ChildProcess): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   await exited;
+}
+
+/**
+ * Streams an NDJSON file into an audience's import over HTTP (one request, 1 MB reads) and returns the
+ * first answer's status and body: the final result of a quick import, or the job to follow (`import_id`).
+ */
+export async function uploadNdjson(base: string, key: string, audienceId: number, path: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}/v1/audiences/${audienceId}/recipients`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-ndjson' },
+    body: Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as ReadableStream,
+    duplex: 'half',
+  } as RequestInit);
+  return { status: res.status, body: await res.json() };
 }

@@ -13,16 +13,15 @@
  *   npm run bench:segment -- [--recipients 10000000] [--segment 0.3] [--workers 2] [--rounds 3] [--keep]
  */
 import type { ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { loadConfig } from '../src/config.js';
 import { migrate } from '../src/main.js';
 import { createDb } from '../src/store/db.js';
 import { median } from './peers/naive.js';
-import { childHeraldEnv, dropNamespace, namespaced, spawnServe, stopServe } from './namespace.js';
+import { childHeraldEnv, dropNamespace, namespaced, spawnServe, stopServe, uploadNdjson } from './namespace.js';
 import { peakRssMb } from './proc.js';
 
 function arg(name: string, dflt: string): string {
@@ -76,13 +75,11 @@ async function writeFile(n: number, prefix: string, path: string): Promise<void>
 async function importFile(path: string, name: string, lines: number): Promise<{ audienceId: number; rowsPerSec: number }> {
   const audience = await call('POST', '/v1/audiences', { name });
   const t0 = performance.now();
-  const res = await fetch(`http://127.0.0.1:${PORT}/v1/audiences/${audience.id}/recipients`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson' },
-    body: Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as ReadableStream,
-    duplex: 'half',
-  } as RequestInit);
-  let job = (await res.json()) as { status: string; import_id: number; imported: number };
+  let job = (await uploadNdjson(`http://127.0.0.1:${PORT}`, KEY, audience.id, path)).body as {
+    status: string;
+    import_id: number;
+    imported: number;
+  };
   // the first answer names the job `import_id`; GET /v1/imports/:id calls it `id`
   const importId = job.import_id;
   while (job.status !== 'completed' && job.status !== 'failed') {

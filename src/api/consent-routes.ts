@@ -83,35 +83,35 @@ async function drain(body: Readable): Promise<void> {
 }
 
 export function consentRoutes(deps: ConsentApiDeps): Route[] {
-  const bulk = (op: 'put' | 'delete'): Route['handler'] => {
-    return async (req) => {
+  // PUT and DELETE are one route each over the same streamed NDJSON body, differing only in what they do.
+  const bulk = (op: 'put' | 'delete', name: string, summary: string, description: string): Route => ({
+    name,
+    method: op,
+    path: '/v1/suppressions',
+    auth: 'admin',
+    summary,
+    body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description },
+    responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
+    handler: async (req) => {
       if (importFormat(req.headers.contentType) !== 'ndjson')
         throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/x-ndjson', { field: 'content-type' });
       const report = await deps.suppressions.bulk(op, req.stream(deps.maxImportBytes));
       return { status: 200, body: bulkView(report) };
-    };
-  };
+    },
+  });
   return [
-    {
-      name: 'putSuppressions',
-      method: 'put',
-      path: '/v1/suppressions',
-      auth: 'admin',
-      summary: 'Suppress users, globally or for a topic (NDJSON, streamed; accepted lines are kept)',
-      body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description: 'one suppression a line' },
-      responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
-      handler: bulk('put'),
-    },
-    {
-      name: 'deleteSuppressions',
-      method: 'delete',
-      path: '/v1/suppressions',
-      auth: 'admin',
-      summary: 'Lift suppressions (NDJSON, streamed; accepted lines are kept)',
-      body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description: 'one suppression a line (reason ignored)' },
-      responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
-      handler: bulk('delete'),
-    },
+    bulk(
+      'put',
+      'putSuppressions',
+      'Suppress users, globally or for a topic (NDJSON, streamed; accepted lines are kept)',
+      'one suppression a line',
+    ),
+    bulk(
+      'delete',
+      'deleteSuppressions',
+      'Lift suppressions (NDJSON, streamed; accepted lines are kept)',
+      'one suppression a line (reason ignored)',
+    ),
     {
       name: 'listUserSuppressions',
       method: 'get',

@@ -155,6 +155,14 @@ function requireString(obj: Record<string, unknown>, key: string, field: string,
   return '';
 }
 
+/** A required positive integer id in a JSON body (0 after recording the field's error). */
+function requireId(obj: Record<string, unknown>, key: string, errors: FieldError[]): number {
+  const v = obj[key];
+  if (Number.isSafeInteger(v) && (v as number) >= 1) return v as number;
+  errors.push({ field: key, error: 'is required and must be a positive integer' });
+  return 0;
+}
+
 export function parseId(raw: unknown, field: string): number {
   const n = typeof raw === 'string' && /^[0-9]{1,15}$/.test(raw) ? Number(raw) : typeof raw === 'number' ? raw : NaN;
   if (!Number.isSafeInteger(n) || n < 1) throw HeraldError.invalid([{ field, error: 'must be a positive integer id' }]);
@@ -216,10 +224,7 @@ export function validateCreateCampaign(body: unknown): CreateCampaignInput {
   if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
   const errors: FieldError[] = [];
   const name = requireString(body, 'name', 'name', MAX_NAME, errors);
-  let audienceId = 0;
-  if (!Number.isSafeInteger(body.audience_id) || (body.audience_id as number) < 1) {
-    errors.push({ field: 'audience_id', error: 'is required and must be a positive integer' });
-  } else audienceId = body.audience_id as number;
+  const audienceId = requireId(body, 'audience_id', errors);
   const channel = validateChannel(body.channel, errors);
   let content: CampaignContent = { title: '', body: '' };
   if (!isObject(body.content)) errors.push({ field: 'content', error: 'is required and must be an object {title, body, data?}' });
@@ -314,10 +319,7 @@ export function validateCreateSegment(body: unknown): CreateSegmentInput {
   if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
   const errors: FieldError[] = [];
   const name = requireString(body, 'name', 'name', MAX_NAME, errors);
-  let audienceId = 0;
-  if (!Number.isSafeInteger(body.audience_id) || (body.audience_id as number) < 1) {
-    errors.push({ field: 'audience_id', error: 'is required and must be a positive integer' });
-  } else audienceId = body.audience_id as number;
+  const audienceId = requireId(body, 'audience_id', errors);
   let filter: FilterNode | null = null;
   if (body.filter === undefined || body.filter === null) errors.push({ field: 'filter', error: 'is required' });
   else filter = parseFilter(body.filter, 'filter', errors);
