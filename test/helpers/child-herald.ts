@@ -1,10 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Namespace } from './herald.js';
 
+export interface SpawnOptions {
+  /** the launcher to run; `bin/herald` of this checkout unless a test runs another copy (the compiled build's) */
+  bin?: string;
+}
+
 /** Starts `bin/herald serve` as a real OS process on the namespace; resolves once it logs that it listens. */
-export function spawnHerald(ns: Namespace, lines: string[], env: Record<string, string> = {}): Promise<ChildProcess> {
+export function spawnHerald(
+  ns: Namespace,
+  lines: string[],
+  env: Record<string, string> = {},
+  opts: SpawnOptions = {},
+): Promise<ChildProcess> {
   const c = ns.config;
-  const child = spawn('bin/herald', ['serve'], {
+  const child = spawn(opts.bin ?? 'bin/herald', ['serve'], {
     env: {
       ...process.env,
       DATABASE_URL: c.databaseUrl,
