@@ -18,6 +18,7 @@ import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
 import { channelCompresses, channelRendersAtSend, channelTracks } from '../domain/campaign-input.js';
 import { parseAttrs, renderRecipients, TemplateCache, type RenderedContent } from '../domain/template.js';
+import type { Semaphore } from '../domain/semaphore.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface ChunkSenderDeps {
@@ -67,6 +68,8 @@ export interface SendControl {
   /** whether this process still sends for the campaign, given what a step read from the status key (null: nothing) */
   goOn(stepStatus: CampaignStatus | null): boolean;
   sleep(ms: number): Promise<void>;
+  /** a slow channel's request permits for the campaign in this process; null: requests are not limited here */
+  requests: Semaphore | null;
 }
 
 export interface SendContext {
@@ -99,6 +102,12 @@ export interface SendOutcome {
 
 function stepStatus(reply: StepReply): CampaignStatus | null {
   return reply.hold === 'held' ? reply.status : null;
+}
+
+/** A sub-batch's outcomes by position: failures with their errors, and those withheld with why. */
+interface ScreenedResult {
+  failed: Map<number, string>;
+  withheld: Map<number, Withheld>;
 }
 
 export class ChunkSender {
@@ -168,14 +177,30 @@ export class ChunkSender {
         await check();
         if (state.phase !== 'sending') break;
       }
+      // A request permit, then the status again: a pause heard while waiting for it stops the chunk here,
+      // so what a pause lets through is what held a permit when it was heard.
+      const permits = channel.instant ? null : control.requests;
+      if (permits !== null) {
+        await permits.take(1);
+        if (!control.goOn(null)) {
+          permits.release(1);
+          state = chunkTransition(state, { type: 'halted' }, chunk.count);
+          break;
+        }
+      }
       const campaign = control.campaign();
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
-      const result = await this.sendScreened(channel, campaign, {
-        users,
-        n,
-        addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
-        attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
-      });
+      let result: ScreenedResult;
+      try {
+        result = await this.sendScreened(channel, campaign, {
+          users,
+          n,
+          addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
+          attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
+        });
+      } finally {
+        permits?.release(1);
+      }
       const atSec = Math.floor(Date.now() / 1000);
       checkedAt = Date.now();
       const reply = await protocol.step({
@@ -231,7 +256,7 @@ export class ChunkSender {
     channel: Channel,
     campaign: Campaign,
     part: { users: Buffer; n: number; addresses: Array<string | null> | null; attrs: Array<string | null> | null },
-  ): Promise<{ failed: Map<number, string>; withheld: Map<number, Withheld> }> {
+  ): Promise<ScreenedResult> {
     const { users, n, addresses } = part;
     const screen = this.deps.screen ?? null;
     const screened = screen !== null && screen.applies(campaign);
