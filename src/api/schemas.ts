@@ -94,6 +94,13 @@ export const CREATE_SEGMENT: JsonSchema = {
   properties: { name: nonEmpty(200), audience_id: positiveId, filter: FILTER },
 };
 
+export const UPDATE_SEGMENT: JsonSchema = {
+  type: 'object',
+  minProperties: 1,
+  additionalProperties: false,
+  properties: { name: nonEmpty(200), filter: FILTER },
+};
+
 export const CREATE_CAMPAIGN: JsonSchema = {
   type: 'object',
   required: ['name', 'audience_id', 'channel', 'content'],

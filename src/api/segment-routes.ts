@@ -1,13 +1,15 @@
 /**
- * Segments under /v1/segments: create one (a named filter over an audience), read it, and count the
- * recipients it selects, exactly. Campaigns take a segment by `segment_id` (campaign-routes.ts).
+ * Segments under /v1/segments: create one (a named filter over an audience), list, read, change and
+ * delete them, and count the recipients one selects, exactly. Campaigns take a segment by `segment_id`
+ * (campaign-routes.ts) and keep their own copy of its filter, so a change or a deletion later does not
+ * change what they send.
  */
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
-import { parseId, validateCreateSegment } from '../domain/campaign-input.js';
+import { parseId, validateCreateSegment, validateListSegments, validateUpdateSegment } from '../domain/campaign-input.js';
 import type { Segment, SegmentRepo } from '../store/segment-repo.js';
 import type { Route } from './route.js';
-import { CREATE_SEGMENT, ID_PARAM, jsonBody } from './schemas.js';
+import { beforeParam, CREATE_SEGMENT, ID_PARAM, jsonBody, limitParam, UPDATE_SEGMENT } from './schemas.js';
 import { segmentCountView, segmentView } from './views.js';
 
 export interface SegmentApiDeps {
@@ -30,12 +32,68 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
       auth: 'admin',
       summary: "Create a segment: a named filter over one audience's recipient attributes",
       body: jsonBody(CREATE_SEGMENT, 'the segment'),
-      responses: { 201: '{id, name, audience_id, filter, created_at}' },
+      responses: { 201: '{id, name, audience_id, filter, created_at, updated_at}' },
       handler: async (req) => {
         const s = await deps.segments.create(validateCreateSegment(await req.json()));
         // Counted at once in the background, so the first GET …/count usually finds the count stored.
         deps.segments.count(s.id).catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
         return { status: 201, body: segmentView(s) };
+      },
+    },
+    {
+      name: 'listSegments',
+      method: 'get',
+      path: '/v1/segments',
+      auth: 'admin',
+      summary: "Segments, newest first; one audience's with audience_id",
+      query: [
+        { name: 'audience_id', description: "only this audience's segments", schema: { type: 'integer', minimum: 1 } },
+        limitParam(50, 500),
+        beforeParam('segment'),
+      ],
+      responses: { 200: '{items: [{id, name, audience_id, filter, created_at, updated_at, last_count, last_count_max_id}], next_before}' },
+      handler: async (req) => {
+        const page = await deps.segments.list(validateListSegments(req.query));
+        return {
+          status: 200,
+          body: {
+            items: page.items.map((s) => ({ ...segmentView(s), last_count: s.counted, last_count_max_id: s.countedMaxId })),
+            next_before: page.nextBefore,
+          },
+        };
+      },
+    },
+    {
+      name: 'updateSegment',
+      method: 'patch',
+      path: '/v1/segments/:id',
+      auth: 'admin',
+      params: [ID_PARAM],
+      summary: 'Rename a segment or give it a new filter (campaigns already made from it keep theirs)',
+      body: jsonBody(UPDATE_SEGMENT, 'the fields to change'),
+      responses: { 200: '{id, name, audience_id, filter, created_at, updated_at}', 404: 'no such segment' },
+      handler: async (req) => {
+        const id = parseId(req.params[0], 'id');
+        const input = validateUpdateSegment(await req.json());
+        const s = await deps.segments.update(id, input);
+        if (s === null) throw new HeraldError('NOT_FOUND', `segment ${id} not found`);
+        if (input.filter !== undefined)
+          deps.segments.count(s.id).catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
+        return { status: 200, body: segmentView(s) };
+      },
+    },
+    {
+      name: 'deleteSegment',
+      method: 'delete',
+      path: '/v1/segments/:id',
+      auth: 'admin',
+      params: [ID_PARAM],
+      summary: 'Delete a segment: gone for the API and for new campaigns; campaigns made from it keep their filter',
+      responses: { 204: 'deleted', 404: 'no such segment' },
+      handler: async (req) => {
+        const id = parseId(req.params[0], 'id');
+        if (!(await deps.segments.delete(id))) throw new HeraldError('NOT_FOUND', `segment ${id} not found`);
+        return { status: 204 };
       },
     },
     {
@@ -45,7 +103,7 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
       auth: 'admin',
       params: [ID_PARAM],
       summary: 'A segment',
-      responses: { 200: '{id, name, audience_id, filter, created_at}', 404: 'no such segment' },
+      responses: { 200: '{id, name, audience_id, filter, created_at, updated_at}', 404: 'no such segment' },
       handler: async (req) => ({ status: 200, body: segmentView(await requireSegment(req.params[0])) }),
     },
     {

@@ -46,7 +46,14 @@ export function campaignView(c: Campaign, counts?: CampaignCounts, overshoot = 0
 }
 
 export function segmentView(s: Segment): Record<string, unknown> {
-  return { id: s.id, name: s.name, audience_id: s.audienceId, filter: filterJson(s.filter), created_at: s.createdAt.toISOString() };
+  return {
+    id: s.id,
+    name: s.name,
+    audience_id: s.audienceId,
+    filter: filterJson(s.filter),
+    created_at: s.createdAt.toISOString(),
+    updated_at: s.updatedAt === null ? null : s.updatedAt.toISOString(),
+  };
 }
 
 export function segmentCountView(s: Segment, n: SegmentCount): Record<string, unknown> {

@@ -86,6 +86,18 @@ export interface CreateSegmentInput {
   filter: FilterNode;
 }
 
+/** PATCH /v1/segments/:id: a new name, a new filter, or both (the audience stays). */
+export interface UpdateSegmentInput {
+  name?: string;
+  filter?: FilterNode;
+}
+
+export interface ListSegmentsQuery {
+  audienceId: number | null;
+  limit: number;
+  before: number | null;
+}
+
 export interface UpdateCampaignInput {
   rateLimit?: number | null;
   /** a new start time (the campaign becomes `scheduled`), or null (back to `draft`); before it starts only */
@@ -325,6 +337,51 @@ export function validateCreateSegment(body: unknown): CreateSegmentInput {
   else filter = parseFilter(body.filter, 'filter', errors);
   if (errors.length > 0 || filter === null) throw HeraldError.invalid(errors);
   return { name, audienceId, filter };
+}
+
+export function validateUpdateSegment(body: unknown): UpdateSegmentInput {
+  if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
+  const errors: FieldError[] = [];
+  const out: UpdateSegmentInput = {};
+  for (const key of Object.keys(body)) {
+    if (key !== 'name' && key !== 'filter') errors.push({ field: key, error: 'cannot be changed (changeable: name, filter)' });
+  }
+  if ('name' in body) out.name = requireString(body, 'name', 'name', MAX_NAME, errors);
+  if ('filter' in body) {
+    if (body.filter === null) errors.push({ field: 'filter', error: 'must be a filter (a segment always has one)' });
+    else {
+      const f = parseFilter(body.filter, 'filter', errors);
+      if (f !== null) out.filter = f;
+    }
+  }
+  if (errors.length === 0 && Object.keys(out).length === 0) errors.push({ field: 'body', error: 'names nothing to change' });
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return out;
+}
+
+export function validateListSegments(query: URLSearchParams): ListSegmentsQuery {
+  const errors: FieldError[] = [];
+  const positive = (key: string): number | null => {
+    const raw = query.get(key);
+    if (raw === null || raw === '') return null;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 1) {
+      errors.push({ field: key, error: 'must be a positive integer' });
+      return null;
+    }
+    return n;
+  };
+  const audienceId = positive('audience_id');
+  const before = positive('before');
+  let limit = 50;
+  const limitRaw = query.get('limit');
+  if (limitRaw !== null && limitRaw !== '') {
+    const n = Number(limitRaw);
+    if (!Number.isInteger(n) || n < 1 || n > 500) errors.push({ field: 'limit', error: 'must be an integer from 1 to 500' });
+    else limit = n;
+  }
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return { audienceId, limit, before };
 }
 
 export function validateListCampaigns(query: URLSearchParams): ListCampaignsQuery {

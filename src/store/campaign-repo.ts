@@ -120,9 +120,10 @@ export class CampaignRepo {
       let filter = input.filter === null ? null : JSON.stringify(filterJson(input.filter));
       if (input.segmentId !== null) {
         // The campaign keeps its own copy of the segment's filter: what it plans never changes after.
-        const s = await this.db.query<{ audience_id: number; filter: unknown }>('SELECT audience_id, filter FROM segments WHERE id = $1', [
-          input.segmentId,
-        ]);
+        const s = await this.db.query<{ audience_id: number; filter: unknown }>(
+          'SELECT audience_id, filter FROM segments WHERE id = $1 AND deleted_at IS NULL',
+          [input.segmentId],
+        );
         const seg = s.rows[0];
         if (seg === undefined) throw HeraldError.invalid([{ field: 'segment_id', error: 'no such segment' }]);
         if (seg.audience_id !== input.audienceId)

@@ -5,7 +5,7 @@
  * up to that id never changes, and a later count adds only those above it.
  */
 import { HeraldError } from '../errors.js';
-import type { CreateSegmentInput } from '../domain/campaign-input.js';
+import type { CreateSegmentInput, ListSegmentsQuery, UpdateSegmentInput } from '../domain/campaign-input.js';
 import { filterJson, storedFilter, type FilterNode } from '../domain/segment-filter.js';
 import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
@@ -16,6 +16,8 @@ export interface Segment {
   audienceId: number;
   filter: FilterNode;
   createdAt: Date;
+  /** when its name or filter last changed; null if never */
+  updatedAt: Date | null;
 }
 
 export interface SegmentCount {
@@ -32,9 +34,13 @@ interface SegmentRow {
   audience_id: number;
   filter: unknown;
   created_at: Date;
+  updated_at: Date | null;
   counted_max_id: number | null;
   counted: number | null;
+  version: number;
 }
+
+const COLUMNS = 'id, name, audience_id, filter, created_at, updated_at, counted_max_id, counted, version';
 
 const toSegment = (r: SegmentRow): Segment => ({
   id: r.id,
@@ -42,6 +48,7 @@ const toSegment = (r: SegmentRow): Segment => ({
   audienceId: r.audience_id,
   filter: storedFilter(r.filter, `segment ${r.id}`),
   createdAt: r.created_at,
+  updatedAt: r.updated_at,
 });
 
 export class SegmentRepo {
@@ -52,7 +59,7 @@ export class SegmentRepo {
     try {
       const r = await this.db.query<SegmentRow>(
         `INSERT INTO segments (name, audience_id, filter) SELECT $1, a.id, $3 FROM audiences a WHERE a.id = $2
-         RETURNING id, name, audience_id, filter, created_at, counted_max_id, counted`,
+         RETURNING ${COLUMNS}`,
         [input.name, input.audienceId, JSON.stringify(filterJson(input.filter))],
       );
       row = r.rows[0];
@@ -66,6 +73,61 @@ export class SegmentRepo {
   async get(id: number): Promise<Segment | null> {
     const row = await this.row(id);
     return row === null ? null : toSegment(row);
+  }
+
+  /**
+   * A new name and/or filter. A new filter clears the kept count (the next count starts from nothing) and
+   * raises the version, so a count still running on the old filter stores nothing. Null: no such segment.
+   */
+  async update(id: number, input: UpdateSegmentInput): Promise<Segment | null> {
+    const filter = input.filter === undefined ? null : JSON.stringify(filterJson(input.filter));
+    try {
+      const r = await this.db.query<SegmentRow>(
+        `UPDATE segments SET name = coalesce($2, name), updated_at = now(),
+           filter = coalesce($3::jsonb, filter),
+           counted = CASE WHEN $3::jsonb IS NULL OR $3::jsonb = filter THEN counted END,
+           counted_max_id = CASE WHEN $3::jsonb IS NULL OR $3::jsonb = filter THEN counted_max_id END,
+           version = version + CASE WHEN $3::jsonb IS NULL OR $3::jsonb = filter THEN 0 ELSE 1 END
+         WHERE id = $1 AND deleted_at IS NULL
+         RETURNING ${COLUMNS}`,
+        [id, input.name ?? null, filter],
+      );
+      const row = r.rows[0];
+      return row === undefined ? null : toSegment(row);
+    } catch (err) {
+      throw wrapPgError(err, 'update segment');
+    }
+  }
+
+  /** Deletes a segment for the API (campaigns made from it keep their filter); false: no such segment. */
+  async delete(id: number): Promise<boolean> {
+    try {
+      const r = await this.db.query('UPDATE segments SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL', [id]);
+      return (r.rowCount ?? 0) > 0;
+    } catch (err) {
+      throw wrapPgError(err, 'delete segment');
+    }
+  }
+
+  /** Live segments, newest first (of one audience when asked), a keyset page by id. */
+  async list(
+    q: ListSegmentsQuery,
+  ): Promise<{ items: Array<Segment & { counted: number | null; countedMaxId: number | null }>; nextBefore: number | null }> {
+    try {
+      const r = await this.db.query<SegmentRow>(
+        `SELECT ${COLUMNS} FROM segments
+         WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR audience_id = $1) AND ($2::bigint IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3`,
+        [q.audienceId, q.before, q.limit + 1],
+      );
+      const rows = r.rows.slice(0, q.limit);
+      return {
+        items: rows.map((row) => ({ ...toSegment(row), counted: row.counted, countedMaxId: row.counted_max_id })),
+        nextBefore: r.rows.length > q.limit ? rows[rows.length - 1]!.id : null,
+      };
+    } catch (err) {
+      throw wrapPgError(err, 'list segments');
+    }
   }
 
   /** The exact number of the audience's recipients the segment's filter selects now; 404 for an unknown id. */
@@ -93,8 +155,9 @@ export class SegmentRepo {
     const count = (row.counted ?? 0) + added;
     try {
       await this.db.query(
-        `UPDATE segments SET counted = $2, counted_max_id = $3 WHERE id = $1 AND (counted_max_id IS NULL OR counted_max_id < $3)`,
-        [id, count, top],
+        `UPDATE segments SET counted = $2, counted_max_id = $3
+         WHERE id = $1 AND version = $4 AND (counted_max_id IS NULL OR counted_max_id < $3)`,
+        [id, count, top, row.version],
       );
     } catch (err) {
       throw wrapPgError(err, 'store segment count');
@@ -113,10 +176,7 @@ export class SegmentRepo {
 
   private async row(id: number): Promise<SegmentRow | null> {
     try {
-      const r = await this.db.query<SegmentRow>(
-        'SELECT id, name, audience_id, filter, created_at, counted_max_id, counted FROM segments WHERE id = $1',
-        [id],
-      );
+      const r = await this.db.query<SegmentRow>(`SELECT ${COLUMNS} FROM segments WHERE id = $1 AND deleted_at IS NULL`, [id]);
       return r.rows[0] ?? null;
     } catch (err) {
       throw wrapPgError(err, 'get segment');

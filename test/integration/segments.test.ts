@@ -126,6 +126,67 @@ describe('segments', () => {
     expect(noAudience.body.field).toBe('audience_id');
   });
 
+  it('lists, renames, refilters and deletes segments; a campaign made before keeps its filter', async () => {
+    const { api } = ctx;
+    const first = (await api.call('POST', '/v1/segments', { name: 'de', audience_id: audienceId, filter: { attr: 'country', eq: 'DE' } }))
+      .body;
+    const second = (await api.call('POST', '/v1/segments', { name: 'pro', audience_id: audienceId, filter: { attr: 'plan', eq: 'pro' } }))
+      .body;
+    const listed = await api.call('GET', `/v1/segments?audience_id=${audienceId}&limit=1`);
+    expect(listed.status).toBe(200);
+    expect(listed.body.items.map((s: any) => s.id)).toEqual([second.id]);
+    const rest = await api.call('GET', `/v1/segments?audience_id=${audienceId}&limit=500&before=${listed.body.next_before}`);
+    expect(rest.body.items.map((s: any) => s.id)).toContain(first.id);
+    expect((await api.call('GET', '/v1/segments?limit=0')).body.field).toBe('limit');
+    expect((await api.call('GET', '/v1/segments?audience_id=x')).body.field).toBe('audience_id');
+
+    const de = (await api.call('GET', `/v1/segments/${first.id}/count`)).body.count;
+    expect(de).toBe(expectedUsers({ attr: 'country', eq: 'DE' }, N + 1000).length);
+    // A campaign made now keeps DE whatever the segment becomes.
+    const campaignId = await api.nullCampaign(audienceId, { segment_id: first.id });
+
+    const renamed = await api.call('PATCH', `/v1/segments/${first.id}`, { name: 'germany' });
+    expect(renamed.status).toBe(200);
+    expect(renamed.body).toMatchObject({ name: 'germany', filter: { attr: 'country', eq: 'DE' } });
+    expect(renamed.body.updated_at).not.toBeNull();
+    expect((await api.call('GET', `/v1/segments/${first.id}/count`)).body).toMatchObject({ count: de, cached: true });
+
+    const at = { attr: 'country', eq: 'AT' };
+    const refiltered = await api.call('PATCH', `/v1/segments/${first.id}`, { filter: at });
+    expect(refiltered.body.filter).toEqual(at);
+    // The kept count was the old filter's: the next count is the new filter's, exactly.
+    const atCount = await api.call('GET', `/v1/segments/${first.id}/count`);
+    expect(atCount.body.count).toBe(expectedUsers(at, N + 1000).length);
+
+    const bad = await api.call('PATCH', `/v1/segments/${first.id}`, { filter: { attr: 'country', in: [] }, audience_id: 2 });
+    expect(bad.status).toBe(400);
+    expect(bad.body.field).toBe('audience_id');
+    expect((await api.call('PATCH', `/v1/segments/${first.id}`, {})).body.field).toBe('body');
+    expect((await api.call('PATCH', `/v1/segments/${first.id}`, { filter: null })).body.field).toBe('filter');
+
+    expect((await api.call('DELETE', `/v1/segments/${first.id}`)).status).toBe(204);
+    expect((await api.call('DELETE', `/v1/segments/${first.id}`)).status).toBe(404);
+    expect((await api.call('GET', `/v1/segments/${first.id}`)).status).toBe(404);
+    expect((await api.call('PATCH', `/v1/segments/${first.id}`, { name: 'x' })).status).toBe(404);
+    const after = await api.call('GET', `/v1/segments?audience_id=${audienceId}&limit=500`);
+    expect(after.body.items.map((s: any) => s.id)).not.toContain(first.id);
+    const refused = await api.call('POST', '/v1/campaigns', {
+      name: 'from a deleted segment',
+      audience_id: audienceId,
+      segment_id: first.id,
+      channel: { type: 'null' },
+      content: { title: 't', body: 'b' },
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body.field).toBe('segment_id');
+
+    // The campaign made from it still sends to DE.
+    await api.call('POST', `/v1/campaigns/${campaignId}/start`);
+    const done = await api.waitForStatus(campaignId, ['completed']);
+    expect(done.total).toBe(de);
+    expect(await sentUsers(campaignId)).toEqual(expectedUsers({ attr: 'country', eq: 'DE' }, N + 1000).sort());
+  });
+
   it('sends a campaign to exactly its segment; total is the segment size', async () => {
     const { api } = ctx;
     const seg = await api.call('POST', '/v1/segments', { name: 'dach pro 2', audience_id: audienceId, filter: ISSUE_FILTER });
