@@ -93,7 +93,9 @@ async function connect() {
   const el = $('conn');
   try {
     const { token } = await api('POST', '/v1/ws/token');
-    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws?token=${encodeURIComponent(token)}`);
+    const ws = new WebSocket(
+      `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws?token=${encodeURIComponent(token)}`,
+    );
     conn.ws = ws;
     ws.onopen = () => {
       conn.backoff = 500;
@@ -116,7 +118,11 @@ function retry() {
   el.className = 'conn down';
   conn.ws = null;
   socket.send = () => undefined;
-  if (state.key === null) return;
+  // Signed out: the next key's start() connects again.
+  if (state.key === null) {
+    conn.started = false;
+    return;
+  }
   setTimeout(connect, conn.backoff);
   conn.backoff = Math.min(conn.backoff * 2, 5000);
 }

@@ -209,7 +209,11 @@ $('up-form').addEventListener('submit', (ev) => {
     try {
       const r = await api('GET', `/v1/audiences/${audienceId}/imports?limit=1`);
       const j = r.imports[0];
-      if (upload && upload.jobId === null && j && Date.parse(j.started_at) >= started - 2000 && j.status === 'receiving') showJob(j);
+      if (upload && upload.jobId === null && j && Date.parse(j.started_at) >= started - 2000 && j.status === 'receiving') {
+        if (!upload.seen) loadImports(true);
+        upload.seen = true;
+        showJob(j);
+      }
     } catch {
       // the answer to the upload says it all in the end
     }
@@ -222,6 +226,7 @@ $('up-form').addEventListener('submit', (ev) => {
       body = { error: xhr.responseText.slice(0, 200) };
     }
     if (xhr.status === 401) state.onUnauthorized();
+    $('up-progress').dataset.answer = String(xhr.status);
     if (xhr.status === 200) {
       showJob({ ...body, id: body.import_id });
       return;

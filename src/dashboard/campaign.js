@@ -2,7 +2,7 @@
 // socket while sending, the history from GET /v1/campaigns/:id/stats otherwise), the preview, the
 // failures with their retry, one recipient's story and the audit trail.
 import { $, TERMINAL, announce, api, fmt, fmtTime, h, pct, showError, state } from './core.js';
-import { drawChart } from './charts.js';
+import { barDomain, drawChart } from './charts.js';
 import { previewPanel } from './preview.js';
 
 let current = null; // campaign id shown
@@ -19,6 +19,7 @@ const LIVE_MAX = 600;
 export function leaveCampaign() {
   current = null;
   clearTimeout(historyTimer);
+  clearTimeout(failuresTimer);
 }
 
 /** Entering #/c/:id. */
@@ -27,6 +28,7 @@ export function showCampaign(id) {
   live = [];
   history = null;
   clearTimeout(historyTimer);
+  clearTimeout(failuresTimer);
   $('d-error').textContent = '';
   $('rate-status').textContent = '';
   $('pv-results').replaceChildren();
@@ -40,7 +42,7 @@ export function showCampaign(id) {
       if (current !== id) return;
       const known = state.campaigns.get(id);
       // A frame newer than this answer keeps its counts.
-      state.campaigns.set(id, Object.assign({}, v, known && (known.sent || 0) > (v.sent || 0) ? known : {}, { status: (known && known.status) || v.status }));
+      state.campaigns.set(id, Object.assign({}, v, known && (known.sent || 0) > (v.sent || 0) ? known : {}, { status: v.status }));
       $('d-rate-input').value = v.rate_limit ?? '';
       render();
       if (v.status !== 'sending') loadHistory(id);
@@ -70,6 +72,16 @@ export function onCampaignFrame(prev, c) {
   if (was !== c.status) {
     announce(`Campaign ${c.id} is ${c.status}.`);
     if (TERMINAL.includes(c.status) || c.status === 'paused') loadAudit(true);
+    // Frames carry counts, not times: the finished time and the rest come from the campaign itself.
+    if (TERMINAL.includes(c.status))
+      api('GET', `/v1/campaigns/${c.id}`).then(
+        (v) => {
+          const known = state.campaigns.get(v.id);
+          if (known) Object.assign(known, { finished_at: v.finished_at, started_at: v.started_at });
+          render();
+        },
+        () => undefined,
+      );
     if (c.status === 'completed') {
       loadFailures(true);
       // The history takes the events' last flush into ClickHouse: read it a moment later.
@@ -93,7 +105,8 @@ async function loadHistory(id, tries = 0) {
     history = stats;
     const c = state.campaigns.get(id);
     // A finished campaign whose last events are still on their way: read again shortly.
-    if (c && stats.totals.delivered > stats.series.reduce((n, p) => n + p.delivered, 0) && tries < 5) scheduleHistory(id, 1000 * (tries + 1));
+    if (c && stats.totals.delivered > stats.series.reduce((n, p) => n + p.delivered, 0) && tries < 5)
+      scheduleHistory(id, 1000 * (tries + 1));
     else if (c && c.status === 'completed' && stats.series.length === 0 && tries < 5) scheduleHistory(id, 1000 * (tries + 1));
     render();
   } catch (err) {
@@ -126,13 +139,16 @@ function render() {
   if (c.started_at) meta.push(`started ${fmtTime(c.started_at)}`);
   if (c.finished_at) meta.push(`finished ${fmtTime(c.finished_at)}`);
   $('d-meta').textContent = meta.join(' · ');
-  for (const k of ['delivered', 'failed', 'skipped', 'suppressed', 'capped', 'pending', 'aborted', 'read']) $(`d-${k}`).textContent = fmt(c[k]);
+  for (const k of ['delivered', 'failed', 'skipped', 'suppressed', 'capped', 'pending', 'aborted', 'read'])
+    $(`d-${k}`).textContent = fmt(c[k]);
   $('d-readers').textContent = fmt(c.unique_readers);
   $('b-start').disabled = !['draft', 'scheduled'].includes(c.status);
   $('b-pause').disabled = c.status !== 'sending';
   $('b-resume').disabled = c.status !== 'paused';
   $('b-cancel').disabled = !['draft', 'scheduled', 'sending', 'paused'].includes(c.status);
   $('fl-retry').disabled = !(c.status === 'completed' && c.failed > 0);
+  // The rate limit changes until the campaign ends (PATCH answers 409 after).
+  for (const el of $('rate-form').querySelectorAll('input, button')) el.disabled = TERMINAL.includes(c.status);
   renderCharts(c);
 }
 
@@ -177,12 +193,19 @@ function renderCharts(c) {
     reads += p.read;
     return { t: p.t + bucket, v: delivered === 0 ? 0 : Math.min(1, reads / delivered) };
   });
-  if (cumulative.length) cumulative.unshift({ t: series[0].t, v: series[0].delivered ? Math.min(1, series[0].read / series[0].delivered) : 0 });
+  if (cumulative.length)
+    cumulative.unshift({ t: series[0].t, v: series[0].delivered ? Math.min(1, series[0].read / series[0].delivered) : 0 });
+  // Both charts on one time axis: the bars' span.
+  const domain = barDomain(
+    series.map((p) => ({ t: p.t })),
+    bucket,
+  );
   const none = c.status === 'draft' || c.status === 'scheduled' ? 'not started yet' : 'no events recorded';
   drawChart($('c-rate'), {
     points: series.map((p) => ({ t: p.t, v: p.delivered })),
     kind: 'bars',
     bucketMs: bucket,
+    domain,
     yFormat: (v) => fmt(v),
     yTitle: `per ${unit}`,
     empty: stats ? none : 'loading…',
@@ -191,6 +214,7 @@ function renderCharts(c) {
   });
   drawChart($('c-read'), {
     points: cumulative,
+    domain,
     yMax: 1,
     yFormat: (v) => `${Math.round(v * 100)}%`,
     yTitle: 'read',
@@ -257,9 +281,11 @@ $('rate-form').addEventListener('submit', async (ev) => {
 });
 
 // Failures, a page at a time, and the retry round.
-async function loadFailures(reset) {
+let failuresTimer = null;
+async function loadFailures(reset, tries = 0) {
   const id = current;
   if (reset) failuresAfter = null;
+  clearTimeout(failuresTimer);
   try {
     const q = `limit=50${failuresAfter ? `&after=${encodeURIComponent(failuresAfter)}` : ''}`;
     const r = await api('GET', `/v1/campaigns/${id}/failures?${q}`);
@@ -269,7 +295,11 @@ async function loadFailures(reset) {
       h(
         'tr',
         { dataset: { user: f.user_id } },
-        h('td', {}, h('button', { type: 'button', class: 'link', title: 'look this recipient up', onclick: () => lookUp(f.user_id) }, f.user_id)),
+        h(
+          'td',
+          {},
+          h('button', { type: 'button', class: 'link', title: 'look this recipient up', onclick: () => lookUp(f.user_id) }, f.user_id),
+        ),
         h('td', {}, f.error || ''),
         h('td', {}, fmt(f.attempts)),
       ),
@@ -279,6 +309,10 @@ async function loadFailures(reset) {
     if (reset && rows.length === 0) $('fl-rows').append(h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No failures.')));
     failuresAfter = r.next_after;
     $('fl-more').hidden = r.next_after === null;
+    // Just finished: the list may be read before the last outcomes reach ClickHouse; read it again until it agrees with the count.
+    const c = state.campaigns.get(id);
+    if (reset && c && c.status === 'completed' && rows.length !== Math.min(50, c.failed || 0) && tries < 8)
+      failuresTimer = setTimeout(() => loadFailures(true, tries + 1), 750);
   } catch (err) {
     showError($('fl-error'), err, 'The failures list');
   }
@@ -339,7 +373,11 @@ $('rc-form').addEventListener('submit', async (ev) => {
           'table',
           {},
           h('caption', {}, 'Attempts'),
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'time'), h('th', { scope: 'col' }, 'outcome'), h('th', { scope: 'col' }, 'error'))),
+          h(
+            'thead',
+            {},
+            h('tr', {}, h('th', { scope: 'col' }, 'time'), h('th', { scope: 'col' }, 'outcome'), h('th', { scope: 'col' }, 'error')),
+          ),
           h(
             'tbody',
             {},

@@ -3,6 +3,7 @@
 // labels keep their size on a phone.
 
 const NS = 'http://www.w3.org/2000/svg';
+const MIN_BUCKETS = 8;
 
 function s(tag, attrs, text) {
   const el = document.createElementNS(NS, tag);
@@ -44,11 +45,21 @@ function clock(t, step, spanMs) {
   return spanMs > 86400000 ? `${pad(d.getDate())}/${pad(d.getMonth() + 1)} ${time}` : time;
 }
 
+/** The time span of bars: at least MIN_BUCKETS wide, the bars in the middle (one minute of sending is a bar, not the box). */
+export function barDomain(points, bucketMs) {
+  if (points.length === 0) return [Date.now() - MIN_BUCKETS * bucketMs, Date.now()];
+  const pad = Math.max(0, Math.ceil((MIN_BUCKETS - points.length) / 2)) * bucketMs;
+  return [points[0].t - pad, points[points.length - 1].t + bucketMs + pad];
+}
+
 /**
- * Draws into `svg`: `points` [{t (ms), v}], `kind` 'line' | 'bars' (`bucketMs` wide), `yMax` (fixed, else
+ * Draws into `svg`: `points` [{t (ms), v}], `kind` 'line' | 'bars' (`bucketMs` wide), `domain` [t0, t1] (else from the points), `yMax` (fixed, else
  * from the data), `yFormat` for tick labels, `yTitle`, and `empty` (the text shown before any data).
  */
-export function drawChart(svg, { points, kind = 'line', bucketMs = 60000, yMax, yFormat = (v) => String(v), yTitle, empty, color, label }) {
+export function drawChart(
+  svg,
+  { points, kind = 'line', bucketMs = 60000, domain, yMax, yFormat = (v) => String(v), yTitle, empty, color, label },
+) {
   const width = Math.max(260, Math.round(svg.parentElement.clientWidth || 720));
   const height = width < 500 ? 180 : 200;
   const m = { left: 52, right: 14, top: 12, bottom: 34 };
@@ -65,9 +76,11 @@ export function drawChart(svg, { points, kind = 'line', bucketMs = 60000, yMax, 
   const top = ticksY[ticksY.length - 1] || 1;
   const y = (v) => m.top + ph - (Math.min(v, top) / top) * ph;
 
-  let t0 = points.length ? points[0].t : Date.now() - 60000;
-  let t1 = points.length ? points[points.length - 1].t : Date.now();
-  if (kind === 'bars') t1 += bucketMs;
+  let [t0, t1] =
+    domain ||
+    (kind === 'bars'
+      ? barDomain(points, bucketMs)
+      : [points.length ? points[0].t : Date.now() - 60000, points.length ? points[points.length - 1].t : Date.now()]);
   if (t1 - t0 < 10000) {
     const mid = (t0 + t1) / 2;
     t0 = mid - 5000;
@@ -87,7 +100,9 @@ export function drawChart(svg, { points, kind = 'line', bucketMs = 60000, yMax, 
   const { ticks, step } = timeTicks(t0, t1, pw);
   for (const t of ticks) {
     axisX.append(s('line', { x1: x(t), x2: x(t), y1: m.top + ph, y2: m.top + ph + 4 }));
-    axisX.append(s('text', { x: x(t), y: m.top + ph + 16, 'text-anchor': 'middle', class: 'tick-time' }, clock(t, step, t1 - t0)));
+    // A label at either end is anchored inside the chart, not cut by its edge.
+    const anchor = x(t) > width - 30 ? 'end' : x(t) < 30 ? 'start' : 'middle';
+    axisX.append(s('text', { x: x(t), y: m.top + ph + 16, 'text-anchor': anchor, class: 'tick-time' }, clock(t, step, t1 - t0)));
   }
   if (yTitle) axisY.append(s('text', { x: m.left + 4, y: m.top + 10, class: 'axis-title' }, yTitle));
   axisX.append(s('text', { x: m.left + pw, y: height - 2, 'text-anchor': 'end', class: 'axis-title' }, 'local time'));

@@ -62,7 +62,10 @@ function clearErrors() {
 function showErrors(errors) {
   const box = $('create-errors');
   box.hidden = false;
-  box.replaceChildren(h('p', {}, 'The campaign was not created:'), h('ul', {}, ...errors.map((e) => h('li', {}, `${e.field}: ${e.error}`))));
+  box.replaceChildren(
+    h('p', {}, 'The campaign was not created:'),
+    h('ul', {}, ...errors.map((e) => h('li', {}, `${e.field}: ${e.error}`))),
+  );
   let first = null;
   for (const e of errors) {
     const el =
@@ -109,7 +112,8 @@ form.addEventListener('submit', async (ev) => {
       const replaced = draft;
       draft = { id: created.id, body: b, status: created.status };
       audiences.remember(b.audience_id);
-      if (replaced !== null && ['draft', 'scheduled'].includes(replaced.status)) await api('POST', `/v1/campaigns/${replaced.id}/cancel`).catch(() => undefined);
+      if (replaced !== null && ['draft', 'scheduled'].includes(replaced.status))
+        await api('POST', `/v1/campaigns/${replaced.id}/cancel`).catch(() => undefined);
       $('cp-note').textContent =
         `${created.status === 'scheduled' ? 'Scheduled' : 'Draft'} campaign #${created.id} created.` +
         (replaced ? ` It replaces #${replaced.id}, now cancelled.` : '') +

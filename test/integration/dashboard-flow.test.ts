@@ -12,6 +12,10 @@ const ARTIFACTS = '.herald/artifacts';
 // In CI the browser must be there (the test fails otherwise); elsewhere a machine without it skips.
 const run = existsSync(CHROMIUM) || process.env.CI === 'true' ? describe : describe.skip;
 
+// What the page.evaluate callbacks see in the browser (the project's TypeScript has no DOM library).
+declare const document: any, window: any, location: any, getComputedStyle: any;
+type Progress = { value: number; max: number };
+
 const N = 3_000;
 /** user `p<i>` with i % 7 == 0 fails its first delivery (the failures table, then the retry round). */
 const failsFirst = (user: string): boolean => Number(user.slice(1)) % 7 === 0;
@@ -39,7 +43,8 @@ async function expectNoHorizontalScroll(page: Page, what: string): Promise<void>
 const num = (s: string | null): number => Number((s ?? '').replace(/,/g, ''));
 
 run('the dashboard does the whole job in a real browser', () => {
-  const ctx = useHerald({ wsTickMs: 250, webhookBatchSize: 50, subBatchSize: 50 });
+  // Imports answer 202 at once, so the page follows the job after the upload (frames and GET /v1/imports/:id).
+  const ctx = useHerald({ wsTickMs: 250, webhookBatchSize: 50, subBatchSize: 50, importAnswerWaitMs: 0 });
   let browser: Browser;
   let sink: Server;
   let sinkUrl = '';
@@ -112,9 +117,9 @@ run('the dashboard does the whole job in a real browser', () => {
     // Part way: the bar has moved but not reached the file's size.
     const bar = page.locator('#up-bar');
     await expect
-      .poll(async () => bar.evaluate((el: HTMLProgressElement) => el.value / el.max), { timeout: 15_000, intervals: [50] })
+      .poll(async () => bar.evaluate((el: Progress) => el.value / el.max), { timeout: 15_000, interval: 50 })
       .toBeGreaterThan(0.1);
-    const part = await bar.evaluate((el: HTMLProgressElement) => ({ value: el.value, max: el.max }));
+    const part = await bar.evaluate((el: Progress) => ({ value: el.value, max: el.max }));
     expect(part.max).toBe(file.length);
     expect(part.value).toBeLessThan(file.length);
     expect(await page.locator('#up-bytes').textContent()).toMatch(/^Sent .* of 1\.\d MB \(\d+%\)/);
@@ -123,7 +128,9 @@ run('the dashboard does the whole job in a real browser', () => {
     // The end: the import's counts as the API has them.
     await page.locator('#up-counts').waitFor({ timeout: 60_000 });
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
-    expect(await bar.evaluate((el: HTMLProgressElement) => el.value)).toBe(file.length);
+    expect(await bar.evaluate((el: Progress) => el.value)).toBe(file.length);
+    expect(await page.locator('#up-progress').getAttribute('data-answer')).toBe('202');
+    expect(await page.locator('#up-progress').getAttribute('data-job')).toBe('completed');
     const { imports } = (await api.call('GET', `/v1/audiences/${audienceId}/imports`)).body;
     expect(imports).toHaveLength(1);
     const job = imports[0];
@@ -190,7 +197,11 @@ run('the dashboard does the whole job in a real browser', () => {
     await tabTo(page, '#cp-users');
     await page.keyboard.type('p7, p8');
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.locator('.preview-card').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.user))).toEqual(['p7', 'p8']);
+    await expect
+      .poll(() =>
+        page.locator('.preview-card').evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { user: string } }).dataset.user)),
+      )
+      .toEqual(['p7', 'p8']);
     await page.screenshot({ path: `${ARTIFACTS}/dashboard-create-preview-1280.png`, fullPage: true });
 
     // Start, pause, resume: each a button reached by Tab and pressed with Enter.
@@ -224,7 +235,9 @@ run('the dashboard does the whole job in a real browser', () => {
     // Reads for a tenth of the audience, through the callback API, before the retry round.
     const reads = Array.from({ length: N / 10 }, (_, i) => ({ campaign_id: campaignId, user_id: `p${i * 10 + 1}`, kind: 'read' }));
     expect((await api.call('POST', '/v1/events', { events: reads })).body.accepted).toBe(N / 10);
-    await expect.poll(async () => (await api.call('GET', `/v1/campaigns/${campaignId}`)).body.unique_readers, { timeout: 15_000 }).toBe(N / 10);
+    await expect
+      .poll(async () => (await api.call('GET', `/v1/campaigns/${campaignId}`)).body.unique_readers, { timeout: 15_000 })
+      .toBe(N / 10);
 
     // Retry the failed ones from the table's button; the campaign completes with none left.
     await tabTo(page, '#fl-retry');
@@ -314,7 +327,10 @@ run('the dashboard does the whole job in a real browser', () => {
         status_after: to,
         detail: { via: 'dashboard' },
       });
-      const body = before === null ? { items: [item(9, 'pause', 'sending', 'paused'), item(8, 'start', 'draft', 'sending')], next_before: 8 } : { items: [item(2, 'create', '', 'draft')], next_before: null };
+      const body =
+        before === null
+          ? { items: [item(9, 'pause', 'sending', 'paused'), item(8, 'start', 'draft', 'sending')], next_before: 8 }
+          : { items: [item(2, 'create', '', 'draft')], next_before: null };
       return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
     });
     await page.goto(`http://127.0.0.1:${ctx.herald.port}/#/c/${campaignId}`);
@@ -329,7 +345,9 @@ run('the dashboard does the whole job in a real browser', () => {
     await page.locator('#rc-user').fill('p14');
     await page.locator('#rc-user').press('Enter');
     await expect.poll(() => page.locator('#rc-result .rc-outcome').textContent()).toBe('delivered');
-    const attempts = await page.locator('#rc-result tbody tr').evaluateAll((rows) => rows.map((r) => [...r.children].map((c) => c.textContent)));
+    const attempts = await page
+      .locator('#rc-result tbody tr')
+      .evaluateAll((rows) => rows.map((r) => [...r.children].map((c) => c.textContent)));
     expect(attempts.map((r) => [r[1], r[2]])).toEqual([
       ['failed', 'mailbox full'],
       ['delivered', ''],
@@ -337,7 +355,11 @@ run('the dashboard does the whole job in a real browser', () => {
     // A recipient the campaign does not have: the route's own 404 is shown as it says.
     await page.unroute(/\/v1\/campaigns\/\d+\/recipients\/[^/]+$/);
     await page.route(/\/v1\/campaigns\/\d+\/recipients\/[^/]+$/, (route) =>
-      route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: 'nobody is not a recipient of this campaign', code: 'NOT_FOUND' }) }),
+      route.fulfill({
+        status: 404,
+        contentType: 'application/json',
+        body: JSON.stringify({ error: 'nobody is not a recipient of this campaign', code: 'NOT_FOUND' }),
+      }),
     );
     await page.locator('#rc-user').fill('nobody');
     await page.locator('#rc-user').press('Enter');
@@ -348,7 +370,31 @@ run('the dashboard does the whole job in a real browser', () => {
 
   it('is readable at 390 px wide: every view without horizontal scroll', async () => {
     expect(campaignId).toBeGreaterThan(0);
+    // A browser without the key asks for it first.
+    const fresh = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const login = await fresh.newPage();
+    login.on('pageerror', (e) => errors.push(e.message));
+    await login.goto(`http://127.0.0.1:${ctx.herald.port}/`);
+    await login.locator('#login:not([hidden])').waitFor();
+    await expectNoHorizontalScroll(login, 'login at 390');
+    await login.screenshot({ path: `${ARTIFACTS}/dashboard-login-390.png` });
+    await login.locator('#key').fill(API_KEY);
+    await login.locator('#key').press('Enter');
+    await login.locator(`tr[data-id="${campaignId}"]`).waitFor({ timeout: 10_000 });
+    await login.locator('#conn.live').waitFor({ timeout: 10_000 });
+    await fresh.close();
+
     const page = await openPage(390);
+    // A template the server cannot compile: its error is shown on the field.
+    await page.evaluate(() => (location.hash = '#/new'));
+    await page.locator('#f-name').fill('broken');
+    await page.locator('#f-audience').fill(String(audienceId));
+    await page.locator('#f-title').fill('Hi {% if %}');
+    await page.locator('#f-body').fill('b');
+    await page.locator('#f-submit').click();
+    await page.locator('#f-title[aria-invalid="true"]').waitFor({ timeout: 5_000 });
+    expect(await page.locator('#create-errors').textContent()).toContain('content.title');
+    await expectNoHorizontalScroll(page, 'form errors at 390');
     for (const [name, hash, ready] of [
       ['list', '#/', `tr[data-id="${campaignId}"]`],
       ['new', '#/new', '#f-name'],
