@@ -227,6 +227,7 @@ $('up-form').addEventListener('submit', (ev) => {
     }
     if (xhr.status === 401) state.onUnauthorized();
     $('up-progress').dataset.answer = String(xhr.status);
+    $('up-bytes').textContent = `Sent ${fmtBytes(file.size)} in ${((Date.now() - started) / 1000).toFixed(1)} s.`;
     if (xhr.status === 200) {
       showJob({ ...body, id: body.import_id });
       return;
