@@ -86,7 +86,7 @@ socket.onCampaign((f) => {
   state.campaigns.set(c.id, c);
   if (!known) loadList();
   renderRow(c);
-  onCampaignFrame(prev, c);
+  onCampaignFrame(prev, c, f);
 });
 
 async function connect() {

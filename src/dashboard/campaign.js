@@ -50,7 +50,6 @@ export function showCampaign(id) {
       if (v.status === 'draft' || v.status === 'scheduled') preview.run(id);
       else preview.set(id);
       loadFailures(true);
-      if (v.audience_id) $('a-new-campaign').href = `#/new?audience=${v.audience_id}`;
     },
     (err) => {
       $('d-title').textContent = `Campaign #${id}`;
@@ -61,11 +60,18 @@ export function showCampaign(id) {
   loadAudit(true);
 }
 
-/** A frame of the campaign shown (app.js sends them all here after updating the list). */
-export function onCampaignFrame(prev, c) {
+/**
+ * A change of a campaign: `prev` as it was, `c` as it is now, `frame` the socket's frame that changed it
+ * (app.js sends every frame here after updating the list), or null for an answer to a button.
+ */
+export function onCampaignFrame(prev, c, frame = null) {
   if (c.id !== current) return;
-  if (c.at) {
-    live.push({ t: Date.parse(c.at), rate: c.rate_per_s || 0, readRate: c.delivered ? c.unique_readers / c.delivered : 0 });
+  if (frame !== null && frame.at) {
+    live.push({
+      t: Date.parse(frame.at),
+      rate: frame.rate_per_s || 0,
+      readRate: frame.delivered ? frame.unique_readers / frame.delivered : 0,
+    });
     if (live.length > LIVE_MAX) live.shift();
   }
   const was = prev && prev.status;
@@ -91,9 +97,9 @@ export function onCampaignFrame(prev, c) {
   render();
 }
 
-function scheduleHistory(id, ms) {
+function scheduleHistory(id, ms, tries = 0) {
   clearTimeout(historyTimer);
-  historyTimer = setTimeout(() => loadHistory(id), ms);
+  historyTimer = setTimeout(() => loadHistory(id, tries), ms);
 }
 
 async function loadHistory(id, tries = 0) {
@@ -105,9 +111,8 @@ async function loadHistory(id, tries = 0) {
     history = stats;
     const c = state.campaigns.get(id);
     // A finished campaign whose last events are still on their way: read again shortly.
-    if (c && stats.totals.delivered > stats.series.reduce((n, p) => n + p.delivered, 0) && tries < 5)
-      scheduleHistory(id, 1000 * (tries + 1));
-    else if (c && c.status === 'completed' && stats.series.length === 0 && tries < 5) scheduleHistory(id, 1000 * (tries + 1));
+    const behind = stats.totals.delivered > stats.series.reduce((n, p) => n + p.delivered, 0);
+    if (c && TERMINAL.includes(c.status) && behind && tries < 5) scheduleHistory(id, 1000 * (tries + 1), tries + 1);
     render();
   } catch (err) {
     if (current === id) $('chart-mode').textContent = `(history unavailable: ${err.message})`;
