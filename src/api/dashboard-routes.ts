@@ -1,14 +1,23 @@
 /**
- * The dashboard (src/dashboard): three static files, read once at start and served from memory with
- * their content types. No CDN and no build step: the page is plain HTML, CSS and JavaScript.
+ * The dashboard (src/dashboard): static files, read once at start and served from memory with their
+ * content types. No CDN and no build step: the page is plain HTML, CSS and JavaScript modules, which the
+ * browser loads as they are (app.js imports the others).
  */
 import { readFileSync } from 'node:fs';
 import type { Route } from './route.js';
 
+const SCRIPT = 'text/javascript; charset=utf-8';
+
 const FILES: Array<[name: string, path: string, file: string, type: string]> = [
   ['dashboardPage', '/', 'index.html', 'text/html; charset=utf-8'],
-  ['dashboardScript', '/dashboard/app.js', 'app.js', 'text/javascript; charset=utf-8'],
   ['dashboardStyles', '/dashboard/app.css', 'app.css', 'text/css; charset=utf-8'],
+  ['dashboardScript', '/dashboard/app.js', 'app.js', SCRIPT],
+  ['dashboardCore', '/dashboard/core.js', 'core.js', SCRIPT],
+  ['dashboardCharts', '/dashboard/charts.js', 'charts.js', SCRIPT],
+  ['dashboardPreview', '/dashboard/preview.js', 'preview.js', SCRIPT],
+  ['dashboardCreate', '/dashboard/create.js', 'create.js', SCRIPT],
+  ['dashboardCampaign', '/dashboard/campaign.js', 'campaign.js', SCRIPT],
+  ['dashboardAudiences', '/dashboard/audiences.js', 'audiences.js', SCRIPT],
 ];
 
 export function dashboardRoutes(): Route[] {
@@ -18,7 +27,7 @@ export function dashboardRoutes(): Route[] {
       name,
       method: 'get',
       path,
-      // The page itself holds no data: it asks for the admin key (or takes ?key=) and calls the API with it.
+      // The page itself holds no data: it asks for an API key (or takes ?key=) and calls the API with it.
       auth: 'public',
       summary: `The dashboard's ${file}`,
       responses: { 200: file },
