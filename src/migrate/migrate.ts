@@ -51,8 +51,10 @@ export async function ensurePostgresDatabase(databaseUrl: string): Promise<void>
       try {
         await client.query(`CREATE DATABASE "${db.replace(/"/g, '""')}"`);
       } catch (err) {
-        // 42P04: created meanwhile by another process
-        if ((err as { code?: string }).code !== '42P04') throw err;
+        // Created meanwhile by another process: 42P04 when it had committed, 23505 (pg_database's unique
+        // name index) when both CREATE DATABASE statements ran at once.
+        const code = (err as { code?: string }).code;
+        if (code !== '42P04' && code !== '23505') throw err;
       }
     }
   } finally {

@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
+import { loadMigrations, migratePostgres } from '../../src/migrate/migrate.js';
 import { Api, apiFor, createNamespace, eventCounts, startTestHerald, type Namespace } from '../helpers/herald.js';
 import { listenLocal } from '../helpers/local-http.js';
 import { PGBOUNCER, sessionLeftovers, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.js';
@@ -184,6 +185,26 @@ describe.skipIf(!existsSync(PGBOUNCER))('Herald through pgbouncer in transaction
     expect((await user.call('POST', `/v1/users/ib7/inbox/${id}/read`)).status).toBe(204);
     const after = await new Api(a2.base, token).call('GET', '/v1/users/ib7/inbox');
     expect(after.body.messages).toEqual([expect.objectContaining({ campaign_id: id, read: true })]);
+  });
+
+  it('migrates a fresh database from two processes at once through it, each migration once', async () => {
+    const url = new URL(ns.config.databaseUrl);
+    url.pathname = `/${database}_m`;
+    try {
+      const [x, y] = await Promise.all([migratePostgres(url.toString()), migratePostgres(url.toString())]);
+      const files = (await loadMigrations('postgres')).map((m) => `postgres/${m.name}`);
+      expect([...x, ...y].sort()).toEqual(files.sort());
+      const c = new pg.Client({ connectionString: url.toString() });
+      await c.connect();
+      const n = (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM herald_migrations')).rows[0]!.n;
+      await c.end();
+      expect(n).toBe(files.length);
+    } finally {
+      const admin = new pg.Client({ connectionString: ns.config.databaseUrl.replace(`:${bouncer.port}/`, ':5432/') });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS "${database}_m" WITH (FORCE)`);
+      await admin.end();
+    }
   });
 
   it('leaves nothing on the shared server connections: no session state, locks, statements, cursors or temp tables', async () => {
