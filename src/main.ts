@@ -40,6 +40,7 @@ import { ImportRepo } from './store/import-repo.js';
 import { ImportJobs } from './import/import-jobs.js';
 import { MAX_KEPT_REJECTED } from './domain/import-job.js';
 import { RecipientReader } from './store/recipient-reader.js';
+import { ReadReplica } from './store/read-replica.js';
 import { ClickHouse } from './clickhouse/client.js';
 import { Keys } from './stream/keys.js';
 import { ChunkProtocol } from './stream/chunk-protocol.js';
@@ -81,6 +82,8 @@ export interface Herald {
   config: Readonly<Config>;
   port: number;
   db: Db;
+  /** where audience pages and counts run, and how many ran on each side (store/read-replica.ts) */
+  reads: ReadReplica;
   redis: Redis;
   /** every Redis script and key (stream/redis-gateway.ts) */
   gateway: RedisGateway;
@@ -117,15 +120,19 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   // Imports hold connections for as long as a body streams in or a merge runs (two each at times): a
   // pool of their own, so uploads never starve the dispatcher and the API.
   const importDb = createDb(cfg.databaseUrl, cfg.importDbPoolSize);
+  // The planner's audience pages and the segment and plan counts: on the replica when one is set, once it
+  // holds the rows they must see (store/read-replica.ts).
+  const readDb = cfg.databaseReadUrl === '' ? null : createDb(cfg.databaseReadUrl, dbPoolSize(cfg));
+  const reads = new ReadReplica(db, readDb, { waitMs: cfg.readReplicaWaitMs });
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
   const keys = new Keys(cfg.redisPrefix);
   const gateway = new RedisGateway(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
   const protocol = new ChunkProtocol(gateway);
-  const campaigns = new CampaignRepo(db);
+  const campaigns = new CampaignRepo(db, reads);
   const audiences = new AudienceRepo(db);
-  const reader = new RecipientReader(db);
+  const reader = new RecipientReader(db, reads);
   const sink = new EventSink(clickhouseInserter(ch), {
     flushRows: cfg.sinkFlushRows,
     flushMs: cfg.sinkFlushMs,
@@ -293,7 +300,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         defaultChunkSize: cfg.chunkSize,
         audiences,
         campaigns,
-        segments: new SegmentRepo(db),
+        segments: new SegmentRepo(db, reads),
         retries: new RetryRepo(db),
         progress,
         publishStatus: async (id, status, version) => {
@@ -319,6 +326,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     config: cfg,
     port: api?.port ?? 0,
     db,
+    reads,
     redis,
     gateway,
     ch,
@@ -340,6 +348,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         redis.disconnect();
         await ch.close();
         await db.end();
+        await readDb?.end();
         await withTimeout(importDb.end(), IMPORT_POOL_END_MS).catch(() => undefined);
       })();
       return stopping;

@@ -19,6 +19,20 @@ export const SCHEMA = {
     protocols: ['postgres:', 'postgresql:'],
     doc: 'PostgreSQL; the database is created if missing',
   }),
+  databaseReadUrl: url({
+    env: 'DATABASE_READ_URL',
+    default: '',
+    protocols: ['postgres:', 'postgresql:'],
+    defaultDoc: '— (every read on `DATABASE_URL`)',
+    doc: "a PostgreSQL read replica of `DATABASE_URL`: the planner's audience pages and the segment and plan counts run there once it holds their rows (see `HERALD_READ_REPLICA_WAIT_MS`); everything else runs on `DATABASE_URL` (a pool of `HERALD_DB_POOL_SIZE` connections to each)",
+  }),
+  readReplicaWaitMs: int({
+    env: 'HERALD_READ_REPLICA_WAIT_MS',
+    default: 10_000,
+    min: 0,
+    max: HOUR_MS,
+    doc: 'how long a read waits for a lagging `DATABASE_READ_URL` to hold the recipients it must see (those committed when the plan or count began) before it runs on `DATABASE_URL`',
+  }),
   redisUrl: url({ env: 'REDIS_URL', default: 'redis://127.0.0.1:6379', protocols: ['redis:', 'rediss:'], doc: 'Redis 7' }),
   clickhouseUrl: url({
     env: 'CLICKHOUSE_URL',

@@ -51,8 +51,10 @@ export async function ensurePostgresDatabase(databaseUrl: string): Promise<void>
       try {
         await client.query(`CREATE DATABASE "${db.replace(/"/g, '""')}"`);
       } catch (err) {
-        // 42P04: created meanwhile by another process
-        if ((err as { code?: string }).code !== '42P04') throw err;
+        // Created meanwhile by another process: 42P04 when it had committed, 23505 (pg_database's unique
+        // name index) when both CREATE DATABASE statements ran at once.
+        const code = (err as { code?: string }).code;
+        if (code !== '42P04' && code !== '23505') throw err;
       }
     }
   } finally {
@@ -65,27 +67,46 @@ export async function migratePostgres(databaseUrl: string): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   const applied: string[] = [];
+  // Each step is one transaction holding the migration lock (a transaction-level one: through pgbouncer in
+  // transaction mode, the statements of a session may run on different server connections, and a session
+  // lock would stay behind on whichever took it). The applied set is read under the lock, so a migration a
+  // process starting at the same time applied meanwhile is not applied twice.
+  const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [PG_MIGRATION_LOCK]);
+      const out = await fn();
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  };
+  const appliedNames = async (): Promise<Set<string>> =>
+    new Set((await client.query<{ name: string }>('SELECT name FROM herald_migrations')).rows.map((r) => r.name));
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [PG_MIGRATION_LOCK]);
-    await client.query(
-      'CREATE TABLE IF NOT EXISTS herald_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
-    );
-    const done = new Set((await client.query<{ name: string }>('SELECT name FROM herald_migrations')).rows.map((r) => r.name));
+    const done = await locked(async () => {
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS herald_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      return appliedNames();
+    });
     for (const m of await loadMigrations('postgres')) {
       if (done.has(m.name)) continue;
-      await client.query('BEGIN');
-      try {
-        await client.query(m.sql);
+      const ran = await locked(async () => {
+        if ((await appliedNames()).has(m.name)) return false;
+        try {
+          await client.query(m.sql);
+        } catch (err) {
+          throw new Error(`migration postgres/${m.name} failed: ${(err as Error).message}`, { cause: err });
+        }
         await client.query('INSERT INTO herald_migrations (name) VALUES ($1)', [m.name]);
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK');
-        throw new Error(`migration postgres/${m.name} failed: ${(err as Error).message}`, { cause: err });
-      }
-      applied.push(`postgres/${m.name}`);
+        return true;
+      });
+      if (ran) applied.push(`postgres/${m.name}`);
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [PG_MIGRATION_LOCK]).catch(() => undefined);
     await client.end();
   }
   return applied;

@@ -16,6 +16,7 @@ import type { Priority } from '../domain/consent-input.js';
 import { filterJson, storedFilter } from '../domain/segment-filter.js';
 import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
+import { ReadReplica } from './read-replica.js';
 
 export interface Campaign {
   id: number;
@@ -113,7 +114,15 @@ const RETURNING_CAMPAIGN = Object.entries(COLUMNS)
   .join(', ');
 
 export class CampaignRepo {
-  constructor(private readonly db: Db) {}
+  private readonly reads: ReadReplica;
+
+  /** `reads`: where plan counts run (a replica's, or the primary `db` when not given) */
+  constructor(
+    private readonly db: Db,
+    reads?: ReadReplica,
+  ) {
+    this.reads = reads ?? new ReadReplica(db);
+  }
 
   async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
     try {
@@ -347,11 +356,15 @@ export class CampaignRepo {
       if (row === undefined) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
       const f = row.filter === null ? null : compileFilter(storedFilter(row.filter, `campaign ${id}`), { values: 'bind', firstParam: 4 });
       const from = row.counted_max_id ?? 0;
-      const n = await this.db.query<{ n: number }>(
-        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3${f === null ? '' : ` AND ${f.sql}`}`,
-        [row.audience_id, from, row.plan_max_id ?? 0, ...(f?.params ?? [])],
-      );
-      const total = Number(row.counted ?? 0) + Number(n.rows[0]?.n ?? 0);
+      // Bounded by plan_max_id, so a replica that holds it answers exactly (read-replica.ts).
+      const n = await this.reads.rows(row.audience_id, row.plan_max_id ?? 0, 'count plan', async (client) => {
+        const r = await client.query<{ n: number }>(
+          `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3${f === null ? '' : ` AND ${f.sql}`}`,
+          [row.audience_id, from, row.plan_max_id ?? 0, ...(f?.params ?? [])],
+        );
+        return Number(r.rows[0]?.n ?? 0);
+      });
+      const total = Number(row.counted ?? 0) + n;
       await this.db.query('UPDATE campaigns SET total = $2 WHERE id = $1', [id, total]);
       return total;
     } catch (err) {

@@ -396,11 +396,21 @@ export class ImportRepo {
       throw wrapPgError(err, 'connect for an index build');
     }
     try {
-      // Only the merge's own transaction ever holds the staging table: a wait this long is a bug, which
-      // then fails the merge (the job is resumed) instead of hanging it.
-      await client.query(`SET client_connection_check_interval = '1s'; SET lock_timeout = '60s'`);
-      for (const sql of sqls) await client.query(sql);
-      await client.query('RESET lock_timeout');
+      for (const sql of sqls) {
+        // Settings of the transaction alone (SET LOCAL): through pgbouncer in transaction mode the
+        // connection's next transaction may run on another server connection, and a session setting
+        // would stay behind on this one for whichever client gets it next.
+        // Only the merge's own transaction ever holds the staging table: a wait this long is a bug, which
+        // then fails the merge (the job is resumed) instead of hanging it.
+        try {
+          await client.query(`BEGIN; ${CHECK_CLIENT}; SET LOCAL lock_timeout = '60s'`);
+          await client.query(sql);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      }
     } catch (err) {
       throw wrapPgError(err, 'build an index');
     } finally {

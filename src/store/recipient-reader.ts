@@ -9,6 +9,7 @@ import type { RecipientPage } from '../domain/chunk.js';
 import { CopyFormatError, RecipientRowDecoder } from './copy-binary.js';
 import { HeraldError } from '../errors.js';
 import { wrapPgError, type Db } from './db.js';
+import { ReadReplica } from './read-replica.js';
 import { ATTR_NAME, type FilterNode } from '../domain/segment-filter.js';
 import { compileFilter, sqlLiteral } from '../domain/segment-sql.js';
 
@@ -72,45 +73,38 @@ export function pageSql(q: PageQuery): string {
 }
 
 export class RecipientReader {
-  constructor(private readonly db: Db) {}
+  private readonly reads: ReadReplica;
+
+  /** `reads`: where pages are read (a replica's, or the primary `db` when not given) */
+  constructor(
+    private readonly db: Db,
+    reads?: ReadReplica,
+  ) {
+    this.reads = reads ?? new ReadReplica(db);
+  }
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
   async page(q: PageQuery): Promise<RecipientPage> {
     const sql = pageSql(q);
     const { limit, withAddress } = q;
     const segmentBy = q.segmentBy ?? null;
-    let client;
-    try {
-      client = await this.db.connect();
-    } catch (err) {
-      throw wrapPgError(err, 'connect for page');
-    }
     // A filtered page tests the filter on every row of its range, and its cost estimate (the whole range)
     // passes jit_above_cost, but the JIT-compiled page runs slower (bench/README.md, Segments). So it runs
-    // in a transaction of its own with JIT off (SET LOCAL: the pooled connection keeps its settings).
+    // with JIT off for its transaction alone (SET LOCAL: the connection, pooled here or by pgbouncer in
+    // transaction mode, keeps its settings for the next one).
     const filtered = q.filter !== undefined && q.filter !== null;
-    let open = false;
-    try {
-      if (filtered) {
-        await client.query('BEGIN; SET LOCAL jit = off');
-        open = true;
-      }
+    return this.reads.rows(q.audienceId, q.maxId, 'read audience page', async (client) => {
+      if (filtered) await client.query('SET LOCAL jit = off');
       const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit, (q.attrs ?? null) !== null));
       void client.query(copy as never);
-      const page = await copy.done;
-      if (open) {
-        await client.query('COMMIT');
-        open = false;
+      try {
+        return await copy.done;
+      } catch (err) {
+        // rows PostgreSQL sent but the decoder refused: not a connection problem
+        if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
+        throw err;
       }
-      return page;
-    } catch (err) {
-      if (open) await client.query('ROLLBACK').catch(() => undefined);
-      // rows PostgreSQL sent but the decoder refused: not a connection problem
-      if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
-      throw wrapPgError(err, 'read audience page');
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** How many recipients, and the highest id, the audience has now. */

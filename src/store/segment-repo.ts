@@ -9,6 +9,7 @@ import type { CreateSegmentInput, ListSegmentsQuery, UpdateSegmentInput } from '
 import { filterJson, storedFilter, type FilterNode } from '../domain/segment-filter.js';
 import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
+import { ReadReplica } from './read-replica.js';
 
 export interface Segment {
   id: number;
@@ -52,7 +53,15 @@ const toSegment = (r: SegmentRow): Segment => ({
 });
 
 export class SegmentRepo {
-  constructor(private readonly db: Db) {}
+  private readonly reads: ReadReplica;
+
+  /** `reads`: where counts run (a replica's, or the primary `db` when not given) */
+  constructor(
+    private readonly db: Db,
+    reads?: ReadReplica,
+  ) {
+    this.reads = reads ?? new ReadReplica(db);
+  }
 
   async create(input: CreateSegmentInput): Promise<Segment> {
     let row: SegmentRow | undefined;
@@ -140,18 +149,16 @@ export class SegmentRepo {
       return { count: row.counted ?? 0, maxId: row.counted_max_id, cached: true };
     const from = row.counted_max_id ?? 0;
     const f = compileFilter(filter, { values: 'bind', firstParam: 4 });
-    let added: number;
-    try {
-      // Bounded by the highest id read before: every recipient up to it is committed (an import in
-      // progress adds only ids above it, and imports into one audience take turns), so this is exact.
-      const r = await this.db.query<{ n: number }>(
+    // Bounded by the highest id read before, on the primary: every recipient up to it is committed (an
+    // import in progress adds only ids above it, and imports into one audience take turns), so this is
+    // exact, on a replica too once it holds that id (read-replica.ts).
+    const added = await this.reads.rows(row.audience_id, top, 'count segment', async (client) => {
+      const r = await client.query<{ n: number }>(
         `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3 AND ${f.sql}`,
         [row.audience_id, from, top, ...f.params],
       );
-      added = Number(r.rows[0]?.n ?? 0);
-    } catch (err) {
-      throw wrapPgError(err, 'count segment');
-    }
+      return Number(r.rows[0]?.n ?? 0);
+    });
     const count = (row.counted ?? 0) + added;
     try {
       await this.db.query(

@@ -19,10 +19,17 @@ export interface Namespace {
   drop(): Promise<void>;
 }
 
-export async function createNamespace(overrides: Partial<Config> = {}): Promise<Namespace> {
+/**
+ * `route`: the namespace's database URL as Herald reaches it (through a pgbouncer, say); the database is
+ * created and migrated that way too. Dropped directly.
+ */
+export async function createNamespace(
+  overrides: Partial<Config> = {},
+  route: (databaseUrl: string) => string = (u) => u,
+): Promise<Namespace> {
   const services = inject('services');
   const name = `herald_t_${randomBytes(5).toString('hex')}`;
-  const dbUrl = new URL(services.databaseUrl);
+  const dbUrl = new URL(route(services.databaseUrl));
   dbUrl.pathname = `/${name}`;
   const config = loadConfig(
     { HERALD_LOG_LEVEL: process.env.HERALD_TEST_LOG ?? 'silent' },

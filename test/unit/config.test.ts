@@ -22,6 +22,7 @@ describe('config schema: defaults', () => {
   it('keeps every default users rely on', () => {
     expect(loadConfig({})).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
+      databaseReadUrl: '',
       redisUrl: 'redis://127.0.0.1:6379',
       clickhouseUrl: 'http://127.0.0.1:8123',
       clickhouseDb: 'herald',
@@ -40,6 +41,7 @@ describe('config schema: defaults', () => {
       leaseMs: 10_000,
       livenessTtlMs: 3_000,
       readCount: 16,
+      readReplicaWaitMs: 10_000,
       subBatchSize: 100,
       planAheadChunks: 1200,
       planPageRows: 100_000,
