@@ -1,8 +1,10 @@
 /**
- * Validation of previews (`POST /v1/campaigns/:id/preview {user_ids?, sample?}`) and test sends
- * (`POST /v1/campaigns/:id/test {user_ids}`). Pure: parsed JSON in, a typed command or every field error out.
+ * Validation of previews (`POST /v1/campaigns/:id/preview {user_ids?, sample?}`, and `POST /v1/previews` of
+ * a campaign not saved) and test sends (`POST /v1/campaigns/:id/test {user_ids}`). Pure: parsed JSON in, a
+ * typed command or every field error out.
  */
 import { HeraldError, type FieldError } from '../errors.js';
+import { validateCreateCampaign, type CreateCampaignInput } from './campaign-input.js';
 import { MAX_USER_ID } from './event-input.js';
 
 /** Recipients per preview or test send: a person reads the answer, and a test must stay a test. */
@@ -54,4 +56,17 @@ export function validateTestSend(body: unknown): string[] {
   const ids = userIds(body.user_ids, errors);
   if (errors.length > 0) throw HeraldError.invalid(errors);
   return ids;
+}
+
+/**
+ * `POST /v1/previews`: a campaign that is not saved (the fields of `POST /v1/campaigns`; `name` and
+ * `channel` may be left out) and whom to render it for. Templates that do not parse are the same 400s as at
+ * creation, so a form previewing as it is typed shows the errors creation would give.
+ */
+export function validateDraftPreview(body: unknown): { campaign: CreateCampaignInput; choice: RecipientChoice } {
+  if (!isObject(body)) throw HeraldError.invalid([{ field: 'body', error: 'must be a JSON object' }]);
+  const { user_ids, sample, ...fields } = body;
+  const campaign = validateCreateCampaign({ name: 'preview', channel: { type: 'null' }, ...fields });
+  const choice = validatePreview({ user_ids, sample });
+  return { campaign, choice };
 }

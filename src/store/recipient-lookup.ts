@@ -2,6 +2,8 @@
  * A few recipients of an audience with what templates read (address, attributes), for previews and test
  * sends: by user id through the (audience_id, user_id) index, or the first ones in id order.
  */
+import type { FilterNode } from '../domain/segment-filter.js';
+import { compileFilter } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
 
 export interface RecipientRow {
@@ -30,13 +32,17 @@ export class RecipientLookup {
     }
   }
 
-  /** The audience's first `n` recipients in id order (the order a campaign sends in). */
-  async first(audienceId: number, n: number): Promise<RecipientRow[]> {
+  /**
+   * The audience's first `n` recipients in id order (the order a campaign sends in); with a filter (the
+   * campaign's segment), the first `n` it selects, so a preview shows whom the campaign would reach.
+   */
+  async first(audienceId: number, n: number, filter: FilterNode | null = null): Promise<RecipientRow[]> {
+    const f = filter === null ? null : compileFilter(filter, { values: 'bind', firstParam: 3 });
     try {
-      const r = await this.db.query<RecipientRow>(`SELECT ${COLUMNS} FROM recipients WHERE audience_id = $1 ORDER BY id LIMIT $2`, [
-        audienceId,
-        n,
-      ]);
+      const r = await this.db.query<RecipientRow>(
+        `SELECT ${COLUMNS} FROM recipients WHERE audience_id = $1${f === null ? '' : ` AND ${f.sql}`} ORDER BY id LIMIT $2`,
+        [audienceId, n, ...(f?.params ?? [])],
+      );
       return r.rows;
     } catch (err) {
       throw wrapPgError(err, 'sample recipients');

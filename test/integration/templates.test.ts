@@ -174,6 +174,46 @@ describe('templates', () => {
     expect(await h.api.call('GET', `/v1/campaigns/${id}`)).toMatchObject({ body: { status: 'draft', delivered: 0, skipped: 0 } });
   });
 
+  it('previews a campaign not saved, and samples a segment campaign from its segment', async () => {
+    const aud = await audience(12, 'q');
+    const before = (await h.api.call('GET', '/v1/campaigns?limit=500')).body.campaigns.length;
+    const draft = await h.api.call('POST', '/v1/previews', {
+      audience_id: aud,
+      content,
+      variables: { promo: 'D' },
+      missing: 'skip',
+      sample: 3,
+    });
+    expect(draft).toMatchObject({
+      status: 200,
+      body: {
+        previews: [
+          { user_id: 'q1', title: 'Hi N1', body: 'N1 in C1 on FREE: D (preview)' },
+          { user_id: 'q2', title: 'Hi N2' },
+          { user_id: 'q3', skipped: 'missing recipient.attrs.first_name' },
+        ],
+      },
+    });
+    // The same 400 as creation, naming the field and the position; and nothing was created.
+    const bad = await h.api.call('POST', '/v1/previews', { audience_id: aud, content: { title: 'ok', body: 'Hi {{ recipient.user_id ' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.field).toBe('content.body');
+    expect((await h.api.call('POST', '/v1/previews', { content })).body.field).toBe('audience_id');
+    expect((await h.api.call('GET', '/v1/campaigns?limit=500')).body.campaigns.length).toBe(before);
+
+    // A segment (plan = pro: the even users): the sample is its first recipients, saved or not.
+    const seg = (await h.api.call('POST', '/v1/segments', { name: 'pro', audience_id: aud, filter: { attr: 'plan', eq: 'pro' } })).body.id;
+    const unsaved = await h.api.call('POST', '/v1/previews', { audience_id: aud, segment_id: seg, content, sample: 3 });
+    expect(unsaved.body.previews.map((p: { user_id: string }) => p.user_id)).toEqual(['q2', 'q4', 'q6']);
+    const id = await h.api.webhookCampaign(aud, url, { content, segment_id: seg });
+    const saved = await h.api.call('POST', `/v1/campaigns/${id}/preview`, { sample: 3 });
+    expect(saved.body.previews.map((p: { user_id: string }) => p.user_id)).toEqual(['q2', 'q4', 'q6']);
+    const inline = await h.api.call('POST', '/v1/previews', { audience_id: aud, filter: { attr: 'city', eq: 'C3' }, content, sample: 2 });
+    expect(inline.body.previews.map((p: { user_id: string }) => p.user_id)).toEqual(['q3', 'q7']);
+    const other = await audience(2, 'qo');
+    expect((await h.api.call('POST', '/v1/previews', { audience_id: other, segment_id: seg, content })).body.field).toBe('segment_id');
+  });
+
   it('test sends go to those recipients only, as test events no campaign count includes', async () => {
     const aud = await audience(20, 'x');
     const id = await h.api.webhookCampaign(aud, url, { name: 'Test', content, variables: { promo: 'P3' }, missing: 'skip' });
