@@ -42,13 +42,15 @@ function progressState(v: ImportView): Parameters<Progress['update']>[0] {
   const elapsedS = Math.max((Date.now() - v.startedMs) / 1000, 0.001);
   const sentRate = rate(v.sentBytes / elapsedS / 1024 / 1024, 'MB');
   const rowRate = rate(rows / elapsedS, 'rows');
+  // what is left of the body at the rate so far; none once it is all sent (the merge has no measure)
   const etaS = v.sentBytes >= v.fileBytes || v.sentBytes === 0 ? null : ((v.fileBytes - v.sentBytes) * elapsedS) / v.sentBytes;
+  const eta = phase === 'receiving' && v.sentBytes < v.fileBytes ? duration(etaS) : '-';
   return {
     value: v.sentBytes,
     total: v.fileBytes,
     phase,
-    payload: { sent: bytes(v.sentBytes), size: bytes(v.fileBytes), rows: count(rows), rowRate, sentRate, phase },
-    line: `import ${v.job?.id === undefined ? '' : `${String(v.job.id)} `}${phase}: ${bytes(v.sentBytes)}/${bytes(v.fileBytes)}, ${count(rows)} rows | ${sentRate}, ${rowRate} | ETA ${phase === 'receiving' ? duration(etaS) : '-'}`,
+    payload: { sent: bytes(v.sentBytes), size: bytes(v.fileBytes), rows: count(rows), rowRate, sentRate, phase, left: eta },
+    line: `import ${v.job?.id === undefined ? '' : `${String(v.job.id)} `}${phase}: ${bytes(v.sentBytes)}/${bytes(v.fileBytes)}, ${count(rows)} rows | ${sentRate}, ${rowRate} | ETA ${eta}`,
   };
 }
 
@@ -138,7 +140,7 @@ export function audienceCommands(program: Command): void {
         ? null
         : createProgress({
             out: process.stdout,
-            format: '{bar} {percentage}% | {sent}/{size} | {rows} rows | {sentRate} {rowRate} | ETA {eta_formatted} | {phase}',
+            format: '{bar} {percentage}% | {sent}/{size} | {rows} rows | {sentRate} {rowRate} | ETA {left} | {phase}',
             plainEveryMs: 1000,
           });
       let job: Obj;

@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 export interface ProgressState {
   value: number;
   total: number;
-  /** the bar's `{token}`s */
+  /** the bar's own `{token}`s (not cli-progress's: eta, duration, value, total, percentage, bar) */
   payload: Record<string, string | number>;
   /** the same state as one plain line */
   line: string;
@@ -24,7 +24,7 @@ export interface Progress {
 
 export interface ProgressOptions {
   out: Writable & { isTTY?: boolean };
-  /** the bar's layout, with cli-progress tokens (`{bar}`, `{percentage}`, `{eta_formatted}`) and the payload's */
+  /** the bar's layout, with cli-progress tokens (`{bar}`, `{percentage}`, `{value}`, `{total}`) and the payload's */
   format: string;
   /** plain output: at most one line this often, besides phase changes */
   plainEveryMs: number;
@@ -46,9 +46,6 @@ class Bar implements Progress {
         hideCursor: true,
         barsize: 30,
         fps: 10,
-        // the ETA follows the recent rate (about the last 20 updates), not the whole run's average
-        etaBuffer: 20,
-        etaAsynchronousUpdate: true,
         formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? Number(v).toLocaleString('en-US') : String(v)),
       },
       cliProgress.Presets.shades_classic,

@@ -30,7 +30,7 @@ export function frameProgress(f: Obj): ProgressState {
       failed: count(f.failed),
       read: count(f.read),
       rate: rate(num(f.rate_per_s), 'msg'),
-      eta: duration(f.eta_s as number | null),
+      left: duration(f.eta_s as number | null),
     },
     line: watchLine(f),
   };
@@ -83,7 +83,7 @@ export async function watchCampaign(ctx: Context, id: number): Promise<void> {
       : createProgress({
           out: ctx.out,
           format:
-            '{bar} {percentage}% | {value}/{total} | {status} | delivered {delivered} failed {failed} read {read} | {rate} | ETA {eta}',
+            '{bar} {percentage}% | {value}/{total} | {status} | delivered {delivered} failed {failed} read {read} | {rate} | ETA {left}',
           plainEveryMs: 1000,
         });
     try {

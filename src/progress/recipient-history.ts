@@ -16,11 +16,12 @@ export class RecipientHistory {
   constructor(private readonly ch: ClickHouse) {}
 
   async events(campaignId: number, userId: string): Promise<RecipientEventRow[]> {
-    const rows = await this.ch.rows<{ kind: string; at: string | number; error: string; batch: string }>(
-      `SELECT DISTINCT toString(kind) AS kind, toUInt32(at) AS at, error, toString(batch) AS batch FROM message_events
+    // Aliases unlike the column names, which 18.16 and the newer analyzer resolve alike.
+    const rows = await this.ch.rows<{ k: string; t: string | number; error: string; b: string }>(
+      `SELECT DISTINCT toString(kind) AS k, toUInt32(at) AS t, error, toString(batch) AS b FROM message_events
        WHERE campaign_id = ${uint(campaignId)} AND user_id = ${str(userId)}
-       ORDER BY kind = 'read', at LIMIT ${MAX_ROWS}`,
+       ORDER BY k = 'read', t LIMIT ${MAX_ROWS}`,
     );
-    return rows.map((r) => ({ kind: r.kind as EventKind, at: Number(r.at), error: r.error, batch: BigInt(r.batch) }));
+    return rows.map((r) => ({ kind: r.k as EventKind, at: Number(r.t), error: r.error, batch: BigInt(r.b) }));
   }
 }

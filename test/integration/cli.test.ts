@@ -42,17 +42,20 @@ describe('herald (the command line)', () => {
     expect(r.code, r.stderr).toBe(0);
     return JSON.parse(r.stdout);
   };
-  /** Runs `bin/herald args` in a pseudo-terminal: `script` gives it a tty and passes its exit code on. */
-  const inTerminal = (args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      const cmd = [HERALD, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-      const child = spawn('script', ['-qfec', cmd, '/dev/null'], { env: { ...env, TERM: 'xterm', COLUMNS: '160' } });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  /** Starts `bin/herald args` in a pseudo-terminal: `script` gives it a tty and passes its exit code on. */
+  const startInTerminal = (args: string[]): { output: () => string; done: Promise<Run> } => {
+    const cmd = [HERALD, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], { env: { ...env, TERM: 'xterm', COLUMNS: '160' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    return {
+      output: () => stdout,
+      done: new Promise((resolve) => child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))),
+    };
+  };
+  const inTerminal = (args: string[]): Promise<Run> => startInTerminal(args).done;
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'herald-cli-'));
@@ -164,6 +167,10 @@ describe('herald (the command line)', () => {
     expect(w.stdout).not.toMatch(/[\r\u001b]/);
     expect(w.stdout).toMatch(new RegExp(`^campaign ${c.id} (sending|completed): [0-9,]+/3,000`, 'm'));
     expect(w.stdout.trimEnd().split('\n').at(-1)).toBe(`campaign ${c.id} completed: 3,000 delivered, 0 failed, 0 read (of 3,000)`);
+    // --json: a frame a line, then the campaign; a finished campaign has no frames left to show.
+    const wj = await herald(['--json', 'campaign', 'watch', String(c.id)]);
+    expect(wj.code).toBe(0);
+    expect(JSON.parse(wj.stdout.trimEnd().split('\n').at(-1)!)).toMatchObject({ id: c.id, status: 'completed', delivered: 3000 });
     const final = await json(['campaign', 'show', String(c.id)]);
     expect(final).toMatchObject({ status: 'completed', total: 3000, delivered: 3000, failed: 0, pending: 0 });
 
@@ -219,9 +226,9 @@ describe('herald (the command line)', () => {
       '--audience',
       String(audience),
       '--rate-limit',
-      '100',
+      '20',
       '--chunk-size',
-      '50',
+      '20',
       '--title',
       't',
       '--body',
@@ -235,12 +242,19 @@ describe('herald (the command line)', () => {
     expect(again.stderr).toMatch(/409 .*\[campaign is paused\]/);
     expect((await json(['campaign', 'resume', String(c.id)])).status).toBe('sending');
 
-    const watching = inTerminal(['campaign', 'watch', String(c.id)]);
-    await new Promise((r) => setTimeout(r, 3500));
+    // Cancelled once the bar has shown some deliveries (600 recipients at 20/s take 30 s).
+    const watching = startInTerminal(['campaign', 'watch', String(c.id)]);
+    await eventually(
+      async () => watching.output(),
+      (out) => /\| sending \| delivered [1-9]/.test(out),
+      60_000,
+    );
     expect((await json(['campaign', 'cancel', String(c.id)])).status).toBe('cancelled');
-    const t = await watching;
+    const t = await watching.done;
     expect(t.code, t.stdout).toBe(4);
-    expect(t.stdout).toMatch(/[\u2588\u2591]{10,}.*\| sending \| delivered [0-9,]+ failed 0 read 0 \| [0-9.,]+ msg\/s \| ETA/);
+    expect(t.stdout).toMatch(
+      /[\u2588\u2591]{10,}.*\| sending \| delivered [0-9,]+ failed 0 read 0 \| [0-9.,]+ msg\/s \| ETA ([0-9]+s|[0-9]+m[0-9]+s|-)/,
+    );
     expect(t.stdout).toMatch(new RegExp(`campaign ${c.id} cancelled: [0-9,]+ delivered, 0 failed, [0-9,]+ aborted`));
     // Once the closer has written the aborted rows, a recipient never sent to is `aborted`.
     await eventually(
