@@ -138,7 +138,7 @@ export function audienceCommands(program: Command): void {
       const kind = importFileKind(file, opts.format);
       const progress = ctx.json
         ? null
-        : createProgress({
+        : await createProgress({
             out: process.stdout,
             format: '{bar} {percentage}% | {sent}/{size} | {rows} rows | {sentRate} {rowRate} | ETA {left} | {phase}',
             plainEveryMs: 1000,

@@ -4,7 +4,12 @@
  * or the API's own error body (`{error, code, field, fields}`) with its status.
  */
 import type { Readable } from 'node:stream';
-import { request, WebSocket } from 'undici';
+import type * as Undici from 'undici';
+import type { WebSocket } from 'undici';
+
+/** undici is loaded on the first call: `--help`, bad flags and the server commands never need it (~0.2 s). */
+let undici: Promise<typeof Undici> | null = null;
+const loadUndici = (): Promise<typeof Undici> => (undici ??= import('undici'));
 
 /** A failure the command line reports in one message and ends on with `exitCode`. */
 export class CliError extends Error {
@@ -87,6 +92,7 @@ export class HeraldClient {
     body: string | Readable | undefined,
     headers: Record<string, string>,
   ): Promise<{ status: number; body: unknown }> {
+    const { request } = await loadUndici();
     let res: Awaited<ReturnType<typeof request>>;
     try {
       res = await request(`${this.base}${path}`, {
@@ -112,7 +118,8 @@ export class HeraldClient {
   }
 
   /** Opens `GET /v1/ws?format=msgpack` with the key as a bearer header; resolves once it is open. */
-  openWs(): Promise<WebSocket> {
+  async openWs(): Promise<WebSocket> {
+    const { WebSocket } = await loadUndici();
     const url = `${this.base.replace(/^http/, 'ws')}/v1/ws?format=msgpack`;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { headers: this.headers() });

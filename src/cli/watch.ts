@@ -80,7 +80,7 @@ export async function watchCampaign(ctx: Context, id: number): Promise<void> {
   if (!TERMINAL.has(String(c.status))) {
     const progress = ctx.json
       ? null
-      : createProgress({
+      : await createProgress({
           out: ctx.out,
           format:
             '{bar} {percentage}% | {value}/{total} | {status} | delivered {delivered} failed {failed} read {read} | {rate} | ETA {left}',
