@@ -49,6 +49,24 @@ module.exports = {
       from: { path: '^src/ws/' },
       to: { path: '^src/api/' },
     },
+    {
+      name: 'cli-loads-server-lazily',
+      comment:
+        "the command line's client commands start without the server's code: src/cli imports main.ts, config and the stages only with import() (its server commands) or as types; ws/frame.ts's decoder and domain/ are pure",
+      severity: 'error',
+      from: { path: '^src/cli/' },
+      to: {
+        path: `^src/(main\\.ts|config\\.ts|config/|${STAGES.filter((s) => s !== 'ws').join('|')})`,
+        dependencyTypesNot: ['type-only', 'dynamic-import'],
+      },
+    },
+    {
+      name: 'cli-ws-frame-only',
+      comment: 'of the WebSocket stage, the command line uses only the frame codec (no uWS)',
+      severity: 'error',
+      from: { path: '^src/cli/' },
+      to: { path: '^src/ws/', pathNot: '^src/ws/frame\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
     crossStage({ path: STAGE, pathNot: excepted.map(exact) }),
     ...excepted.map((file) =>
       crossStage(

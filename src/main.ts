@@ -1,17 +1,13 @@
 /**
- * Composition root: the only place that constructs adapters and wires stages together.
- *   herald migrate   apply PostgreSQL and ClickHouse migrations
- *   herald serve     migrate, then run the HTTP API and the dispatcher in this process
- *   herald config    print every setting: variable, resolved value (secrets redacted), default, source
+ * Composition root: the only place that constructs adapters and wires stages together. The command line
+ * (src/cli/main.ts) calls `migrate` and `startHerald` for `herald migrate`, `serve` and `worker`.
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { dbPoolSize, loadConfig, readConfig, requireApiKeys, tokenSecret, type Config } from './config.js';
-import { configReport, formatConfigReport } from './config/report.js';
+import { dbPoolSize, requireApiKeys, tokenSecret, type Config } from './config.js';
 import {
   COMPLETION_CHECK_MS,
   eventsLandedMs,
@@ -31,7 +27,6 @@ import {
   SUPPRESSION_REBUILD_MISSES,
   TOPIC_CAP_TTL_MS,
 } from './config/timings.js';
-import { isHeraldError } from './errors.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
 import { CampaignRepo } from './store/campaign-repo.js';
@@ -70,11 +65,13 @@ import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { ownershipTrustMs } from './domain/liveness.js';
 import { healthChecks, withTimeout } from './health.js';
-import { startApi, type ApiServer } from './api/server.js';
+import { startApi, startHealthApi, type ApiServer } from './api/server.js';
 import { mountWebSocketApi, type WsSetup } from './ws/ws-api.js';
 import { LiveCounters } from './progress/live-counters.js';
 import { TemplateCache } from './domain/template.js';
 import { RecipientLookup } from './store/recipient-lookup.js';
+import { CampaignMembership } from './store/campaign-membership.js';
+import { RecipientHistory } from './progress/recipient-history.js';
 import { TestEventWriter } from './sink/test-event-writer.js';
 import { TestSender } from './actor/test-sender.js';
 
@@ -99,6 +96,12 @@ export interface Herald {
 }
 
 export interface StartOptions {
+  /**
+   * `worker`: the dispatcher only (`herald worker`); its server answers `/healthz` and nothing of the API,
+   * and it needs no API keys
+   * @default 'all'
+   */
+  role?: 'all' | 'worker';
   api?: boolean;
   dispatcher?: boolean;
   migrate?: boolean;
@@ -111,7 +114,9 @@ export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
   const log = opts.logger ?? pino({ level: cfg.logLevel });
-  if (opts.api !== false) requireApiKeys(cfg);
+  const worker = opts.role === 'worker';
+  const withApi = opts.api !== false && !worker;
+  if (withApi) requireApiKeys(cfg);
   if (opts.migrate !== false) {
     const applied = await migrate(cfg);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -231,7 +236,16 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let wsSubscriber: Redis | null = null;
   let imports: ImportJobs | null = null;
   let readSpool: ReadSpool | null = null;
-  if (opts.api !== false) {
+  if (worker) {
+    api = await startHealthApi({
+      host: cfg.host,
+      port: cfg.port,
+      health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
+      log,
+    });
+    log.info({ port: api.port }, 'Herald worker listening');
+  }
+  if (withApi) {
     const importRepo = new ImportRepo(importDb, MAX_KEPT_REJECTED);
     imports = new ImportJobs(importRepo, {
       answerWaitMs: cfg.importAnswerWaitMs,
@@ -310,6 +324,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         overshoot: (ids) => gateway.overshoot(ids),
         templates,
         recipients: new RecipientLookup(db),
+        membership: new CampaignMembership(db),
+        recipientEvents: new RecipientHistory(ch),
         testSends: new TestSender({ channels, templates, record: (events) => testEvents.record(events) }),
         suppressions: new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark)),
         consent,
@@ -354,65 +370,4 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       return stopping;
     },
   };
-}
-
-const USAGE = 'usage: herald serve | herald migrate | herald config [--json]';
-
-/** `herald config [--json]`: every setting as this environment resolves it; exit 1 naming every bad value. */
-function printConfig(args: readonly string[]): number {
-  const json = args.includes('--json');
-  const unknown = args.find((a) => a !== '--json');
-  if (unknown !== undefined) {
-    console.error(`herald config: unknown option "${unknown}"\n${USAGE}`);
-    return 2;
-  }
-  const reading = readConfig();
-  if (reading.errors.length > 0) {
-    console.error(['herald: invalid configuration', ...reading.errors.map((e) => `  ${e.field} ${e.error}`)].join('\n'));
-    return 1;
-  }
-  if (reading.config.apiKeys.length === 0) console.error('herald: HERALD_API_KEYS is not set; herald serve refuses to start without it');
-  const report = configReport(reading);
-  console.log(json ? JSON.stringify(report, null, 2) : formatConfigReport(report));
-  return 0;
-}
-
-async function cli(argv: string[]): Promise<void> {
-  const command = argv[0] ?? 'serve';
-  if (command === 'config') {
-    process.exitCode = printConfig(argv.slice(1));
-    return;
-  }
-  const cfg = loadConfig();
-  if (command === 'migrate') {
-    const applied = await migrate(cfg);
-    console.log(applied.length === 0 ? 'migrations: up to date' : `migrations applied: ${applied.join(', ')}`);
-    return;
-  }
-  if (command !== 'serve') {
-    console.error(`herald: unknown command "${command}"\n${USAGE}`);
-    process.exit(2);
-  }
-  const herald = await startHerald(cfg);
-  const shutdown = (signal: string): void => {
-    herald.log.info({ signal, graceMs: cfg.shutdownGraceMs }, 'shutting down');
-    // Chunks not finished by then stay pending in their stream and are reclaimed by another process.
-    setTimeout(() => {
-      herald.log.error('shutdown grace period over; exiting with work in hand');
-      process.exit(1);
-    }, cfg.shutdownGraceMs).unref();
-    herald.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  cli(process.argv.slice(2)).catch((err: unknown) => {
-    console.error(isHeraldError(err) ? `herald: ${err.message}` : err);
-    process.exit(1);
-  });
 }

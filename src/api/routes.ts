@@ -13,12 +13,14 @@ import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
 import { openApiRoute } from './openapi.js';
+import { recipientRoutes, type RecipientApiDeps } from './recipient-routes.js';
 import { segmentRoutes, type SegmentApiDeps } from './segment-routes.js';
 import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps {
+export interface ApiDeps
+  extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, RecipientApiDeps {
   apiKeys: readonly string[];
   maxBodyBytes: number;
   health(): Promise<Record<string, string>>;
@@ -35,6 +37,7 @@ const OPENAPI_INFO = {
 export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => null): Route[] {
   const routes: Route[] = [
     ...campaignRoutes(deps),
+    ...recipientRoutes(deps),
     ...templateRoutes(deps),
     ...segmentRoutes(deps),
     ...importRoutes(deps),
@@ -55,28 +58,33 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
     ...userRoutes(deps),
     ...consentRoutes(deps),
     ...dashboardRoutes(),
-    {
-      name: 'getHealth',
-      method: 'get',
-      path: '/healthz',
-      auth: 'public',
-      summary: 'Whether PostgreSQL, Redis and ClickHouse all answer',
-      responses: { 200: '{status: "ok", failing: [], checks}', 503: '{status: "unavailable", failing, checks}' },
-      ownErrorBodies: [503],
-      handler: async () => {
-        const checks = await deps.health();
-        const failing = Object.entries(checks)
-          .filter(([, v]) => v !== 'ok')
-          .map(([k]) => k);
-        return {
-          status: failing.length === 0 ? 200 : 503,
-          body: { status: failing.length === 0 ? 'ok' : 'unavailable', failing, checks },
-        };
-      },
-    },
+    healthRoute(() => deps.health()),
   ];
   routes.push(openApiRoute(routes, OPENAPI_INFO));
   return routes;
+}
+
+/** GET /healthz, public: served by every process, the dispatcher-only `herald worker` included. */
+export function healthRoute(health: () => Promise<Record<string, string>>): Route {
+  return {
+    name: 'getHealth',
+    method: 'get',
+    path: '/healthz',
+    auth: 'public',
+    summary: 'Whether PostgreSQL, Redis and ClickHouse all answer',
+    responses: { 200: '{status: "ok", failing: [], checks}', 503: '{status: "unavailable", failing, checks}' },
+    ownErrorBodies: [503],
+    handler: async () => {
+      const checks = await health();
+      const failing = Object.entries(checks)
+        .filter(([, v]) => v !== 'ok')
+        .map(([k]) => k);
+      return {
+        status: failing.length === 0 ? 200 : 503,
+        body: { status: failing.length === 0 ? 'ok' : 'unavailable', failing, checks },
+      };
+    },
+  };
 }
 
 export function registerRoutes(app: TemplatedApp, deps: ApiDeps, wsStats: () => WsStats | null = () => null): void {

@@ -2,7 +2,7 @@
  * Progress frames and client messages of the WebSocket API. Pure: the hub (progress-hub.ts) gathers the
  * campaign and its counts, this shapes them, encodes them once per format, and parses what clients send.
  */
-import { Packr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 
 export interface ProgressFrame {
   campaign_id: number;
@@ -52,6 +52,16 @@ const packr = new Packr({ useRecords: false });
 
 export function encodeFrame(frame: ProgressFrame | Record<string, unknown>, format: FrameFormat): string | Buffer {
   return format === 'json' ? JSON.stringify(frame) : packr.pack(frame);
+}
+
+const unpackr = new Unpackr({ useRecords: false });
+
+/** A frame as a client gets it (a JSON text or a msgpack binary message) back to its fields: for clients such as the CLI. */
+export function decodeFrame(data: string | ArrayBuffer | Uint8Array): Record<string, unknown> {
+  const v: unknown =
+    typeof data === 'string' ? JSON.parse(data) : unpackr.unpack(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('frame: not an object');
+  return v as Record<string, unknown>;
 }
 
 /** What a client watches: a campaign, every campaign (`*`), or an import job (`"import:<id>"`). */

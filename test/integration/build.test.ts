@@ -41,7 +41,7 @@ describe('the compiled build with production dependencies only', () => {
   it('has no dev dependency installed and runs dist/', () => {
     expect(existsSync(path.join(dir, 'node_modules/tsx'))).toBe(false);
     expect(existsSync(path.join(dir, 'node_modules/typescript'))).toBe(false);
-    expect(existsSync(path.join(dir, 'dist/main.js'))).toBe(true);
+    expect(existsSync(path.join(dir, 'dist/cli/main.js'))).toBe(true);
     for (const asset of ['dashboard/index.html', 'stream/lua/chunk-step-8.lua', 'sink/spool-worker-boot.mjs']) {
       expect(existsSync(path.join(dir, 'dist', asset)), asset).toBe(true);
     }
@@ -63,7 +63,7 @@ describe('the compiled build with production dependencies only', () => {
     child = await spawnHerald(ns, lines, { HERALD_RUN: '' }, { bin: path.join(dir, 'bin/herald') });
     // The process runs the compiled entry point, not tsx.
     const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
-    expect(cmdline.some((a) => a.endsWith('dist/main.js'))).toBe(true);
+    expect(cmdline.some((a) => a.endsWith('dist/cli/main.js'))).toBe(true);
     expect(cmdline).not.toContain('tsx');
     const port = Number(/"port":(\d+)/.exec(lines.find((l) => l.includes('Herald API listening'))!)![1]);
     const api = new Api(`http://127.0.0.1:${port}`);
