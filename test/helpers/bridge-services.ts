@@ -7,7 +7,7 @@
  * initdb cluster of the machine's PostgreSQL 15 (or whichever `pg_ctl` the system has), durability off.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, chownSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { TestNet } from './netns.js';
@@ -71,16 +71,17 @@ async function startRedis(netw: TestNet): Promise<() => void> {
   return () => p.kill('SIGKILL');
 }
 
-function clickhouseBin(): string {
+/** The machine's clickhouse-server binary (18.16's has no --version: the file is looked for), or null. */
+function clickhouseBin(): string | null {
   for (const c of ['/usr/sbin/clickhouse-server', '/usr/bin/clickhouse-server']) {
     try {
-      execFileSync(c, ['--version'], { stdio: 'ignore' });
+      accessSync(c, constants.X_OK);
       return c;
     } catch {
       // next
     }
   }
-  return 'clickhouse-server';
+  return null;
 }
 
 async function startClickHouse(netw: TestNet): Promise<() => void> {
@@ -101,7 +102,7 @@ async function startClickHouse(netw: TestNet): Promise<() => void> {
   chownTree(dir, nobody);
   const p = spawn(
     'setpriv',
-    [`--reuid=${nobody.uid}`, `--regid=${nobody.gid}`, '--clear-groups', clickhouseBin(), `--config-file=${dir}/etc/config.xml`],
+    [`--reuid=${nobody.uid}`, `--regid=${nobody.gid}`, '--clear-groups', clickhouseBin()!, `--config-file=${dir}/etc/config.xml`],
     { stdio: ['ignore', 'ignore', 'ignore'] },
   );
   netw.recordPid(p.pid!, 'clickhouse-serv');
@@ -119,9 +120,7 @@ async function startClickHouse(netw: TestNet): Promise<() => void> {
 
 function pgBin(name: string): string {
   const base = '/usr/lib/postgresql';
-  const versions = readdirSync(base)
-    .filter((v) => /^\d+$/.test(v))
-    .sort((a, b) => Number(b) - Number(a));
+  const versions = (existsSync(base) ? readdirSync(base) : []).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
   if (versions.length === 0) throw new Error(`no PostgreSQL under ${base}`);
   return `${base}/${versions[0]}/bin/${name}`;
 }
@@ -156,6 +155,22 @@ async function startPostgres(netw: TestNet): Promise<() => void> {
       process.kill(pid, 'SIGKILL');
     }
   };
+}
+
+/** Why the three servers cannot be started here (a binary missing), or null when they can. */
+export function bridgeServicesUnavailable(): string | null {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'needs redis-server';
+  }
+  if (clickhouseBin() === null) return 'needs clickhouse-server (scripts/services up installs it)';
+  try {
+    execFileSync(pgBin('initdb'), ['--version'], { stdio: 'ignore' });
+  } catch {
+    return "needs PostgreSQL's server binaries (initdb, pg_ctl) under /usr/lib/postgresql/<version>/bin";
+  }
+  return null;
 }
 
 /** Starts the three services on the net's bridge address, at their usual ports. */
