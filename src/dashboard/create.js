@@ -1,8 +1,9 @@
-// The new-campaign form: audience or segment or filter, channel, templates, schedule and rate limit. It
-// creates the campaign as a draft (or scheduled) and previews it for sample recipients at once; changed
-// fields make the next preview a new draft, and the one it replaces is cancelled.
+// The new-campaign form: audience or segment or filter, channel, templates, schedule and rate limit. A live
+// preview renders the form as it is typed (POST /v1/previews, nothing saved). The button creates the
+// campaign as a draft (or scheduled) and previews it for chosen recipients; fields changed after that make
+// the next press a new draft, and the one it replaces is cancelled.
 import { $, ApiError, announce, api, audiences, h } from './core.js';
-import { previewPanel } from './preview.js';
+import { previewPanel, renderPreviews } from './preview.js';
 
 const form = $('create');
 let draft = null; // {id, body}: the draft the preview shows
@@ -138,7 +139,50 @@ form.addEventListener('submit', async (ev) => {
 // Editing after a preview: the button says the next press makes a new draft.
 form.addEventListener('input', () => {
   if (draft !== null) $('f-submit').textContent = 'Save as a new draft and preview';
+  scheduleLive();
 });
+form.addEventListener('change', scheduleLive);
+
+// The live preview: POST /v1/previews renders the form as it stands (nothing saved) for the first three
+// recipients the campaign would reach, half a second after the last keystroke. Only the latest answer is
+// shown, so a slow earlier one never overwrites it.
+let liveTimer = null;
+let liveSeq = 0;
+function scheduleLive() {
+  clearTimeout(liveTimer);
+  liveTimer = setTimeout(runLive, 500);
+}
+async function runLive() {
+  const status = $('lp-status');
+  let b;
+  try {
+    b = body();
+  } catch (e) {
+    status.textContent = `${e.field}: ${e.error}`;
+    return;
+  }
+  if (!(b.audience_id >= 1) || !b.content.title || !b.content.body) {
+    status.textContent = 'Fill in the audience, the title and the body.';
+    $('lp-results').replaceChildren();
+    return;
+  }
+  delete b.schedule_at;
+  delete b.rate_limit;
+  if (b.channel.type === 'webhook' && !b.channel.url) b.channel = { type: 'null' };
+  const seq = ++liveSeq;
+  status.textContent = 'Rendering…';
+  try {
+    const { previews } = await api('POST', '/v1/previews', { ...b, name: b.name || 'preview', sample: 3 });
+    if (seq !== liveSeq) return;
+    status.textContent = `Rendered ${new Date().toLocaleTimeString('en-GB')}.`;
+    renderPreviews($('lp-results'), previews);
+  } catch (err) {
+    if (seq !== liveSeq) return;
+    const field = err instanceof ApiError && err.body ? err.body.field : null;
+    status.textContent = field ? `${field}: ${err.message.replace(/^[^:]+: /, '')}` : `Preview failed: ${err.message}`;
+    $('lp-results').replaceChildren();
+  }
+}
 
 $('cp-start').addEventListener('click', async () => {
   if (draft === null) return;
@@ -159,6 +203,8 @@ function resetForm() {
   syncChoices();
   $('create-preview').hidden = true;
   $('cp-results').replaceChildren();
+  $('lp-results').replaceChildren();
+  $('lp-status').textContent = 'Fill in the audience, the title and the body.';
   $('f-submit').textContent = 'Create draft and preview';
 }
 

@@ -31,25 +31,7 @@ export function previewPanel(controls, results, prefix) {
     results.setAttribute('aria-busy', 'true');
     try {
       const { previews } = await api('POST', `/v1/campaigns/${campaignId}/preview`, body);
-      results.replaceChildren(
-        previews.length === 0 ? h('p', { class: 'muted' }, 'The audience has no recipients yet.') : '',
-        ...previews.map((p) =>
-          h(
-            'article',
-            { class: 'preview-card', dataset: { user: p.user_id } },
-            h('h4', {}, p.user_id),
-            p.skipped !== undefined
-              ? h('p', { class: 'muted' }, `skipped: ${p.skipped}`)
-              : p.error !== undefined
-                ? h('p', { class: 'error' }, `error: ${p.error}`)
-                : [
-                    h('p', { class: 'pv-title' }, h('strong', {}, p.title)),
-                    h('pre', { class: 'pv-body' }, p.body),
-                    p.data !== undefined ? h('pre', { class: 'pv-data' }, JSON.stringify(p.data, null, 2)) : null,
-                  ],
-          ),
-        ),
-      );
+      renderPreviews(results, previews);
     } catch (err) {
       error.hidden = false;
       error.textContent = `Preview failed: ${err.message}`;
@@ -64,4 +46,27 @@ export function previewPanel(controls, results, prefix) {
       campaignId = id;
     },
   };
+}
+
+/** Renders preview cards ({user_id, title, body, data?} | {user_id, skipped} | {user_id, error}) into `results`. */
+export function renderPreviews(results, previews) {
+  results.replaceChildren(
+    previews.length === 0 ? h('p', { class: 'muted' }, 'The audience (or its segment) has no recipients yet.') : '',
+    ...previews.map((p) =>
+      h(
+        'article',
+        { class: 'preview-card', dataset: { user: p.user_id } },
+        h('h4', {}, p.user_id),
+        p.skipped !== undefined
+          ? h('p', { class: 'muted' }, `skipped: ${p.skipped}`)
+          : p.error !== undefined
+            ? h('p', { class: 'error' }, `error: ${p.error}`)
+            : [
+                h('p', { class: 'pv-title' }, h('strong', {}, p.title)),
+                h('pre', { class: 'pv-body' }, p.body),
+                p.data !== undefined ? h('pre', { class: 'pv-data' }, JSON.stringify(p.data, null, 2)) : null,
+              ],
+      ),
+    ),
+  );
 }

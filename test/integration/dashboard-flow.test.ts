@@ -178,9 +178,9 @@ run('the dashboard does the whole job in a real browser', () => {
 
     // The draft's preview for the audience's first recipients, rendered by the server.
     await page.locator('#create-preview:not([hidden])').waitFor({ timeout: 10_000 });
-    await expect.poll(() => page.locator('.preview-card').count()).toBe(3);
-    expect(await page.locator('.preview-card[data-user="p1"] .pv-title').textContent()).toBe('Hello p1');
-    expect(await page.locator('.preview-card[data-user="p2"] .pv-body').textContent()).toBe('Your plan: free');
+    await expect.poll(() => page.locator('#cp-results .preview-card').count()).toBe(3);
+    expect(await page.locator('#cp-results .preview-card[data-user="p1"] .pv-title').textContent()).toBe('Hello p1');
+    expect(await page.locator('#cp-results .preview-card[data-user="p2"] .pv-body').textContent()).toBe('Your plan: free');
     const firstDraft = Number(/#(\d+)/.exec((await page.locator('#cp-note').textContent())!)![1]);
     expect((await api.call('GET', `/v1/campaigns/${firstDraft}`)).body).toMatchObject({ status: 'draft', rate_limit: 500 });
 
@@ -189,7 +189,7 @@ run('the dashboard does the whole job in a real browser', () => {
     await page.keyboard.press('End');
     await page.keyboard.type('!');
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.locator('.preview-card[data-user="p1"] .pv-title').textContent()).toBe('Hello p1!');
+    await expect.poll(() => page.locator('#cp-results .preview-card[data-user="p1"] .pv-title').textContent()).toBe('Hello p1!');
     campaignId = Number(/#(\d+)/.exec((await page.locator('#cp-note').textContent())!)![1]);
     expect(campaignId).toBeGreaterThan(firstDraft);
     expect((await api.call('GET', `/v1/campaigns/${firstDraft}`)).body.status).toBe('cancelled');
@@ -199,7 +199,9 @@ run('the dashboard does the whole job in a real browser', () => {
     await page.keyboard.press('Enter');
     await expect
       .poll(() =>
-        page.locator('.preview-card').evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { user: string } }).dataset.user)),
+        page
+          .locator('#cp-results .preview-card')
+          .evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { user: string } }).dataset.user)),
       )
       .toEqual(['p7', 'p8']);
     await page.screenshot({ path: `${ARTIFACTS}/dashboard-create-preview-1280.png`, fullPage: true });
@@ -310,14 +312,31 @@ run('the dashboard does the whole job in a real browser', () => {
     await page.locator('#f-body').fill('for {{ recipient.user_id }}');
     await page.locator('#f-data').fill('{"url": "https://example.test/{{ recipient.user_id }}"}');
     await page.locator('#f-variables').fill('{"season": "spring"}');
+    // The live preview renders the form as typed, for the segment's first recipients, before anything is saved.
+    const campaignsBefore = (await api.call('GET', '/v1/campaigns?limit=500')).body.campaigns.length;
+    await expect
+      .poll(() => page.locator('#lp-results .preview-card .pv-title').allTextContents(), { timeout: 10_000 })
+      .toEqual(['spring offer', 'spring offer', 'spring offer']);
+    const livePros = await page
+      .locator('#lp-results .preview-card')
+      .evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.user));
+    expect((await api.call('GET', '/v1/campaigns?limit=500')).body.campaigns.length).toBe(campaignsBefore);
+    // A template that does not parse is named as creation would name it, still with nothing saved.
+    await page.locator('#f-body').fill('for {{ recipient.user_id ');
+    await expect.poll(() => page.locator('#lp-status').textContent(), { timeout: 10_000 }).toMatch(/^content\.body: /);
+    await page.locator('#f-body').fill('for {{ recipient.user_id }}');
+    await expect.poll(() => page.locator('#lp-results .preview-card').count(), { timeout: 10_000 }).toBe(3);
     const at = new Date(Date.now() + 3_600_000);
     const local = new Date(at.getTime() - at.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
     await page.locator('#f-schedule').fill(local);
     await page.locator('#f-submit').click();
-    await expect.poll(() => page.locator('.preview-card').count(), { timeout: 10_000 }).toBe(3);
-    expect(await page.locator('.preview-card').first().locator('.pv-title').textContent()).toBe('spring offer');
-    expect(JSON.parse((await page.locator('.preview-card').first().locator('.pv-data').textContent())!)).toEqual({
-      url: 'https://example.test/p1',
+    await expect.poll(() => page.locator('#cp-results .preview-card').count(), { timeout: 10_000 }).toBe(3);
+    expect(await page.locator('#cp-results .preview-card').first().locator('.pv-title').textContent()).toBe('spring offer');
+    // The saved draft's preview samples the segment too: the same recipients as the live one.
+    const saved = await page.locator('#cp-results .preview-card').evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.user));
+    expect(saved).toEqual(livePros);
+    expect(JSON.parse((await page.locator('#cp-results .preview-card').first().locator('.pv-data').textContent())!)).toEqual({
+      url: `https://example.test/${livePros[0]}`,
     });
     expect(await page.locator('#cp-start').isHidden()).toBe(true); // scheduled: it starts by itself
     const id = Number(/#(\d+)/.exec((await page.locator('#cp-note').textContent())!)![1]);
