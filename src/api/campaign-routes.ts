@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { CampaignCommand, CampaignStatus } from '../domain/campaign-status.js';
 import {
+  validatePage,
   parseId,
   validateCreateAudience,
   validateCreateCampaign,
@@ -83,6 +84,50 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
         const input = validateCreateAudience(await req.json());
         const a = await deps.audiences.create(input.name);
         return { status: 201, body: { id: a.id, name: a.name, created_at: a.createdAt.toISOString() } };
+      },
+    },
+    {
+      name: 'listAudiences',
+      method: 'get',
+      path: '/v1/audiences',
+      auth: 'admin',
+      summary: 'Audiences, newest first, with what their completed imports brought',
+      query: [limitParam(50, 500), beforeParam('audience')],
+      responses: {
+        200: '{audiences: [{id, name, created_at, imports, imported, last_import_at}], next_before}',
+        400: 'a bad query parameter',
+      },
+      handler: async (req) => {
+        const page = await deps.audiences.list(validatePage(req.query, 50, 500));
+        return {
+          status: 200,
+          body: {
+            audiences: page.items.map((a) => ({
+              id: a.id,
+              name: a.name,
+              created_at: a.createdAt.toISOString(),
+              imports: a.imports,
+              imported: a.imported,
+              last_import_at: a.lastImportAt === null ? null : a.lastImportAt.toISOString(),
+            })),
+            next_before: page.nextBefore,
+          },
+        };
+      },
+    },
+    {
+      name: 'getAudience',
+      method: 'get',
+      path: '/v1/audiences/:id',
+      auth: 'admin',
+      params: [ID_PARAM],
+      summary: 'An audience and its exact number of recipients',
+      responses: { 200: '{id, name, created_at, recipients}', 404: 'no such audience' },
+      handler: async (req) => {
+        const id = parseId(req.params[0], 'id');
+        const a = await deps.audiences.get(id);
+        if (a === null) throw new HeraldError('NOT_FOUND', `audience ${id} not found`);
+        return { status: 200, body: { id: a.id, name: a.name, created_at: a.createdAt.toISOString(), recipients: a.recipients } };
       },
     },
     {

@@ -7,14 +7,30 @@ let current = null; // audience id shown
 let importsBefore = null;
 let upload = null; // {xhr, jobId, poll, off}
 
-export function showAudiences() {
+export async function showAudiences() {
   showError($('aud-error'), null);
-  const list = audiences.all();
-  $('aud-list').replaceChildren(
-    ...(list.length
-      ? list.map((a) => h('li', {}, h('a', { href: `#/a/${a.id}` }, `#${a.id}${a.name ? ` ${a.name}` : ''}`)))
-      : [h('li', { class: 'muted' }, 'None yet: create one above.')]),
-  );
+  const draw = (list) =>
+    $('aud-list').replaceChildren(
+      ...(list.length
+        ? list.map((a) =>
+            h(
+              'li',
+              {},
+              h('a', { href: `#/a/${a.id}` }, `#${a.id}${a.name ? ` ${a.name}` : ''}`),
+              a.imported !== undefined ? h('span', { class: 'muted' }, ` · ${fmt(a.imported)} imported in ${a.imports} import(s)`) : '',
+            ),
+          )
+        : [h('li', { class: 'muted' }, 'None yet: create one above.')]),
+    );
+  draw(audiences.all());
+  try {
+    // The server's list (GET /v1/audiences), newest first; it also teaches the form's suggestions.
+    const r = await api('GET', '/v1/audiences?limit=100');
+    for (const a of [...r.audiences].reverse()) audiences.remember(a.id, a.name);
+    draw(r.audiences);
+  } catch (err) {
+    showError($('aud-error'), err, 'Listing audiences');
+  }
 }
 
 $('aud-create').addEventListener('submit', async (ev) => {
@@ -48,6 +64,14 @@ export function showAudience(id) {
   $('a-title').textContent = `Audience #${id}${known && known.name ? ` ${known.name}` : ''}`;
   $('a-new-campaign').href = `#/new?audience=${id}`;
   loadImports(true);
+  api('GET', `/v1/audiences/${id}`).then(
+    (a) => {
+      if (id !== current) return;
+      audiences.remember(a.id, a.name);
+      $('a-title').textContent = `Audience #${id}${a.name ? ` ${a.name}` : ''} · ${fmt(a.recipients)} recipients`;
+    },
+    () => undefined, // an unknown id: the imports list says so
+  );
 }
 
 async function loadImports(reset) {

@@ -359,27 +359,43 @@ export function validateUpdateSegment(body: unknown): UpdateSegmentInput {
   return out;
 }
 
+/** A query parameter that is a positive id, or null when absent; a bad one is an error naming it. */
+function optionalIdParam(query: URLSearchParams, key: string, errors: FieldError[]): number | null {
+  const raw = query.get(key);
+  if (raw === null || raw === '') return null;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    errors.push({ field: key, error: 'must be a positive integer' });
+    return null;
+  }
+  return n;
+}
+
+function limitParam(query: URLSearchParams, dflt: number, max: number, errors: FieldError[]): number {
+  const raw = query.get('limit');
+  if (raw === null || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    errors.push({ field: 'limit', error: `must be an integer from 1 to ${max}` });
+    return dflt;
+  }
+  return n;
+}
+
+/** `?limit=&before=` of a keyset-paged list (newest first, `before` an id). */
+export function validatePage(query: URLSearchParams, dflt: number, max: number): { limit: number; before: number | null } {
+  const errors: FieldError[] = [];
+  const limit = limitParam(query, dflt, max, errors);
+  const before = optionalIdParam(query, 'before', errors);
+  if (errors.length > 0) throw HeraldError.invalid(errors);
+  return { limit, before };
+}
+
 export function validateListSegments(query: URLSearchParams): ListSegmentsQuery {
   const errors: FieldError[] = [];
-  const positive = (key: string): number | null => {
-    const raw = query.get(key);
-    if (raw === null || raw === '') return null;
-    const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n < 1) {
-      errors.push({ field: key, error: 'must be a positive integer' });
-      return null;
-    }
-    return n;
-  };
-  const audienceId = positive('audience_id');
-  const before = positive('before');
-  let limit = 50;
-  const limitRaw = query.get('limit');
-  if (limitRaw !== null && limitRaw !== '') {
-    const n = Number(limitRaw);
-    if (!Number.isInteger(n) || n < 1 || n > 500) errors.push({ field: 'limit', error: 'must be an integer from 1 to 500' });
-    else limit = n;
-  }
+  const audienceId = optionalIdParam(query, 'audience_id', errors);
+  const before = optionalIdParam(query, 'before', errors);
+  const limit = limitParam(query, 50, 500, errors);
   if (errors.length > 0) throw HeraldError.invalid(errors);
   return { audienceId, limit, before };
 }

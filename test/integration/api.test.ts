@@ -204,6 +204,22 @@ describe('HTTP API: validation, auth, imports and errors', () => {
     expect(await herald.redis.get(keys.status(id))).toBe('paused');
   });
 
+  it('lists audiences newest first with their imports, and reads one with its exact size', async () => {
+    const a = (await api.call('POST', '/v1/audiences', { name: 'listed one' })).body.id as number;
+    const b = await api.audience(25, 'lst');
+    const page = await api.call('GET', '/v1/audiences?limit=2');
+    expect(page.status).toBe(200);
+    expect(page.body.audiences.map((x: any) => x.id)).toEqual([b, a]);
+    expect(page.body.audiences[0]).toMatchObject({ imports: 1, imported: 25 });
+    expect(page.body.audiences[1]).toMatchObject({ name: 'listed one', imports: 0, imported: 0, last_import_at: null });
+    const next = await api.call('GET', `/v1/audiences?limit=500&before=${page.body.next_before}`);
+    expect(next.body.audiences.every((x: any) => x.id < a)).toBe(true);
+    expect((await api.call('GET', `/v1/audiences/${b}`)).body).toMatchObject({ id: b, recipients: 25 });
+    expect((await api.call('GET', '/v1/audiences/99999999')).status).toBe(404);
+    expect((await api.call('GET', '/v1/audiences?limit=9999')).body.field).toBe('limit');
+    expect((await api.call('GET', '/v1/audiences?before=-1')).body.field).toBe('before');
+  });
+
   it('reports health of every dependency', async () => {
     const h = await fetch(`${api.base}/healthz`);
     expect(h.status).toBe(200);

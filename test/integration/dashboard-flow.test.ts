@@ -145,6 +145,17 @@ run('the dashboard does the whole job in a real browser', () => {
     await page.locator(`#im-rows tr[data-id="${job.id}"][data-status="completed"]`).waitFor({ timeout: 5_000 });
     await page.screenshot({ path: `${ARTIFACTS}/dashboard-upload-done-1280.png`, fullPage: true });
     await expectNoHorizontalScroll(page, 'audience page at 1280');
+    // The audience's page names its exact size, and the list (GET /v1/audiences, not this browser's memory)
+    // shows what its import brought, also in a fresh browser context that never saw it.
+    await expect.poll(() => page.locator('#a-title').textContent(), { timeout: 10_000 }).toMatch(/ recipients$/);
+    const fresh = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const listPage = await fresh.newPage();
+    await listPage.goto(`http://127.0.0.1:${ctx.herald.port}/?key=${API_KEY}#/audiences`);
+    await expect.poll(() => listPage.locator(`#aud-list a[href="#/a/${audienceId}"]`).count(), { timeout: 10_000 }).toBe(1);
+    expect(await listPage.locator('#aud-list li', { hasText: `#${audienceId} dashboard upload` }).textContent()).toMatch(
+      /imported in 1 import/,
+    );
+    await fresh.close();
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -319,7 +330,7 @@ run('the dashboard does the whole job in a real browser', () => {
       .toEqual(['spring offer', 'spring offer', 'spring offer']);
     const livePros = await page
       .locator('#lp-results .preview-card')
-      .evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.user));
+      .evaluateAll((cards) => cards.map((c) => (c as unknown as { dataset: { user: string } }).dataset.user));
     expect((await api.call('GET', '/v1/campaigns?limit=500')).body.campaigns.length).toBe(campaignsBefore);
     // A template that does not parse is named as creation would name it, still with nothing saved.
     await page.locator('#f-body').fill('for {{ recipient.user_id ');
@@ -333,7 +344,9 @@ run('the dashboard does the whole job in a real browser', () => {
     await expect.poll(() => page.locator('#cp-results .preview-card').count(), { timeout: 10_000 }).toBe(3);
     expect(await page.locator('#cp-results .preview-card').first().locator('.pv-title').textContent()).toBe('spring offer');
     // The saved draft's preview samples the segment too: the same recipients as the live one.
-    const saved = await page.locator('#cp-results .preview-card').evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.user));
+    const saved = await page
+      .locator('#cp-results .preview-card')
+      .evaluateAll((cards) => cards.map((c) => (c as unknown as { dataset: { user: string } }).dataset.user));
     expect(saved).toEqual(livePros);
     expect(JSON.parse((await page.locator('#cp-results .preview-card').first().locator('.pv-data').textContent())!)).toEqual({
       url: `https://example.test/${livePros[0]}`,
