@@ -211,7 +211,13 @@ function resetForm() {
 /** Entering #/new (`?audience=` fills the audience). */
 export function showCreate(query) {
   const list = $('known-audiences');
-  list.replaceChildren(...audiences.all().map((a) => h('option', { value: a.id }, a.name ? `${a.id} · ${a.name}` : String(a.id))));
+  const suggest = (all) =>
+    list.replaceChildren(...all.map((a) => h('option', { value: a.id }, a.name ? `${a.id} · ${a.name}` : String(a.id))));
+  suggest(audiences.all());
+  api('GET', '/v1/audiences?limit=100').then(
+    (r) => suggest(r.audiences),
+    () => undefined, // the field still takes any id typed in
+  );
   if (query.get('audience')) $('f-audience').value = query.get('audience');
   syncChoices();
 }
