@@ -4,7 +4,7 @@
  * It is activated when the campaign is `sending` and stops when it is not. It schedules: which chunk goes
  * when, on which consumer; the sender (chunk-sender.ts) sends it, the chunk protocol (stream/) records it.
  */
-import type { Redis } from 'ioredis';
+import { duplicateRedis, type RedisClient } from '../stream/redis-connect.js';
 import type { Logger } from 'pino';
 import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { ChunkPhase } from '../domain/chunk-state.js';
@@ -124,7 +124,7 @@ export class CampaignActor {
    * and a chunk has one sub-batch (one request) in flight at a time. Null for an instant channel.
    */
   private readonly slots: Semaphore | null;
-  private readonly conns: Redis[] = [];
+  private readonly conns: RedisClient[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private lastReclaimAt = 0;
   private lastTakeoverAt = 0;
@@ -193,7 +193,7 @@ export class CampaignActor {
     this.liveness.start();
     this.loops.push(this.ownerLoop());
     for (let i = 0; i < this.deps.options.workers; i++) {
-      const conn = this.deps.gateway.redis.duplicate();
+      const conn = duplicateRedis(this.deps.gateway.redis, 'blocking');
       // Connection trouble shows up as failed reads, handled in the loop; the event is only reported.
       conn.on('error', (err: Error) => this.deps.log.debug({ err: err.message, campaignId: this.id }, 'consumer connection'));
       this.conns.push(conn);
@@ -463,7 +463,7 @@ export class CampaignActor {
     return true;
   }
 
-  private async consumerLoop(conn: Redis, consumer: string): Promise<void> {
+  private async consumerLoop(conn: RedisClient, consumer: string): Promise<void> {
     if (this.slots !== null) return this.slottedLoop(conn, consumer, this.slots);
     const { options } = this.deps;
     const reader = this.reader(conn, consumer);
@@ -491,7 +491,7 @@ export class CampaignActor {
    * A pause lets through what is in flight (each chunk checks the status before each sub-batch); the loop
    * ends once its chunks have stopped.
    */
-  private async slottedLoop(conn: Redis, consumer: string, slots: Semaphore): Promise<void> {
+  private async slottedLoop(conn: RedisClient, consumer: string, slots: Semaphore): Promise<void> {
     const reader = this.reader(conn, consumer);
     const sending = new Set<Promise<void>>();
     while (this.running && mayStartChunk(this.status)) {
@@ -528,7 +528,7 @@ export class CampaignActor {
    * over), then those pending on this consumer name from before a pause (or a restart), then new ones.
    * Null after a failed read.
    */
-  private reader(conn: Redis, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
+  private reader(conn: RedisClient, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
     const { protocol, log } = this.deps;
     let history: string | null = '0-0';
     return async (count) => {
