@@ -10,6 +10,11 @@ import { Cluster, Redis, type ChainableCommander, type ClusterNode } from 'iored
 
 export type RedisClient = Redis | Cluster;
 
+/** between tries of a command whose master is away or whose cluster is down */
+const CLUSTER_RETRY_MS = 100;
+/** before following a MOVED */
+const CLUSTER_MOVED_RETRY_MS = 20;
+
 export interface RedisConnectOptions {
   /** REDIS_URL: one Redis; its user name and password are also the cluster nodes' */
   url: string;
@@ -39,6 +44,15 @@ export function connectRedis(o: RedisConnectOptions): RedisClient {
     scaleReads: 'master',
     // 'ready' once CLUSTER INFO says the cluster serves every slot it knows of.
     enableReadyCheck: true,
+    // A command waits out a master's absence (refused connections, CLUSTERDOWN while a restarted master
+    // rejoins) as one on a single Redis waits for it to return: failing it instead would, among others,
+    // hold the sink's fence in its retry backoff past the grace a lost stream's re-plan waits for events.
+    maxRedirections: Number.MAX_SAFE_INTEGER,
+    retryDelayOnFailover: CLUSTER_RETRY_MS,
+    retryDelayOnClusterDown: CLUSTER_RETRY_MS,
+    retryDelayOnTryAgain: CLUSTER_RETRY_MS,
+    // Not at once: while a master rejoins, nodes may briefly send a command back and forth.
+    retryDelayOnMoved: CLUSTER_MOVED_RETRY_MS,
     redisOptions: {
       maxRetriesPerRequest: null,
       ...(u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),

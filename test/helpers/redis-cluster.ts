@@ -164,6 +164,11 @@ export class OwnRedisCluster {
     throw new Error(`no node serves slot ${slot} of ${key}`);
   }
 
+  /** Whether node `i` itself holds `key` (asked directly, not through the cluster: another node answers MOVED). */
+  holds(i: number, key: string): boolean {
+    return cli(this.ports[i]!, 'exists', key).trim() === '1';
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.ports.map((_, i) => this.kill(i)));
     rmSync(this.dir, { recursive: true, force: true });
