@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../src/config.js';
 import { startHerald } from '../src/main.js';
-import { Keys } from '../src/stream/keys.js';
+import { deleteKeysWithPrefix, Keys } from '../src/stream/keys.js';
 import { connectRedis, isCluster } from '../src/stream/redis-connect.js';
 import { apiCaller, dropNamespace, namespaced } from './namespace.js';
 
@@ -163,8 +163,11 @@ try {
     }
   }
 } finally {
-  await dropNamespace(single, ns).catch((err: unknown) => console.error('cleanup (one Redis):', err));
-  await dropNamespace(clustered, ns).catch((err: unknown) => console.error('cleanup (cluster):', err));
+  await dropNamespace(base, ns).catch((err: unknown) => console.error('cleanup (one Redis):', err));
+  // The databases went with the first; the cluster's keys are left.
+  const c = connectRedis({ url: clustered.redisUrl, clusterNodes: nodes });
+  await deleteKeysWithPrefix(c, ns).catch((err: unknown) => console.error('cleanup (cluster):', err));
+  c.disconnect();
 }
 
 const one = median(rounds.filter((r) => r.kind === 'one Redis').map((r) => r.recipientsPerS));

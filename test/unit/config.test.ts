@@ -23,6 +23,7 @@ describe('config schema: defaults', () => {
     expect(loadConfig({})).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
       redisUrl: 'redis://127.0.0.1:6379',
+      redisClusterNodes: [],
       clickhouseUrl: 'http://127.0.0.1:8123',
       clickhouseDb: 'herald',
       redisPrefix: 'herald',
