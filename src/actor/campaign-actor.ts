@@ -4,7 +4,7 @@
  * It is activated when the campaign is `sending` and stops when it is not. It schedules: which chunk goes
  * when, on which consumer; the sender (chunk-sender.ts) sends it, the chunk protocol (stream/) records it.
  */
-import { duplicateRedis, type RedisClient } from '../stream/redis-connect.js';
+import type { RedisClient } from '../stream/redis-connect.js';
 import type { Logger } from 'pino';
 import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { ChunkPhase } from '../domain/chunk-state.js';
@@ -193,7 +193,7 @@ export class CampaignActor {
     this.liveness.start();
     this.loops.push(this.ownerLoop());
     for (let i = 0; i < this.deps.options.workers; i++) {
-      const conn = duplicateRedis(this.deps.gateway.redis, 'blocking');
+      const conn = this.deps.protocol.readConnection();
       // Connection trouble shows up as failed reads, handled in the loop; the event is only reported.
       conn.on('error', (err: Error) => this.deps.log.debug({ err: err.message, campaignId: this.id }, 'consumer connection'));
       this.conns.push(conn);
@@ -358,16 +358,16 @@ export class CampaignActor {
   private async recover(): Promise<void> {
     const planning = this.plan.kind === 'planning' ? this.plan.run : null;
     this.plan = { kind: 'recovering' };
+    // The generation found lost, taken now: `campaign` may be re-read during the grace below, and a
+    // process that lost the race to re-plan would then re-plan the winner's new generation again.
+    const lost = this.campaign.planGeneration;
     let planned = false;
     try {
-      this.deps.log.warn(
-        { campaignId: this.id, generation: this.campaign.planGeneration },
-        'campaign stream lost; re-planning from PostgreSQL',
-      );
+      this.deps.log.warn({ campaignId: this.id, generation: lost }, 'campaign stream lost; re-planning from PostgreSQL');
       await planning;
       await this.deps.sink.flush();
       await this.sleep(this.deps.options.lostStreamGraceMs);
-      await this.deps.campaigns.restartPlan(this.id, this.campaign.planGeneration);
+      await this.deps.campaigns.restartPlan(this.id, lost);
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
       planned = c?.planningDone ?? false;

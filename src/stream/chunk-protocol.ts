@@ -9,7 +9,7 @@
  * Keys are `Keys`'s, scripts go through the gateway (redis-gateway.ts); nothing else in Herald touches a
  * chunk's stream, ledger, records or heartbeats.
  */
-import type { RedisClient } from './redis-connect.js';
+import { duplicateRedis, type RedisClient } from './redis-connect.js';
 import { HeraldError } from '../errors.js';
 import { chunkStreamId, type ChunkDescriptor } from '../domain/chunk.js';
 import { decodeRecords, type SubBatchRecord } from '../domain/sub-batch.js';
@@ -123,6 +123,11 @@ export class ChunkProtocol {
       else if (!/equal or smaller/.test(err.message)) throw redisError(err, 'append chunks');
     }
     return appended;
+  }
+
+  /** A connection of its own for `read`, which blocks it (on a cluster, a cluster client of its own). */
+  readConnection(): RedisClient {
+    return duplicateRedis(this.redis, 'blocking');
   }
 
   /** Reads new entries for `consumer`, blocking up to `blockMs`. Use a connection of its own: it blocks. */
