@@ -8,9 +8,9 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { ClickHouse } from '../src/clickhouse/client.js';
 import type { Config } from '../src/config.js';
-import { Redis } from 'ioredis';
 import { createDb } from '../src/store/db.js';
 import { deleteKeysWithPrefix } from '../src/stream/keys.js';
+import { connectRedis } from '../src/stream/redis-connect.js';
 
 export function namespaced(base: Readonly<Config>, ns: string, overrides: Partial<Config> = {}): Readonly<Config> {
   const dbUrl = new URL(base.databaseUrl);
@@ -34,7 +34,7 @@ export async function dropNamespace(base: Readonly<Config>, ns: string): Promise
   const admin = createDb(base.databaseUrl, 1);
   await admin.query(`DROP DATABASE IF EXISTS ${ns} WITH (FORCE)`);
   await admin.end();
-  const redis = new Redis(base.redisUrl);
+  const redis = connectRedis({ url: base.redisUrl, clusterNodes: base.redisClusterNodes });
   await deleteKeysWithPrefix(redis, ns);
   redis.disconnect();
 }

@@ -2,7 +2,7 @@
  * `GET /healthz`'s checks: one cheap round trip to each service Herald needs, each bounded by its own
  * timeout, so a service that hangs instead of refusing shows as down rather than hanging the answer.
  */
-import type { Redis } from 'ioredis';
+import { masters, type RedisClient } from './stream/redis-connect.js';
 import type { ClickHouse } from './clickhouse/client.js';
 import type { Db } from './store/db.js';
 
@@ -18,7 +18,7 @@ export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 export interface HealthTargets {
   db: Db;
-  redis: Redis;
+  redis: RedisClient;
   ch: ClickHouse;
   /** each check's bound */
   timeoutMs: number;
@@ -37,7 +37,8 @@ export function healthChecks(t: HealthTargets): () => Promise<Record<string, str
   return async () => {
     const results = await Promise.all([
       check('postgres', () => t.db.query('SELECT 1')),
-      check('redis', () => t.redis.ping()),
+      // Every master: on a cluster, a master away stops the campaigns whose slots it serves.
+      check('redis', async () => Promise.all((await masters(t.redis)).map((m) => m.ping()))),
       check('clickhouse', async () => {
         if (!(await t.ch.ping())) throw new Error('ping failed');
       }),

@@ -5,7 +5,6 @@
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { dbPoolSize, requireApiKeys, tokenSecret, type Config } from './config.js';
 import {
@@ -40,6 +39,7 @@ import { ClickHouse } from './clickhouse/client.js';
 import { Keys } from './stream/keys.js';
 import { ChunkProtocol } from './stream/chunk-protocol.js';
 import { RedisGateway } from './stream/redis-gateway.js';
+import { connectRedis, duplicateRedis, type RedisClient } from './stream/redis-connect.js';
 import { announceChanged, announceStatus, listenControl } from './stream/control.js';
 import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
@@ -81,7 +81,8 @@ export interface Herald {
   db: Db;
   /** where audience pages and counts run, and how many ran on each side (store/read-replica.ts) */
   reads: ReadReplica;
-  redis: Redis;
+  /** one Redis, or a Redis Cluster (REDIS_CLUSTER_NODES) */
+  redis: RedisClient;
   /** every Redis script and key (stream/redis-gateway.ts) */
   gateway: RedisGateway;
   ch: ClickHouse;
@@ -129,7 +130,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   // holds the rows they must see (store/read-replica.ts).
   const readDb = cfg.databaseReadUrl === '' ? null : createDb(cfg.databaseReadUrl, dbPoolSize(cfg));
   const reads = new ReadReplica(db, readDb, { waitMs: cfg.readReplicaWaitMs });
-  const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+  const redis = connectRedis({ url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
   const keys = new Keys(cfg.redisPrefix);
@@ -172,11 +173,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const consent = new ConsentRepo(db);
 
   let dispatcher: Dispatcher | null = null;
-  let subscriber: Redis | null = null;
+  let subscriber: RedisClient | null = null;
   if (opts.dispatcher !== false && cfg.workers > 0) {
-    // No ready check on subscribers: ioredis (5.8.2 and later, redis/ioredis#2037) may send its INFO after a
-    // queued SUBSCRIBE, which Redis refuses in subscriber mode, and the connection then errors and reconnects.
-    const dispatchSubscriber = redis.duplicate({ enableReadyCheck: false });
+    const dispatchSubscriber = duplicateRedis(redis, 'subscriber');
     subscriber = dispatchSubscriber;
     dispatchSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));
     dispatcher = new Dispatcher({
@@ -233,7 +232,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   }
 
   let api: ApiServer | null = null;
-  let wsSubscriber: Redis | null = null;
+  let wsSubscriber: RedisClient | null = null;
   let imports: ImportJobs | null = null;
   let readSpool: ReadSpool | null = null;
   if (worker) {
@@ -257,7 +256,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     imports.start();
     const importJobs = imports;
     const progress = new ProgressReader(ch);
-    wsSubscriber = redis.duplicate({ enableReadyCheck: false }); // see dispatchSubscriber
+    wsSubscriber = duplicateRedis(redis, 'subscriber');
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
     const inboxReader = new InboxReader(ch);
     // One cache for the API's routes that render (inbox items, previews, test sends).

@@ -4,7 +4,7 @@
  * It is activated when the campaign is `sending` and stops when it is not. It schedules: which chunk goes
  * when, on which consumer; the sender (chunk-sender.ts) sends it, the chunk protocol (stream/) records it.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../stream/redis-connect.js';
 import type { Logger } from 'pino';
 import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { ChunkPhase } from '../domain/chunk-state.js';
@@ -141,7 +141,7 @@ export class CampaignActor {
    * through at most this many requests. Null for an instant channel.
    */
   private readonly requests: Semaphore | null;
-  private readonly conns: Redis[] = [];
+  private readonly conns: RedisClient[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private lastReclaimAt = 0;
   private lastTakeoverAt = 0;
@@ -212,7 +212,7 @@ export class CampaignActor {
     this.liveness.start();
     this.loops.push(this.ownerLoop());
     for (let i = 0; i < this.deps.options.workers; i++) {
-      const conn = this.deps.gateway.redis.duplicate();
+      const conn = this.deps.protocol.readConnection();
       // Connection trouble shows up as failed reads, handled in the loop; the event is only reported.
       conn.on('error', (err: Error) => this.deps.log.debug({ err: err.message, campaignId: this.id }, 'consumer connection'));
       this.conns.push(conn);
@@ -377,16 +377,16 @@ export class CampaignActor {
   private async recover(): Promise<void> {
     const planning = this.plan.kind === 'planning' ? this.plan.run : null;
     this.plan = { kind: 'recovering' };
+    // The generation found lost, taken now: `campaign` may be re-read during the grace below, and a
+    // process that lost the race to re-plan would then re-plan the winner's new generation again.
+    const lost = this.campaign.planGeneration;
     let planned = false;
     try {
-      this.deps.log.warn(
-        { campaignId: this.id, generation: this.campaign.planGeneration },
-        'campaign stream lost; re-planning from PostgreSQL',
-      );
+      this.deps.log.warn({ campaignId: this.id, generation: lost }, 'campaign stream lost; re-planning from PostgreSQL');
       await planning;
       await this.deps.sink.flush();
       await this.sleep(this.deps.options.lostStreamGraceMs);
-      await this.deps.campaigns.restartPlan(this.id, this.campaign.planGeneration);
+      await this.deps.campaigns.restartPlan(this.id, lost);
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
       planned = c?.planningDone ?? false;
@@ -482,7 +482,7 @@ export class CampaignActor {
     return true;
   }
 
-  private async consumerLoop(conn: Redis, consumer: string): Promise<void> {
+  private async consumerLoop(conn: RedisClient, consumer: string): Promise<void> {
     if (this.slots !== null) return this.slottedLoop(conn, consumer, this.slots);
     const { options } = this.deps;
     const reader = this.reader(conn, consumer);
@@ -510,7 +510,7 @@ export class CampaignActor {
    * A pause lets through what is in flight (each chunk checks the status before each sub-batch); the loop
    * ends once its chunks have stopped.
    */
-  private async slottedLoop(conn: Redis, consumer: string, slots: Semaphore): Promise<void> {
+  private async slottedLoop(conn: RedisClient, consumer: string, slots: Semaphore): Promise<void> {
     const reader = this.reader(conn, consumer);
     const sending = new Set<Promise<void>>();
     while (this.running && mayStartChunk(this.status)) {
@@ -547,7 +547,7 @@ export class CampaignActor {
    * over), then those pending on this consumer name from before a pause (or a restart), then new ones.
    * Null after a failed read.
    */
-  private reader(conn: Redis, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
+  private reader(conn: RedisClient, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
     const { protocol, log } = this.deps;
     let history: string | null = '0-0';
     return async (count) => {

@@ -5,7 +5,7 @@
  * here is parsed, validated, typed and documented at once. Boot errors name settings in this order.
  */
 import { MAX_WEBHOOK_CONCURRENCY } from '../domain/campaign-input.js';
-import { int, list, oneOf, str, url } from './settings.js';
+import { hostPorts, int, list, oneOf, str, url } from './settings.js';
 
 const HOUR_MS = 3_600_000;
 
@@ -34,6 +34,12 @@ export const SCHEMA = {
     doc: 'how long a read waits for a lagging `DATABASE_READ_URL` to hold the recipients it must see (those committed when the plan or count began) before it runs on `DATABASE_URL`',
   }),
   redisUrl: url({ env: 'REDIS_URL', default: 'redis://127.0.0.1:6379', protocols: ['redis:', 'rediss:'], doc: 'Redis 7' }),
+  redisClusterNodes: hostPorts({
+    env: 'REDIS_CLUSTER_NODES',
+    default: [],
+    defaultDoc: '— (one Redis at `REDIS_URL`)',
+    doc: "a Redis Cluster's nodes (some are enough: the rest are discovered); when set, Herald uses the cluster and REDIS_URL only for its user name and password",
+  }),
   clickhouseUrl: url({
     env: 'CLICKHOUSE_URL',
     default: 'http://127.0.0.1:8123',

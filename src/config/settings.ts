@@ -123,6 +123,27 @@ export function list(o: Common & { default: readonly string[]; item: string; min
   };
 }
 
+/** Comma-separated `host:port` items (an IPv6 host in brackets), blanks around them dropped. */
+export function hostPorts(o: Common & { default: readonly string[] }): Setting<readonly string[]> {
+  return {
+    ...o,
+    type: 'list',
+    range: 'comma-separated host:port',
+    parse(raw) {
+      const items = raw
+        .split(',')
+        .map((k) => k.trim())
+        .filter((k) => k.length > 0);
+      const wrong = items.find((k) => {
+        const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(k);
+        return m === null || Number(m[2]) < 1 || Number(m[2]) > 65535;
+      });
+      if (wrong !== undefined) return bad(`must be host:port items separated by commas ('${wrong}' is not)`);
+      return ok(items);
+    },
+  };
+}
+
 /** One of `values`; the value's type is their union. */
 export function oneOf<const V extends string>(o: Common & { values: readonly V[]; default: NoInfer<V> }): Setting<V> {
   const allowed: readonly string[] = o.values;

@@ -9,7 +9,7 @@
  * Keys are `Keys`'s, scripts go through the gateway (redis-gateway.ts); nothing else in Herald touches a
  * chunk's stream, ledger, records or heartbeats.
  */
-import type { Redis } from 'ioredis';
+import { duplicateRedis, type RedisClient } from './redis-connect.js';
 import { HeraldError } from '../errors.js';
 import { chunkStreamId, type ChunkDescriptor } from '../domain/chunk.js';
 import { decodeRecords, type SubBatchRecord } from '../domain/sub-batch.js';
@@ -85,7 +85,7 @@ interface WaitingStep {
 }
 
 export class ChunkProtocol {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keys: Keys;
   /** steps asked for in this turn of the event loop, sent together (one socket write) */
   private waiting: WaitingStep[] = [];
@@ -103,7 +103,7 @@ export class ChunkProtocol {
     }
   }
 
-  /** Appends in one pipeline. Entries whose id already exists are skipped: a resumed planner re-appends nothing. */
+  /** Appends one campaign's chunks in one pipeline (one slot: the campaign's keys share its hash tag). Entries whose id already exists are skipped: a resumed planner re-appends nothing. */
   async append(chunks: readonly ChunkDescriptor[]): Promise<number> {
     if (chunks.length === 0) return 0;
     const p = this.redis.pipeline();
@@ -125,13 +125,18 @@ export class ChunkProtocol {
     return appended;
   }
 
+  /** A connection of its own for `read`, which blocks it (on a cluster, a cluster client of its own). */
+  readConnection(): RedisClient {
+    return duplicateRedis(this.redis, 'blocking');
+  }
+
   /** Reads new entries for `consumer`, blocking up to `blockMs`. Use a connection of its own: it blocks. */
-  read(conn: Redis, campaignId: number, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
+  read(conn: RedisClient, campaignId: number, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
     return this.readGroup(conn, campaignId, consumer, count, ['BLOCK', blockMs], '>');
   }
 
   /** Reads new entries for `consumer` without waiting for any. */
-  readNew(conn: Redis, campaignId: number, consumer: string, count: number): Promise<StreamEntry[]> {
+  readNew(conn: RedisClient, campaignId: number, consumer: string, count: number): Promise<StreamEntry[]> {
     return this.readGroup(conn, campaignId, consumer, count, [], '>');
   }
 
@@ -139,12 +144,12 @@ export class ChunkProtocol {
    * Re-reads entries already delivered to `consumer` and not acked (its history), after `afterId`:
    * a consumer that was paused or restarted under the same name picks these up first.
    */
-  readPending(conn: Redis, campaignId: number, consumer: string, count: number, afterId: string): Promise<StreamEntry[]> {
+  readPending(conn: RedisClient, campaignId: number, consumer: string, count: number, afterId: string): Promise<StreamEntry[]> {
     return this.readGroup(conn, campaignId, consumer, count, [], afterId);
   }
 
   private async readGroup(
-    conn: Redis,
+    conn: RedisClient,
     campaignId: number,
     consumer: string,
     count: number,

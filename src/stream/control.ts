@@ -3,7 +3,7 @@
  * PostgreSQL stays the truth) and the pub/sub message that wakes dispatchers. One place, so every
  * transition (API, scheduler, completion) announces the same way.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connect.js';
 import { isCampaignStatus, isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
 import type { Keys } from './keys.js';
 import type { RedisGateway } from './redis-gateway.js';
@@ -21,7 +21,7 @@ export function announceStatus(gateway: RedisGateway, campaignId: number, status
 }
 
 /** Settings other than status changed (rate limit): hosts reload the campaign. */
-export async function announceChanged(redis: Redis, keys: Keys, campaignId: number): Promise<void> {
+export async function announceChanged(redis: RedisClient, keys: Keys, campaignId: number): Promise<void> {
   await redis.publish(keys.control(), `${campaignId} changed`);
 }
 
@@ -30,7 +30,7 @@ export async function announceChanged(redis: Redis, keys: Keys, campaignId: numb
  * channel and calls `onMessage` with each campaign's status change, or 'changed' for settings.
  */
 export async function listenControl(
-  subscriber: Redis,
+  subscriber: RedisClient,
   keys: Keys,
   onMessage: (campaignId: number, what: CampaignStatus | 'changed') => void,
 ): Promise<void> {

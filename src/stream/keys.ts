@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { isCluster, masters, type RedisClient } from './redis-connect.js';
 
 /**
  * Every Redis key Herald uses, in one place. Per-campaign keys share the hash tag `{c<id>}` so a
@@ -108,15 +108,25 @@ export const CHUNK_GROUP = 'dispatch';
 /**
  * Deletes every key under `prefix` (SCAN, not KEYS: other clients are not blocked). For tests and
  * benches that give each run a prefix of its own, and for an operator removing a retired deployment.
+ * On a cluster every master is scanned (SCAN sees one node's keys), and each key goes by a DEL of its
+ * own, since one DEL may not span slots.
  */
-export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): Promise<number> {
+  const perKey = isCluster(redis);
   let deleted = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (keys.length > 0) deleted += await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  for (const node of await masters(redis)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      if (keys.length > 0 && !perKey) deleted += await node.del(...keys);
+      if (keys.length > 0 && perKey) {
+        const p = node.pipeline();
+        for (const k of keys) p.del(k);
+        for (const [err, n] of (await p.exec()) ?? []) if (err === null) deleted += Number(n);
+      }
+      cursor = next;
+    } while (cursor !== '0');
+  }
   return deleted;
 }
 export const CHUNK_FIELD = 'd';

@@ -6,7 +6,7 @@
  */
 import type { OutcomeCounts } from '../domain/accounting.js';
 import type { WithheldKind } from '../domain/withheld.js';
-import type { Redis } from 'ioredis';
+import { pipelineBySlot, slotGroups, type RedisClient } from './redis-connect.js';
 import { HeraldError } from '../errors.js';
 import { isCampaignStatus, type CampaignStatus } from '../domain/campaign-status.js';
 import type { StepReply } from '../domain/chunk-state.js';
@@ -80,7 +80,7 @@ export class RedisGateway {
   readonly livenessTtlMs: number;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     readonly keys: Keys,
     options: GatewayOptions,
   ) {
@@ -238,11 +238,14 @@ export class RedisGateway {
   async liveCounts(campaignIds: readonly number[]): Promise<Map<number, OutcomeCounts>> {
     const out = new Map<number, OutcomeCounts>();
     if (campaignIds.length === 0) return out;
-    const pipe = this.redis.pipeline();
-    for (const id of campaignIds) pipe.hmget(this.keys.live(id), ...LIVE_FIELDS);
     let replies: Array<[Error | null, unknown]>;
     try {
-      replies = (await pipe.exec()) ?? [];
+      replies = await pipelineBySlot(
+        this.redis,
+        campaignIds,
+        (id) => this.keys.live(id),
+        (p, id) => p.hmget(this.keys.live(id), ...LIVE_FIELDS),
+      );
     } catch (err) {
       throw redisError(err, 'live counters');
     }
@@ -325,13 +328,18 @@ export class RedisGateway {
   async overshoot(campaignIds: readonly number[]): Promise<Map<number, number>> {
     const out = new Map<number, number>();
     if (campaignIds.length === 0) return out;
-    let values: Array<string | null>;
     try {
-      values = await this.redis.mget(campaignIds.map((id) => this.keys.overshoot(id)));
+      // One MGET per slot: on a cluster, one MGET may not span slots.
+      const groups = slotGroups(this.redis, campaignIds, (id) => this.keys.overshoot(id));
+      await Promise.all(
+        groups.map(async (ids) => {
+          const values = await this.redis.mget(ids.map((id) => this.keys.overshoot(id)));
+          ids.forEach((id, i) => out.set(id, Number(values[i] ?? 0)));
+        }),
+      );
     } catch (err) {
       throw redisError(err, 'overshoot');
     }
-    campaignIds.forEach((id, i) => out.set(id, Number(values[i] ?? 0)));
     return out;
   }
 }

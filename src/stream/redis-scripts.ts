@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import { pipelineBySlot, type RedisClient } from './redis-connect.js';
 
 interface Script {
   file: string;
@@ -73,7 +73,7 @@ function commandArgs(call: ScriptCall, body: 'sha' | 'lua'): ScriptArg[] {
  * Runs one script. `replies: 'buffer'` keeps bulk strings as Buffers (entries carrying msgpack), else they
  * come as strings.
  */
-export async function runScript(client: Redis, call: ScriptCall, replies: 'string' | 'buffer' = 'string'): Promise<unknown> {
+export async function runScript(client: RedisClient, call: ScriptCall, replies: 'string' | 'buffer' = 'string'): Promise<unknown> {
   const send = (body: 'sha' | 'lua'): Promise<unknown> => {
     const args = commandArgs(call, body);
     const cmd = body === 'sha' ? 'EVALSHA' : 'EVAL';
@@ -88,17 +88,20 @@ export async function runScript(client: Redis, call: ScriptCall, replies: 'strin
 }
 
 /**
- * Runs several scripts in one pipeline: one socket write and one read. Each is still its own atomic
- * script; only the round trip is shared. Calls Redis did not know the script for are sent again by EVAL.
+ * Runs several scripts in one pipeline: one socket write and one read (on a cluster, one per hash tag of
+ * the calls' keys, side by side). Each is still its own atomic script; only the round trip is shared.
+ * Calls Redis did not know the script for are sent again by EVAL: each cluster node learns a script the
+ * first time it is sent one.
  */
-export async function runScripts(client: Redis, calls: readonly ScriptCall[]): Promise<ScriptResult[]> {
-  const p = client.pipeline();
-  for (const call of calls) p.call('EVALSHA', ...commandArgs(call, 'sha'));
-  const results = (await p.exec()) ?? [];
-  const out = calls.map((_, i): ScriptResult => {
-    const [err, reply] = results[i] ?? [new Error('no reply in pipeline'), null];
-    return err === null ? { ok: true, reply } : { ok: false, error: err };
-  });
+export async function runScripts(client: RedisClient, calls: readonly ScriptCall[]): Promise<ScriptResult[]> {
+  for (const call of calls) commandArgs(call, 'sha'); // a wrong key count is refused before anything is sent
+  const results = await pipelineBySlot(
+    client,
+    calls,
+    (call) => call.keys[0] ?? '',
+    (p, call) => p.call('EVALSHA', ...commandArgs(call, 'sha')),
+  );
+  const out = results.map(([err, reply]): ScriptResult => (err === null ? { ok: true, reply } : { ok: false, error: err }));
   // Only after a restart or failover: each script Redis did not know is sent again, in full.
   for (let i = 0; i < calls.length; i++) {
     const r = out[i]!;

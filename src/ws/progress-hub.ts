@@ -37,6 +37,9 @@ export class ProgressHub {
   private allSubscribers = 0;
   private readonly latest = new Map<number, ProgressFrame>();
   private readonly samples = new Map<number, Sample>();
+  /** campaign → when the reads of its latest frame began: a refresh that began earlier publishes nothing */
+  private readonly readAt = new Map<number, number>();
+  private refreshes = 0;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   readonly stats = { framesComputed: 0, framesPublished: 0 };
@@ -76,6 +79,7 @@ export class ProgressHub {
   private forget(id: number): void {
     this.latest.delete(id);
     this.samples.delete(id);
+    this.readAt.delete(id);
   }
 
   /** The last frame of a campaign, computed now if there is none (a new subscriber gets one at once). */
@@ -116,6 +120,9 @@ export class ProgressHub {
    * otherwise only when something changed. `statusChange`: publish even if nothing else did.
    */
   private async refresh(ids: number[], statusChange: boolean): Promise<void> {
+    // Refreshes overlap (a status change's and the tick's): numbered as they start, so one whose reads
+    // began before those of the frame already out cannot follow it with older counts.
+    const started = ++this.refreshes;
     const rows = await Promise.all(ids.map((id) => this.deps.campaigns.get(id)));
     const campaigns = rows.filter((c): c is Campaign => c !== null);
     if (campaigns.length === 0) return;
@@ -127,6 +134,8 @@ export class ProgressHub {
     ]);
     const now = Date.now();
     for (const c of campaigns) {
+      if ((this.readAt.get(c.id) ?? 0) > started) continue;
+      this.readAt.set(c.id, started);
       const n = counts.get(c.id)!;
       const a = account(c, liveOutcomes(n, live.get(c.id), isTerminal(c.status)));
       const frame = withRate(

@@ -19,6 +19,7 @@ export function spawnHerald(
       ...process.env,
       DATABASE_URL: c.databaseUrl,
       REDIS_URL: c.redisUrl,
+      REDIS_CLUSTER_NODES: c.redisClusterNodes.join(','),
       CLICKHOUSE_URL: c.clickhouseUrl,
       CLICKHOUSE_DB: c.clickhouseDb,
       HERALD_REDIS_PREFIX: c.redisPrefix,

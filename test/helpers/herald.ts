@@ -9,8 +9,8 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { migrate, startHerald, type Herald } from '../../src/main.js';
 import { ClickHouse } from '../../src/clickhouse/client.js';
-import { Redis } from 'ioredis';
 import { deleteKeysWithPrefix } from '../../src/stream/keys.js';
+import { connectRedis } from '../../src/stream/redis-connect.js';
 
 export const API_KEY = 'test-key-0123456789';
 
@@ -36,6 +36,7 @@ export async function createNamespace(
     {
       databaseUrl: dbUrl.toString(),
       redisUrl: services.redisUrl,
+      redisClusterNodes: services.redisClusterNodes,
       clickhouseUrl: services.clickhouseUrl,
       clickhouseDb: name,
       redisPrefix: name,
@@ -58,7 +59,8 @@ export async function createNamespace(
       const ch = new ClickHouse({ url: services.clickhouseUrl, database: 'default' });
       await ch.command(`DROP DATABASE IF EXISTS ${name}`).catch(() => undefined);
       await ch.close();
-      const redis = new Redis(services.redisUrl);
+      // The shared Redis, or the cluster the namespace used (a test's own single Redis may be gone by now).
+      const redis = connectRedis({ url: services.redisUrl, clusterNodes: config.redisClusterNodes });
       await deleteKeysWithPrefix(redis, name).catch(() => undefined);
       redis.disconnect();
     },

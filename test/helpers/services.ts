@@ -1,17 +1,22 @@
 /**
  * Decides where integration tests find PostgreSQL, Redis and ClickHouse: the env URLs when given, else
  * the local defaults when they answer, else testcontainers when a Docker engine is present. Never a mock.
+ * With HERALD_TEST_REDIS=cluster, Herald's Redis is a Redis Cluster: REDIS_CLUSTER_NODES when given, else a
+ * 3-master cluster of the run's own (test/helpers/redis-cluster.ts).
  */
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
+import { OwnRedisCluster } from './redis-cluster.js';
 
 export interface ServiceUrls {
   databaseUrl: string;
   redisUrl: string;
   clickhouseUrl: string;
+  /** the Redis Cluster tests run against (HERALD_TEST_REDIS=cluster); empty: one Redis at redisUrl */
+  redisClusterNodes: string[];
 }
 
-const DEFAULTS: ServiceUrls = {
+const DEFAULTS: Omit<ServiceUrls, 'redisClusterNodes'> = {
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
   redisUrl: 'redis://127.0.0.1:6379',
   clickhouseUrl: 'http://127.0.0.1:8123',
@@ -52,6 +57,7 @@ export async function resolveServices(env = process.env): Promise<ResolvedServic
     databaseUrl: env.DATABASE_URL || DEFAULTS.databaseUrl,
     redisUrl: env.REDIS_URL || DEFAULTS.redisUrl,
     clickhouseUrl: env.CLICKHOUSE_URL || DEFAULTS.clickhouseUrl,
+    redisClusterNodes: [],
   };
   const missing: Array<keyof ServiceUrls> = [];
   if (!(await reachable(urls.databaseUrl, 5432))) missing.push('databaseUrl');
@@ -86,6 +92,17 @@ export async function resolveServices(env = process.env): Promise<ResolvedServic
       urls.clickhouseUrl = u.toString();
       stops.push(() => c.stop());
     }
+  }
+  if (env.HERALD_TEST_REDIS === 'cluster') {
+    const given = (env.REDIS_CLUSTER_NODES ?? '').split(',').filter((n) => n.trim() !== '');
+    if (given.length > 0) urls.redisClusterNodes = given;
+    else {
+      const cluster = await OwnRedisCluster.start();
+      urls.redisClusterNodes = cluster.nodes;
+      stops.push(() => cluster.stop());
+    }
+  } else if (env.HERALD_TEST_REDIS !== undefined && env.HERALD_TEST_REDIS !== '' && env.HERALD_TEST_REDIS !== 'single') {
+    throw new Error(`HERALD_TEST_REDIS must be 'single' or 'cluster', not '${env.HERALD_TEST_REDIS}'`);
   }
   return {
     urls,

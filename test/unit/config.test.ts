@@ -24,6 +24,7 @@ describe('config schema: defaults', () => {
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
       databaseReadUrl: '',
       redisUrl: 'redis://127.0.0.1:6379',
+      redisClusterNodes: [],
       clickhouseUrl: 'http://127.0.0.1:8123',
       clickhouseDb: 'herald',
       redisPrefix: 'herald',
