@@ -11,6 +11,7 @@ import { parseAttrs, renderRecipients, TemplateCache, type RenderedContent } fro
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientLookup, RecipientRow } from '../store/recipient-lookup.js';
 import type { TestSender } from '../actor/test-sender.js';
+import type { AuditRecord } from '../domain/audit.js';
 import type { JsonSchema, Route } from './route.js';
 import { ID_PARAM, jsonBody } from './schemas.js';
 
@@ -18,6 +19,7 @@ export interface TemplateApiDeps {
   campaigns: CampaignRepo;
   recipients: RecipientLookup;
   testSends: Pick<TestSender, 'send'>;
+  audit: { record(r: AuditRecord): Promise<void> };
   /** compiled templates per campaign, shared with the inbox routes; default: one of these routes' own */
   templates?: TemplateCache;
 }
@@ -61,7 +63,7 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
       name: 'previewCampaign',
       method: 'post',
       path: '/v1/campaigns/:id/preview',
-      auth: 'admin',
+      auth: 'send',
       summary: "Render the campaign's templates for real recipients of its audience; nothing is sent",
       params: [ID_PARAM],
       body: jsonBody(PREVIEW, 'whom to render for: user_ids, or the first `sample` recipients'),
@@ -94,7 +96,7 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
       name: 'testCampaign',
       method: 'post',
       path: '/v1/campaigns/:id/test',
-      auth: 'admin',
+      auth: 'send',
       summary: 'Send the campaign to these recipients only, as test events no campaign count includes',
       params: [ID_PARAM],
       body: jsonBody(TEST_SEND, 'the recipients (user ids of the audience)'),
@@ -108,6 +110,15 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
         const c = await campaignOf(req.params[0]);
         const rows = await recipientsOf(c, { kind: 'users', userIds });
         const { testId, results } = await deps.testSends.send(c, rows);
+        // the send is no PostgreSQL transaction: recorded once it is done (its events are in ClickHouse)
+        await deps.audit.record({
+          actor: req.actor,
+          action: 'campaign.test',
+          campaignId: c.id,
+          statusBefore: c.status,
+          statusAfter: c.status,
+          detail: { test_id: testId, user_ids: userIds.slice(0, 100) },
+        });
         return {
           status: 200,
           body: {
