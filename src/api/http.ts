@@ -10,7 +10,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { HeraldError, isHeraldError } from '../errors.js';
 import { PUBLIC_CALLER, requestIdFrom, type Actor } from '../domain/audit.js';
 import type { Caller } from '../domain/api-keys.js';
-import { bodyReadable } from './body-stream.js';
+import { BodyTap, bodyReadable, type BodySource } from './body-stream.js';
 import type { ApiRequest, Auth, Reply, RequestInfo, Route } from './route.js';
 
 const STATUS_TEXT: Record<number, string> = {
@@ -35,6 +35,8 @@ export class ResponseState {
   ended = false;
   /** sent back as `x-request-id` with the answer */
   requestId = '';
+  /** the body's first chunks, held while the request is authorized */
+  tap: BodyTap | null = null;
   // uWS takes one onAborted handler per response: this one, which tells every listener (few requests
   // have one, so the list is made on the first).
   private abortListeners: Array<() => void> | null = null;
@@ -52,6 +54,8 @@ export class ResponseState {
   }
 
   send(reply: Reply): void {
+    // an answer without reading the body (a 401, 403, 400 …): what it sends is dropped, the socket read on
+    this.tap?.release(this.aborted);
     if (this.aborted || this.ended) return;
     this.ended = true;
     const body =
@@ -87,7 +91,7 @@ class CopiedRequest implements ApiRequest {
   constructor(
     req: HttpRequest,
     paramCount: number,
-    private readonly res: HttpResponse,
+    private readonly res: BodySource,
     private readonly state: ResponseState,
     private readonly maxBodyBytes: number,
   ) {
@@ -140,7 +144,7 @@ function refuseDeclaredLength(info: RequestInfo, maxBytes: number): void {
 }
 
 /** Buffers a JSON body up to `maxBytes` and parses it; 413 past the limit, 400 naming `body` if malformed. */
-function readJson(res: HttpResponse, state: ResponseState, info: RequestInfo, maxBytes: number): Promise<unknown> {
+function readJson(res: BodySource, state: ResponseState, info: RequestInfo, maxBytes: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     refuseDeclaredLength(info, maxBytes);
     const parts: Buffer[] = [];
@@ -187,10 +191,13 @@ export function mountRoutes(app: TemplatedApp, routes: readonly Route[], opts: M
   for (const route of routes) {
     const paramCount = (route.path.match(/:/g) ?? []).length;
     const { auth, handler } = route;
+    const holdsBody = auth !== 'public' && route.method !== 'get';
     // uWS names DELETE's method `del`
     app[route.method === 'delete' ? 'del' : route.method](route.path, (res: HttpResponse, req: HttpRequest) => {
       const state = new ResponseState(res);
-      const request = new CopiedRequest(req, paramCount, res, state, opts.maxBodyBytes);
+      // The handler of a route that takes a credential reads the body after an await: held until then.
+      if (holdsBody) state.tap = new BodyTap(res);
+      const request = new CopiedRequest(req, paramCount, state.tap ?? res, state, opts.maxBodyBytes);
       const run = async (): Promise<Reply> => {
         // public routes (the pixel: the hottest) take no credential and wait for nothing
         if (auth !== 'public') request.calledBy(await opts.authorize(auth, request));
