@@ -50,8 +50,9 @@ export class BodyTap implements BodySource {
     this.handler = handler;
     const held = this.held;
     this.held = [];
-    for (const h of held) handler(h.chunk, h.isLast);
+    // resumed first: nothing arrives before this returns, and a reader that pauses on the held chunks keeps it paused
     this.stopHolding();
+    for (const h of held) handler(h.chunk, h.isLast);
   }
 
   pause(): void {

@@ -275,6 +275,25 @@ describe('API keys, scopes and the audit trail', () => {
     expect(recent[0].detail).toEqual({ topic: 'news', cap: { max: 2, window_s: 60 } });
   });
 
+  it('a body that streams in while its key is looked up arrives whole', async () => {
+    // a key never used yet: its first request waits for PostgreSQL while the body is already arriving
+    const fresh = await keyWith(['audience'], 'first use');
+    const a = await fresh.api.call('POST', '/v1/audiences', { name: 'held body' });
+    expect(a.status).toBe(201);
+    const other = await keyWith(['audience'], 'first use of another');
+    const lines: string[] = [];
+    for (let i = 1; i <= 60_000; i++) lines.push(`{"user_id":"h${i}","address":"h${i}@example.test","attrs":{"n":${i}}}`);
+    const r = await other.api.importRecipients(a.body.id, lines.join('\n'));
+    expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(200);
+    expect(r.body).toMatchObject({ imported: 60_000, rejected_count: 0 });
+    // refused without reading the body: the connection is answered and the next request served
+    const send = await keyWith(['send']);
+    const refused = await send.api.call('POST', `/v1/audiences/${a.body.id}/recipients`, lines.join('\n'), {
+      'content-type': 'application/x-ndjson',
+    });
+    expect(refused.body).toMatchObject({ code: 'FORBIDDEN', scope: 'audience' });
+  });
+
   it('pages the trail newest first by id, and refuses bad parameters naming them', async () => {
     const all = (await audit('limit=500')).items;
     expect(all.length).toBeGreaterThan(10);
