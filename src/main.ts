@@ -25,6 +25,9 @@ import {
   CAP_REBUILD_WAIT_MS,
   SUPPRESSION_REBUILD_MISSES,
   TOPIC_CAP_TTL_MS,
+  KEY_CACHE_MS,
+  KEY_TOUCH_MS,
+  KEY_CACHE_MAX,
 } from './config/timings.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
@@ -74,6 +77,9 @@ import { CampaignMembership } from './store/campaign-membership.js';
 import { RecipientHistory } from './progress/recipient-history.js';
 import { TestEventWriter } from './sink/test-event-writer.js';
 import { TestSender } from './actor/test-sender.js';
+import { KeyRepo } from './store/key-repo.js';
+import { AuditRepo } from './store/audit-repo.js';
+import { KeyVerifier } from './api/key-verifier.js';
 
 export interface Herald {
   config: Readonly<Config>;
@@ -281,6 +287,16 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       log,
     });
     await readSpool.open();
+    const keyRepo = new KeyRepo(db);
+    const keyVerifier = new KeyVerifier({
+      bootstrapKeys: cfg.apiKeys,
+      source: keyRepo,
+      cacheMs: KEY_CACHE_MS,
+      touchEveryMs: KEY_TOUCH_MS,
+      maxCached: KEY_CACHE_MAX,
+      onTouchFailed: (err) => log.warn({ err: (err as Error).message }, 'key last_used_at not written'),
+    });
+    const authenticate = (authorization: string): ReturnType<KeyVerifier['authenticate']> => keyVerifier.authenticate(authorization);
     const controlSubscriber = wsSubscriber;
     const wsSetup: WsSetup = {
       hub: {
@@ -292,7 +308,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         tickMs: cfg.wsTickMs,
       },
       imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
-      options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
+      options: { authenticate, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
     };
     api = await startApi({
       host: cfg.host,
@@ -307,6 +323,10 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         spool: readSpool,
         stats: new StatsReader(ch),
         apiKeys: cfg.apiKeys,
+        authenticate,
+        keys: keyRepo,
+        forgetKey: (id) => keyVerifier.forget(id),
+        audit: new AuditRepo(db),
         maxBodyBytes: cfg.maxBodyBytes,
         maxImportBytes: cfg.maxImportBytes,
         imports,

@@ -14,7 +14,72 @@ export interface AbortState {
   onAbort(listener: () => void): void;
 }
 
-export function bodyReadable(res: HttpResponse, state: AbortState, maxBytes: number): Readable {
+/** A body's chunks as uWS delivers them: a copy must be taken before the callback returns. */
+export type DataHandler = (chunk: ArrayBuffer | Uint8Array, isLast: boolean) => void;
+
+/** Where a body is read from: the response itself, or a BodyTap in front of it. */
+export type BodySource = Pick<HttpResponse, 'pause' | 'resume'> & { onData(handler: DataHandler): unknown };
+
+/**
+ * Holds a body's first chunks while the request waits for something before its handler reads the body
+ * (a key looked up in PostgreSQL): uWS delivers data only to a handler attached in the request's own
+ * callback, so one is attached there. It pauses the socket at the first chunk it holds, so a client
+ * waiting to be authorized can send little; the reader gets the held chunks first. `release` (the answer
+ * is sent, the body unread) drops the rest and resumes, so the connection stays usable.
+ */
+export class BodyTap implements BodySource {
+  private held: Array<{ chunk: Buffer; isLast: boolean }> = [];
+  private handler: DataHandler | null = null;
+  private holding = false;
+
+  constructor(private readonly res: HttpResponse) {
+    res.onData((ab, isLast) => {
+      if (this.handler !== null) {
+        this.handler(ab, isLast);
+        return;
+      }
+      this.held.push({ chunk: Buffer.from(new Uint8Array(ab)), isLast });
+      if (!isLast && !this.holding) {
+        this.holding = true;
+        res.pause();
+      }
+    });
+  }
+
+  onData(handler: DataHandler): void {
+    this.handler = handler;
+    const held = this.held;
+    this.held = [];
+    // resumed first: nothing arrives before this returns, and a reader that pauses on the held chunks keeps it paused
+    this.stopHolding();
+    for (const h of held) handler(h.chunk, h.isLast);
+  }
+
+  pause(): void {
+    this.res.pause();
+  }
+
+  resume(): void {
+    this.res.resume();
+  }
+
+  /** No reader is coming: what is held and what follows is dropped. */
+  release(aborted: boolean): void {
+    if (this.handler !== null) return;
+    this.handler = () => undefined;
+    this.held = [];
+    if (!aborted) this.stopHolding();
+  }
+
+  private stopHolding(): void {
+    if (this.holding) {
+      this.holding = false;
+      this.res.resume();
+    }
+  }
+}
+
+export function bodyReadable(res: BodySource, state: AbortState, maxBytes: number): Readable {
   let paused = false;
   let total = 0;
   // A paused socket is not read at all, not even the next request on the same keep-alive connection:

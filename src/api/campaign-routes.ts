@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
-import type { CampaignCommand, CampaignStatus } from '../domain/campaign-status.js';
+import type { CampaignStatus } from '../domain/campaign-status.js';
 import {
   validatePage,
   parseId,
@@ -39,25 +39,24 @@ export interface CampaignApiDeps {
   log: Logger;
 }
 
-const COMMANDS: ReadonlyArray<[command: CampaignCommand, summary: string]> = [
+const COMMANDS: ReadonlyArray<[command: 'start' | 'pause' | 'resume' | 'cancel', summary: string]> = [
   ['start', 'Start a draft or scheduled campaign'],
   ['pause', 'Pause a sending campaign at its chunks’ next sub-batch'],
   ['resume', 'Resume a paused campaign'],
   ['cancel', 'Cancel a campaign; what was not sent is counted as aborted'],
 ];
 
-type CampaignRoute = Omit<Route, 'path' | 'auth' | 'params' | 'handler'> & {
+type CampaignRoute = Omit<Route, 'path' | 'params' | 'handler'> & {
   /** after `/v1/campaigns/:id` */
   subpath: string;
   handle(id: number, req: ApiRequest): Promise<Reply>;
 };
 
-/** A route on one campaign, `/v1/campaigns/:id…`: the admin key, and the id parsed before anything else. */
+/** A route on one campaign, `/v1/campaigns/:id…`: the id parsed before anything else. */
 function onCampaign({ subpath, handle, ...route }: CampaignRoute): Route {
   return {
     ...route,
     path: `/v1/campaigns/:id${subpath}`,
-    auth: 'admin',
     params: [ID_PARAM],
     handler: (req) => handle(parseId(req.params[0], 'id'), req),
   };
@@ -76,7 +75,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       name: 'createAudience',
       method: 'post',
       path: '/v1/audiences',
-      auth: 'admin',
+      auth: 'audience',
       summary: 'Create an audience',
       body: jsonBody(CREATE_AUDIENCE, 'the audience'),
       responses: { 201: '{id, name, created_at}' },
@@ -90,7 +89,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       name: 'listAudiences',
       method: 'get',
       path: '/v1/audiences',
-      auth: 'admin',
+      auth: 'read',
       summary: 'Audiences, newest first, with what their completed imports brought',
       query: [limitParam(50, 500), beforeParam('audience')],
       responses: {
@@ -119,7 +118,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       name: 'getAudience',
       method: 'get',
       path: '/v1/audiences/:id',
-      auth: 'admin',
+      auth: 'read',
       params: [ID_PARAM],
       summary: 'An audience and its exact number of recipients',
       responses: { 200: '{id, name, created_at, recipients}', 404: 'no such audience' },
@@ -134,13 +133,13 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       name: 'createCampaign',
       method: 'post',
       path: '/v1/campaigns',
-      auth: 'admin',
+      auth: 'send',
       summary: 'Create a campaign (draft, or scheduled with schedule_at)',
       body: jsonBody(CREATE_CAMPAIGN, 'the campaign'),
       responses: { 201: '{id, status}' },
       handler: async (req) => {
         const input = validateCreateCampaign(await req.json());
-        const c = await deps.campaigns.create(input, deps.defaultChunkSize);
+        const c = await deps.campaigns.create(input, deps.defaultChunkSize, { actor: req.actor, action: 'campaign.create' });
         return { status: 201, body: { id: c.id, status: c.status } };
       },
     },
@@ -148,7 +147,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       name: 'listCampaigns',
       method: 'get',
       path: '/v1/campaigns',
-      auth: 'admin',
+      auth: 'read',
       summary: 'List campaigns, newest first',
       query: [
         { name: 'status', description: 'only campaigns in this status', schema: { type: 'string' } },
@@ -169,6 +168,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
     onCampaign({
       name: 'getCampaign',
       method: 'get',
+      auth: 'read',
       subpath: '',
       summary: 'A campaign and its counts (delivered + failed + aborted + pending = total)',
       responses: { 200: 'the campaign', 400: 'a malformed id', 404: 'no such campaign' },
@@ -181,13 +181,14 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
     onCampaign({
       name: 'updateCampaign',
       method: 'patch',
+      auth: 'send',
       subpath: '',
       summary: 'Change the rate limit (also while sending) or the start time (before the start)',
       body: jsonBody(UPDATE_CAMPAIGN, 'the fields to change'),
       responses: { 200: 'the campaign', 404: 'no such campaign', 409: '{error, status}: not changeable in this status' },
       handle: async (id, req) => {
         const input = validateUpdateCampaign(await req.json());
-        const c = await deps.campaigns.update(id, input);
+        const c = await deps.campaigns.update(id, input, { actor: req.actor, action: 'campaign.update' });
         await deps.publishChanged(id).catch((err: unknown) => deps.log.warn({ err, campaignId: id }, 'change publish failed'));
         const counts = await deps.progress.counts([id]);
         return { status: 200, body: campaignView(c, counts.get(id)) };
@@ -196,6 +197,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
     onCampaign({
       name: 'listCampaignFailures',
       method: 'get',
+      auth: 'read',
       subpath: '/failures',
       summary: 'Recipients whose latest outcome is a failure, in user_id order',
       query: [
@@ -224,11 +226,12 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       onCampaign({
         name: `${command}Campaign`,
         method: 'post',
+        auth: 'send',
         subpath: `/${command}`,
         summary,
         responses: { 200: '{id, status}', 404: 'no such campaign', 409: '{error, status}: the move is illegal from the current status' },
-        handle: async (id) => {
-          const c = await deps.campaigns.transition(id, command);
+        handle: async (id, req) => {
+          const c = await deps.campaigns.command(id, command, { actor: req.actor, action: `campaign.${command}` });
           // The poll loop picks the change up within HERALD_POLL_MS; PostgreSQL already has it.
           await deps.publishStatus(id, c.status, c.statusVersion).catch(publishFailed(id));
           return { status: 200, body: { id: c.id, status: c.status } };
@@ -243,12 +246,16 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       // campaign (store/retry-repo.ts); 409 unless the campaign is completed.
       name: 'retryCampaignFailures',
       method: 'post',
+      auth: 'send',
       subpath: '/retry-failed',
       summary: 'Send again to the recipients listed by /failures, as a new round',
       responses: { 200: '{id, status, retrying}', 404: 'no such campaign', 409: '{error, status}: the campaign is not completed' },
-      handle: async (id) => {
+      handle: async (id, req) => {
         const c = await requireCampaign(id);
-        const r = await deps.retries.startRound(id, () => deps.progress.failedUserIds(id, c.firstRetryGeneration));
+        const r = await deps.retries.startRound(id, () => deps.progress.failedUserIds(id, c.firstRetryGeneration), {
+          actor: req.actor,
+          action: 'campaign.retry_failed',
+        });
         if (r.retrying > 0) await deps.publishStatus(id, 'sending', r.statusVersion).catch(publishFailed(id));
         return { status: 200, body: { id, status: r.status, retrying: r.retrying } };
       },
@@ -257,6 +264,7 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       // Read-rate analytics, from the ClickHouse views only (progress/stats-reader.ts).
       name: 'getCampaignStats',
       method: 'get',
+      auth: 'read',
       subpath: '/stats',
       summary: 'Read-rate analytics: totals, read_rate, series, time_to_read, by_segment',
       query: [{ name: 'bucket', description: 'series bucket', schema: { enum: ['minute', 'hour'], default: 'minute' } }],

@@ -9,6 +9,7 @@ import { HeraldError } from '../errors.js';
 import { parseUserId } from '../domain/event-input.js';
 import { parseTopic, validateTopicInput, type TopicCap } from '../domain/consent-input.js';
 import { verifyUnsubscribeToken } from '../domain/tokens.js';
+import { TOKEN_CALLER, type AuditRecord } from '../domain/audit.js';
 import type { BulkReport, SuppressionWriter } from '../import/suppression-writer.js';
 import type { SuppressionRow } from '../store/consent-repo.js';
 import { importFormat } from './import-routes.js';
@@ -22,7 +23,7 @@ export interface ConsentApiDeps {
   consent: {
     forUser(userId: string): Promise<SuppressionRow[]>;
     getTopic(topic: string): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date } | null>;
-    putTopic(topic: string, cap: TopicCap | null): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date }>;
+    putTopic(topic: string, cap: TopicCap | null, audit: AuditRecord): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date }>;
   };
 }
 
@@ -88,14 +89,14 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
     name,
     method: op,
     path: '/v1/suppressions',
-    auth: 'admin',
+    auth: 'audience',
     summary,
     body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description },
     responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
     handler: async (req) => {
       if (importFormat(req.headers.contentType) !== 'ndjson')
         throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/x-ndjson', { field: 'content-type' });
-      const report = await deps.suppressions.bulk(op, req.stream(deps.maxImportBytes));
+      const report = await deps.suppressions.bulk(op, req.stream(deps.maxImportBytes), req.actor);
       return { status: 200, body: bulkView(report) };
     },
   });
@@ -116,7 +117,7 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
       name: 'listUserSuppressions',
       method: 'get',
       path: '/v1/users/:user_id/suppressions',
-      auth: 'admin',
+      auth: 'read',
       summary: "A user's suppressions: the global list (topic null) and topics",
       params: [USER_PARAM],
       responses: { 200: '{user_id, suppressions: [{topic, reason, created_at}]}', 400: 'a malformed user id' },
@@ -140,7 +141,7 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
       name: 'putTopic',
       method: 'put',
       path: '/v1/topics/:topic',
-      auth: 'admin',
+      auth: 'audience',
       summary: "Set a topic's frequency cap: at most max messages per user in any window_s seconds (null: none)",
       params: [TOPIC_PARAM],
       body: jsonBody(TOPIC_BODY, 'the topic'),
@@ -148,14 +149,19 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
       handler: async (req) => {
         const topic = parseTopic(req.params[0]);
         const { cap } = validateTopicInput(await req.json());
-        return { status: 200, body: topicView(await deps.consent.putTopic(topic, cap)) };
+        const audit: AuditRecord = {
+          actor: req.actor,
+          action: 'topic.put',
+          detail: { topic, cap: cap === null ? null : { max: cap.max, window_s: cap.windowS } },
+        };
+        return { status: 200, body: topicView(await deps.consent.putTopic(topic, cap, audit)) };
       },
     },
     {
       name: 'getTopic',
       method: 'get',
       path: '/v1/topics/:topic',
-      auth: 'admin',
+      auth: 'read',
       summary: 'A topic and its cap',
       params: [TOPIC_PARAM],
       responses: { 200: '{topic, cap: {max, window_s} | null, updated_at}', 400: 'a malformed topic', 404: 'no such topic' },
@@ -202,7 +208,13 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
         await drain(req.stream(4096));
         const t = verifyUnsubscribeToken(deps.tokenSecret, req.params[0] ?? '');
         if (t === null) return INVALID_LINK();
-        await deps.suppressions.one({ userId: t.userId, topic: t.topic, reason: `unsubscribed from campaign ${t.campaignId}` });
+        // nobody logs in to unsubscribe: the audit names the link (key id `token`)
+        const actor = { ...TOKEN_CALLER, requestId: req.requestId };
+        await deps.suppressions.one(
+          { userId: t.userId, topic: t.topic, reason: `unsubscribed from campaign ${t.campaignId}` },
+          actor,
+          t.campaignId,
+        );
         const what = t.topic === '' ? 'any more messages' : `messages about ${escapeHtml(t.topic)} any more`;
         return page(200, 'You are unsubscribed', `<p>You will not receive ${what}.</p>`);
       },

@@ -8,7 +8,9 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { HeraldError, isHeraldError } from '../errors.js';
-import { bodyReadable } from './body-stream.js';
+import { PUBLIC_CALLER, requestIdFrom, type Actor } from '../domain/audit.js';
+import type { Caller } from '../domain/api-keys.js';
+import { BodyTap, bodyReadable, type BodySource } from './body-stream.js';
 import type { ApiRequest, Auth, Reply, RequestInfo, Route } from './route.js';
 
 const STATUS_TEXT: Record<number, string> = {
@@ -31,6 +33,10 @@ const STATUS_TEXT: Record<number, string> = {
 export class ResponseState {
   aborted = false;
   ended = false;
+  /** sent back as `x-request-id` with the answer */
+  requestId = '';
+  /** the body's first chunks, held while the request is authorized */
+  tap: BodyTap | null = null;
   // uWS takes one onAborted handler per response: this one, which tells every listener (few requests
   // have one, so the list is made on the first).
   private abortListeners: Array<() => void> | null = null;
@@ -48,6 +54,8 @@ export class ResponseState {
   }
 
   send(reply: Reply): void {
+    // an answer without reading the body (a 401, 403, 400 …): what it sends is dropped, the socket read on
+    this.tap?.release(this.aborted);
     if (this.aborted || this.ended) return;
     this.ended = true;
     const body =
@@ -61,6 +69,7 @@ export class ResponseState {
       if (reply.body !== undefined && !reply.headers?.['content-type']) this.res.writeHeader('content-type', 'application/json');
       const headers = reply.headers;
       if (headers !== undefined) for (const k in headers) this.res.writeHeader(k, headers[k]!);
+      if (this.requestId !== '') this.res.writeHeader('x-request-id', this.requestId);
       this.res.end(body as string | Buffer);
     });
   }
@@ -76,11 +85,13 @@ class CopiedRequest implements ApiRequest {
   readonly query: URLSearchParams;
   readonly params: string[] = [];
   readonly headers: RequestInfo['headers'];
+  readonly requestId: string;
+  actor: Actor;
 
   constructor(
     req: HttpRequest,
     paramCount: number,
-    private readonly res: HttpResponse,
+    private readonly res: BodySource,
     private readonly state: ResponseState,
     private readonly maxBodyBytes: number,
   ) {
@@ -96,6 +107,14 @@ class CopiedRequest implements ApiRequest {
       contentEncoding: req.getHeader('content-encoding'),
       contentLength: len === '' ? null : Number(len),
     };
+    this.requestId = requestIdFrom(req.getHeader('x-request-id'));
+    state.requestId = this.requestId;
+    this.actor = { ...PUBLIC_CALLER, requestId: this.requestId };
+  }
+
+  /** The caller the route's auth found. */
+  calledBy(caller: Caller): void {
+    this.actor = { keyId: caller.keyId, keyName: caller.keyName, requestId: this.requestId };
   }
 
   json(): Promise<unknown> {
@@ -125,7 +144,7 @@ function refuseDeclaredLength(info: RequestInfo, maxBytes: number): void {
 }
 
 /** Buffers a JSON body up to `maxBytes` and parses it; 413 past the limit, 400 naming `body` if malformed. */
-function readJson(res: HttpResponse, state: ResponseState, info: RequestInfo, maxBytes: number): Promise<unknown> {
+function readJson(res: BodySource, state: ResponseState, info: RequestInfo, maxBytes: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     refuseDeclaredLength(info, maxBytes);
     const parts: Buffer[] = [];
@@ -160,8 +179,8 @@ function readJson(res: HttpResponse, state: ResponseState, info: RequestInfo, ma
 export const NO_ROUTE: Readonly<Reply> = Object.freeze({ status: 404, body: Object.freeze({ error: 'no such route', code: 'NOT_FOUND' }) });
 
 export interface MountOptions {
-  /** throws (401, 403, or 400 for a malformed path user) unless the request may call a route of this kind */
-  authorize(auth: Auth, info: RequestInfo): void;
+  /** the caller, or throws (401, 403, or 400 for a malformed path user) unless it may call a route of this kind */
+  authorize(auth: Auth, info: RequestInfo): Promise<Caller>;
   /** the limit of `json()` bodies (HERALD_MAX_BODY_BYTES) */
   maxBodyBytes: number;
   log: Logger;
@@ -172,12 +191,16 @@ export function mountRoutes(app: TemplatedApp, routes: readonly Route[], opts: M
   for (const route of routes) {
     const paramCount = (route.path.match(/:/g) ?? []).length;
     const { auth, handler } = route;
+    const holdsBody = auth !== 'public' && route.method !== 'get';
     // uWS names DELETE's method `del`
     app[route.method === 'delete' ? 'del' : route.method](route.path, (res: HttpResponse, req: HttpRequest) => {
       const state = new ResponseState(res);
-      const request = new CopiedRequest(req, paramCount, res, state, opts.maxBodyBytes);
+      // The handler of a route that takes a credential reads the body after an await: held until then.
+      if (holdsBody) state.tap = new BodyTap(res);
+      const request = new CopiedRequest(req, paramCount, state.tap ?? res, state, opts.maxBodyBytes);
       const run = async (): Promise<Reply> => {
-        opts.authorize(auth, request);
+        // public routes (the pixel: the hottest) take no credential and wait for nothing
+        if (auth !== 'public') request.calledBy(await opts.authorize(auth, request));
         return handler(request);
       };
       run().then(
@@ -193,8 +216,9 @@ export function mountRoutes(app: TemplatedApp, routes: readonly Route[], opts: M
     });
   }
 
-  app.any('/*', (res) => {
+  app.any('/*', (res, req) => {
     const state = new ResponseState(res);
+    state.requestId = requestIdFrom(req.getHeader('x-request-id'));
     state.send(NO_ROUTE);
   });
 }

@@ -46,7 +46,7 @@ export function importRoutes(deps: ImportApiDeps): Route[] {
       name: 'importRecipients',
       method: 'post',
       path: '/v1/audiences/:id/recipients',
-      auth: 'admin',
+      auth: 'audience',
       summary: 'Import recipients into an audience, streamed as an import job',
       params: [AUDIENCE_PARAM],
       body: { contentTypes: ['application/x-ndjson', 'text/csv'], schema: RECIPIENT_LINES, description: 'one recipient a line' },
@@ -61,7 +61,7 @@ export function importRoutes(deps: ImportApiDeps): Route[] {
         const encoding = contentEncoding(req.headers.contentEncoding);
         const body = req.stream(deps.maxImportBytes);
         // At most MAX_REJECTED lines (import/recipient-import.ts), in line order.
-        const { job, rejected } = await deps.imports.run({ audienceId, format, encoding, body });
+        const { job, rejected } = await deps.imports.run({ audienceId, format, encoding, body, actor: req.actor });
         return importAnswer(job, rejected);
       },
     },
@@ -69,7 +69,7 @@ export function importRoutes(deps: ImportApiDeps): Route[] {
       name: 'getImport',
       method: 'get',
       path: '/v1/imports/:id',
-      auth: 'admin',
+      auth: 'read',
       summary: 'An import job; while receiving, its counts advance every second',
       params: [{ ...ID_PARAM, description: 'the import job' }],
       responses: { 200: 'the import job', 404: 'no such import' },
@@ -84,7 +84,7 @@ export function importRoutes(deps: ImportApiDeps): Route[] {
       name: 'listAudienceImports',
       method: 'get',
       path: '/v1/audiences/:id/imports',
-      auth: 'admin',
+      auth: 'read',
       summary: "An audience's import jobs, newest first",
       params: [AUDIENCE_PARAM],
       query: [limitParam(50, 500), beforeParam('import')],

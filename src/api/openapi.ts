@@ -3,14 +3,16 @@
  * registered from. Pure: routes in, a JSON-ready object out.
  */
 import { ERROR_CODES } from '../errors.js';
+import { SCOPE_SUMMARY, SCOPES } from '../domain/api-keys.js';
 import type { Auth, Param, Route } from './route.js';
 import { SCHEMA_COMPONENTS } from './schemas.js';
 
-const SECURITY: Record<Auth, ReadonlyArray<Record<string, string[]>>> = {
-  admin: [{ adminKey: [] }],
-  user: [{ adminKey: [] }, { userToken: [] }],
-  public: [],
-};
+/** A route's security requirement: the scope its key needs (OpenAPI 3.1 lets a bearer scheme list roles). */
+function security(auth: Auth): ReadonlyArray<Record<string, string[]>> {
+  if (auth === 'public') return [];
+  if (auth === 'user') return [{ apiKey: ['read'] }, { userToken: [] }];
+  return [{ apiKey: [auth] }];
+}
 
 const ERROR_CONTENT = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } };
 
@@ -31,8 +33,9 @@ function responses(route: Route): Record<string, unknown> {
     all[400] ??= 'a malformed body or invalid fields: {error, code, field, fields?}';
     all[413] ??= 'the body is past the limit';
   }
-  if (route.auth !== 'public') all[401] ??= 'a missing or invalid key';
-  if (route.auth === 'user') all[403] ??= "a user token for another user's inbox";
+  if (route.auth !== 'public') all[401] ??= 'a missing, unknown or revoked key';
+  if (route.auth === 'user') all[403] ??= "a key without the read scope, or a user token for another user's inbox";
+  else if (route.auth !== 'public') all[403] ??= `a key without the ${route.auth} scope: {error, code: FORBIDDEN, field, scope}`;
   const out: Record<string, unknown> = {};
   for (const [status, description] of Object.entries(all)) {
     const code = Number(status);
@@ -48,7 +51,13 @@ function operation(route: Route): Record<string, unknown> {
     ...pathParams(route).map((p) => ({ in: 'path', required: true, ...p })),
     ...(route.query ?? []).map((p) => ({ in: 'query', required: false, ...p })),
   ];
-  const op: Record<string, unknown> = { operationId: route.name, summary: route.summary, security: SECURITY[route.auth] };
+  const op: Record<string, unknown> = {
+    operationId: route.name,
+    summary: route.summary,
+    security: security(route.auth),
+    // the scope as a plain field too, for readers and generators that skip security requirements
+    'x-scope': route.auth,
+  };
   if (parameters.length > 0) op.parameters = parameters;
   if (route.body !== undefined) {
     const { schema, contentTypes, description } = route.body;
@@ -71,11 +80,17 @@ export function openApiDocument(routes: readonly Route[], opts: OpenApiOptions):
   return {
     openapi: '3.1.0',
     info: { title: opts.title, version: opts.version, description: opts.description },
-    security: SECURITY.admin,
+    security: security('admin'),
     paths,
     components: {
       securitySchemes: {
-        adminKey: { type: 'http', scheme: 'bearer', description: 'one of HERALD_API_KEYS' },
+        apiKey: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'an API key from POST /v1/keys (hk_<id>_<secret>) or one of HERALD_API_KEYS (admin); a route lists the scope it needs: ' +
+            SCOPES.map((s) => `${s}: ${SCOPE_SUMMARY[s]}`).join('; '),
+        },
         userToken: {
           type: 'http',
           scheme: 'bearer',
@@ -97,6 +112,7 @@ export function openApiDocument(routes: readonly Route[], opts: OpenApiOptions):
               items: { type: 'object', properties: { field: { type: 'string' }, error: { type: 'string' } } },
             },
             status: { type: 'string', description: "on a 409, the campaign's current status" },
+            scope: { enum: [...SCOPES], description: 'on a 403, the scope the key lacks' },
           },
         },
       },

@@ -22,7 +22,7 @@ export function recipientRoutes(deps: RecipientApiDeps): Route[] {
       name: 'getCampaignRecipient',
       method: 'get',
       path: '/v1/campaigns/:id/recipients/:user_id',
-      auth: 'admin',
+      auth: 'read',
       summary: 'What happened to one recipient of a campaign: outcome, attempts, error, reads',
       params: [{ ...ID_PARAM, description: 'the campaign' }, USER_PARAM],
       responses: {

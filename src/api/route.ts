@@ -4,14 +4,17 @@
  * same table, so the document and the routes served cannot drift apart.
  */
 import type { Readable } from 'node:stream';
+import type { Access } from '../domain/api-keys.js';
+import type { Actor } from '../domain/audit.js';
 
 export type Method = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
 /**
- * Who may call a route: `admin`, a key of HERALD_API_KEYS; `user`, the admin key or a user token minted for
- * the path's `:user_id` (domain/tokens.ts); `public`, anyone (the pixel, the dashboard, health).
+ * Who may call a route: a key with that scope (`read`, `send`, `audience`, `admin`; domain/api-keys.ts);
+ * `user`, a `read` key or a user token minted for the path's `:user_id` (domain/tokens.ts); `public`,
+ * anyone (the pixel, the dashboard, health).
  */
-export type Auth = 'admin' | 'user' | 'public';
+export type Auth = Access;
 
 /** A JSON Schema (2020-12, as OpenAPI 3.1 uses it). */
 export type JsonSchema = Readonly<Record<string, unknown>>;
@@ -24,10 +27,14 @@ export interface RequestInfo {
   /** path parameters, in the order of the path's `:name`s */
   params: string[];
   headers: { authorization: string; contentType: string; contentEncoding: string; contentLength: number | null };
+  /** the client's sane `x-request-id`, else a new one; every answer carries it back */
+  requestId: string;
 }
 
 /** A request as handlers see it: the copy, and its body read through api/http.ts (limits, 413, aborts). */
 export interface ApiRequest extends RequestInfo {
+  /** who called (set once the route's auth passed) and the request id: what the audit records */
+  readonly actor: Actor;
   /** the JSON body, parsed; `{}` when empty; 413 past HERALD_MAX_BODY_BYTES, 400 naming `body` if malformed */
   json(): Promise<unknown>;
   /** the raw body as a stream with backpressure; 413 past `maxBytes` (at once when content-length says so) */

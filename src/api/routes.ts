@@ -5,6 +5,8 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
+import type { Credential } from '../domain/api-keys.js';
+import type { AuditRepo } from '../store/audit-repo.js';
 import type { WsStats } from '../ws/ws-server.js';
 import { authorizer } from './auth.js';
 import { campaignRoutes, type CampaignApiDeps } from './campaign-routes.js';
@@ -12,6 +14,7 @@ import { consentRoutes, type ConsentApiDeps } from './consent-routes.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
+import { keyRoutes, type KeyApiDeps } from './key-routes.js';
 import { openApiRoute } from './openapi.js';
 import { recipientRoutes, type RecipientApiDeps } from './recipient-routes.js';
 import { segmentRoutes, type SegmentApiDeps } from './segment-routes.js';
@@ -19,9 +22,10 @@ import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps
-  extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, RecipientApiDeps {
-  apiKeys: readonly string[];
+export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, KeyApiDeps, RecipientApiDeps {
+  /** an Authorization header's credential: api/key-verifier.ts */
+  authenticate(authorization: string): Promise<Credential>;
+  audit: Pick<AuditRepo, 'record' | 'list'>;
   maxBodyBytes: number;
   health(): Promise<Record<string, string>>;
   log: Logger;
@@ -41,12 +45,13 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
     ...templateRoutes(deps),
     ...segmentRoutes(deps),
     ...importRoutes(deps),
+    ...keyRoutes(deps),
     {
       // WebSocket clients now, and how many were closed for being too slow: for operators watching dashboards' load.
       name: 'getWsClients',
       method: 'get',
       path: '/v1/ws/clients',
-      auth: 'admin',
+      auth: 'read',
       summary: 'WebSocket clients now, slow ones now, and those closed for slowness',
       responses: { 200: '{clients, slow, closed_slow}', 404: 'the WebSocket API is off in this process' },
       handler: async () => {

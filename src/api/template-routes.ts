@@ -16,6 +16,7 @@ import type { SegmentRepo } from '../store/segment-repo.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { RecipientLookup, RecipientRow } from '../store/recipient-lookup.js';
 import type { TestSender } from '../actor/test-sender.js';
+import type { AuditRecord } from '../domain/audit.js';
 import type { JsonSchema, Route } from './route.js';
 import { ID_PARAM, jsonBody } from './schemas.js';
 
@@ -24,6 +25,7 @@ export interface TemplateApiDeps {
   recipients: RecipientLookup;
   testSends: Pick<TestSender, 'send'>;
   segments: SegmentRepo;
+  audit: { record(r: AuditRecord): Promise<void> };
   /** compiled templates per campaign, shared with the inbox routes; default: one of these routes' own */
   templates?: TemplateCache;
 }
@@ -96,7 +98,7 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
       name: 'previewCampaign',
       method: 'post',
       path: '/v1/campaigns/:id/preview',
-      auth: 'admin',
+      auth: 'send',
       summary: "Render the campaign's templates for real recipients of its audience; nothing is sent",
       params: [ID_PARAM],
       body: jsonBody(PREVIEW, 'whom to render for: user_ids, or the first `sample` recipients'),
@@ -117,7 +119,7 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
       name: 'previewDraft',
       method: 'post',
       path: '/v1/previews',
-      auth: 'admin',
+      auth: 'send',
       summary: 'Render templates of a campaign not saved (as a form is typed) for real recipients; nothing is stored',
       body: jsonBody(DRAFT_PREVIEW, "the campaign's fields and whom to render for"),
       responses: {
@@ -150,7 +152,7 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
       name: 'testCampaign',
       method: 'post',
       path: '/v1/campaigns/:id/test',
-      auth: 'admin',
+      auth: 'send',
       summary: 'Send the campaign to these recipients only, as test events no campaign count includes',
       params: [ID_PARAM],
       body: jsonBody(TEST_SEND, 'the recipients (user ids of the audience)'),
@@ -164,6 +166,15 @@ export function templateRoutes(deps: TemplateApiDeps): Route[] {
         const c = await campaignOf(req.params[0]);
         const rows = await recipientsOf({ audienceId: c.audienceId, filter: null }, { kind: 'users', userIds });
         const { testId, results } = await deps.testSends.send(c, rows);
+        // the send is no PostgreSQL transaction: recorded once it is done (its events are in ClickHouse)
+        await deps.audit.record({
+          actor: req.actor,
+          action: 'campaign.test',
+          campaignId: c.id,
+          statusBefore: c.status,
+          statusAfter: c.status,
+          detail: { test_id: testId, user_ids: userIds.slice(0, 100) },
+        });
         return {
           status: 200,
           body: {

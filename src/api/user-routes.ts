@@ -1,7 +1,8 @@
 /**
  * The user-facing half of the API: user tokens, the in-app inbox, read receipts (the pixel) and provider
- * callbacks. Inbox endpoints take either the admin key or a user token (domain/tokens.ts) minted for that
- * very user (route auth `user`, checked in api/auth.ts).
+ * callbacks. Inbox endpoints take either a `read` key or a user token (domain/tokens.ts) minted for that
+ * very user (route auth `user`, checked in api/auth.ts); a user token gives no more than a `read` key, so
+ * minting one needs `read`.
  */
 import { HeraldError } from '../errors.js';
 import { parseId } from '../domain/campaign-input.js';
@@ -80,7 +81,7 @@ export function userRoutes(deps: UserApiDeps): Route[] {
       name: 'createWsToken',
       method: 'post',
       path: '/v1/ws/token',
-      auth: 'admin',
+      auth: 'read',
       summary: 'A connect token for GET /v1/ws?token=, good for a minute',
       responses: { 200: TOKEN_ANSWER },
       handler: async () => {
@@ -92,7 +93,7 @@ export function userRoutes(deps: UserApiDeps): Route[] {
       name: 'createUserToken',
       method: 'post',
       path: '/v1/users/:user_id/token',
-      auth: 'admin',
+      auth: 'read',
       summary: "The bearer for that user's inbox endpoints",
       params: [USER_PARAM],
       responses: { 200: TOKEN_ANSWER, 400: 'a malformed user id' },
@@ -209,7 +210,7 @@ export function userRoutes(deps: UserApiDeps): Route[] {
       name: 'postEvents',
       method: 'post',
       path: '/v1/events',
-      auth: 'admin',
+      auth: 'send',
       summary: "A provider's delivered / failed / read callbacks (at most 10,000)",
       body: jsonBody(EVENT_BATCH, 'the events'),
       responses: { 200: '{accepted, rejected: [{index, field, error}]}, once on local disk', 503: 'the events could not be spooled' },

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { audienceCommands } from './audience-commands.js';
+import { keyCommands } from './key-commands.js';
 import { campaignCommands } from './campaign-commands.js';
 import { isHeraldError } from '../errors.js';
 import { CliError } from './client.js';
@@ -36,6 +37,7 @@ campaign watch: 0 completed with no failures, 3 completed with failures, 4 cance
   serverCommands(program);
   audienceCommands(program);
   campaignCommands(program);
+  keyCommands(program);
   return program;
 }
 

@@ -59,3 +59,15 @@ export const CAP_REBUILD_LOCK_MS = 60_000;
 export const CAP_REBUILD_WAIT_MS = 100;
 /** Consent: unconfirmed index hits (lifted suppressions) past which the suppression index is rebuilt whole. */
 export const SUPPRESSION_REBUILD_MISSES = 10_000;
+
+/**
+ * How long a looked-up API key (or its absence) is trusted in memory: authentication costs no PostgreSQL
+ * round trip per request, and a key revoked by another process stops working within this (README, Keys).
+ */
+export const KEY_CACHE_MS = 5000;
+
+/** The least time between two writes of a key's last_used_at from one process. */
+export const KEY_TOUCH_MS = 60_000;
+
+/** Key ids cached per process past which expired entries are dropped (unknown ids are cached too). */
+export const KEY_CACHE_MAX = 10_000;

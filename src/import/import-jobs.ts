@@ -10,6 +10,7 @@ import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import { isFinished, MAX_KEPT_REJECTED, type ImportFormat, type ImportJob, type RejectedLine } from '../domain/import-job.js';
+import type { Actor } from '../domain/audit.js';
 import type { ImportRepo } from '../store/import-repo.js';
 import { csvToCopy, ndjsonToCopy, type ImportReport } from './recipient-import.js';
 
@@ -32,6 +33,8 @@ export interface ImportRequest {
   format: ImportFormat;
   encoding: ContentEncoding;
   body: Readable;
+  /** who started it, for the audit */
+  actor: Actor;
 }
 
 export interface ImportResult {
@@ -97,6 +100,7 @@ export class ImportJobs {
       id = await this.repo.receive({
         audienceId: req.audienceId,
         format: req.format,
+        audit: { actor: req.actor, action: 'import.start' },
         batches,
         counts: () => ({
           receivedBytes,

@@ -7,11 +7,13 @@
 import type { Readable } from 'node:stream';
 import { fingerprint, fingerprintSql } from '../domain/fingerprint.js';
 import { parseSuppressionLine, suppressionCopyLine, type SuppressionLine } from '../domain/consent-input.js';
+import type { Actor, AuditRecord } from '../domain/audit.js';
 
+/** Each change is recorded in the audit with it (`audit` is read once the body is through). */
 export interface SuppressionRecord {
-  bulkPut(copyText: AsyncIterable<string | Buffer>): Promise<number>;
-  bulkDelete(copyText: AsyncIterable<string | Buffer>): Promise<void>;
-  put(s: SuppressionLine, fp: string): Promise<number>;
+  bulkPut(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<number>;
+  bulkDelete(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<void>;
+  put(s: SuppressionLine, fp: string, audit: AuditRecord): Promise<number>;
 }
 
 export interface BulkReport {
@@ -69,16 +71,28 @@ export class SuppressionWriter {
     private readonly raiseMark: (mark: number) => Promise<unknown>,
   ) {}
 
-  async bulk(op: 'put' | 'delete', body: Readable): Promise<BulkReport> {
+  async bulk(op: 'put' | 'delete', body: Readable, actor: Actor): Promise<BulkReport> {
     const report: BulkReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
     const text = suppressionCopyText(body, report);
-    if (op === 'put') await this.raiseMark(await this.record.bulkPut(text));
-    else await this.record.bulkDelete(text);
+    // read after the COPY, when the counts are final
+    const audit = (): AuditRecord => ({
+      actor,
+      action: op === 'put' ? 'suppressions.put' : 'suppressions.delete',
+      detail: { accepted: report.accepted, rejected_count: report.rejectedCount, total: report.total },
+    });
+    if (op === 'put') await this.raiseMark(await this.record.bulkPut(text, audit));
+    else await this.record.bulkDelete(text, audit);
     return report;
   }
 
   /** One suppression (an unsubscribe); once answered, no sub-batch screened after it sends to that user. */
-  async one(s: SuppressionLine): Promise<void> {
-    await this.raiseMark(await this.record.put(s, fingerprintSql(fingerprint(s.topic, s.userId))));
+  async one(s: SuppressionLine, actor: Actor, campaignId: number | null = null): Promise<void> {
+    const audit: AuditRecord = {
+      actor,
+      action: 'suppression.unsubscribe',
+      campaignId,
+      detail: { user_id: s.userId, topic: s.topic === '' ? null : s.topic },
+    };
+    await this.raiseMark(await this.record.put(s, fingerprintSql(fingerprint(s.topic, s.userId)), audit));
   }
 }

@@ -1,9 +1,12 @@
 /**
  * Campaign rows. Status changes are single conditional UPDATEs whose allowed (from → to) pairs come from
  * the pure transition table, so two racing commands cannot both win and no read-then-write gap exists.
+ * A caller's command (create, PATCH, start, pause, …) runs in a transaction that holds the row and records
+ * the audit row with the status before and after, so no change commits unrecorded.
  */
+import type pg from 'pg';
 import { HeraldError } from '../errors.js';
-import { allowedFrom, isTerminal, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
+import { allowedFrom, isTerminal, transition as move, type CampaignCommand, type CampaignStatus } from '../domain/campaign-status.js';
 import type {
   CampaignContent,
   ChannelSpec,
@@ -15,7 +18,9 @@ import type { MissingPolicy } from '../domain/template.js';
 import type { Priority } from '../domain/consent-input.js';
 import { filterJson, storedFilter } from '../domain/segment-filter.js';
 import { compileFilter } from '../domain/segment-sql.js';
-import { wrapPgError, type Db } from './db.js';
+import type { AuditRecord } from '../domain/audit.js';
+import { recordAudit } from './audit-repo.js';
+import { inTransaction, wrapPgError, type Db } from './db.js';
 import { ReadReplica } from './read-replica.js';
 
 export interface Campaign {
@@ -124,12 +129,12 @@ export class CampaignRepo {
     this.reads = reads ?? new ReadReplica(db);
   }
 
-  async create(input: CreateCampaignInput, defaultChunkSize: number): Promise<Campaign> {
-    try {
+  async create(input: CreateCampaignInput, defaultChunkSize: number, audit: AuditRecord): Promise<Campaign> {
+    return inTransaction(this.db, 'create campaign', async (client) => {
       let filter = input.filter === null ? null : JSON.stringify(filterJson(input.filter));
       if (input.segmentId !== null) {
         // The campaign keeps its own copy of the segment's filter: what it plans never changes after.
-        const s = await this.db.query<{ audience_id: number; filter: unknown }>(
+        const s = await client.query<{ audience_id: number; filter: unknown }>(
           'SELECT audience_id, filter FROM segments WHERE id = $1 AND deleted_at IS NULL',
           [input.segmentId],
         );
@@ -141,7 +146,7 @@ export class CampaignRepo {
           ]);
         filter = JSON.stringify(seg.filter);
       }
-      const r = await this.db.query<Campaign>(
+      const r = await client.query<Campaign>(
         `INSERT INTO campaigns (name, audience_id, channel, content, chunk_size, schedule_at, status, rate_limit, segment_by, variables, missing, topic, priority, segment_id, filter)
          SELECT $1, a.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM audiences a WHERE a.id = $2
          RETURNING ${RETURNING_CAMPAIGN}`,
@@ -165,10 +170,9 @@ export class CampaignRepo {
       );
       const row = r.rows[0];
       if (row === undefined) throw HeraldError.invalid([{ field: 'audience_id', error: 'no such audience' }]);
+      await recordAudit(client, { ...audit, campaignId: row.id, statusBefore: null, statusAfter: row.status });
       return row;
-    } catch (err) {
-      throw wrapPgError(err, 'create campaign');
-    }
+    });
   }
 
   async get(id: number): Promise<Campaign | null> {
@@ -216,41 +220,37 @@ export class CampaignRepo {
     }
   }
 
-  /** Changes a campaign's rate limit; refused (409) once the campaign has finished. */
   /**
-   * PATCH: the rate limit changes until the campaign finishes; the schedule only before it starts (one
-   * conditional UPDATE, so it cannot race the scheduler's start: one of them wins, the other gets 409).
+   * PATCH: the rate limit changes until the campaign finishes; the schedule only before it starts. The row
+   * is held (FOR UPDATE) for the change, so it cannot race the scheduler's start: one of them wins, the
+   * other sees the status it left (409 here).
    */
-  async update(id: number, input: UpdateCampaignInput): Promise<Campaign> {
+  async update(id: number, input: UpdateCampaignInput, audit: AuditRecord): Promise<Campaign> {
     const reschedule = input.scheduleAt !== undefined;
-    let row: Campaign | undefined;
-    try {
-      const r = await this.db.query<Campaign>(
+    const changeable: readonly CampaignStatus[] = reschedule ? ['draft', 'scheduled'] : ['draft', 'scheduled', 'sending', 'paused'];
+    return inTransaction(this.db, 'update campaign', async (client) => {
+      const before = await lockStatus(client, id);
+      if (!changeable.includes(before)) {
+        const what = reschedule ? 'reschedule' : 'change';
+        throw new HeraldError('CONFLICT', `cannot ${what} a campaign that is ${before}`, { status: before, id });
+      }
+      const r = await client.query<Campaign>(
         `UPDATE campaigns SET
            rate_limit = CASE WHEN $2 THEN $3::integer ELSE rate_limit END,
            schedule_at = CASE WHEN $4 THEN $5::timestamptz ELSE schedule_at END,
            status = CASE WHEN $4 THEN (CASE WHEN $5::timestamptz IS NULL THEN 'draft' ELSE 'scheduled' END) ELSE status END,
            status_version = status_version + CASE WHEN $4 THEN 1 ELSE 0 END,
            updated_at = now()
-         WHERE id = $1 AND status = ANY($6::text[]) RETURNING ${RETURNING_CAMPAIGN}`,
-        [
-          id,
-          input.rateLimit !== undefined,
-          input.rateLimit ?? null,
-          reschedule,
-          input.scheduleAt ?? null,
-          reschedule ? ['draft', 'scheduled'] : ['draft', 'scheduled', 'sending', 'paused'],
-        ],
+         WHERE id = $1 RETURNING ${RETURNING_CAMPAIGN}`,
+        [id, input.rateLimit !== undefined, input.rateLimit ?? null, reschedule, input.scheduleAt ?? null],
       );
-      row = r.rows[0];
-    } catch (err) {
-      throw wrapPgError(err, 'update campaign');
-    }
-    if (row !== undefined) return row;
-    const current = await this.status(id);
-    if (current === null) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
-    const what = reschedule ? 'reschedule' : 'change';
-    throw new HeraldError('CONFLICT', `cannot ${what} a campaign that is ${current}`, { status: current, id });
+      const row = r.rows[0]!;
+      const detail: Record<string, unknown> = {};
+      if (input.rateLimit !== undefined) detail.rate_limit = input.rateLimit;
+      if (reschedule) detail.schedule_at = input.scheduleAt?.toISOString() ?? null;
+      await recordAudit(client, { ...audit, campaignId: id, statusBefore: before, statusAfter: row.status, detail });
+      return row;
+    });
   }
 
   /**
@@ -309,6 +309,28 @@ export class CampaignRepo {
     // now, it is tried again, so a 409 always names a status the move is illegal from.
     if (pairs.some((p) => p.from === current) && attempt < 5) return this.transition(id, command, error, attempt + 1);
     throw new HeraldError('CONFLICT', `cannot ${command} a campaign that is ${current}`, { status: current, id });
+  }
+
+  /**
+   * A caller's `command` (start, pause, resume, cancel), recorded in the audit with the status before and
+   * after: the row is held while the move is checked and made, so the 409 names the status that refused it.
+   */
+  async command(id: number, command: CampaignCommand, audit: AuditRecord): Promise<Campaign> {
+    return inTransaction(this.db, `${command} campaign`, async (client) => {
+      const before = await lockStatus(client, id);
+      const t = move(before, command);
+      if (!t.ok) throw new HeraldError('CONFLICT', `cannot ${command} a campaign that is ${before}`, { status: before, id });
+      const after = t.to;
+      const r = await client.query<Campaign>(
+        `UPDATE campaigns SET status = $2, status_version = status_version + 1, updated_at = now()
+           ${after === 'sending' ? ', started_at = COALESCE(started_at, now())' : ''}
+           ${isTerminal(after) ? ', finished_at = now()' : ''}
+         WHERE id = $1 RETURNING ${RETURNING_CAMPAIGN}`,
+        [id, after],
+      );
+      await recordAudit(client, { ...audit, campaignId: id, statusBefore: before, statusAfter: after });
+      return r.rows[0]!;
+    });
   }
 
   /**
@@ -425,4 +447,12 @@ export class CampaignRepo {
       throw wrapPgError(err, 'record plan');
     }
   }
+}
+
+/** The campaign's status, its row locked until the transaction ends; 404 when there is none. */
+async function lockStatus(client: pg.PoolClient, id: number): Promise<CampaignStatus> {
+  const r = await client.query<{ status: CampaignStatus }>('SELECT status FROM campaigns WHERE id = $1 FOR UPDATE', [id]);
+  const status = r.rows[0]?.status;
+  if (status === undefined) throw new HeraldError('NOT_FOUND', `campaign ${id} not found`);
+  return status;
 }

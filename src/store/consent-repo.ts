@@ -1,11 +1,13 @@
 /**
  * Suppressions and topics in PostgreSQL (schemas/postgres/0012_consent.sql), the record of who must not be
  * sent to and of each topic's cap. Bulk changes COPY into a staging table and apply in one statement, in
- * one transaction: a request's accepted lines apply whole or not at all.
+ * one transaction: a request's accepted lines apply whole or not at all, with the audit row of the change.
  */
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { SuppressionLine, TopicCap } from '../domain/consent-input.js';
+import type { AuditRecord } from '../domain/audit.js';
+import { recordAudit } from './audit-repo.js';
 import { copyIn, inTransaction, wrapPgError, type Db } from './db.js';
 
 export interface SuppressionRow {
@@ -49,7 +51,7 @@ export class ConsentRepo {
    * PUT: every staged line becomes a suppression (a repeated line counts once, its last reason kept);
    * those already there keep their row (and their time), with the reason updated. The change mark after.
    */
-  async bulkPut(copyText: AsyncIterable<string | Buffer>): Promise<number> {
+  async bulkPut(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<number> {
     const inserted = await inTransaction(this.db, 'put suppressions', async (client) => {
       await client.query(STAGE);
       await copyIn(client, 'COPY suppression_stage (line, topic, user_id, reason, fp) FROM STDIN', copyText);
@@ -59,6 +61,7 @@ export class ConsentRepo {
          ON CONFLICT (topic, user_id) DO UPDATE SET reason = EXCLUDED.reason
            WHERE suppressions.reason IS DISTINCT FROM EXCLUDED.reason`,
       );
+      await recordAudit(client, audit());
       return r.rowCount ?? 0;
     });
     // Statistics at once after a big change: the senders' confirm query must take the primary key from
@@ -71,24 +74,27 @@ export class ConsentRepo {
   }
 
   /** DELETE: the staged (topic, user) pairs stop being suppressed. */
-  async bulkDelete(copyText: AsyncIterable<string | Buffer>): Promise<void> {
+  async bulkDelete(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<void> {
     await inTransaction(this.db, 'delete suppressions', async (client) => {
       await client.query(STAGE);
       await copyIn(client, 'COPY suppression_stage (line, topic, user_id, reason, fp) FROM STDIN', copyText);
       await client.query(`DELETE FROM suppressions s USING suppression_stage t WHERE s.topic = t.topic AND s.user_id = t.user_id`);
+      await recordAudit(client, audit());
     });
   }
 
-  /** One suppression (an unsubscribe); a second one of the same pair changes nothing. The change mark after. */
-  async put(s: SuppressionLine, fp: string): Promise<number> {
-    try {
-      await this.db.query(
+  /**
+   * One suppression (an unsubscribe), audited when it is new; a second one of the same pair changes (and
+   * records) nothing. The change mark after.
+   */
+  async put(s: SuppressionLine, fp: string, audit: AuditRecord): Promise<number> {
+    await inTransaction(this.db, 'put suppression', async (client) => {
+      const r = await client.query(
         `INSERT INTO suppressions (topic, user_id, reason, fp) VALUES ($1, $2, $3, $4) ON CONFLICT (topic, user_id) DO NOTHING`,
         [s.topic, s.userId, s.reason, fp],
       );
-    } catch (err) {
-      throw wrapPgError(err, 'put suppression');
-    }
+      if (r.rowCount === 1) await recordAudit(client, audit);
+    });
     return this.changeMark();
   }
 
@@ -157,18 +163,21 @@ export class ConsentRepo {
     }
   }
 
-  async putTopic(topic: string, cap: TopicCap | null): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date }> {
-    try {
-      const r = await this.db.query<{ updated_at: Date }>(
+  async putTopic(
+    topic: string,
+    cap: TopicCap | null,
+    audit: AuditRecord,
+  ): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date }> {
+    return inTransaction(this.db, 'put topic', async (client) => {
+      const r = await client.query<{ updated_at: Date }>(
         `INSERT INTO topics (topic, cap_max, cap_window_s) VALUES ($1, $2, $3)
          ON CONFLICT (topic) DO UPDATE SET cap_max = EXCLUDED.cap_max, cap_window_s = EXCLUDED.cap_window_s, updated_at = now()
          RETURNING updated_at`,
         [topic, cap?.max ?? null, cap?.windowS ?? null],
       );
+      await recordAudit(client, audit);
       return { topic, cap, updatedAt: r.rows[0]!.updated_at };
-    } catch (err) {
-      throw wrapPgError(err, 'put topic');
-    }
+    });
   }
 
   /** Normal-priority campaigns of the topic that may have sent within the last `windowS` (the cap rebuild). */

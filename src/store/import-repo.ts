@@ -9,6 +9,8 @@
 import type pg from 'pg';
 import { HeraldError } from '../errors.js';
 import type { ImportFormat, ImportJob, ImportStatus, RejectedLine } from '../domain/import-job.js';
+import type { AuditRecord } from '../domain/audit.js';
+import { AUDIT_COLUMNS, auditParams } from './audit-repo.js';
 import { copyIn, wrapPgError, type Db } from './db.js';
 import { audienceHome, partitionName, type AudienceHome } from './recipient-partitions.js';
 
@@ -35,6 +37,8 @@ export interface ReceiveOptions {
   counts(): ReceivedCounts;
   /** the job exists (visible to GET) and its body is about to be read */
   onCreated?(id: number): void;
+  /** the import's start, recorded with the job's row (its id and audience are added) */
+  audit: AuditRecord;
 }
 
 interface MergeResult {
@@ -164,10 +168,13 @@ export class ImportRepo {
       id = seq.rows[0]!.id;
       // The lock comes before the row exists, so no process ever sees the job `receiving` and unlocked.
       await client.query('SELECT pg_advisory_xact_lock($1, $2::int)', [IMPORT_LOCK_CLASS, id]);
-      // The row is written outside this transaction so GET shows the job while its body streams in.
+      // The row is written outside this transaction so GET shows the job while its body streams in; the
+      // audit row of the start is written by the same statement.
+      const audit = auditParams({ ...opts.audit, detail: { import_id: id, audience_id: opts.audienceId, format: opts.format } });
       const created = await this.db.query(
-        `INSERT INTO imports (id, audience_id, format) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM audiences WHERE id = $2)`,
-        [id, opts.audienceId, opts.format],
+        `WITH job AS (INSERT INTO imports (id, audience_id, format) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM audiences WHERE id = $2) RETURNING id)
+         INSERT INTO audit_log (${AUDIT_COLUMNS}) SELECT $4, $5, $6, $7, $8, $9, $10, $11 FROM job`,
+        [id, opts.audienceId, opts.format, ...audit],
       );
       if (created.rowCount === 0) {
         id = null;

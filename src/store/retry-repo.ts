@@ -2,11 +2,13 @@
  * Retry rounds (schemas/postgres/0005_retry_rounds.sql): a completed campaign's failed recipients become
  * an audience of their own, planned as the campaign's next round under the next plan generation. All of
  * it happens in one transaction holding the campaign's row: two racing retry calls cannot both start a
- * round, and a failure leaves the campaign exactly as it was.
+ * round, and a failure leaves the campaign exactly as it was. The audit row is written in it too.
  */
 import type { CampaignStatus } from '../domain/campaign-status.js';
 import { HeraldError } from '../errors.js';
 import { copyField } from '../domain/recipient-line.js';
+import type { AuditRecord } from '../domain/audit.js';
+import { recordAudit } from './audit-repo.js';
 import { copyIn, inTransaction, type Db } from './db.js';
 import { createPartition } from './recipient-partitions.js';
 
@@ -25,7 +27,7 @@ export class RetryRepo {
    * `failed` yields the user ids whose latest outcome is `failed`, in pages; it is read while the
    * campaign's row is locked and the campaign is `completed` (so every outcome is stored).
    */
-  async startRound(campaignId: number, failed: () => AsyncIterable<string[]>): Promise<RetryStart> {
+  async startRound(campaignId: number, failed: () => AsyncIterable<string[]>, audit: AuditRecord): Promise<RetryStart> {
     return inTransaction(this.db, 'start retry round', async (client) => {
       const c = await client.query<{ status: CampaignStatus; audience_id: number; name: string; status_version: number }>(
         'SELECT status, audience_id, name, status_version FROM campaigns WHERE id = $1 FOR UPDATE',
@@ -42,7 +44,12 @@ export class RetryRepo {
         'SELECT count(*)::bigint AS n FROM recipients WHERE audience_id = $1 AND user_id IN (SELECT user_id FROM retry_stage)',
         [row.audience_id],
       );
-      if ((n.rows[0]?.n ?? 0) === 0) return { retrying: 0, status: row.status, statusVersion: Number(row.status_version) };
+      const record = (retrying: number, after: CampaignStatus): Promise<void> =>
+        recordAudit(client, { ...audit, campaignId, statusBefore: row.status, statusAfter: after, detail: { retrying } });
+      if ((n.rows[0]?.n ?? 0) === 0) {
+        await record(0, row.status);
+        return { retrying: 0, status: row.status, statusVersion: Number(row.status_version) };
+      }
       const a = await client.query<{ id: number }>('INSERT INTO audiences (name) VALUES ($1) RETURNING id', [
         `retry of campaign ${campaignId} (${row.name})`,
       ]);
@@ -64,6 +71,7 @@ export class RetryRepo {
          WHERE id = $1`,
         [campaignId, audienceId, retrying],
       );
+      await record(retrying, 'sending');
       return { retrying, status: 'sending', statusVersion: Number(row.status_version) + 1 };
     });
   }

@@ -1,6 +1,7 @@
 /**
- * GET /v1/ws: the WebSocket API. Upgrades need the admin key (bearer header) or a connect token in the
- * query string (`?token=`, from POST /v1/ws/token); others get 401 and no socket. Clients send
+ * GET /v1/ws: the WebSocket API. Upgrades need a key with the `read` scope (bearer header) or a connect
+ * token in the query string (`?token=`, from POST /v1/ws/token); others get 401 (403 naming `read` for a
+ * key without it) and no socket. Clients send
  * `{"subscribe": "<id>" | "*"}` / `{"unsubscribe": …}`; a bad message gets an error frame and the
  * connection stays. `?format=msgpack` makes every frame a binary msgpack one.
  * Slow clients: uWS skips a socket whose send buffer is past HERALD_WS_MAX_BACKPRESSURE, so frames meant
@@ -11,13 +12,15 @@
 import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { verifyWsToken } from '../domain/tokens.js';
-import { checkBearer } from '../domain/bearer.js';
+import { hasScope, type Credential } from '../domain/api-keys.js';
+import { requestIdFrom } from '../domain/audit.js';
 import { encodeFrame, parseClientMessage, type FrameFormat } from './frame.js';
 import { campaignTopic, type ProgressHub } from './progress-hub.js';
 import { importTopic, type ImportHub } from './import-hub.js';
 
 export interface WsOptions {
-  apiKeys: readonly string[];
+  /** an Authorization header's credential (the HTTP API's key verifier, handed over by main.ts) */
+  authenticate(authorization: string): Promise<Credential>;
   tokenSecret: string;
   maxBackpressure: number;
   slowCloseMs: number;
@@ -62,21 +65,23 @@ export interface Hubs {
 /** What an upgrade request gets: a socket in `format`, or an HTTP answer and no socket. */
 export type UpgradeVerdict = { ok: true; format: FrameFormat } | { ok: false; status: string; body: Record<string, string> };
 
-/** The admin key (bearer header) or a connect token, and a known format; pure, for the upgrade handler. */
-export function upgradeVerdict(
-  authorization: string,
-  query: string,
-  opts: Pick<WsOptions, 'apiKeys' | 'tokenSecret'>,
-  nowSec: number,
-): UpgradeVerdict {
+/** A `read` key (bearer header) or a live connect token, and a known format; pure, for the upgrade handler. */
+export function upgradeVerdict(credential: Credential, query: string, tokenSecret: string, nowSec: number): UpgradeVerdict {
   const q = new URLSearchParams(query);
   const token = q.get('token');
-  const authorized = checkBearer(authorization, opts.apiKeys) || (token !== null && verifyWsToken(opts.tokenSecret, token, nowSec));
-  if (!authorized) {
+  const byToken = token !== null && verifyWsToken(tokenSecret, token, nowSec);
+  if (!byToken && credential.kind !== 'key') {
     return {
       ok: false,
       status: '401 Unauthorized',
-      body: { error: 'missing or invalid admin key or connect token', code: 'UNAUTHORIZED', field: 'authorization' },
+      body: { error: 'missing, unknown or revoked API key, or no valid connect token', code: 'UNAUTHORIZED', field: 'authorization' },
+    };
+  }
+  if (!byToken && credential.kind === 'key' && !hasScope(credential.scopes, 'read')) {
+    return {
+      ok: false,
+      status: '403 Forbidden',
+      body: { error: 'this key lacks the "read" scope this route needs', code: 'FORBIDDEN', field: 'authorization', scope: 'read' },
     };
   }
   const format = q.get('format') ?? 'json';
@@ -263,22 +268,45 @@ export function registerWebSocket(app: TemplatedApp, hubs: Hubs, opts: WsOptions
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const verdict = upgradeVerdict(req.getHeader('authorization'), req.getQuery() ?? '', opts, Math.floor(Date.now() / 1000));
-      if (!verdict.ok) {
-        res.cork(() => res.writeStatus(verdict.status).writeHeader('content-type', 'application/json').end(JSON.stringify(verdict.body)));
-        return;
-      }
-      const client: Client = {
-        format: verdict.format,
-        subs: new Set(),
-        imports: new Set(),
-        closed: false,
-        slowSince: 0,
-        missed: false,
-        endingSince: 0,
-        closeSent: false,
+      const authorization = req.getHeader('authorization');
+      const query = req.getQuery() ?? '';
+      const requestId = requestIdFrom(req.getHeader('x-request-id'));
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      const answer = (status: string, body: Record<string, string>): void => {
+        res.cork(() => {
+          res.writeStatus(status).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId);
+          res.end(JSON.stringify(body));
+        });
       };
-      res.upgrade<Client>(client, key, protocol, extensions, context);
+      // A key looked up in PostgreSQL (a cache miss) answers after an await: uWS then wants onAborted and
+      // cork. No header (a browser with a connect token) is known at once.
+      opts.authenticate(authorization).then(
+        (credential) => {
+          if (aborted) return;
+          const verdict = upgradeVerdict(credential, query, opts.tokenSecret, Math.floor(Date.now() / 1000));
+          if (!verdict.ok) {
+            answer(verdict.status, verdict.body);
+            return;
+          }
+          const client: Client = {
+            format: verdict.format,
+            subs: new Set(),
+            imports: new Set(),
+            closed: false,
+            slowSince: 0,
+            missed: false,
+            endingSince: 0,
+            closeSent: false,
+          };
+          res.cork(() => res.upgrade<Client>(client, key, protocol, extensions, context));
+        },
+        (err: unknown) => {
+          if (aborted) return;
+          opts.log.error({ err }, 'WebSocket upgrade: key check failed');
+          answer('503 Service Unavailable', { error: 'the key could not be checked', code: 'DEPENDENCY_UNAVAILABLE' });
+        },
+      );
     },
     open: (ws) => {
       clients.sockets.add(ws);

@@ -274,10 +274,51 @@ describe('herald (the command line)', () => {
     });
   });
 
+  it('creates, lists and revokes scoped keys; a read key is refused a start naming the scope; the audit shows it all', async () => {
+    const made = await herald(['keys', 'create', 'reader', '--scopes', 'read', '--json']);
+    expect(made.code).toBe(0);
+    const key = JSON.parse(made.stdout);
+    expect(key).toMatchObject({ name: 'reader', scopes: ['read'] });
+    expect(key.key).toMatch(/^hk_/);
+    const human = await herald(['keys', 'create', 'sender', '--scopes', 'read,send']);
+    expect(human.stdout).toContain('Shown once');
+    expect((await herald(['keys', 'create', 'x', '--scopes', 'read,root'])).code).toBe(2);
+
+    expect((await herald(['campaign', 'list'], { HERALD_API_KEY: key.key })).code).toBe(0);
+    const id = (
+      await ctx.api.call('POST', '/v1/campaigns', {
+        name: 'scoped',
+        audience_id: (await ctx.api.call('POST', '/v1/audiences', { name: 'k' })).body.id,
+        channel: { type: 'null' },
+        content: { title: 't', body: 'b' },
+      })
+    ).body.id;
+    const refused = await herald(['campaign', 'start', String(id)], { HERALD_API_KEY: key.key });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('403 FORBIDDEN');
+    expect(refused.stderr).toContain('"send"');
+
+    const list = await herald(['keys', 'list']);
+    expect(list.stdout).toMatch(new RegExp(`${key.id}\\s+reader\\s+read`));
+    const revoked = await herald(['keys', 'revoke', key.id, '--json']);
+    expect(revoked.code).toBe(0);
+    expect(JSON.parse(revoked.stdout).revoked_at).not.toBeNull();
+    // Revoked in this process at once.
+    expect((await herald(['campaign', 'list'], { HERALD_API_KEY: key.key })).stderr).toContain('401 UNAUTHORIZED');
+
+    const audit = await herald(['audit', '--limit', '5', '--json']);
+    const actions = JSON.parse(audit.stdout).items.map((a: { action: string }) => a.action);
+    expect(actions).toContain('key.revoke');
+    expect(actions).toContain('key.create');
+    const table = await herald(['audit', '--campaign', String(id)]);
+    expect(table.stdout).toContain('campaign.create');
+    expect(table.stdout).not.toContain('campaign.start'); // refused: nothing recorded
+  });
+
   it('every error ends non-zero with a clear message', async () => {
     const badKey = await herald(['campaign', 'list'], { HERALD_API_KEY: 'not-the-key-0000' });
     expect(badKey.code).toBe(1);
-    expect(badKey.stderr).toBe('herald: GET /v1/campaigns: 401 UNAUTHORIZED: missing or invalid bearer key (authorization)\n');
+    expect(badKey.stderr).toBe('herald: GET /v1/campaigns: 401 UNAUTHORIZED: missing, unknown or revoked API key (authorization)\n');
     const missing = await herald(['campaign', 'show', '987654']);
     expect(missing).toMatchObject({ code: 1, stderr: 'herald: GET /v1/campaigns/987654: 404 NOT_FOUND: campaign 987654 not found\n' });
     const recipient404 = await herald(['recipient', 'x', '--campaign', '987654']);

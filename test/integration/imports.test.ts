@@ -312,6 +312,8 @@ describe('the migration to a partition per audience', () => {
         'postgres/0010_segments.sql',
         'postgres/0011_templates.sql',
         'postgres/0012_consent.sql',
+        'postgres/0013_keys_audit.sql',
+        'postgres/0014_segment_changes.sql',
       ]);
       const h = await startTestHerald(ctx.ns, { databaseUrl: url.toString(), workers: 0 });
       try {

@@ -16,6 +16,8 @@ import {
   UPDATE_CAMPAIGN,
 } from '../../src/api/schemas.js';
 import { openApiDocument, openApiPath } from '../../src/api/openapi.js';
+import { CREATE_KEY } from '../../src/api/key-routes.js';
+import { validateCreateKey } from '../../src/domain/api-keys.js';
 import type { JsonSchema, Route } from '../../src/api/route.js';
 
 /** The fields a validator names when given `body`. */
@@ -92,6 +94,16 @@ describe('body schemas name the fields the validators check', () => {
   });
 });
 
+describe('the key body schema names the fields the validator checks', () => {
+  it('create key: the required ones make a valid body; each property is checked', () => {
+    const good = { name: 'ci', scopes: ['read'] };
+    expect(Object.keys(good).sort()).toEqual([...(CREATE_KEY.required as string[])].sort());
+    expect(fieldsOf(validateCreateKey, good)).toEqual([]);
+    for (const key of props(CREATE_KEY)) expect(fieldsOf(validateCreateKey, { ...good, [key]: WRONG }), key).toEqual([key]);
+    expect(fieldsOf(validateCreateKey, { ...good, extra: 1 })).toEqual(['extra']);
+  });
+});
+
 describe('openApiDocument', () => {
   const route = (over: Partial<Route>): Route => ({
     name: 'op',
@@ -102,6 +114,20 @@ describe('openApiDocument', () => {
     responses: { 200: 'ok' },
     handler: async () => ({ status: 200 }),
     ...over,
+  });
+
+  it('names the scope each route needs, and adds its 401 and 403', () => {
+    const doc = openApiDocument(
+      [route({ name: 'a', path: '/a', auth: 'send' }), route({ name: 'k', path: '/k', method: 'post', auth: 'admin' })],
+      { title: 't', version: 'v1', description: 'd' },
+    ) as any;
+    const a = doc.paths['/a'].get;
+    expect(a.security).toEqual([{ apiKey: ['send'] }]);
+    expect(a['x-scope']).toBe('send');
+    expect(Object.keys(a.responses).sort()).toEqual(['200', '401', '403']);
+    expect(a.responses['403'].description).toContain('send');
+    expect(doc.paths['/k'].post.security).toEqual([{ apiKey: ['admin'] }]);
+    expect(doc.components.schemas.Error.properties.scope.enum).toEqual(['read', 'send', 'audience', 'admin']);
   });
 
   it('turns uWS paths into templates, declares every path parameter, and adds the answers auth and bodies imply', () => {
@@ -116,7 +142,7 @@ describe('openApiDocument', () => {
     const a = doc.paths['/v1/a/{id}'].get;
     expect(a.parameters).toEqual([{ in: 'path', required: true, name: 'id', description: 'id', schema: { type: 'string' } }]);
     expect(Object.keys(a.responses).sort()).toEqual(['200', '400', '401', '403', '413']);
-    expect(a.security).toEqual([{ adminKey: [] }, { userToken: [] }]);
+    expect(a.security).toEqual([{ apiKey: ['read'] }, { userToken: [] }]);
     const b = doc.paths['/t/{token}'].get;
     expect(b.security).toEqual([]);
     expect(Object.keys(b.responses)).toEqual(['200']);
