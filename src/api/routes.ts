@@ -22,7 +22,8 @@ import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, KeyApiDeps, RecipientApiDeps {
+export interface ApiDeps
+  extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, KeyApiDeps, RecipientApiDeps {
   /** an Authorization header's credential: api/key-verifier.ts */
   authenticate(authorization: string): Promise<Credential>;
   audit: Pick<AuditRepo, 'record' | 'list'>;

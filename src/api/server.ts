@@ -52,7 +52,11 @@ export interface HealthApiOptions {
 /** The dispatcher-only process's server (`herald worker`): `/healthz` and nothing of the API. */
 export async function startHealthApi(opts: HealthApiOptions): Promise<ApiServer> {
   const app = uWS.App();
-  mountRoutes(app, [healthRoute(opts.health)], { authorize: authorizer({ authenticate: () => Promise.reject(new Error('a worker serves no keyed route')), tokenSecret: '' }), maxBodyBytes: 0, log: opts.log });
+  mountRoutes(app, [healthRoute(opts.health)], {
+    authorize: authorizer({ authenticate: () => Promise.reject(new Error('a worker serves no keyed route')), tokenSecret: '' }),
+    maxBodyBytes: 0,
+    log: opts.log,
+  });
   return listen(app, opts.host, opts.port, null);
 }
 
