@@ -2,6 +2,7 @@
  * Composition root: the only place that constructs adapters and wires stages together.
  *   herald migrate   apply PostgreSQL and ClickHouse migrations
  *   herald serve     migrate, then run the HTTP API and the dispatcher in this process
+ *   herald worker    migrate, then run the dispatcher, with only /healthz and /metrics over HTTP
  *   herald config    print every setting: variable, resolved value (secrets redacted), default, source
  */
 import { hostname } from 'node:os';
@@ -30,6 +31,7 @@ import {
   CAP_REBUILD_WAIT_MS,
   SUPPRESSION_REBUILD_MISSES,
   TOPIC_CAP_TTL_MS,
+  METRICS_COLLECT_TIMEOUT_MS,
 } from './config/timings.js';
 import { isHeraldError } from './errors.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
@@ -69,7 +71,8 @@ import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { ownershipTrustMs } from './domain/liveness.js';
 import { healthChecks, withTimeout } from './health.js';
-import { startApi, type ApiServer } from './api/server.js';
+import { startApi, startOpsApi, type ApiServer } from './api/server.js';
+import { createMetrics, type HeraldMetrics } from './metrics/herald-metrics.js';
 import { mountWebSocketApi, type WsSetup } from './ws/ws-api.js';
 import { LiveCounters } from './progress/live-counters.js';
 import { TemplateCache } from './domain/template.js';
@@ -87,7 +90,10 @@ export interface Herald {
   ch: ClickHouse;
   sink: EventSink;
   dispatcher: Dispatcher | null;
+  /** the full API (`serve`), or a worker's `/healthz` and `/metrics` only */
   api: ApiServer | null;
+  /** this process's Prometheus registry (GET /metrics) */
+  metrics: HeraldMetrics;
   /** the read spool of this process's API (null without the API) */
   spool: ReadSpool | null;
   log: Logger;
@@ -95,7 +101,16 @@ export interface Herald {
   stop(): Promise<void>;
 }
 
+/**
+ * `serve`: the API (HTTP and WebSocket) and the dispatcher; `worker`: the dispatcher, with an HTTP listener
+ * for `/healthz` and `/metrics` only (no API key needed).
+ */
+export type Role = 'serve' | 'worker';
+
 export interface StartOptions {
+  /** @default 'serve' */
+  role?: Role;
+  /** false: no HTTP listener at all (tests of the dispatcher alone) */
   api?: boolean;
   dispatcher?: boolean;
   migrate?: boolean;
@@ -108,7 +123,9 @@ export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
   const log = opts.logger ?? pino({ level: cfg.logLevel });
-  if (opts.api !== false) requireApiKeys(cfg);
+  const role = opts.role ?? 'serve';
+  const fullApi = opts.api !== false && role === 'serve';
+  if (fullApi) requireApiKeys(cfg);
   if (opts.migrate !== false) {
     const applied = await migrate(cfg);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -120,6 +137,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
+  const metrics = createMetrics({ retentionMs: cfg.metricsRetentionMs, collectTimeoutMs: METRICS_COLLECT_TIMEOUT_MS });
+  const health = healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS });
   const keys = new Keys(cfg.redisPrefix);
   const gateway = new RedisGateway(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
   const protocol = new ChunkProtocol(gateway);
@@ -135,6 +154,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
     onFenced: (campaignId, entryIds, rows) =>
       log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
+    metrics,
   });
   const secret = tokenSecret(cfg);
   // Tracking URLs point at this process's API unless HERALD_PUBLIC_URL names the public address.
@@ -184,7 +204,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       ),
       channels,
       sink,
-      rate: new RateLimiter(gateway),
+      rate: new RateLimiter(gateway, metrics),
+      metrics,
       screen: new ConsentScreen({
         index: new SuppressionIndex({ source: consent, marks: gateway, rebuildAfterMisses: SUPPRESSION_REBUILD_MISSES }),
         caps: new CapKeeper({
@@ -224,7 +245,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let wsSubscriber: Redis | null = null;
   let imports: ImportJobs | null = null;
   let readSpool: ReadSpool | null = null;
-  if (opts.api !== false) {
+  if (fullApi) {
     const importRepo = new ImportRepo(importDb, MAX_KEPT_REJECTED);
     imports = new ImportJobs(importRepo, {
       answerWaitMs: cfg.importAnswerWaitMs,
@@ -232,6 +253,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       maxImportBytes: cfg.maxImportBytes,
       progressMs: IMPORT_PROGRESS_MS,
       log,
+      metrics,
     });
     imports.start();
     const importJobs = imports;
@@ -272,7 +294,14 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         tickMs: cfg.wsTickMs,
       },
       imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
-      options: { apiKeys: cfg.apiKeys, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
+      options: {
+        apiKeys: cfg.apiKeys,
+        tokenSecret: secret,
+        maxBackpressure: cfg.wsMaxBackpressure,
+        slowCloseMs: cfg.wsSlowCloseMs,
+        log,
+        metrics,
+      },
     };
     api = await startApi({
       host: cfg.host,
@@ -307,12 +336,27 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         suppressions: new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark)),
         consent,
         log,
-        health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
+        health,
+        metrics,
+        metricsKey: cfg.metricsKey,
       },
     });
     listeningPort = api.port;
     log.info({ port: api.port }, 'Herald API listening');
+  } else if (opts.api !== false) {
+    api = await startOpsApi({ host: cfg.host, port: cfg.port, deps: { health, metrics, metricsKey: cfg.metricsKey, log } });
+    listeningPort = api.port;
+    log.info({ port: api.port }, 'Herald worker listening (/healthz, /metrics)');
   }
+  const serving = dispatcher;
+  const apiNow = api;
+  metrics.attach({
+    hosted: () => serving?.hosted().map((a) => a.id) ?? [],
+    streams: (ids) => protocol.streamStats(ids),
+    overshoot: (ids) => gateway.overshoot(ids),
+    sinkBufferedRows: () => sink.stats.bufferedRows,
+    ws: () => apiNow?.wsStats() ?? null,
+  });
 
   let stopping: Promise<void> | null = null;
   return {
@@ -325,6 +369,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     sink,
     dispatcher,
     api,
+    metrics,
     spool: readSpool,
     log,
     stop() {
@@ -339,6 +384,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         subscriber?.disconnect();
         redis.disconnect();
         await ch.close();
+        metrics.close();
         await db.end();
         await withTimeout(importDb.end(), IMPORT_POOL_END_MS).catch(() => undefined);
       })();
@@ -347,7 +393,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   };
 }
 
-const USAGE = 'usage: herald serve | herald migrate | herald config [--json]';
+const USAGE = 'usage: herald serve | herald worker | herald migrate | herald config [--json]';
 
 /** `herald config [--json]`: every setting as this environment resolves it; exit 1 naming every bad value. */
 function printConfig(args: readonly string[]): number {
@@ -380,11 +426,11 @@ async function cli(argv: string[]): Promise<void> {
     console.log(applied.length === 0 ? 'migrations: up to date' : `migrations applied: ${applied.join(', ')}`);
     return;
   }
-  if (command !== 'serve') {
+  if (command !== 'serve' && command !== 'worker') {
     console.error(`herald: unknown command "${command}"\n${USAGE}`);
     process.exit(2);
   }
-  const herald = await startHerald(cfg);
+  const herald = await startHerald(cfg, { role: command });
   const shutdown = (signal: string): void => {
     herald.log.info({ signal, graceMs: cfg.shutdownGraceMs }, 'shutting down');
     // Chunks not finished by then stay pending in their stream and are reclaimed by another process.

@@ -11,13 +11,14 @@ import { chunkTransition, eventsAfterSend, receivedChunk, type ChunkState, type 
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
 import type { Campaign } from '../store/campaign-repo.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
-import type { Channel } from '../channel/channel.js';
+import type { Channel, OutboundBatch, SendResult } from '../channel/channel.js';
 import { withheldTally, type Withheld } from '../domain/withheld.js';
 import type { EventSink } from '../sink/event-sink.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
 import { channelCompresses, channelRendersAtSend, channelTracks } from '../domain/campaign-input.js';
 import { parseAttrs, renderRecipients, TemplateCache, type RenderedContent } from '../domain/template.js';
+import { NO_METRICS, type DispatchMetrics } from '../domain/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface ChunkSenderDeps {
@@ -37,6 +38,8 @@ export interface ChunkSenderDeps {
   screen?: RecipientScreen | null;
   /** compiled templates per campaign (shared by the senders of a process); default: one of the sender's own */
   templates?: TemplateCache;
+  /** counts per sub-batch and per chunk; default: none */
+  metrics?: DispatchMetrics;
 }
 
 /**
@@ -101,11 +104,21 @@ function stepStatus(reply: StepReply): CampaignStatus | null {
   return reply.hold === 'held' ? reply.status : null;
 }
 
+/** What a channel did with a screened sub-batch, at positions in the whole sub-batch. */
+interface ScreenedResult {
+  failed: Map<number, string>;
+  withheld: Map<number, Withheld>;
+  /** 429 answers the receiver gave */
+  throttled: number;
+}
+
 export class ChunkSender {
   private readonly templates: TemplateCache;
+  private readonly metrics: DispatchMetrics;
 
   constructor(private readonly deps: ChunkSenderDeps) {
     this.templates = deps.templates ?? new TemplateCache(16);
+    this.metrics = deps.metrics ?? NO_METRICS;
   }
 
   async send(ctx: SendContext): Promise<SendOutcome> {
@@ -143,6 +156,7 @@ export class ChunkSender {
       }
     } else if (ctx.storedBefore !== null) tickets.push(ctx.storedBefore);
     const channel = this.deps.channels.get(control.campaign().channel);
+    const startedAt = performance.now();
     // Instant channels (null) have no effect outside Herald: a whole chunk is one sub-batch.
     const subBatch = channel.instant ? chunk.count : this.deps.subBatchSize;
     const offsets = packedOffsets(chunk.users, chunk.count);
@@ -177,6 +191,8 @@ export class ChunkSender {
         attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
       });
       const atSec = Math.floor(Date.now() / 1000);
+      const tally = withheldTally(result.withheld);
+      this.metrics.throttled(campaignId, result.throttled);
       checkedAt = Date.now();
       const reply = await protocol.step({
         campaignId,
@@ -187,7 +203,7 @@ export class ChunkSender {
           n,
           bytes: encodeRecord({ from: sent, n, atSec, failed: result.failed, withheld: result.withheld }),
           failed: result.failed.size,
-          withheld: withheldTally(result.withheld),
+          withheld: tally,
         },
       });
       state = chunkTransition(state, { type: 'recorded', reply, n, goOn: control.goOn(stepStatus(reply)) }, chunk.count);
@@ -214,11 +230,18 @@ export class ChunkSender {
         owner: events === 'fenced' ? { entryId, holder } : null,
       });
       tickets.push(stored);
+      // Counted where the ledger recorded it, once per sub-batch: what the campaign's own counts say.
+      this.metrics.outcomes(campaignId, channel.type, {
+        delivered: n - result.failed.size - result.withheld.size,
+        failed: result.failed.size,
+        ...tally,
+      });
       recipients += n;
       failed += result.failed.size;
       withheld += result.withheld.size;
       if (state.phase === 'lost') this.deps.log.warn({ campaignId, entry: entryId }, 'campaign stream lost in Redis; stopping this chunk');
     }
+    if (state.phase === 'recorded' && recipients > 0) this.metrics.chunkSeconds(channel.type, (performance.now() - startedAt) / 1000);
     return outcome();
   }
 
@@ -231,7 +254,7 @@ export class ChunkSender {
     channel: Channel,
     campaign: Campaign,
     part: { users: Buffer; n: number; addresses: Array<string | null> | null; attrs: Array<string | null> | null },
-  ): Promise<{ failed: Map<number, string>; withheld: Map<number, Withheld> }> {
+  ): Promise<ScreenedResult> {
     const { users, n, addresses } = part;
     const screen = this.deps.screen ?? null;
     const screened = screen !== null && screen.applies(campaign);
@@ -269,21 +292,21 @@ export class ChunkSender {
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
     if (held.size === 0 && failed.size === 0) {
-      const result = await channel.send({
+      const result = await this.timedSend(channel, {
         ...batch,
         contents: contents as RenderedContent[] | null,
         count: n,
         userIds: channel.needsRecipients ? userIds : [],
         addresses: channel.needsRecipients ? allAddresses() : [],
       });
-      return { failed: result.failed, withheld: result.withheld ?? held };
+      return { failed: result.failed, withheld: result.withheld ?? held, throttled: result.throttled ?? 0 };
     }
     // Positions in the sub-batch of the recipients sent to, in order.
     const keep: number[] = [];
     for (let i = 0; i < n; i++) if (!held.has(i) && !failed.has(i)) keep.push(i);
-    if (keep.length === 0) return { failed, withheld: held };
+    if (keep.length === 0) return { failed, withheld: held, throttled: 0 };
     const all = channel.needsRecipients ? allAddresses() : [];
-    const result = await channel.send({
+    const result = await this.timedSend(channel, {
       ...batch,
       contents: contents === null ? null : keep.map((i) => contents[i]!),
       count: keep.length,
@@ -292,7 +315,16 @@ export class ChunkSender {
     });
     for (const [i, err] of result.failed) failed.set(keep[i]!, err);
     if (result.withheld !== undefined) for (const [i, w] of result.withheld) held.set(keep[i]!, w);
-    return { failed, withheld: held };
+    return { failed, withheld: held, throttled: result.throttled ?? 0 };
+  }
+
+  private async timedSend(channel: Channel, batch: OutboundBatch): Promise<SendResult> {
+    const t0 = performance.now();
+    try {
+      return await channel.send(batch);
+    } finally {
+      this.metrics.sendSeconds(channel.type, (performance.now() - t0) / 1000);
+    }
   }
 
   /**

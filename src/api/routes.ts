@@ -13,15 +13,15 @@ import { dashboardRoutes } from './dashboard-routes.js';
 import { mountRoutes } from './http.js';
 import { importRoutes, type ImportApiDeps } from './import-routes.js';
 import { openApiRoute } from './openapi.js';
+import { opsRoutes, type OpsApiDeps } from './ops-routes.js';
 import { segmentRoutes, type SegmentApiDeps } from './segment-routes.js';
 import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
-export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps {
+export interface ApiDeps extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, OpsApiDeps {
   apiKeys: readonly string[];
   maxBodyBytes: number;
-  health(): Promise<Record<string, string>>;
   log: Logger;
 }
 
@@ -55,25 +55,7 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
     ...userRoutes(deps),
     ...consentRoutes(deps),
     ...dashboardRoutes(),
-    {
-      name: 'getHealth',
-      method: 'get',
-      path: '/healthz',
-      auth: 'public',
-      summary: 'Whether PostgreSQL, Redis and ClickHouse all answer',
-      responses: { 200: '{status: "ok", failing: [], checks}', 503: '{status: "unavailable", failing, checks}' },
-      ownErrorBodies: [503],
-      handler: async () => {
-        const checks = await deps.health();
-        const failing = Object.entries(checks)
-          .filter(([, v]) => v !== 'ok')
-          .map(([k]) => k);
-        return {
-          status: failing.length === 0 ? 200 : 503,
-          body: { status: failing.length === 0 ? 'ok' : 'unavailable', failing, checks },
-        };
-      },
-    },
+    ...opsRoutes(deps),
   ];
   routes.push(openApiRoute(routes, OPENAPI_INFO));
   return routes;

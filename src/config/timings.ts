@@ -59,3 +59,6 @@ export const CAP_REBUILD_LOCK_MS = 60_000;
 export const CAP_REBUILD_WAIT_MS = 100;
 /** Consent: unconfirmed index hits (lifted suppressions) past which the suppression index is rebuilt whole. */
 export const SUPPRESSION_REBUILD_MISSES = 10_000;
+
+/** Metrics: the bound of the Redis reads of a scrape (streams, overshoot); past it those series are left out of the answer. */
+export const METRICS_COLLECT_TIMEOUT_MS = 1_000;

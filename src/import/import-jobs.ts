@@ -12,6 +12,7 @@ import { HeraldError } from '../errors.js';
 import { isFinished, MAX_KEPT_REJECTED, type ImportFormat, type ImportJob, type RejectedLine } from '../domain/import-job.js';
 import type { ImportRepo } from '../store/import-repo.js';
 import { csvToCopy, ndjsonToCopy, type ImportReport } from './recipient-import.js';
+import { NO_METRICS, type ImportMetrics } from '../domain/metrics.js';
 
 export type ContentEncoding = 'identity' | 'gzip';
 
@@ -25,6 +26,8 @@ export interface ImportJobsOptions {
   /** how often a receiving job's progress is written */
   progressMs: number;
   log: Logger;
+  /** counts jobs started and ended here, and their rows; default: none */
+  metrics?: ImportMetrics;
 }
 
 export interface ImportRequest {
@@ -46,10 +49,14 @@ export class ImportJobs {
   private readonly merges = new Map<number, Promise<ImportJob | null>>();
   private readonly watchers = new Set<(job: ImportJob) => void>();
 
+  private readonly metrics: ImportMetrics;
+
   constructor(
     private readonly repo: ImportRepo,
     private readonly opts: ImportJobsOptions,
-  ) {}
+  ) {
+    this.metrics = opts.metrics ?? NO_METRICS;
+  }
 
   start(): void {
     this.sweepTimer = setInterval(() => {
@@ -107,6 +114,7 @@ export class ImportJobs {
           contentSha256: decoded.sha256(),
         }),
         onCreated: (jobId) => {
+          this.metrics.importStarted();
           progress = setInterval(() => void this.repo.progress(jobId, receivedBytes, report.accepted, report.total), this.opts.progressMs);
           progress.unref();
         },
@@ -151,6 +159,14 @@ export class ImportJobs {
   }
 
   private changed(job: ImportJob): void {
+    // Each job ends once: a merge here reports it once, and so does a resume of a job left behind.
+    if (isFinished(job.status)) {
+      this.metrics.importFinished(job.status === 'completed' ? 'completed' : 'failed', {
+        imported: job.imported ?? 0,
+        duplicates: job.duplicates ?? 0,
+        rejected: job.rejectedCount,
+      });
+    }
     for (const fn of this.watchers) fn(job);
   }
 

@@ -12,6 +12,7 @@ import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { verifyWsToken } from '../domain/tokens.js';
 import { checkBearer } from '../domain/bearer.js';
+import type { WsMetrics } from '../domain/metrics.js';
 import { encodeFrame, parseClientMessage, type FrameFormat } from './frame.js';
 import { campaignTopic, type ProgressHub } from './progress-hub.js';
 import { importTopic, type ImportHub } from './import-hub.js';
@@ -22,6 +23,8 @@ export interface WsOptions {
   maxBackpressure: number;
   slowCloseMs: number;
   log: Logger;
+  /** counts clients gone, and why; default: none */
+  metrics?: WsMetrics;
 }
 
 interface Client {
@@ -194,6 +197,7 @@ class WsClients {
   close(ws: WebSocket<Client>): void {
     const c = ws.getUserData();
     c.closed = true;
+    this.opts.metrics?.wsClosed(c.endingSince !== 0 ? 'slow' : 'other');
     this.sockets.delete(ws);
     for (const id of c.subs) this.hub.unsubscribe(id);
     c.subs.clear();
