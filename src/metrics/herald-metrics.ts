@@ -10,14 +10,7 @@
  * series. A campaign counted again later starts its counters at 0 (Prometheus' rate() reads that as a reset).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import {
-  MESSAGE_OUTCOMES,
-  type Metrics,
-  type MessageOutcome,
-  type OutcomeCounts,
-  type ReclaimReason,
-  type WsCloseReason,
-} from '../domain/metrics.js';
+import { MESSAGE_OUTCOMES, type Metrics, type OutcomeCounts, type ReclaimReason, type WsCloseReason } from '../domain/metrics.js';
 
 export interface StreamStats {
   /** entries in the campaign's stream (acked ones included, until it is dropped) */
@@ -58,12 +51,19 @@ const FLUSH_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 type CampaignLabel = 'campaign';
 type Labels = Record<string, string>;
 
-/** The series of one campaign: what to remove when it goes, and the children its counts go to. */
+/** One campaign's outcome counts on one channel: added to in plain numbers, moved into the counter at scrape time. */
+interface OutcomeTally {
+  labels: Labels[];
+  /** by MESSAGE_OUTCOMES' order, since the last scrape */
+  pending: Float64Array;
+}
+
+/** The series of one campaign: what to remove when it goes, and its outcome tallies. */
 interface CampaignSeries {
   label: string;
   touchedAt: number;
-  /** channel → outcome → its child counter */
-  messages: Map<string, Record<MessageOutcome, Counter.Internal>>;
+  /** channel → its tally */
+  messages: Map<string, OutcomeTally>;
   /** every label set created for it, by metric, to remove them by exact labels */
   created: Array<{ metric: Counter<string> | Gauge<string>; labels: Labels }>;
 }
@@ -178,6 +178,7 @@ export class HeraldMetrics implements Metrics {
   /** The exposition text: finished campaigns' series removed, the scrape-time series read, then every series. */
   async text(): Promise<string> {
     const hosted = this.sweep(Date.now());
+    this.flushOutcomes();
     await this.collectStreams(hosted);
     return this.registry.metrics();
   }
@@ -195,21 +196,33 @@ export class HeraldMetrics implements Metrics {
 
   outcomes(campaignId: number, channel: string, counts: OutcomeCounts): void {
     const s = this.series(campaignId);
-    let byOutcome = s.messages.get(channel);
-    if (byOutcome === undefined) {
+    let tally = s.messages.get(channel);
+    if (tally === undefined) {
       // Every outcome from 0, so rate() and ratios see a series from the campaign's first count on.
-      const children = {} as Record<MessageOutcome, Counter.Internal>;
-      for (const outcome of MESSAGE_OUTCOMES) {
-        const labels = { campaign: s.label, channel, outcome };
-        this.messages.inc(labels, 0);
-        s.created.push({ metric: this.messages, labels });
-        children[outcome] = this.messages.labels(labels);
+      const labels = MESSAGE_OUTCOMES.map((outcome) => ({ campaign: s.label, channel, outcome }));
+      for (const l of labels) {
+        this.messages.inc(l, 0);
+        s.created.push({ metric: this.messages, labels: l });
       }
-      s.messages.set(channel, (byOutcome = children));
+      s.messages.set(channel, (tally = { labels, pending: new Float64Array(MESSAGE_OUTCOMES.length) }));
     }
-    for (const outcome of MESSAGE_OUTCOMES) {
-      const n = counts[outcome];
-      if (n !== undefined && n > 0) byOutcome[outcome].inc(n);
+    // Plain additions here (a sub-batch's hot path); prom-client's label hashing runs once per scrape.
+    for (let i = 0; i < MESSAGE_OUTCOMES.length; i++) {
+      const n = counts[MESSAGE_OUTCOMES[i]!];
+      if (n !== undefined && n > 0) tally.pending[i]! += n;
+    }
+  }
+
+  /** Moves the outcome tallies into `herald_messages_total`. */
+  private flushOutcomes(): void {
+    for (const s of this.campaigns.values()) {
+      for (const tally of s.messages.values()) {
+        for (let i = 0; i < tally.pending.length; i++) {
+          if (tally.pending[i] === 0) continue;
+          this.messages.inc(tally.labels[i]!, tally.pending[i]);
+          tally.pending[i] = 0;
+        }
+      }
     }
   }
 
