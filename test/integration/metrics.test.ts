@@ -96,6 +96,27 @@ describe('GET /metrics on a serve process', () => {
     expect(after.some((s) => s.name === 'herald_nodejs_heap_size_used_bytes')).toBe(true);
   });
 
+  it('counts a cancelled campaign’s unsent recipients as aborted, as the campaign does', async () => {
+    const total = 4000;
+    const id = await api.nullCampaign(await api.audience(total, 'ab'), { chunk_size: 100, rate_limit: 1000 });
+    const label = String(id);
+    expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
+    await eventually(
+      () => scrape(api.base),
+      (s) => sumOf(s, 'herald_messages_total', { campaign: label, outcome: 'delivered' }) > 0,
+    );
+    expect((await api.call('POST', `/v1/campaigns/${id}/cancel`)).status).toBe(200);
+    const view = await eventually(
+      async () => (await api.call('GET', `/v1/campaigns/${id}`)).body,
+      (c) => c.aborts_recorded_at !== null && c.delivered + c.aborted === total,
+    );
+    expect(view.aborted).toBeGreaterThan(0);
+    expect(view.delivered + view.aborted).toBe(total);
+    const s = await scrape(api.base);
+    expect(sumOf(s, 'herald_messages_total', { campaign: label, outcome: 'delivered' })).toBe(view.delivered);
+    expect(sumOf(s, 'herald_messages_total', { campaign: label, outcome: 'aborted' })).toBe(view.aborted);
+  });
+
   it('counts webhook failures as failed, and the receiver’s 429', async () => {
     const total = 250;
     const audience = await api.audience(total, 'wf');
