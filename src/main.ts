@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { dbPoolSize, loadConfig, readConfig, requireApiKeys, tokenSecret, type Config } from './config.js';
+import { dbPoolSize, loadConfig, readConfig, requireApiKeys, requireSigningKey, tokenSecret, type Config } from './config.js';
 import { configReport, formatConfigReport } from './config/report.js';
 import {
   COMPLETION_CHECK_MS,
@@ -126,6 +126,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const role = opts.role ?? 'serve';
   const fullApi = opts.api !== false && role === 'serve';
   if (fullApi) requireApiKeys(cfg);
+  else if (role === 'worker') requireSigningKey(cfg);
   if (opts.migrate !== false) {
     const applied = await migrate(cfg);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -347,6 +348,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     api = await startOpsApi({ host: cfg.host, port: cfg.port, deps: { health, metrics, metricsKey: cfg.metricsKey, log } });
     listeningPort = api.port;
     log.info({ port: api.port }, 'Herald worker listening (/healthz, /metrics)');
+    // Its links lead to this listener otherwise, which serves neither pixels nor unsubscribes.
+    if (cfg.publicUrl === '')
+      log.warn('HERALD_PUBLIC_URL is not set: tracking and unsubscribe links would point at this worker, not the API');
   }
   const serving = dispatcher;
   const apiNow = api;

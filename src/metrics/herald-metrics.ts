@@ -312,16 +312,21 @@ export class HeraldMetrics implements Metrics {
     return hosted;
   }
 
-  /** Hosted campaigns' streams and overshoot from Redis, bounded by collectTimeoutMs; on failure those series are left out. */
+  /**
+   * Hosted campaigns' streams, and the overshoot of every campaign with series (a pause's overshoot is
+   * known once its actor has stopped), from Redis, bounded by collectTimeoutMs; on failure those series are
+   * left out.
+   */
   private async collectStreams(hosted: readonly number[]): Promise<void> {
     const gauges = [this.streamLength, this.streamLag, this.streamPending, this.overshootMessages];
     for (const g of gauges) g.reset();
     const { streams, overshoot } = this.sources;
-    if (hosted.length === 0 || streams === undefined || overshoot === undefined) return;
+    const recent = [...new Set([...hosted, ...this.campaigns.keys()])];
+    if (recent.length === 0 || streams === undefined || overshoot === undefined) return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.opts.collectTimeoutMs)));
     try {
-      const read = Promise.all([streams(hosted), overshoot(hosted)]);
+      const read = Promise.all([streams(hosted), overshoot(recent)]);
       read.catch(() => undefined);
       const result = await Promise.race([read, timeout]);
       if (result === 'timeout') {

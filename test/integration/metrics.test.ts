@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHerald, type Herald } from '../../src/main.js';
+import { tokenSecret } from '../../src/config.js';
 import { API_KEY, Api, apiFor, createNamespace, eventually, startTestHerald, type Namespace } from '../helpers/herald.js';
 import { listenLocal } from '../helpers/local-http.js';
 import { scrape, sumOf, type Sample } from '../helpers/prometheus.js';
@@ -183,8 +184,8 @@ describe('a worker process', () => {
     // The API process sends nothing: every campaign goes through the worker.
     front = await startTestHerald(ns, { workers: 0 });
     api = apiFor(front);
-    // No API key: a worker needs none.
-    const cfg = Object.freeze({ ...ns.config, apiKeys: [], metricsRetentionMs: retentionMs });
+    // No API key: a worker needs none, only the API's token secret for the links it signs.
+    const cfg = Object.freeze({ ...ns.config, apiKeys: [], secret: tokenSecret(ns.config), metricsRetentionMs: retentionMs });
     worker = await startHerald(cfg, { role: 'worker', migrate: false, logger: pino({ level: cfg.logLevel }) });
     workerBase = `http://127.0.0.1:${worker.port}`;
   });
@@ -193,6 +194,14 @@ describe('a worker process', () => {
     await worker?.stop();
     await front?.stop();
     await ns?.drop();
+  });
+
+  it('refuses to start without a way to sign links', async () => {
+    const cfg = Object.freeze({ ...ns.config, apiKeys: [], secret: '' });
+    await expect(startHerald(cfg, { role: 'worker', migrate: false, logger: pino({ level: 'silent' }) })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      details: { field: 'HERALD_SECRET' },
+    });
   });
 
   it('answers /healthz and /metrics, 404 on the API, and dispatches', async () => {

@@ -28,6 +28,9 @@ describe('HeraldMetrics', () => {
     expect(sumOf(s, 'herald_messages_total', { campaign: '5', channel: 'null', outcome: 'aborted' })).toBe(40);
     // 6 outcomes × 2 channels, the zero ones included
     expect(s.filter((x) => x.name === 'herald_messages_total')).toHaveLength(12);
+    // Not hosted here (paused, finished): no stream series, but its overshoot while it has series.
+    expect(s.some((x) => x.name === 'herald_stream_length_chunks')).toBe(false);
+    expect(sumOf(s, 'herald_pause_overshoot_messages', { campaign: '5' })).toBe(7);
     expect(sumOf(s, 'herald_sink_buffered_rows')).toBe(123);
     expect(sumOf(s, 'herald_ws_clients')).toBe(3);
     expect(sumOf(s, 'herald_ws_slow_clients')).toBe(1);
