@@ -123,6 +123,7 @@ export class ChunkSender {
 
   async send(ctx: SendContext): Promise<SendOutcome> {
     const { chunk, control, entryId, holder } = ctx;
+    const startedAt = performance.now();
     const { protocol } = this.deps;
     const campaignId = chunk.campaignId;
     const check = async (): Promise<StepReply> => {
@@ -156,7 +157,6 @@ export class ChunkSender {
       }
     } else if (ctx.storedBefore !== null) tickets.push(ctx.storedBefore);
     const channel = this.deps.channels.get(control.campaign().channel);
-    const startedAt = performance.now();
     // Instant channels (null) have no effect outside Herald: a whole chunk is one sub-batch.
     const subBatch = channel.instant ? chunk.count : this.deps.subBatchSize;
     const offsets = packedOffsets(chunk.users, chunk.count);
