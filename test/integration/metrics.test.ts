@@ -177,7 +177,7 @@ describe('a worker process', () => {
   let worker: Herald;
   let api: Api;
   let workerBase: string;
-  const retentionMs = 3000;
+  const retentionMs = 1000;
 
   beforeAll(async () => {
     ns = await createNamespace();
