@@ -7,7 +7,21 @@
  * clickhouse/, the one home of the ClickHouse protocol (client, SQL literals), which the stages that read and
  * write ClickHouse (sink/, progress/, migrate/) use as they use the drivers.
  */
-const STAGES = ['api', 'planner', 'stream', 'actor', 'consent', 'channel', 'sink', 'progress', 'ws', 'store', 'import', 'migrate'];
+const STAGES = [
+  'api',
+  'planner',
+  'stream',
+  'actor',
+  'consent',
+  'channel',
+  'sink',
+  'progress',
+  'ws',
+  'store',
+  'import',
+  'migrate',
+  'metrics',
+];
 const STAGE = `^src/(${STAGES.join('|')})/`;
 
 /**

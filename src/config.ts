@@ -89,6 +89,21 @@ export function requireApiKeys(cfg: Config): void {
 }
 
 /**
+ * A dispatcher without the API (`herald worker`) still signs every webhook message's tracking and
+ * unsubscribe links, which the API processes verify: it needs their HERALD_SECRET, or their HERALD_API_KEYS
+ * to derive it from, or every link it makes would be refused.
+ */
+export function requireSigningKey(cfg: Config): void {
+  if (cfg.secret === '' && cfg.apiKeys.length === 0) {
+    throw new HeraldError(
+      'CONFIG_INVALID',
+      "HERALD_SECRET (or HERALD_API_KEYS) is required: set it to the API processes' value, which verify the links this process signs",
+      { field: 'HERALD_SECRET' },
+    );
+  }
+}
+
+/**
  * The key tokens are signed with: HERALD_SECRET, or one derived from the API keys (so a single-key setup
  * works out of the box; changing the keys then invalidates every token, which is the safe direction).
  */

@@ -1,12 +1,13 @@
 /**
  * Composition root: the only place that constructs adapters and wires stages together. The command line
- * (src/cli/main.ts) calls `migrate` and `startHerald` for `herald migrate`, `serve` and `worker`.
+ * (src/cli/main.ts) calls `migrate` and `startHerald` for `herald migrate`, `serve` and `worker`
+ * (the dispatcher, with only `/healthz` and `/metrics` over HTTP).
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
-import { dbPoolSize, requireApiKeys, tokenSecret, type Config } from './config.js';
+import { dbPoolSize, requireApiKeys, requireSigningKey, tokenSecret, type Config } from './config.js';
 import {
   COMPLETION_CHECK_MS,
   eventsLandedMs,
@@ -28,6 +29,7 @@ import {
   KEY_CACHE_MS,
   KEY_TOUCH_MS,
   KEY_CACHE_MAX,
+  METRICS_COLLECT_TIMEOUT_MS,
 } from './config/timings.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
@@ -68,7 +70,8 @@ import { Dispatcher } from './actor/dispatcher.js';
 import { RateLimiter } from './actor/rate-limiter.js';
 import { ownershipTrustMs } from './domain/liveness.js';
 import { healthChecks, withTimeout } from './health.js';
-import { startApi, startHealthApi, type ApiServer } from './api/server.js';
+import { startApi, startOpsApi, type ApiServer } from './api/server.js';
+import { createMetrics, type HeraldMetrics } from './metrics/herald-metrics.js';
 import { mountWebSocketApi, type WsSetup } from './ws/ws-api.js';
 import { LiveCounters } from './progress/live-counters.js';
 import { TemplateCache } from './domain/template.js';
@@ -94,7 +97,10 @@ export interface Herald {
   ch: ClickHouse;
   sink: EventSink;
   dispatcher: Dispatcher | null;
+  /** the full API (`serve`), or a worker's `/healthz` and `/metrics` only */
   api: ApiServer | null;
+  /** this process's Prometheus registry (GET /metrics) */
+  metrics: HeraldMetrics;
   /** the read spool of this process's API (null without the API) */
   spool: ReadSpool | null;
   log: Logger;
@@ -102,13 +108,16 @@ export interface Herald {
   stop(): Promise<void>;
 }
 
+/**
+ * `serve`: the API (HTTP and WebSocket) and the dispatcher; `worker`: the dispatcher, with an HTTP listener
+ * for `/healthz` and `/metrics` only (no API key needed).
+ */
+export type Role = 'serve' | 'worker';
+
 export interface StartOptions {
-  /**
-   * `worker`: the dispatcher only (`herald worker`); its server answers `/healthz` and nothing of the API,
-   * and it needs no API keys
-   * @default 'all'
-   */
-  role?: 'all' | 'worker';
+  /** @default 'serve' */
+  role?: Role;
+  /** false: no HTTP listener at all (tests of the dispatcher alone) */
   api?: boolean;
   dispatcher?: boolean;
   migrate?: boolean;
@@ -121,9 +130,10 @@ export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
   const log = opts.logger ?? pino({ level: cfg.logLevel });
-  const worker = opts.role === 'worker';
-  const withApi = opts.api !== false && !worker;
-  if (withApi) requireApiKeys(cfg);
+  const role = opts.role ?? 'serve';
+  const fullApi = opts.api !== false && role === 'serve';
+  if (fullApi) requireApiKeys(cfg);
+  else if (role === 'worker') requireSigningKey(cfg);
   if (opts.migrate !== false) {
     const applied = await migrate(cfg);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -139,6 +149,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const redis = connectRedis({ url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
   const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
+  const metrics = createMetrics({ retentionMs: cfg.metricsRetentionMs, collectTimeoutMs: METRICS_COLLECT_TIMEOUT_MS });
+  const health = healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS });
   const keys = new Keys(cfg.redisPrefix);
   const gateway = new RedisGateway(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
   const protocol = new ChunkProtocol(gateway);
@@ -154,6 +166,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
     onFenced: (campaignId, entryIds, rows) =>
       log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
+    metrics,
   });
   const secret = tokenSecret(cfg);
   // Tracking URLs point at this process's API unless HERALD_PUBLIC_URL names the public address.
@@ -201,7 +214,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       ),
       channels,
       sink,
-      rate: new RateLimiter(gateway),
+      rate: new RateLimiter(gateway, metrics),
+      metrics,
       screen: new ConsentScreen({
         index: new SuppressionIndex({ source: consent, marks: gateway, rebuildAfterMisses: SUPPRESSION_REBUILD_MISSES }),
         caps: new CapKeeper({
@@ -241,16 +255,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let wsSubscriber: RedisClient | null = null;
   let imports: ImportJobs | null = null;
   let readSpool: ReadSpool | null = null;
-  if (worker) {
-    api = await startHealthApi({
-      host: cfg.host,
-      port: cfg.port,
-      health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
-      log,
-    });
-    log.info({ port: api.port }, 'Herald worker listening');
-  }
-  if (withApi) {
+  if (fullApi) {
     const importRepo = new ImportRepo(importDb, MAX_KEPT_REJECTED);
     imports = new ImportJobs(importRepo, {
       answerWaitMs: cfg.importAnswerWaitMs,
@@ -258,6 +263,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       maxImportBytes: cfg.maxImportBytes,
       progressMs: IMPORT_PROGRESS_MS,
       log,
+      metrics,
     });
     imports.start();
     const importJobs = imports;
@@ -308,7 +314,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         tickMs: cfg.wsTickMs,
       },
       imports: { jobs: importRepo, tickMs: cfg.wsTickMs, log, watch: (fn) => importJobs.watch(fn) },
-      options: { authenticate, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log },
+      options: { authenticate, tokenSecret: secret, maxBackpressure: cfg.wsMaxBackpressure, slowCloseMs: cfg.wsSlowCloseMs, log, metrics },
     };
     api = await startApi({
       host: cfg.host,
@@ -349,12 +355,30 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         suppressions: new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark)),
         consent,
         log,
-        health: healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS }),
+        health,
+        metrics,
+        metricsKey: cfg.metricsKey,
       },
     });
     listeningPort = api.port;
     log.info({ port: api.port }, 'Herald API listening');
+  } else if (opts.api !== false) {
+    api = await startOpsApi({ host: cfg.host, port: cfg.port, deps: { health, metrics, metricsKey: cfg.metricsKey, log } });
+    listeningPort = api.port;
+    log.info({ port: api.port }, 'Herald worker listening (/healthz, /metrics)');
+    // Its links lead to this listener otherwise, which serves neither pixels nor unsubscribes.
+    if (cfg.publicUrl === '')
+      log.warn('HERALD_PUBLIC_URL is not set: tracking and unsubscribe links would point at this worker, not the API');
   }
+  const serving = dispatcher;
+  const apiNow = api;
+  metrics.attach({
+    hosted: () => serving?.hosted().map((a) => a.id) ?? [],
+    streams: (ids) => protocol.streamStats(ids),
+    overshoot: (ids) => gateway.overshoot(ids),
+    sinkBufferedRows: () => sink.stats.bufferedRows,
+    ws: () => apiNow?.wsStats() ?? null,
+  });
 
   let stopping: Promise<void> | null = null;
   return {
@@ -368,6 +392,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     sink,
     dispatcher,
     api,
+    metrics,
     spool: readSpool,
     log,
     stop() {
@@ -382,6 +407,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         subscriber?.disconnect();
         redis.disconnect();
         await ch.close();
+        metrics.close();
         await db.end();
         await readDb?.end();
         await withTimeout(importDb.end(), IMPORT_POOL_END_MS).catch(() => undefined);

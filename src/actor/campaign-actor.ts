@@ -24,6 +24,7 @@ import { StatusView } from './status-view.js';
 import { consumerName, livenessTimings, ownershipTrustMs, touchEveryMs, type LivenessTimings } from '../domain/liveness.js';
 import { channelConcurrency } from '../domain/campaign-input.js';
 import { Semaphore } from '../domain/semaphore.js';
+import type { DispatchMetrics, ReclaimReason } from '../domain/metrics.js';
 
 export interface ActorOptions {
   workers: number;
@@ -68,6 +69,8 @@ export interface ActorDeps {
   recordAvailable(): boolean;
   /** consent: who of each sub-batch is not sent to (chunk-sender.ts); absent: everyone is */
   screen?: RecipientScreen | null;
+  /** counts of sends, outcomes and reclaims; absent: none */
+  metrics?: DispatchMetrics;
   options: ActorOptions;
 }
 
@@ -417,7 +420,7 @@ export class CampaignActor {
   /** Chunks idle for the reclaim time (XAUTOCLAIM): their holder stopped touching them. */
   private async reclaim(): Promise<void> {
     const claimed = await this.deps.protocol.reclaim(this.id, this.reclaimer, this.deps.options.reclaimIdleMs, 100);
-    await this.adopt(claimed, 'reclaimed idle chunks');
+    await this.adopt(claimed, 'idle', 'reclaimed idle chunks');
   }
 
   /**
@@ -428,13 +431,13 @@ export class CampaignActor {
     const page = 100;
     for (let i = 0; i < 10 && this.queue.length < page; i++) {
       const claimed = await this.deps.protocol.takeover(this.id, this.reclaimer, this.deps.holderId, page);
-      await this.adopt(claimed, 'took over the chunks of a process whose heartbeat lapsed', this.deps.options.takeoverGraceMs);
+      await this.adopt(claimed, 'heartbeat', 'took over the chunks of a process whose heartbeat lapsed', this.deps.options.takeoverGraceMs);
       if (claimed.length < page) return;
     }
   }
 
   /** `graceMs`: the entries wait that long before they are sent (and their records recovered). */
-  private async adopt(claimed: StreamEntry[], what: string, graceMs = 0): Promise<void> {
+  private async adopt(claimed: StreamEntry[], reason: ReclaimReason, what: string, graceMs = 0): Promise<void> {
     const consumer = this.reclaimer;
     // An entry this process already holds is being worked on (its heartbeat was late, the process was
     // busy): never twice, and given straight back to the consumer working on it, so that consumer's next
@@ -448,6 +451,7 @@ export class CampaignActor {
     // Pending on this process's reclaimer meanwhile: covered by its heartbeat, and not drained.
     for (const e of entries) this.hold(e, consumer);
     this.stats.reclaimed += entries.length;
+    this.deps.metrics?.reclaimed(reason, entries.length);
     this.deps.log.info({ campaignId: this.id, chunks: entries.length }, what);
     const readyAt = Date.now() + graceMs;
     for (const entry of entries) this.queue.push({ entry, readyAt });

@@ -21,6 +21,7 @@ import type { EventSink, Ticket } from '../sink/event-sink.js';
 import type { ChunkSender } from './chunk-sender.js';
 import { Lease } from './lease.js';
 import { consumerName } from '../domain/liveness.js';
+import type { DispatchMetrics } from '../domain/metrics.js';
 
 export interface CloserDeps {
   gateway: RedisGateway;
@@ -35,6 +36,8 @@ export interface CloserDeps {
   leaseMs: number;
   /** after a takeover, before the chunks' recorded sub-batches are looked up in ClickHouse (ActorOptions) */
   takeoverGraceMs: number;
+  /** counts the aborted recipients, once they are stored; absent: none */
+  metrics?: DispatchMetrics;
 }
 
 export type CloseResult = 'closed' | 'busy' | 'stopped';
@@ -81,6 +84,7 @@ export class CampaignCloser {
       await this.deps.sink.flush();
       if (stop()) return 'stopped';
       await this.deps.campaigns.markAbortsRecorded(this.campaignId);
+      this.deps.metrics?.outcomes(this.campaignId, c.channel.type, { aborted: this.aborted });
       await this.deps.protocol.drop(this.campaignId);
       this.deps.log.info(
         { campaignId: this.campaignId, aborted: this.aborted },

@@ -11,7 +11,7 @@ import { chunkTransition, eventsAfterSend, receivedChunk, type ChunkState, type 
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
 import type { Campaign } from '../store/campaign-repo.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
-import type { Channel } from '../channel/channel.js';
+import type { Channel, OutboundBatch, SendResult } from '../channel/channel.js';
 import { withheldTally, type Withheld } from '../domain/withheld.js';
 import type { EventSink } from '../sink/event-sink.js';
 import type { ChunkProtocol } from '../stream/chunk-protocol.js';
@@ -19,6 +19,7 @@ import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
 import { channelCompresses, channelRendersAtSend, channelTracks } from '../domain/campaign-input.js';
 import { parseAttrs, renderRecipients, TemplateCache, type RenderedContent } from '../domain/template.js';
 import type { Semaphore } from '../domain/semaphore.js';
+import { NO_METRICS, type DispatchMetrics } from '../domain/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface ChunkSenderDeps {
@@ -38,6 +39,8 @@ export interface ChunkSenderDeps {
   screen?: RecipientScreen | null;
   /** compiled templates per campaign (shared by the senders of a process); default: one of the sender's own */
   templates?: TemplateCache;
+  /** counts per sub-batch and per chunk; default: none */
+  metrics?: DispatchMetrics;
 }
 
 /**
@@ -104,21 +107,26 @@ function stepStatus(reply: StepReply): CampaignStatus | null {
   return reply.hold === 'held' ? reply.status : null;
 }
 
-/** A sub-batch's outcomes by position: failures with their errors, and those withheld with why. */
+/** What a channel did with a screened sub-batch, at positions in the whole sub-batch. */
 interface ScreenedResult {
   failed: Map<number, string>;
   withheld: Map<number, Withheld>;
+  /** 429 answers the receiver gave */
+  throttled: number;
 }
 
 export class ChunkSender {
   private readonly templates: TemplateCache;
+  private readonly metrics: DispatchMetrics;
 
   constructor(private readonly deps: ChunkSenderDeps) {
     this.templates = deps.templates ?? new TemplateCache(16);
+    this.metrics = deps.metrics ?? NO_METRICS;
   }
 
   async send(ctx: SendContext): Promise<SendOutcome> {
     const { chunk, control, entryId, holder } = ctx;
+    const startedAt = performance.now();
     const { protocol } = this.deps;
     const campaignId = chunk.campaignId;
     const check = async (): Promise<StepReply> => {
@@ -202,6 +210,8 @@ export class ChunkSender {
         permits?.release(1);
       }
       const atSec = Math.floor(Date.now() / 1000);
+      const tally = withheldTally(result.withheld);
+      this.metrics.throttled(campaignId, result.throttled);
       checkedAt = Date.now();
       const reply = await protocol.step({
         campaignId,
@@ -212,7 +222,7 @@ export class ChunkSender {
           n,
           bytes: encodeRecord({ from: sent, n, atSec, failed: result.failed, withheld: result.withheld }),
           failed: result.failed.size,
-          withheld: withheldTally(result.withheld),
+          withheld: tally,
         },
       });
       state = chunkTransition(state, { type: 'recorded', reply, n, goOn: control.goOn(stepStatus(reply)) }, chunk.count);
@@ -239,11 +249,18 @@ export class ChunkSender {
         owner: events === 'fenced' ? { entryId, holder } : null,
       });
       tickets.push(stored);
+      // Counted where the ledger recorded it, once per sub-batch: what the campaign's own counts say.
+      this.metrics.outcomes(campaignId, channel.type, {
+        delivered: n - result.failed.size - result.withheld.size,
+        failed: result.failed.size,
+        ...tally,
+      });
       recipients += n;
       failed += result.failed.size;
       withheld += result.withheld.size;
       if (state.phase === 'lost') this.deps.log.warn({ campaignId, entry: entryId }, 'campaign stream lost in Redis; stopping this chunk');
     }
+    if (state.phase === 'recorded' && recipients > 0) this.metrics.chunkSeconds(channel.type, (performance.now() - startedAt) / 1000);
     return outcome();
   }
 
@@ -294,21 +311,21 @@ export class ChunkSender {
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
     if (held.size === 0 && failed.size === 0) {
-      const result = await channel.send({
+      const result = await this.timedSend(channel, {
         ...batch,
         contents: contents as RenderedContent[] | null,
         count: n,
         userIds: channel.needsRecipients ? userIds : [],
         addresses: channel.needsRecipients ? allAddresses() : [],
       });
-      return { failed: result.failed, withheld: result.withheld ?? held };
+      return { failed: result.failed, withheld: result.withheld ?? held, throttled: result.throttled ?? 0 };
     }
     // Positions in the sub-batch of the recipients sent to, in order.
     const keep: number[] = [];
     for (let i = 0; i < n; i++) if (!held.has(i) && !failed.has(i)) keep.push(i);
-    if (keep.length === 0) return { failed, withheld: held };
+    if (keep.length === 0) return { failed, withheld: held, throttled: 0 };
     const all = channel.needsRecipients ? allAddresses() : [];
-    const result = await channel.send({
+    const result = await this.timedSend(channel, {
       ...batch,
       contents: contents === null ? null : keep.map((i) => contents[i]!),
       count: keep.length,
@@ -317,7 +334,16 @@ export class ChunkSender {
     });
     for (const [i, err] of result.failed) failed.set(keep[i]!, err);
     if (result.withheld !== undefined) for (const [i, w] of result.withheld) held.set(keep[i]!, w);
-    return { failed, withheld: held };
+    return { failed, withheld: held, throttled: result.throttled ?? 0 };
+  }
+
+  private async timedSend(channel: Channel, batch: OutboundBatch): Promise<SendResult> {
+    const t0 = performance.now();
+    try {
+      return await channel.send(batch);
+    } finally {
+      this.metrics.sendSeconds(channel.type, (performance.now() - t0) / 1000);
+    }
   }
 
   /**

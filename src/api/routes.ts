@@ -17,18 +17,18 @@ import { importRoutes, type ImportApiDeps } from './import-routes.js';
 import { keyRoutes, type KeyApiDeps } from './key-routes.js';
 import { openApiRoute } from './openapi.js';
 import { recipientRoutes, type RecipientApiDeps } from './recipient-routes.js';
+import { opsRoutes, type OpsApiDeps } from './ops-routes.js';
 import { segmentRoutes, type SegmentApiDeps } from './segment-routes.js';
 import type { Route } from './route.js';
 import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
 export interface ApiDeps
-  extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, KeyApiDeps, RecipientApiDeps {
+  extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, KeyApiDeps, RecipientApiDeps, OpsApiDeps {
   /** an Authorization header's credential: api/key-verifier.ts */
   authenticate(authorization: string): Promise<Credential>;
   audit: Pick<AuditRepo, 'record' | 'list'>;
   maxBodyBytes: number;
-  health(): Promise<Record<string, string>>;
   log: Logger;
 }
 
@@ -64,7 +64,7 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
     ...userRoutes(deps),
     ...consentRoutes(deps),
     ...dashboardRoutes(),
-    healthRoute(() => deps.health()),
+    ...opsRoutes(deps),
   ];
   routes.push(openApiRoute(routes, OPENAPI_INFO));
   return routes;

@@ -1,9 +1,13 @@
-/** Starts and stops the uWebSockets.js app: the HTTP route table, and the WebSocket API when it is on. */
+/**
+ * Starts and stops the uWebSockets.js app: the HTTP route table, and the WebSocket API when it is on; or,
+ * for a worker process, only the operator's routes (`/healthz`, `/metrics`).
+ */
 import uWS, { type TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from 'pino';
+import { registerRoutes, type ApiDeps } from './routes.js';
 import { authorizer } from './auth.js';
 import { mountRoutes } from './http.js';
-import { healthRoute, registerRoutes, type ApiDeps } from './routes.js';
+import { opsRoutes, type OpsApiDeps } from './ops-routes.js';
 import type { ProgressHub } from '../ws/progress-hub.js';
 import type { WsStats } from '../ws/ws-server.js';
 
@@ -34,49 +38,60 @@ export interface ApiOptions {
 }
 
 export async function startApi(opts: ApiOptions): Promise<ApiServer> {
+  const { host, port } = opts;
   const app = uWS.App();
   const ws = opts.mountWs === undefined ? null : await opts.mountWs(app);
   const wsStats = (): WsStats | null => ws?.stats() ?? null;
   registerRoutes(app, opts.deps, wsStats);
-  return listen(app, opts.host, opts.port, ws);
+  const { port: listening, close } = await listen(app, host, port);
+  return {
+    port: listening,
+    hub: ws?.hub ?? null,
+    wsStats,
+    close: async () => {
+      close();
+      await ws?.close();
+      app.close();
+    },
+  };
 }
 
-export interface HealthApiOptions {
+export interface OpsApiOptions {
   host: string;
   /** 0: any free port */
   port: number;
-  health(): Promise<Record<string, string>>;
-  log: Logger;
+  deps: OpsApiDeps & { log: Logger };
 }
 
-/** The dispatcher-only process's server (`herald worker`): `/healthz` and nothing of the API. */
-export async function startHealthApi(opts: HealthApiOptions): Promise<ApiServer> {
+/** A worker's HTTP listener: `/healthz` and `/metrics`, every other path the JSON 404. */
+export async function startOpsApi(opts: OpsApiOptions): Promise<ApiServer> {
   const app = uWS.App();
-  mountRoutes(app, [healthRoute(opts.health)], {
-    authorize: authorizer({ authenticate: () => Promise.reject(new Error('a worker serves no keyed route')), tokenSecret: '' }),
-    maxBodyBytes: 0,
-    log: opts.log,
+  // Both routes are public (the metrics key is the route's own): no API key is asked for.
+  mountRoutes(app, opsRoutes(opts.deps), {
+    authorize: authorizer({ authenticate: () => Promise.reject(new Error('the ops server serves no keyed route')), tokenSecret: '' }),
+    maxBodyBytes: 1024,
+    log: opts.deps.log,
   });
-  return listen(app, opts.host, opts.port, null);
+  const { port, close } = await listen(app, opts.host, opts.port);
+  return {
+    port,
+    hub: null,
+    wsStats: () => null,
+    close: async () => {
+      close();
+      app.close();
+    },
+  };
 }
 
-function listen(app: TemplatedApp, host: string, port: number, ws: MountedWs | null): Promise<ApiServer> {
+function listen(app: TemplatedApp, host: string, port: number): Promise<{ port: number; close(): void }> {
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => {
       if (!socket) {
         reject(new Error(`cannot listen on ${host}:${port}`));
         return;
       }
-      resolve({
-        port: uWS.us_socket_local_port(socket),
-        hub: ws?.hub ?? null,
-        wsStats: () => ws?.stats() ?? null,
-        close: async () => {
-          uWS.us_listen_socket_close(socket);
-          await ws?.close();
-          app.close();
-        },
-      });
+      resolve({ port: uWS.us_socket_local_port(socket), close: () => uWS.us_listen_socket_close(socket) });
     });
   });
 }

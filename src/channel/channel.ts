@@ -44,6 +44,8 @@ export interface SendResult {
   withheld?: Map<number, Withheld>;
   /** retried requests, for metrics and tests */
   retries: number;
+  /** of those, the ones retried after a 429 (the receiver asked to slow down); absent: none */
+  throttled?: number;
 }
 
 export interface Channel {

@@ -79,7 +79,7 @@ export class WebhookChannel implements Channel {
   }
 
   async send(batch: OutboundBatch, signal?: AbortSignal): Promise<SendResult> {
-    const result: SendResult = { failed: new Map(), retries: 0 };
+    const result: SendResult = { failed: new Map(), retries: 0, throttled: 0 };
     const parts: Array<Promise<void>> = [];
     for (let start = 0; start < batch.userIds.length; start += this.opts.batchSize) {
       const end = Math.min(start + this.opts.batchSize, batch.userIds.length);
@@ -157,18 +157,24 @@ export class WebhookChannel implements Channel {
   private async attempts(payload: Buffer, headers: Record<string, string>, result: SendResult, signal?: AbortSignal): Promise<Outcome> {
     let outcome: Outcome = { kind: 'retry', error: 'not sent' };
     let throttles = 0;
+    // Every 429 answer is counted (SendResult.throttled), the last one too.
+    const post = async (): Promise<Outcome> => {
+      const o = await this.post(payload, headers);
+      if (o.kind === 'throttle') result.throttled = (result.throttled ?? 0) + 1;
+      return o;
+    };
     for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
       if (attempt > 1) {
         result.retries++;
         const delay = this.opts.backoffMs * 2 ** (attempt - 2);
         await sleep(delay / 2 + Math.random() * (delay / 2), signal);
       }
-      outcome = await this.post(payload, headers);
+      outcome = await post();
       while (outcome.kind === 'throttle' && throttles < MAX_THROTTLES && !signal?.aborted) {
         throttles++;
         result.retries++;
         await sleep(outcome.waitMs ?? this.opts.backoffMs * 2 ** Math.min(throttles - 1, 8), signal);
-        outcome = await this.post(payload, headers);
+        outcome = await post();
       }
       if (outcome.kind !== 'retry') break;
     }

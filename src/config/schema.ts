@@ -299,6 +299,25 @@ export const SCHEMA = {
     doc: 'a client past that limit this long is closed (4008)',
   }),
 
+  // Metrics (GET /metrics)
+  metricsKey: str({
+    env: 'HERALD_METRICS_KEY',
+    default: '',
+    pattern: /^.{8,}$/s,
+    error: 'must be at least 8 characters',
+    range: '8+ characters',
+    secret: true,
+    defaultDoc: '— (public)',
+    doc: '`GET /metrics` requires `Authorization: Bearer <key>` when set; unset, it is public, for a scraper on a private network',
+  }),
+  metricsRetentionMs: int({
+    env: 'HERALD_METRICS_RETENTION_MS',
+    default: 600_000,
+    min: 100,
+    max: 7 * 24 * HOUR_MS,
+    doc: "a campaign's series (messages, rate-limit waits, 429s) stay this long after its last count once no actor here sends it, then go, so the series stay bounded however many campaigns are sent",
+  }),
+
   // Names and places
   clickhouseDb: str({
     env: 'CLICKHOUSE_DB',

@@ -71,3 +71,6 @@ export const KEY_TOUCH_MS = 60_000;
 
 /** Key ids cached per process past which expired entries are dropped (unknown ids are cached too). */
 export const KEY_CACHE_MAX = 10_000;
+
+/** Metrics: the bound of the Redis reads of a scrape (streams, overshoot); past it those series are left out of the answer. */
+export const METRICS_COLLECT_TIMEOUT_MS = 1_000;

@@ -13,6 +13,7 @@ import { isFinished, MAX_KEPT_REJECTED, type ImportFormat, type ImportJob, type 
 import type { Actor } from '../domain/audit.js';
 import type { ImportRepo } from '../store/import-repo.js';
 import { csvToCopy, ndjsonToCopy, type ImportReport } from './recipient-import.js';
+import { NO_METRICS, type ImportMetrics } from '../domain/metrics.js';
 
 export type ContentEncoding = 'identity' | 'gzip';
 
@@ -26,6 +27,8 @@ export interface ImportJobsOptions {
   /** how often a receiving job's progress is written */
   progressMs: number;
   log: Logger;
+  /** counts jobs started and ended here, and their rows; default: none */
+  metrics?: ImportMetrics;
 }
 
 export interface ImportRequest {
@@ -49,10 +52,14 @@ export class ImportJobs {
   private readonly merges = new Map<number, Promise<ImportJob | null>>();
   private readonly watchers = new Set<(job: ImportJob) => void>();
 
+  private readonly metrics: ImportMetrics;
+
   constructor(
     private readonly repo: ImportRepo,
     private readonly opts: ImportJobsOptions,
-  ) {}
+  ) {
+    this.metrics = opts.metrics ?? NO_METRICS;
+  }
 
   start(): void {
     this.sweepTimer = setInterval(() => {
@@ -111,6 +118,7 @@ export class ImportJobs {
           contentSha256: decoded.sha256(),
         }),
         onCreated: (jobId) => {
+          this.metrics.importStarted();
           progress = setInterval(() => void this.repo.progress(jobId, receivedBytes, report.accepted, report.total), this.opts.progressMs);
           progress.unref();
         },
@@ -155,6 +163,14 @@ export class ImportJobs {
   }
 
   private changed(job: ImportJob): void {
+    // Each job ends once: a merge here reports it once, and so does a resume of a job left behind.
+    if (isFinished(job.status)) {
+      this.metrics.importFinished(job.status === 'completed' ? 'completed' : 'failed', {
+        imported: job.imported ?? 0,
+        duplicates: job.duplicates ?? 0,
+        rejected: job.rejectedCount,
+      });
+    }
     for (const fn of this.watchers) fn(job);
   }
 

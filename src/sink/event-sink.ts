@@ -14,6 +14,7 @@ import type { Withholdings } from '../domain/withheld.js';
 import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
 import { EventBlockWriter, type BlockMark } from './native-block.js';
+import { NO_METRICS, type SinkMetrics } from '../domain/metrics.js';
 
 export interface EventInserter {
   /** one Native block of `message_events` rows (native-block.ts), in parts */
@@ -103,6 +104,8 @@ export interface EventSinkOptions {
   onError?: (err: unknown, attempt: number) => void;
   /** rows left out of an insert by the fence (their chunk was taken over) */
   onFenced?: (campaignId: number, entryIds: readonly string[], rows: number) => void;
+  /** counts inserts (rows, latency) and failed attempts; default: none */
+  metrics?: SinkMetrics;
 }
 
 interface Segment {
@@ -330,11 +333,14 @@ export class EventSink {
         }
         if (segments.length === 0) return;
         const rows = segments.reduce((n, s) => n + s.rows, 0);
+        const t0 = performance.now();
         await this.inserter.insert(block, rows);
+        (this.opts.metrics ?? NO_METRICS).inserted(rows, (performance.now() - t0) / 1000);
         this.stats.insertedRows += rows;
         return;
       } catch (err) {
         this.stats.failedInserts++;
+        (this.opts.metrics ?? NO_METRICS).insertFailed();
         this.opts.onError?.(err, attempt);
         await new Promise((r) => setTimeout(r, Math.min(base * 2 ** (attempt - 1), 10_000)));
       }

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { verifyWsToken } from '../domain/tokens.js';
 import { hasScope, type Credential } from '../domain/api-keys.js';
 import { requestIdFrom } from '../domain/audit.js';
+import type { WsMetrics } from '../domain/metrics.js';
 import { encodeFrame, parseClientMessage, type FrameFormat } from './frame.js';
 import { campaignTopic, type ProgressHub } from './progress-hub.js';
 import { importTopic, type ImportHub } from './import-hub.js';
@@ -25,6 +26,8 @@ export interface WsOptions {
   maxBackpressure: number;
   slowCloseMs: number;
   log: Logger;
+  /** counts clients gone, and why; default: none */
+  metrics?: WsMetrics;
 }
 
 interface Client {
@@ -199,6 +202,7 @@ class WsClients {
   close(ws: WebSocket<Client>): void {
     const c = ws.getUserData();
     c.closed = true;
+    this.opts.metrics?.wsClosed(c.endingSince !== 0 ? 'slow' : 'other');
     this.sockets.delete(ws);
     for (const id of c.subs) this.hub.unsubscribe(id);
     c.subs.clear();

@@ -69,6 +69,9 @@ describe('config schema: defaults', () => {
       dbPoolSize: 0,
       importDbPoolSize: 6,
       nodeFlags: '',
+      // GET /metrics: public, a finished campaign's series kept 10 minutes
+      metricsKey: '',
+      metricsRetentionMs: 600_000,
     });
     expect(DEFAULTS).toEqual(loadConfig({}));
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
@@ -221,6 +224,8 @@ describe('config schema: kinds', () => {
     ['CLICKHOUSE_DB', 'herald_test', 'clickhouseDb', 'herald_test'],
     ['HERALD_SECRET', 'a-secret-of-16-chars', 'secret', 'a-secret-of-16-chars'],
     ['HERALD_HOST', '127.0.0.1', 'host', '127.0.0.1'],
+    ['HERALD_METRICS_KEY', 'scrape-key-1234', 'metricsKey', 'scrape-key-1234'],
+    ['HERALD_METRICS_RETENTION_MS', '60000', 'metricsRetentionMs', 60_000],
   ] as const)('reads %s from the environment', (env, raw, key, value) => {
     expect(loadConfig({ [env]: raw })[key]).toEqual(value);
     expect(readConfig({ [env]: raw }).fromEnv).toEqual(new Set([key]));
@@ -248,6 +253,13 @@ describe('config schema: errors', () => {
     expect(() => loadConfig({ HERALD_PORT: '70000', HERALD_WORKERS: '-1' })).toThrow(
       'invalid configuration: HERALD_PORT must be an integer from 0 to 65535; HERALD_WORKERS must be an integer from 0 to 256',
     );
+  });
+
+  it('names the metrics settings when they are out of range', () => {
+    expect(fieldErrors({ HERALD_METRICS_KEY: 'short', HERALD_METRICS_RETENTION_MS: '10' })).toEqual([
+      { field: 'HERALD_METRICS_KEY', error: 'must be at least 8 characters' },
+      { field: 'HERALD_METRICS_RETENTION_MS', error: 'must be an integer from 100 to 604800000' },
+    ]);
   });
 
   it('checks the rules across settings on the resolved values', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isDrained, mayStartChunk, onStatus } from '../../src/actor/decide.js';
 
-const state = { exists: true, pending: 0, lastDeliveredId: '0-200', lastGeneratedId: '0-200', length: 200 };
+const state = { exists: true, pending: 0, lag: 0, lastDeliveredId: '0-200', lastGeneratedId: '0-200', length: 200 };
 
 describe('actor decisions', () => {
   it('completes only when planned, delivered and acknowledged', () => {

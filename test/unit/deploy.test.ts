@@ -1,0 +1,93 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { createMetrics } from '../../src/metrics/herald-metrics.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const read = (file: string): string => readFileSync(path.join(ROOT, file), 'utf8');
+const yamlOf = (file: string): any => parse(read(file));
+
+/** Every series name the registry exports (a histogram's _bucket, _sum and _count too). */
+function exportedNames(): Set<string> {
+  const metrics = createMetrics({ retentionMs: 60_000, collectTimeoutMs: 100 });
+  metrics.close();
+  const names = new Set<string>();
+  for (const m of metrics.registry.getMetricsAsArray()) {
+    names.add(m.name);
+    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s);
+    if (String(m.type) === 'summary') for (const s of ['_sum', '_count']) names.add(m.name + s);
+  }
+  return names;
+}
+
+/** The herald_* series a PromQL expression reads. */
+function seriesIn(expr: string): string[] {
+  return [...expr.matchAll(/\bherald_[a-z0-9_]+/g)].map((m) => m[0]);
+}
+
+describe('deploy/', () => {
+  const names = exportedNames();
+
+  it('knows Herald’s series (the check below can tell a missing name)', () => {
+    expect(names.has('herald_messages_total')).toBe(true);
+    expect(names.has('herald_chunk_duration_seconds_bucket')).toBe(true);
+    expect(names.has('herald_process_resident_memory_bytes')).toBe(true);
+    expect(names.has('herald_no_such_series')).toBe(false);
+  });
+
+  it('alert rules parse, and every expression reads only series the registry exports', () => {
+    const doc = yamlOf('deploy/prometheus/alerts.yml');
+    const rules = doc.groups.flatMap((g: any) => g.rules) as Array<{ alert: string; expr: string; for?: string }>;
+    expect(rules.map((r) => r.alert)).toEqual(
+      expect.arrayContaining(['HeraldCampaignNoProgress', 'HeraldCampaignErrorRatioHigh', 'HeraldSinkBacklogGrowing']),
+    );
+    for (const r of rules) {
+      expect(typeof r.expr, r.alert).toBe('string');
+      const series = seriesIn(r.expr);
+      expect(series.length, r.alert).toBeGreaterThan(0);
+      for (const s of series) expect(names.has(s), `${r.alert}: ${s}`).toBe(true);
+    }
+  });
+
+  it('the scrape config loads the alert rules and scrapes /metrics', () => {
+    const doc = yamlOf('deploy/prometheus/prometheus.yml');
+    expect(doc.rule_files).toEqual(['/etc/prometheus/alerts.yml']);
+    expect(doc.scrape_configs[0]).toMatchObject({ job_name: 'herald', metrics_path: '/metrics' });
+  });
+
+  it('the dashboard parses, its panels read exported series, and it uses the provisioned datasource', () => {
+    const dash = JSON.parse(read('deploy/grafana/dashboards/herald.json'));
+    const datasource = yamlOf('deploy/grafana/provisioning/datasources/prometheus.yml').datasources[0];
+    const titles = dash.panels.map((p: any) => p.title as string);
+    for (const t of [
+      'Throughput by outcome',
+      'Error ratio',
+      'Chunk latency',
+      'Stream lag and pending',
+      'Sink backlog',
+      'WebSocket clients',
+    ])
+      expect(titles).toContain(t);
+    for (const p of dash.panels) {
+      expect(p.datasource.uid, p.title).toBe(datasource.uid);
+      for (const t of p.targets) for (const s of seriesIn(t.expr)) expect(names.has(s), `${p.title}: ${s}`).toBe(true);
+    }
+    expect(new Set(dash.panels.map((p: any) => p.id)).size).toBe(dash.panels.length);
+  });
+
+  it('docker-compose.yml runs Prometheus and Grafana under the profile metrics, with files that exist', () => {
+    const compose = yamlOf('docker-compose.yml');
+    for (const name of ['prometheus', 'grafana']) {
+      const svc = compose.services[name];
+      expect(svc.profiles, name).toEqual(['metrics']);
+      for (const v of svc.volumes as string[]) {
+        const host = v.split(':')[0]!;
+        if (host.startsWith('./')) expect(existsSync(path.join(ROOT, host)), `${name}: ${host}`).toBe(true);
+      }
+    }
+    // The default stack stays as it was: no profile on the others.
+    for (const name of ['redis', 'postgres', 'clickhouse', 'herald']) expect(compose.services[name].profiles).toBeUndefined();
+    expect(yamlOf('deploy/grafana/provisioning/dashboards/herald.yml').providers[0].options.path).toBe('/var/lib/grafana/dashboards');
+  });
+});
