@@ -357,6 +357,8 @@ describe('herald worker', () => {
         HERALD_PORT: '0',
         HERALD_HOST: '127.0.0.1',
         HERALD_LOG_LEVEL: 'info',
+        // it signs the links the API process verifies: the same keys, so the same secret
+        HERALD_API_KEYS: c.apiKeys.join(','),
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -365,7 +367,7 @@ describe('herald worker', () => {
         let buf = '';
         child.stdout.on('data', (d: Buffer) => {
           buf += d.toString();
-          const m = /"port":(\d+),"msg":"Herald worker listening"/.exec(buf);
+          const m = /"port":(\d+),"msg":"Herald worker listening/.exec(buf);
           if (m) resolve(Number(m[1]));
         });
         child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${buf}`)));
@@ -373,6 +375,7 @@ describe('herald worker', () => {
       const health = await fetch(`http://127.0.0.1:${port}/healthz`);
       expect(health.status).toBe(200);
       expect(await health.json()).toMatchObject({ status: 'ok' });
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200);
       const api = await fetch(`http://127.0.0.1:${port}/v1/campaigns`, { headers: { authorization: `Bearer ${API_KEY}` } });
       expect(api.status).toBe(404);
       // It dispatches: the API process here has no dispatcher (HERALD_WORKERS=0), so the worker sends it all.

@@ -27,6 +27,7 @@ const PUBLIC_ROUTES = [
   'dashboardScript',
   'dashboardStyles',
   'getHealth',
+  'getMetrics',
   'getOpenApi',
   'trackingPixel',
   'unsubscribePage',
