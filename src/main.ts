@@ -103,7 +103,7 @@ export interface StartOptions {
 }
 
 export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
-  return [...(await migratePostgres(cfg.databaseUrl)), ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb))];
+  return [...(await migratePostgres(cfg.databaseUrl)), ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb, cfg.clickhouseCluster))];
 }
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
@@ -119,7 +119,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const importDb = createDb(cfg.databaseUrl, cfg.importDbPoolSize);
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
-  const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
+  const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb, cluster: cfg.clickhouseCluster });
   const keys = new Keys(cfg.redisPrefix);
   const gateway = new RedisGateway(redis, keys, { livenessTtlMs: cfg.livenessTtlMs });
   const protocol = new ChunkProtocol(gateway);
@@ -250,6 +250,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       drain: {
         clickhouseUrl: cfg.clickhouseUrl,
         clickhouseDb: cfg.clickhouseDb,
+        clickhouseCluster: cfg.clickhouseCluster,
         flushRows: cfg.sinkFlushRows,
         flushMs: cfg.sinkFlushMs,
         maxBufferedRows: cfg.sinkMaxBufferedRows,

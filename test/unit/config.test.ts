@@ -25,6 +25,7 @@ describe('config schema: defaults', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       clickhouseUrl: 'http://127.0.0.1:8123',
       clickhouseDb: 'herald',
+      clickhouseCluster: '',
       redisPrefix: 'herald',
       host: '0.0.0.0',
       port: 8080,
