@@ -103,7 +103,10 @@ export interface StartOptions {
 }
 
 export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
-  return [...(await migratePostgres(cfg.databaseUrl)), ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb, cfg.clickhouseCluster))];
+  return [
+    ...(await migratePostgres(cfg.databaseUrl)),
+    ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb, cfg.clickhouseCluster)),
+  ];
 }
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {

@@ -71,18 +71,27 @@ export class ClusterSchema {
       const local = this.local(name);
       const path = `'${this.zk}/${this.opts.database}/${name}${LOCAL_SUFFIX}'`;
       const engineArgs = [path, "'{replica}'", ...(args.trim() === '' ? [] : [args.trim()])].join(', ');
-      return [`CREATE TABLE IF NOT EXISTS ${local} ${this.on} ${columns} ENGINE = Replicated${engine}(${engineArgs})${rest}`, this.distributed(name)];
+      return [
+        `CREATE TABLE IF NOT EXISTS ${local} ${this.on} ${columns} ENGINE = Replicated${engine}(${engineArgs})${rest}`,
+        this.distributed(name),
+      ];
     }
     if ((m = CREATE_MV.exec(s)) !== null) {
       const [, view, target, select] = m as unknown as [string, string, string, string];
       if (/\bJOIN\b/i.test(select)) throw new Error(`${where}: view ${view} joins; no cluster form is defined for that`);
       const body = select.replace(/\bFROM\s+(\w+)/g, (_all, src: string) => `FROM ${this.local(this.known(src, where))}`);
-      return [`CREATE MATERIALIZED VIEW IF NOT EXISTS ${this.qualified(view)} ${this.on} TO ${this.local(this.known(target, where))} AS ${body}`];
+      return [
+        `CREATE MATERIALIZED VIEW IF NOT EXISTS ${this.qualified(view)} ${this.on} TO ${this.local(this.known(target, where))} AS ${body}`,
+      ];
     }
     if ((m = ALTER_TABLE.exec(s)) !== null) {
       const [, name, change] = m as unknown as [string, string, string];
       this.known(name, where);
-      return [`ALTER TABLE ${this.local(name)} ${this.on} ${change}`, `DROP TABLE IF EXISTS ${this.qualified(name)} ${this.on}`, this.distributed(name)];
+      return [
+        `ALTER TABLE ${this.local(name)} ${this.on} ${change}`,
+        `DROP TABLE IF EXISTS ${this.qualified(name)} ${this.on}`,
+        this.distributed(name),
+      ];
     }
     if ((m = INSERT_SELECT.exec(s)) !== null) {
       this.known(m[1]!, where);
