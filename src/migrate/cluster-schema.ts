@@ -23,6 +23,12 @@ export interface ClusterSchemaOptions {
   database: string;
   /** ZooKeeper path of a Replicated table: `{shard}` and `{replica}` are the servers' macros */
   zkPrefix?: string;
+  /**
+   * What the tables with a campaign are sharded by. `campaign` (the default) is the one Herald supports;
+   * `user` (cityHash64(user_id)) is here to measure the alternative (bench/clickhouse-cluster.ts): it
+   * splits a sub-batch over shards, which breaks the landed check and max() of campaign_batch_counts.
+   */
+  shardBy?: 'campaign' | 'user';
 }
 
 /** The ZooKeeper path prefix; the database and local table name follow it. */
@@ -66,7 +72,8 @@ export class ClusterSchema {
     if ((m = CREATE_TABLE.exec(s)) !== null) {
       const [, name, columns, engine, args, rest] = m as unknown as [string, string, string, string, string, string];
       if (engine.startsWith('Replicated')) throw new Error(`${where}: ${name} is already Replicated; write the single-server form`);
-      const shardKey = /\bcampaign_id\s+UInt64\b/.test(columns) ? 'campaign_id' : 'rand()';
+      const byUser = this.opts.shardBy === 'user' && /\buser_id\s+String\b/.test(columns) ? 'cityHash64(user_id)' : null;
+      const shardKey = byUser ?? (/\bcampaign_id\s+UInt64\b/.test(columns) ? 'campaign_id' : 'rand()');
       this.tables.set(name, { shardKey });
       const local = this.local(name);
       const path = `'${this.zk}/${this.opts.database}/${name}${LOCAL_SUFFIX}'`;
