@@ -38,7 +38,9 @@ export async function nodeUp(url: string): Promise<boolean> {
 
 async function services(...args: string[]): Promise<void> {
   try {
-    await run('bash', [SERVICES, ...args], { cwd: ROOT, timeout: 180_000 });
+    // the tests expect the default layout: two shards
+    const env = { ...process.env, HERALD_CLICKHOUSE_CLUSTER_LAYOUT: 'shards' };
+    await run('bash', [SERVICES, ...args], { cwd: ROOT, timeout: 180_000, env });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`scripts/services ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`, { cause: err });
