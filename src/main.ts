@@ -125,7 +125,10 @@ export interface StartOptions {
 }
 
 export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
-  return [...(await migratePostgres(cfg.databaseUrl)), ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb))];
+  return [
+    ...(await migratePostgres(cfg.databaseUrl)),
+    ...(await migrateClickHouse(cfg.clickhouseUrl, cfg.clickhouseDb, cfg.clickhouseCluster)),
+  ];
 }
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
@@ -148,7 +151,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const reads = new ReadReplica(db, readDb, { waitMs: cfg.readReplicaWaitMs });
   const redis = connectRedis({ url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection'));
-  const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb });
+  const ch = new ClickHouse({ url: cfg.clickhouseUrl, database: cfg.clickhouseDb, cluster: cfg.clickhouseCluster });
   const metrics = createMetrics({ retentionMs: cfg.metricsRetentionMs, collectTimeoutMs: METRICS_COLLECT_TIMEOUT_MS });
   const health = healthChecks({ db, redis, ch, timeoutMs: HEALTH_CHECK_TIMEOUT_MS });
   const keys = new Keys(cfg.redisPrefix);
@@ -282,6 +285,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       drain: {
         clickhouseUrl: cfg.clickhouseUrl,
         clickhouseDb: cfg.clickhouseDb,
+        clickhouseCluster: cfg.clickhouseCluster,
         flushRows: cfg.sinkFlushRows,
         flushMs: cfg.sinkFlushMs,
         maxBufferedRows: cfg.sinkMaxBufferedRows,

@@ -12,7 +12,21 @@ export interface ClickHouseOptions {
   database: string;
   /** per request */
   requestTimeoutMs?: number;
+  /**
+   * A cluster (HERALD_CLICKHOUSE_CLUSTER; '' or absent: one server). Every request then carries the
+   * settings the cluster schema (migrate/cluster-schema.ts) needs, all known to 18.16 and 23-25:
+   *   insert_distributed_sync=1   an insert into a Distributed table answers once the shard stored it, so
+   *                               the sink's landed check sees what an acknowledged insert wrote
+   *   insert_deduplicate=0        Replicated tables would drop a block identical to a recent one: two
+   *                               inserts of equal counts in the same minute aggregate into identical view
+   *                               blocks, both genuine (the sink's landed check and max() keep retries once)
+   *   distributed_product_mode=local   `IN (SELECT … FROM message_events)` inside a distributed query reads
+   *                               each shard's own table: a campaign lives on one shard
+   */
+  cluster?: string;
 }
+
+const CLUSTER_SETTINGS = { insert_distributed_sync: 1, insert_deduplicate: 0, distributed_product_mode: 'local' } as const;
 
 export class ClickHouse {
   readonly client: ClickHouseClient;
@@ -31,6 +45,7 @@ export class ClickHouse {
       keep_alive: { enabled: true },
       // Every failure comes back to the caller as a HeraldError and is logged there, once.
       log: { level: ClickHouseLogLevel.OFF },
+      ...(opts.cluster ? { clickhouse_settings: CLUSTER_SETTINGS } : {}),
     });
   }
 

@@ -327,6 +327,15 @@ export const SCHEMA = {
     range: 'identifier (letters, digits, _)',
     doc: 'ClickHouse database, created and migrated by Herald',
   }),
+  clickhouseCluster: str({
+    env: 'HERALD_CLICKHOUSE_CLUSTER',
+    default: '',
+    pattern: /^[A-Za-z_][A-Za-z0-9_]{0,63}$/,
+    error: 'must be a cluster name from remote_servers (letters, digits, _)',
+    range: 'cluster name (letters, digits, _)',
+    defaultDoc: '— (one server)',
+    doc: "a ClickHouse cluster (the servers' `remote_servers`): `herald migrate` creates the cluster schema (`ON CLUSTER`, Replicated tables on each shard, Distributed tables sharded by `campaign_id` under the usual names) and inserts wait for the shards",
+  }),
   redisPrefix: str({
     env: 'HERALD_REDIS_PREFIX',
     default: 'herald',

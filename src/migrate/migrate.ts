@@ -9,6 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { ClickHouse } from '../clickhouse/client.js';
 import { identifier, str } from '../clickhouse/sql.js';
+import { ClusterSchema, clusterMigrations } from './cluster-schema.js';
 
 export const SCHEMAS_DIR = fileURLToPath(new URL('../../schemas/', import.meta.url));
 
@@ -112,22 +113,29 @@ export async function migratePostgres(databaseUrl: string): Promise<string[]> {
   return applied;
 }
 
-export async function migrateClickHouse(url: string, database: string): Promise<string[]> {
-  const admin = new ClickHouse({ url, database: 'default' });
+/**
+ * `cluster` (HERALD_CLICKHOUSE_CLUSTER): the cluster form of every file instead (cluster-schema.ts), run
+ * ON CLUSTER through the server at `url`; the ledger is itself a cluster table, so any server sees it.
+ */
+export async function migrateClickHouse(url: string, database: string, cluster = ''): Promise<string[]> {
+  const schema = cluster === '' ? null : new ClusterSchema({ cluster, database });
+  const admin = new ClickHouse({ url, database: 'default', cluster });
   try {
-    await admin.command(`CREATE DATABASE IF NOT EXISTS ${identifier(database)}`);
+    await admin.command(schema?.createDatabase() ?? `CREATE DATABASE IF NOT EXISTS ${identifier(database)}`);
   } finally {
     await admin.close();
   }
-  const ch = new ClickHouse({ url, database });
+  const ch = new ClickHouse({ url, database, cluster });
   const applied: string[] = [];
   try {
-    await ch.command('CREATE TABLE IF NOT EXISTS herald_migrations (name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY name');
+    const ledger = 'CREATE TABLE IF NOT EXISTS herald_migrations (name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY name';
+    for (const stmt of schema === null ? [ledger] : schema.statement(ledger, 'herald_migrations')) await ch.command(stmt);
     const done = new Set((await ch.rows<{ name: string }>('SELECT name FROM herald_migrations')).map((r) => r.name));
-    for (const m of await loadMigrations('clickhouse')) {
+    const files = (await loadMigrations('clickhouse')).map((m) => ({ name: m.name, statements: splitStatements(m.sql) }));
+    for (const m of schema === null ? files : clusterMigrations(files, schema)) {
       if (done.has(m.name)) continue;
       // Statements use IF NOT EXISTS, so a file interrupted half-way re-applies cleanly.
-      for (const stmt of splitStatements(m.sql)) await ch.command(stmt);
+      for (const stmt of m.statements) await ch.command(stmt);
       await ch.command(`INSERT INTO herald_migrations (name, applied_at) VALUES (${str(m.name)}, now())`);
       applied.push(`clickhouse/${m.name}`);
     }

@@ -21,6 +21,8 @@ export interface SpoolWorkerData {
   dir: string;
   clickhouseUrl: string;
   clickhouseDb: string;
+  /** '' for one server */
+  clickhouseCluster: string;
   flushRows: number;
   flushMs: number;
   maxBufferedRows: number;
@@ -35,7 +37,7 @@ export type ToWorker = { t: 'committed'; file: string; spoolId: number; end: num
 const data = workerData as SpoolWorkerData;
 const port = parentPort!;
 const log = pino({ level: data.logLevel, base: { thread: 'read-spool' } });
-const ch = new ClickHouse({ url: data.clickhouseUrl, database: data.clickhouseDb });
+const ch = new ClickHouse({ url: data.clickhouseUrl, database: data.clickhouseDb, cluster: data.clickhouseCluster });
 const inbox = new InboxReader(ch);
 const sink = new EventSink(clickhouseInserter(ch), {
   flushRows: data.flushRows,

@@ -27,6 +27,7 @@ describe('config schema: defaults', () => {
       redisClusterNodes: [],
       clickhouseUrl: 'http://127.0.0.1:8123',
       clickhouseDb: 'herald',
+      clickhouseCluster: '',
       redisPrefix: 'herald',
       host: '0.0.0.0',
       port: 8080,
