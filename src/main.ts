@@ -8,6 +8,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { dbPoolSize, requireApiKeys, requireSigningKey, tokenSecret, type Config } from './config.js';
+import type { ROLES } from './config/schema.js';
 import {
   COMPLETION_CHECK_MS,
   eventsLandedMs,
@@ -109,13 +110,14 @@ export interface Herald {
 }
 
 /**
- * `serve`: the API (HTTP and WebSocket) and the dispatcher; `worker`: the dispatcher, with an HTTP listener
- * for `/healthz` and `/metrics` only (no API key needed).
+ * `all`: the API (HTTP and WebSocket) and the dispatcher; `api`: the API only, for processes in front of
+ * `worker`s; `worker`: the dispatcher, with an HTTP listener for `/healthz` and `/metrics` only (no API key
+ * needed). HERALD_ROLE picks it for `herald serve`; `herald worker` is `worker`.
  */
-export type Role = 'serve' | 'worker';
+export type Role = (typeof ROLES)[number];
 
 export interface StartOptions {
-  /** @default 'serve' */
+  /** @default cfg.role (HERALD_ROLE, `all` unless set) */
   role?: Role;
   /** false: no HTTP listener at all (tests of the dispatcher alone) */
   api?: boolean;
@@ -133,8 +135,8 @@ export async function migrate(cfg: Readonly<Config>): Promise<string[]> {
 
 export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}): Promise<Herald> {
   const log = opts.logger ?? pino({ level: cfg.logLevel });
-  const role = opts.role ?? 'serve';
-  const fullApi = opts.api !== false && role === 'serve';
+  const role = opts.role ?? cfg.role;
+  const fullApi = opts.api !== false && role !== 'worker';
   if (fullApi) requireApiKeys(cfg);
   else if (role === 'worker') requireSigningKey(cfg);
   if (opts.migrate !== false) {
@@ -196,7 +198,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
 
   let dispatcher: Dispatcher | null = null;
   let subscriber: RedisClient | null = null;
-  if (opts.dispatcher !== false && cfg.workers > 0) {
+  if (opts.dispatcher !== false && role !== 'api' && cfg.workers > 0) {
     const dispatchSubscriber = duplicateRedis(redis, 'subscriber');
     subscriber = dispatchSubscriber;
     dispatchSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis subscriber connection'));

@@ -24,7 +24,16 @@ import { templateRoutes, type TemplateApiDeps } from './template-routes.js';
 import { userRoutes, type UserApiDeps } from './user-routes.js';
 
 export interface ApiDeps
-  extends CampaignApiDeps, SegmentApiDeps, UserApiDeps, ImportApiDeps, TemplateApiDeps, ConsentApiDeps, KeyApiDeps, RecipientApiDeps, OpsApiDeps {
+  extends
+    CampaignApiDeps,
+    SegmentApiDeps,
+    UserApiDeps,
+    ImportApiDeps,
+    TemplateApiDeps,
+    ConsentApiDeps,
+    KeyApiDeps,
+    RecipientApiDeps,
+    OpsApiDeps {
   /** an Authorization header's credential: api/key-verifier.ts */
   authenticate(authorization: string): Promise<Credential>;
   audit: Pick<AuditRepo, 'record' | 'list'>;

@@ -10,6 +10,8 @@ import { hostPorts, int, list, oneOf, str, url } from './settings.js';
 const HOUR_MS = 3_600_000;
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+/** What a process runs (main.ts Role): everything, the API only, or the dispatcher only. */
+export const ROLES = ['all', 'api', 'worker'] as const;
 
 export const SCHEMA = {
   // Services
@@ -361,6 +363,12 @@ export const SCHEMA = {
     doc: 'on SIGTERM, time to finish chunks in hand and flush events; what is left is taken over by another process',
   }),
   logLevel: oneOf({ env: 'HERALD_LOG_LEVEL', values: LOG_LEVELS, default: 'info', doc: 'pino level' }),
+  role: oneOf({
+    env: 'HERALD_ROLE',
+    values: ROLES,
+    default: 'all',
+    doc: '`herald serve` runs: `all`, the API and the dispatcher; `api`, the HTTP and WebSocket API only (campaigns are sent by `worker` processes); `worker`, the dispatcher only, with `/healthz` and `/metrics` (as `herald worker`)',
+  }),
   nodeFlags: str({
     env: 'HERALD_NODE_FLAGS',
     default: '',

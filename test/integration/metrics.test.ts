@@ -181,8 +181,9 @@ describe('a worker process', () => {
 
   beforeAll(async () => {
     ns = await createNamespace();
-    // The API process sends nothing: every campaign goes through the worker.
-    front = await startTestHerald(ns, { workers: 0 });
+    // The API process (HERALD_ROLE=api, its consumer count left at the default) sends nothing: every
+    // campaign goes through the worker.
+    front = await startTestHerald(ns, { role: 'api' });
     api = apiFor(front);
     // No API key: a worker needs none, only the API's token secret for the links it signs.
     const cfg = Object.freeze({ ...ns.config, apiKeys: [], secret: tokenSecret(ns.config), metricsRetentionMs: retentionMs });
@@ -206,6 +207,8 @@ describe('a worker process', () => {
 
   it('answers /healthz and /metrics, 404 on the API, and dispatches', async () => {
     expect(worker.dispatcher).not.toBeNull();
+    expect(front.dispatcher).toBeNull();
+    expect(front.config.workers).toBeGreaterThan(0);
     const health = await fetch(`${workerBase}/healthz`);
     expect(health.status).toBe(200);
     expect(((await health.json()) as { status: string }).status).toBe('ok');

@@ -6,7 +6,7 @@ import { createMetrics } from '../../src/metrics/herald-metrics.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const read = (file: string): string => readFileSync(path.join(ROOT, file), 'utf8');
-const yamlOf = (file: string): any => parse(read(file));
+const yamlOf = (file: string): any => parse(read(file), { merge: true });
 
 /** Every series name the registry exports (a histogram's _bucket, _sum and _count too). */
 function exportedNames(): Set<string> {
@@ -89,5 +89,50 @@ describe('deploy/', () => {
     // The default stack stays as it was: no profile on the others.
     for (const name of ['redis', 'postgres', 'clickhouse', 'herald']) expect(compose.services[name].profiles).toBeUndefined();
     expect(yamlOf('deploy/grafana/provisioning/dashboards/herald.yml').providers[0].options.path).toBe('/var/lib/grafana/dashboards');
+  });
+
+  it('docker-compose.yml has a cluster profile: one API process, three workers, Redis Cluster, two ClickHouse shards with Keeper, Prometheus', () => {
+    const compose = yamlOf('docker-compose.yml');
+    const inCluster = Object.entries(compose.services as Record<string, any>).filter(([, svc]) => svc.profiles?.includes('cluster'));
+    const names = inCluster.map(([n]) => n).sort();
+    expect(names).toEqual(
+      [
+        'clickhouse-1',
+        'clickhouse-2',
+        'clickhouse-keeper',
+        'herald-api',
+        'herald-worker',
+        'prometheus-cluster',
+        'redis-cluster-init',
+        'redis-node-1',
+        'redis-node-2',
+        'redis-node-3',
+      ].sort(),
+    );
+    const api = compose.services['herald-api'];
+    const worker = compose.services['herald-worker'];
+    expect(api.environment.HERALD_ROLE).toBe('api');
+    expect(worker.environment.HERALD_ROLE).toBe('worker');
+    expect(worker.command).toEqual(['bin/herald', 'worker']);
+    expect(worker.deploy.replicas).toBe(3);
+    for (const svc of [api, worker]) {
+      expect(svc.environment.REDIS_CLUSTER_NODES.split(',')).toEqual(['redis-node-1:6379', 'redis-node-2:6379', 'redis-node-3:6379']);
+      expect(svc.environment.HERALD_CLICKHOUSE_CLUSTER).toBe('herald_cluster');
+      // never the default stack's database: its herald would dispatch the same campaigns on another Redis
+      expect(new URL(svc.environment.DATABASE_URL).pathname).toBe('/herald_cluster');
+    }
+    for (const [name, svc] of inCluster) {
+      for (const v of (svc.volumes ?? []) as string[]) {
+        const host = v.split(':')[0]!;
+        if (host.startsWith('./')) expect(existsSync(path.join(ROOT, host)), `${name}: ${host}`).toBe(true);
+      }
+    }
+    // The ClickHouse cluster the workers name is the one the nodes' config defines, with a shard per node.
+    const xml = readFileSync(path.join(ROOT, 'deploy/clickhouse/cluster.xml'), 'utf8');
+    expect(xml).toContain('<herald_cluster>');
+    expect(xml.match(/<shard>/g)).toHaveLength(2);
+    for (const n of [1, 2])
+      expect(readFileSync(path.join(ROOT, `deploy/clickhouse/macros-${n}.xml`), 'utf8')).toContain(`<shard>0${n}</shard>`);
+    expect(yamlOf('deploy/prometheus/prometheus-cluster.yml').scrape_configs[0].dns_sd_configs[0].names).toEqual(['herald-worker']);
   });
 });
