@@ -111,15 +111,6 @@ export interface ActorState {
   queued: number;
 }
 
-/**
- * Chunk slots for `concurrency` request permits: a quarter more (at least one), so a permit given back is
- * taken by a chunk that is ready to send rather than one still reading or recording. More would only hold
- * chunks pending here that another process could send.
- */
-export function chunkSlots(concurrency: number): number {
-  return concurrency + Math.max(1, Math.ceil(concurrency / 4));
-}
-
 export class CampaignActor {
   readonly stats: ActorStats = { chunks: 0, recipients: 0, failed: 0, reclaimed: 0 };
   private phase: ActorPhase = 'running';
@@ -132,18 +123,10 @@ export class CampaignActor {
   /** taken-over or reclaimed chunks for the consumers here, each from when it may be sent (the takeover grace) */
   private readonly queue: Array<{ entry: StreamEntry; readyAt: number }> = [];
   /**
-   * A slow channel's chunk slots, shared by this process's consumers of the campaign: one per chunk being
-   * sent. There are more of them than request permits (`requests`), so that while a chunk does the work
-   * between two requests (its ledger step, the next chunk's read) another one's request takes the permit it
-   * gave back. Null for an instant channel.
+   * A slow channel's send slots, shared by this process's consumers of the campaign: one per chunk in flight,
+   * and a chunk has one sub-batch (one request) in flight at a time. Null for an instant channel.
    */
   private readonly slots: Semaphore | null;
-  /**
-   * The campaign's requests in flight in this process (`channel.concurrency`): a sub-batch holds a permit
-   * from just before its request to its answer, and checks the status after taking it, so a pause lets
-   * through at most this many requests. Null for an instant channel.
-   */
-  private readonly requests: Semaphore | null;
   private readonly conns: RedisClient[] = [];
   private readonly loops: Array<Promise<void>> = [];
   private lastReclaimAt = 0;
@@ -169,10 +152,9 @@ export class CampaignActor {
       subBatchSize: deps.options.subBatchSize,
       recheckAfterMs: ownershipTrustMs(deps.options.reclaimIdleMs, deps.options.livenessTtlMs),
     });
-    const instant = deps.channels.get(campaign.channel).instant;
-    const concurrency = channelConcurrency(campaign.channel, deps.options.webhookConcurrency);
-    this.requests = instant ? null : new Semaphore(concurrency);
-    this.slots = instant ? null : new Semaphore(chunkSlots(concurrency));
+    this.slots = deps.channels.get(campaign.channel).instant
+      ? null
+      : new Semaphore(channelConcurrency(campaign.channel, deps.options.webhookConcurrency));
     this.acks = new AckBatcher(deps.protocol, campaign.id, (err) => deps.log.error({ err, campaignId: campaign.id }, 'XACK failed'));
     this.acks.onAcked = (ids) => {
       for (const id of ids) this.held.delete(id);
@@ -184,7 +166,6 @@ export class CampaignActor {
         return this.phase === 'running' && this.view.sending;
       },
       sleep: (ms) => this.sleep(ms),
-      requests: this.requests,
     };
   }
 
@@ -510,7 +491,7 @@ export class CampaignActor {
 
   /**
    * A slow channel's consumer: it reads as many chunks as there are free slots and sends each in a slot of
-   * its own, without waiting for them; their requests share the campaign's request permits.
+   * its own, without waiting for them, so the campaign has as many requests in flight here as it has slots.
    * A pause lets through what is in flight (each chunk checks the status before each sub-batch); the loop
    * ends once its chunks have stopped.
    */

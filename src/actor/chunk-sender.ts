@@ -18,7 +18,6 @@ import type { ChunkProtocol } from '../stream/chunk-protocol.js';
 import { encodeRecord, subBatchId } from '../domain/sub-batch.js';
 import { channelCompresses, channelRendersAtSend, channelTracks } from '../domain/campaign-input.js';
 import { parseAttrs, renderRecipients, TemplateCache, type RenderedContent } from '../domain/template.js';
-import type { Semaphore } from '../domain/semaphore.js';
 import { NO_METRICS, type DispatchMetrics } from '../domain/metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -71,8 +70,6 @@ export interface SendControl {
   /** whether this process still sends for the campaign, given what a step read from the status key (null: nothing) */
   goOn(stepStatus: CampaignStatus | null): boolean;
   sleep(ms: number): Promise<void>;
-  /** a slow channel's request permits for the campaign in this process; null: requests are not limited here */
-  requests: Semaphore | null;
 }
 
 export interface SendContext {
@@ -185,30 +182,14 @@ export class ChunkSender {
         await check();
         if (state.phase !== 'sending') break;
       }
-      // A request permit, then the status again: a pause heard while waiting for it stops the chunk here,
-      // so what a pause lets through is what held a permit when it was heard.
-      const permits = channel.instant ? null : control.requests;
-      if (permits !== null) {
-        await permits.take(1);
-        if (!control.goOn(null)) {
-          permits.release(1);
-          state = chunkTransition(state, { type: 'halted' }, chunk.count);
-          break;
-        }
-      }
       const campaign = control.campaign();
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
-      let result: ScreenedResult;
-      try {
-        result = await this.sendScreened(channel, campaign, {
-          users,
-          n,
-          addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
-          attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
-        });
-      } finally {
-        permits?.release(1);
-      }
+      const result = await this.sendScreened(channel, campaign, {
+        users,
+        n,
+        addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
+        attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
+      });
       const atSec = Math.floor(Date.now() / 1000);
       const tally = withheldTally(result.withheld);
       this.metrics.throttled(campaignId, result.throttled);

@@ -261,7 +261,7 @@ export const SCHEMA = {
     default: 64,
     min: 1,
     max: MAX_WEBHOOK_CONCURRENCY,
-    doc: "requests in flight per webhook campaign in each process (a quarter more chunks are being sent, so a permit a request gives back is taken at once); a campaign's `channel.concurrency` overrides it. With 100-message requests, 64 allow 64,000 messages/s to a receiver answering in 100 ms, 320,000/s at 20 ms",
+    doc: "chunks, so requests, in flight per webhook campaign in each process; a campaign's `channel.concurrency` overrides it. With 100-message requests, 64 allow 64,000 messages/s to a receiver answering in 100 ms, 320,000/s at 20 ms",
   }),
   webhookMaxInflightBytes: int({
     env: 'HERALD_WEBHOOK_MAX_INFLIGHT_BYTES',
