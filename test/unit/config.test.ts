@@ -59,6 +59,7 @@ describe('config schema: defaults', () => {
       webhookConnections: 0,
       shutdownGraceMs: 30_000,
       logLevel: 'info',
+      role: 'all',
       secret: '',
       userTokenTtlS: 86_400,
       wsTickMs: 1000,
