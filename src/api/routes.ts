@@ -79,29 +79,6 @@ export function apiRoutes(deps: ApiDeps, wsStats: () => WsStats | null = () => n
   return routes;
 }
 
-/** GET /healthz, public: served by every process, the dispatcher-only `herald worker` included. */
-export function healthRoute(health: () => Promise<Record<string, string>>): Route {
-  return {
-    name: 'getHealth',
-    method: 'get',
-    path: '/healthz',
-    auth: 'public',
-    summary: 'Whether PostgreSQL, Redis and ClickHouse all answer',
-    responses: { 200: '{status: "ok", failing: [], checks}', 503: '{status: "unavailable", failing, checks}' },
-    ownErrorBodies: [503],
-    handler: async () => {
-      const checks = await health();
-      const failing = Object.entries(checks)
-        .filter(([, v]) => v !== 'ok')
-        .map(([k]) => k);
-      return {
-        status: failing.length === 0 ? 200 : 503,
-        body: { status: failing.length === 0 ? 'ok' : 'unavailable', failing, checks },
-      };
-    },
-  };
-}
-
 export function registerRoutes(app: TemplatedApp, deps: ApiDeps, wsStats: () => WsStats | null = () => null): void {
   mountRoutes(app, apiRoutes(deps, wsStats), { authorize: authorizer(deps), maxBodyBytes: deps.maxBodyBytes, log: deps.log });
 }

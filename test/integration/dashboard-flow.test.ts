@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { API_KEY, useHerald } from '../helpers/herald.js';
-import { listenLocal } from '../helpers/local-http.js';
+import { listenLocal, rejectingReceiver } from '../helpers/local-http.js';
 
 /** Debian's chromium (`apt-get install chromium`, done by .ci/run); CHROMIUM_PATH overrides. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -55,20 +55,7 @@ run('the dashboard does the whole job in a real browser', () => {
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    sink = createServer((req, res) => {
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => {
-        const body = JSON.parse(data) as { messages: Array<{ user_id: string; idempotency_key: string }> };
-        const failed: Array<{ idempotency_key: string; error: string }> = [];
-        for (const m of body.messages) {
-          const attempt = (posted.get(m.idempotency_key) ?? 0) + 1;
-          posted.set(m.idempotency_key, attempt);
-          if (attempt === 1 && failsFirst(m.user_id)) failed.push({ idempotency_key: m.idempotency_key, error: 'mailbox full' });
-        }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed }));
-      });
-    });
+    sink = rejectingReceiver({ posted, rejects: (user, attempt) => (attempt === 1 && failsFirst(user) ? 'mailbox full' : null) });
     sinkUrl = await listenLocal(sink);
     browser = await chromium.launch({
       executablePath: CHROMIUM,

@@ -7,14 +7,14 @@
  * the run every server connection of the pool is looked at: no session setting, session advisory lock,
  * prepared statement, cursor, LISTEN or temp table left behind by Herald for the next client to inherit.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { loadMigrations, migratePostgres } from '../../src/migrate/migrate.js';
 import { Api, apiFor, createNamespace, eventCounts, startTestHerald, type Namespace } from '../helpers/herald.js';
-import { listenLocal } from '../helpers/local-http.js';
+import { listenLocal, rejectingReceiver } from '../helpers/local-http.js';
 import { PGBOUNCER, sessionLeftovers, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.js';
 
 const N = 300_000;
@@ -43,21 +43,7 @@ describe.skipIf(!existsSync(PGBOUNCER))('Herald through pgbouncer in transaction
 
   beforeAll(async () => {
     bouncer = await startPgBouncer({ poolSize: 6 });
-    receiver = createServer((req, res) => {
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => {
-        const body = JSON.parse(data) as { messages: Array<{ user_id: string; idempotency_key: string }> };
-        const failed: Array<{ idempotency_key: string; error: string }> = [];
-        for (const m of body.messages) {
-          const attempt = (posted.get(m.idempotency_key) ?? 0) + 1;
-          posted.set(m.idempotency_key, attempt);
-          if (attempt === 1 && failsFirst(m.user_id)) failed.push({ idempotency_key: m.idempotency_key, error: 'busy' });
-        }
-        // a little latency, so a campaign is still sending when it is paused
-        setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed })), 5);
-      });
-    });
+    receiver = rejectingReceiver({ posted, rejects: (user, attempt) => (attempt === 1 && failsFirst(user) ? 'busy' : null), latencyMs: 5 });
     receiverUrl = await listenLocal(receiver);
     // Created and migrated through pgbouncer (the database too: CREATE DATABASE through it).
     ns = await createNamespace({ importAnswerWaitMs: 0, webhookBatchSize: 50, subBatchSize: 50 }, bouncer.route);

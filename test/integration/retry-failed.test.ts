@@ -1,8 +1,8 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, eventCounts, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
-import { listenLocal } from '../helpers/local-http.js';
+import { listenLocal, rejectingReceiver } from '../helpers/local-http.js';
 
 /** user `r<i>`: i % 7 == 0 fails its first delivery, i % 49 == 0 fails every time. */
 const failsNow = (user: string, attempt: number): boolean => {
@@ -20,20 +20,7 @@ describe('retry-failed sends again to exactly the failed subset', () => {
   const posted = new Map<string, number>();
 
   beforeAll(async () => {
-    sink = createServer((req, res) => {
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => {
-        const body = JSON.parse(data) as { messages: Array<{ user_id: string; idempotency_key: string }> };
-        const failed: Array<{ idempotency_key: string; error: string }> = [];
-        for (const m of body.messages) {
-          const attempt = (posted.get(m.idempotency_key) ?? 0) + 1;
-          posted.set(m.idempotency_key, attempt);
-          if (failsNow(m.user_id, attempt)) failed.push({ idempotency_key: m.idempotency_key, error: `mailbox full (try ${attempt})` });
-        }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed }));
-      });
-    });
+    sink = rejectingReceiver({ posted, rejects: (user, attempt) => (failsNow(user, attempt) ? `mailbox full (try ${attempt})` : null) });
     sinkUrl = await listenLocal(sink);
     ns = await createNamespace({ webhookBatchSize: 50, subBatchSize: 50 });
     herald = await startTestHerald(ns);

@@ -4,11 +4,11 @@
  * recipients only, each exactly once per round, and a cancel records as aborted exactly the segment's
  * recipients that were not sent.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
 import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
-import { listenLocal } from '../helpers/local-http.js';
+import { listenLocal, rejectingReceiver } from '../helpers/local-http.js';
 import { OwnRedis } from '../helpers/redis-server.js';
 
 const NDJSON = { 'content-type': 'application/x-ndjson' };
@@ -28,20 +28,10 @@ describe('a segment through re-plans and retry rounds', () => {
   let failFirst = false;
 
   beforeAll(async () => {
-    sink = createServer((req, res) => {
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => {
-        const body = JSON.parse(data) as { messages: Array<{ user_id: string; idempotency_key: string }> };
-        const failed: Array<{ idempotency_key: string; error: string }> = [];
-        for (const m of body.messages) {
-          const attempt = (posted.get(m.idempotency_key) ?? 0) + 1;
-          posted.set(m.idempotency_key, attempt);
-          if (failFirst && Number(m.user_id.slice(1)) % 7 === 0 && attempt === 1)
-            failed.push({ idempotency_key: m.idempotency_key, error: 'full' });
-        }
-        setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failed })), 10);
-      });
+    sink = rejectingReceiver({
+      posted,
+      rejects: (user, attempt) => (failFirst && Number(user.slice(1)) % 7 === 0 && attempt === 1 ? 'full' : null),
+      latencyMs: 10,
     });
     sinkUrl = await listenLocal(sink);
     redis = await OwnRedis.start();
