@@ -20,7 +20,7 @@ const ids = Array.from({ length: CHUNK }, (_, i) => 1_000_000 + i);
 const names = ids.map((i) => `user-${i}`);
 const copyData = copyBinary(ids.map((i) => [i, `user-${i}`]));
 const decodeCopy = (): ReturnType<RecipientRowDecoder['finish']> => {
-  const d = new RecipientRowDecoder(false, false, CHUNK);
+  const d = new RecipientRowDecoder({ expectedRows: CHUNK });
   d.feed(copyData, 0, copyData.length);
   return d.finish();
 };

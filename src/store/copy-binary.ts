@@ -21,6 +21,17 @@ export class CopyFormatError extends Error {
   override readonly name = 'CopyFormatError';
 }
 
+/** Which columns a page's COPY carries after (id, user_id), in this order, and how many rows to size for. */
+export interface RecipientColumns {
+  address?: boolean;
+  /** the campaign's `segment_by` attribute */
+  segment?: boolean;
+  /** the attributes its templates read, as JSON text */
+  attrs?: boolean;
+  /** rows the page is expected to hold (0: grow as they come) */
+  expectedRows?: number;
+}
+
 export class RecipientRowDecoder implements CopySink<RecipientPage> {
   private readonly fields: number;
   private ids: Float64Array;
@@ -40,11 +51,12 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
   private fed = 0;
   private base = 0;
 
-  constructor(withAddress: boolean, withSegment: boolean, expectedRows = 0, withAttrs = false) {
-    this.fields = 2 + (withAddress ? 1 : 0) + (withSegment ? 1 : 0) + (withAttrs ? 1 : 0);
-    this.addresses = withAddress ? [] : null;
-    this.segments = withSegment ? [] : null;
-    this.attrs = withAttrs ? [] : null;
+  constructor(columns: RecipientColumns = {}) {
+    const { address = false, segment = false, attrs = false, expectedRows = 0 } = columns;
+    this.fields = 2 + (address ? 1 : 0) + (segment ? 1 : 0) + (attrs ? 1 : 0);
+    this.addresses = address ? [] : null;
+    this.segments = segment ? [] : null;
+    this.attrs = attrs ? [] : null;
     this.users = Buffer.allocUnsafe(Math.max(4096, expectedRows * 16));
     this.ids = new Float64Array(Math.max(256, expectedRows));
     this.userEnds = new Uint32Array(this.ids.length);

@@ -95,7 +95,15 @@ export class RecipientReader {
     const filtered = q.filter !== undefined && q.filter !== null;
     return this.reads.rows(q.audienceId, q.maxId, 'read audience page', async (client) => {
       if (filtered) await client.query('SET LOCAL jit = off');
-      const copy = new CopyOut(sql, new RecipientRowDecoder(withAddress, segmentBy !== null, limit, (q.attrs ?? null) !== null));
+      const copy = new CopyOut(
+        sql,
+        new RecipientRowDecoder({
+          address: withAddress,
+          segment: segmentBy !== null,
+          attrs: (q.attrs ?? null) !== null,
+          expectedRows: limit,
+        }),
+      );
       void client.query(copy as never);
       try {
         return await copy.done;

@@ -50,7 +50,7 @@ describe('COPY OUT (store/copy-out.ts)', () => {
       `COPY (SELECT i::bigint * 4294967296 + 7, CASE i % 4 WHEN 0 THEN 'tab\tnew\nline\\back' WHEN 1 THEN 'ünïcödé-' || i ` +
       `WHEN 2 THEN repeat('x', 200 + i % 300) ELSE 'user-' || i END, CASE WHEN i % 3 = 0 THEN NULL ELSE 'a' || i END ` +
       `FROM generate_series(1, 100000) i) TO STDOUT (FORMAT binary)`;
-    const page = await copyInto(sql, new RecipientRowDecoder(true, false));
+    const page = await copyInto(sql, new RecipientRowDecoder({ address: true }));
     expect(page.ids.length).toBe(100_000);
     const users = unpackStrings(page.users, 100_000);
     for (const i of [1, 2, 3, 4, 299, 77_777, 100_000]) {
@@ -63,7 +63,7 @@ describe('COPY OUT (store/copy-out.ts)', () => {
 
   it('fails the query on rows the decoder refuses, and the connection goes on working', async () => {
     const sql = `COPY (SELECT i::bigint, CASE WHEN i = 60000 THEN '' ELSE 'u' || i END FROM generate_series(1, 100000) i) TO STDOUT (FORMAT binary)`;
-    await expect(copyInto(sql, new RecipientRowDecoder(false, false))).rejects.toThrow(/recipient 60000: empty or null user_id/);
+    await expect(copyInto(sql, new RecipientRowDecoder())).rejects.toThrow(/recipient 60000: empty or null user_id/);
     expect((await db.query('SELECT 41 + 1 AS n')).rows[0].n).toBe(42);
   });
 });

@@ -9,7 +9,7 @@ import { checkPacked, packStrings, unpackStrings } from '../../src/domain/packed
 
 /** Decodes binary COPY data fed in pieces of `step` bytes (as a socket may cut it). */
 function decode(data: Buffer, withAddress: boolean, withSegment = false, step = data.length): RecipientPage {
-  const d = new RecipientRowDecoder(withAddress, withSegment);
+  const d = new RecipientRowDecoder({ address: withAddress, segment: withSegment });
   for (let i = 0; i < data.length; i += step) d.feed(data, i, Math.min(data.length, i + step));
   return d.finish();
 }
@@ -73,7 +73,7 @@ describe('chunk codec', () => {
       [1, 'a', null, '{"first_name":"Ann"}'],
       [2, 'b', null, null],
     ] as const;
-    const d = new RecipientRowDecoder(true, false, 0, true);
+    const d = new RecipientRowDecoder({ address: true, attrs: true });
     const data = copyBinary(rows);
     for (let i = 0; i < data.length; i += 3) d.feed(data, i, Math.min(data.length, i + 3));
     const p = d.finish();
