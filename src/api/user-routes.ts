@@ -73,8 +73,73 @@ function inboxContent(templates: TemplateCache, c: InboxCandidate, userId: strin
   return r.content.data === null ? { title: r.content.title, body: r.content.body } : { ...r.content };
 }
 
+/** test sends shown per inbox, newest first */
+const INBOX_TESTS_MAX = 20;
+/** how far back an inbox shows test sends */
+const INBOX_TESTS_DAYS = 30;
+
 export function userRoutes(deps: UserApiDeps): Route[] {
   const templates = deps.templates ?? new TemplateCache();
+
+  /** A page of the user's real items: candidates are campaigns whose audience holds the user; only those delivered to the user are shown. */
+  const realItems = async (
+    userId: string,
+    from: number | null,
+    limit: number,
+  ): Promise<{ messages: Array<Record<string, unknown>>; next_before: unknown }> => {
+    const items: Array<Record<string, unknown>> = [];
+    let before = from;
+    for (let exhausted = false; items.length < limit && !exhausted;) {
+      const page = await deps.inbox.candidates(userId, before, Math.max(limit * 2, 50));
+      exhausted = page.length < Math.max(limit * 2, 50);
+      if (page.length === 0) break;
+      const states = await deps.inboxReader.states(
+        userId,
+        page.map((c) => c.campaignId),
+      );
+      for (const c of page) {
+        before = c.campaignId;
+        const s = states.get(c.campaignId);
+        if (s === undefined) continue;
+        items.push({
+          campaign_id: c.campaignId,
+          ...inboxContent(templates, c, userId),
+          delivered_at: new Date(s.deliveredAtSec * 1000).toISOString(),
+          read: s.readAtSec !== null,
+          read_at: s.readAtSec === null ? null : new Date(s.readAtSec * 1000).toISOString(),
+        });
+        if (items.length === limit) break;
+      }
+    }
+    const last = items[items.length - 1];
+    return { messages: items, next_before: items.length === limit && last ? last.campaign_id : null };
+  };
+
+  /**
+   * The user's recent inbox test sends, newest first, rendered as the real item is (the same templates and
+   * the user's row of the audience), in any campaign status. They have no read state: reads are
+   * `message_events`, which every campaign count is made from.
+   */
+  const testItems = async (userId: string): Promise<Array<Record<string, unknown>>> => {
+    // ClickHouse does not know a test's channel: five times the cap leaves room for webhook campaigns' tests.
+    const sends = await deps.inboxReader.tests(userId, { sinceSec: nowSec() - INBOX_TESTS_DAYS * 86_400, limit: INBOX_TESTS_MAX * 5 });
+    const campaigns = await deps.inbox.testCandidates(userId, [...new Set(sends.map((t) => t.campaignId))]);
+    const items = sends.flatMap((t) => {
+      const c = campaigns.get(t.campaignId);
+      if (c === undefined) return []; // not an inbox campaign (a webhook's test), or the user left its audience
+      return [
+        {
+          campaign_id: t.campaignId,
+          test: true,
+          test_id: t.testId,
+          ...inboxContent(templates, c, userId),
+          delivered_at: new Date(t.deliveredAtSec * 1000).toISOString(),
+        },
+      ];
+    });
+    return items.slice(0, INBOX_TESTS_MAX);
+  };
+
   return [
     {
       // A connect token for the WebSocket API, for browsers (which cannot send a header on a WebSocket).
@@ -108,40 +173,24 @@ export function userRoutes(deps: UserApiDeps): Route[] {
       method: 'get',
       path: '/v1/users/:user_id/inbox',
       auth: 'user',
-      summary: 'The inbox campaigns delivered to the user, newest first',
+      summary: "The inbox campaigns delivered to the user, newest first, and the first page's recent test sends",
       params: [USER_PARAM],
       query: [limitParam(20, 100), beforeParam('campaign')],
-      responses: { 200: '{messages: [{campaign_id, title, body, data?, delivered_at, read, read_at}], next_before}' },
+      responses: {
+        200:
+          '{messages: [{campaign_id, title, body, data?, delivered_at, read, read_at}], next_before, ' +
+          'tests: [{campaign_id, test: true, test_id, title, body, data?, delivered_at}]}',
+      },
       handler: async (req) => {
         const userId = parseUserId(req.params[0]);
         const limit = intParam(req, 'limit', 1, 100, 20)!;
-        let before = intParam(req, 'before', 1, Number.MAX_SAFE_INTEGER, null);
-        const items: Array<Record<string, unknown>> = [];
-        // Candidates are campaigns whose audience holds the user; only those delivered to the user are shown.
-        for (let exhausted = false; items.length < limit && !exhausted;) {
-          const page = await deps.inbox.candidates(userId, before, Math.max(limit * 2, 50));
-          exhausted = page.length < Math.max(limit * 2, 50);
-          if (page.length === 0) break;
-          const states = await deps.inboxReader.states(
-            userId,
-            page.map((c) => c.campaignId),
-          );
-          for (const c of page) {
-            before = c.campaignId;
-            const s = states.get(c.campaignId);
-            if (s === undefined) continue;
-            items.push({
-              campaign_id: c.campaignId,
-              ...inboxContent(templates, c, userId),
-              delivered_at: new Date(s.deliveredAtSec * 1000).toISOString(),
-              read: s.readAtSec !== null,
-              read_at: s.readAtSec === null ? null : new Date(s.readAtSec * 1000).toISOString(),
-            });
-            if (items.length === limit) break;
-          }
-        }
-        const last = items[items.length - 1];
-        return { status: 200, body: { messages: items, next_before: items.length === limit && last ? last.campaign_id : null } };
+        const before = intParam(req, 'before', 1, Number.MAX_SAFE_INTEGER, null);
+        // Test sends are a list of their own, not items of `messages`: `before` is a campaign id, and a
+        // campaign may have a real item and test items for the same user, so mixing them would need a
+        // compound cursor. The list is small and bounded (INBOX_TESTS_MAX, INBOX_TESTS_DAYS), so it comes
+        // whole with the first page (no `before`) and empty with every later one.
+        const [page, tests] = await Promise.all([realItems(userId, before, limit), before === null ? testItems(userId) : []]);
+        return { status: 200, body: { ...page, tests } };
       },
     },
     {

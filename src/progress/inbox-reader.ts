@@ -7,6 +7,13 @@
 import type { ClickHouse } from '../clickhouse/client.js';
 import { str, uint, uintList } from '../clickhouse/sql.js';
 
+/** One inbox test send delivered to a user (POST /v1/campaigns/:id/test, kept in `message_tests`). */
+export interface UserTestSend {
+  campaignId: number;
+  testId: string;
+  deliveredAtSec: number;
+}
+
 export interface UserCampaignState {
   deliveredAtSec: number;
   /** first read, or null */
@@ -48,6 +55,21 @@ export class InboxReader {
       if (s !== undefined) s.readAtSec = at;
     }
     return out;
+  }
+
+  /**
+   * The user's delivered test sends since `sinceSec`, newest first, at most `limit`: every channel's (the
+   * caller keeps the inbox campaigns'). `message_tests` is ordered by campaign, so this reads the partitions
+   * of the window whole; it holds a few rows per test (at most a hundred recipients each), not per campaign
+   * recipient. The alias is not `at`: ClickHouse would put the aggregate into the WHERE.
+   */
+  async tests(userId: string, opts: { sinceSec: number; limit: number }): Promise<UserTestSend[]> {
+    const rows = await this.ch.rows<{ campaign_id: string | number; test_id: string; at_sec: string | number }>(
+      `SELECT campaign_id, test_id, toUInt32(min(at)) AS at_sec FROM message_tests
+       WHERE user_id = ${str(userId)} AND kind = 'delivered' AND at >= toDateTime(${uint(opts.sinceSec)})
+       GROUP BY campaign_id, test_id ORDER BY at_sec DESC, test_id DESC LIMIT ${uint(opts.limit)}`,
+    );
+    return rows.map((r) => ({ campaignId: Number(r.campaign_id), testId: r.test_id, deliveredAtSec: Number(r.at_sec) }));
   }
 
   /** When each of `userIds` was delivered campaign `campaignId`, and with which segment (for reads). */

@@ -47,6 +47,27 @@ export class InboxRepo {
     }
   }
 
+  /**
+   * Of these campaigns, the inbox ones (in any status: a test send may be a draft's), each with `userId`'s
+   * row of its audience, which its test send was rendered from. The plan is not consulted: a test goes to
+   * any recipient of the audience, chosen by id. A campaign whose audience no longer holds the user is absent.
+   */
+  async testCandidates(userId: string, campaignIds: readonly number[]): Promise<Map<number, InboxCandidate>> {
+    if (campaignIds.length === 0) return new Map();
+    try {
+      const r = await this.db.query<InboxCandidate>(
+        `SELECT c.id AS "campaignId", c.name, c.content, c.variables, c.missing, r.address,
+           jsonb_strip_nulls(r.attrs)::text AS attrs FROM campaigns c
+         JOIN recipients r ON r.audience_id = c.audience_id AND r.user_id = $1
+         WHERE c.id = ANY($2::bigint[]) AND c.channel->>'type' = 'inbox'`,
+        [userId, campaignIds],
+      );
+      return new Map(r.rows.map((row) => [row.campaignId, row]));
+    } catch (err) {
+      throw wrapPgError(err, 'inbox test campaigns');
+    }
+  }
+
   /** Whether `userId` is a recipient of inbox campaign `campaignId` (it has started, and its plan holds the user). */
   async isRecipient(campaignId: number, userId: string): Promise<boolean> {
     let filter: unknown;

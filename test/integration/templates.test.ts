@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventCounts, useHerald } from '../helpers/herald.js';
+import { Api, eventCounts, useHerald } from '../helpers/herald.js';
 import { listenLocal } from '../helpers/local-http.js';
 
 interface Message {
@@ -246,5 +246,66 @@ describe('templates', () => {
     const stats = await h.api.call('GET', `/v1/campaigns/${id}/stats`);
     expect(stats.body.totals).toMatchObject({ total: 20, delivered: 14, skipped: 6 });
     expect((await eventCounts(h.herald, id)).n).toBe(14);
+  });
+  it("inbox test sends show in those users' inboxes only, marked as tests, counted nowhere", async () => {
+    const aud = await audience(6, 'v');
+    const id = await h.api.nullCampaign(aud, { name: 'Draft', channel: { type: 'inbox' }, content, variables: { promo: 'P5' } });
+    const asUser = async (u: string): Promise<Api> => new Api(h.api.base, (await h.api.call('POST', `/v1/users/${u}/token`)).body.token);
+    const [v1, v2, v4] = await Promise.all(['v1', 'v2', 'v4'].map(asUser));
+    const inboxOf = async (api: Api, u: string, query = ''): Promise<any> => (await api.call('GET', `/v1/users/${u}/inbox${query}`)).body;
+    const unreadOf = async (api: Api, u: string): Promise<number> =>
+      (await api.call('GET', `/v1/users/${u}/inbox/unread_count`)).body.unread;
+
+    const r = await h.api.call('POST', `/v1/campaigns/${id}/test`, { user_ids: ['v1', 'v2'] });
+    expect(r.body.results.map((x: { outcome: string }) => x.outcome)).toEqual(['delivered', 'delivered']);
+    const testId = r.body.test_id as string;
+    // a webhook campaign's test to the same user is no inbox item
+    const hook = await h.api.webhookCampaign(aud, url, { content: { title: 'hook', body: 'b' } });
+    expect((await h.api.call('POST', `/v1/campaigns/${hook}/test`, { user_ids: ['v1'] })).status).toBe(200);
+
+    const draft1 = await inboxOf(v1!, 'v1');
+    expect(draft1.messages).toEqual([]);
+    expect(draft1.tests).toEqual([
+      {
+        campaign_id: id,
+        test: true,
+        test_id: testId,
+        title: 'Hi N1',
+        body: 'N1 in C1 on FREE: P5 (Draft)',
+        data: { link: `https://x.test/v1?c=${id}`, n: 1 },
+        delivered_at: expect.any(String),
+      },
+    ]);
+    expect(Math.abs(Date.parse(draft1.tests[0].delivered_at) - Date.now())).toBeLessThan(60_000);
+    expect((await inboxOf(v2!, 'v2')).tests).toEqual([
+      expect.objectContaining({ campaign_id: id, test: true, test_id: testId, title: 'Hi N2', body: 'N2 in C2 on PRO: P5 (Draft)' }),
+    ]);
+    expect(await inboxOf(v4!, 'v4')).toEqual({ messages: [], next_before: null, tests: [] });
+    // another user's token still cannot look
+    expect((await v4!.call('GET', '/v1/users/v1/inbox')).status).toBe(403);
+    expect(await unreadOf(v1!, 'v1')).toBe(0);
+    // a draft's test item cannot be read: nothing reaches message_events
+    expect((await v1!.call('POST', `/v1/users/v1/inbox/${id}/read`)).status).toBe(404);
+    expect(await h.api.call('GET', `/v1/campaigns/${id}`)).toMatchObject({ body: { status: 'draft', delivered: 0, read: 0 } });
+    expect((await eventCounts(h.herald, id)).n).toBe(0);
+    expect((await eventCounts(h.herald, id, 'read')).n).toBe(0);
+
+    // The real send: the real item in `messages`, the test item still apart in `tests`.
+    await h.api.call('POST', `/v1/campaigns/${id}/start`);
+    expect(await h.api.waitForStatus(id, ['completed'])).toMatchObject({ total: 6, delivered: 6, read: 0 });
+    const real1 = await inboxOf(v1!, 'v1');
+    expect(real1.messages).toEqual([
+      expect.objectContaining({ campaign_id: id, title: 'Hi N1', body: 'N1 in C1 on FREE: P5 (Draft)', read: false }),
+    ]);
+    expect(real1.messages[0]).not.toHaveProperty('test');
+    expect(real1.tests).toEqual(draft1.tests);
+    expect(await unreadOf(v1!, 'v1')).toBe(1);
+    expect((await inboxOf(v4!, 'v4')).messages.map((m: { campaign_id: number }) => m.campaign_id)).toEqual([id]);
+    expect((await inboxOf(v4!, 'v4')).tests).toEqual([]);
+    // a later page carries no tests (they are not paginated)
+    expect((await inboxOf(v1!, 'v1', `?before=${id + 1}`)).tests).toEqual([]);
+    // the campaign's counts: its real send only
+    expect(await h.api.call('GET', `/v1/campaigns/${id}/stats`)).toMatchObject({ body: { totals: { total: 6, delivered: 6 } } });
+    expect((await eventCounts(h.herald, id)).n).toBe(6);
   });
 });
