@@ -3,6 +3,8 @@
  * to a few chosen recipients only. Nothing of the campaign is touched (stream, ledger, status, counts):
  * the outcomes go to `message_tests`, which no campaign count reads. Webhook messages carry `test: true`
  * and idempotency keys of their own, and no tracking URL (a pixel read would count as a campaign read).
+ * An inbox (instant) channel sends nothing: its `delivered` rows here are what the user's inbox shows
+ * as test items (api/user-routes.ts), rendered when read, as the real items are.
  */
 import { randomBytes } from 'node:crypto';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
