@@ -134,34 +134,6 @@ export class ChunkSender {
     };
     let state: ChunkState = receivedChunk(ctx.fresh);
     let checkedAt = ctx.checkedAt;
-    // A channel that retries asks before each request whether the chunk is still held, since a retry can go
-    // out long after the check before its sub-batch: trusted for recheckAfterMs like a fresh sub-batch, then
-    // checked in Redis, one check at a time for all the requests of the sub-batch. The check leaves `state`
-    // alone while the channel sends; what it found not held is `fencedBy`, applied once the send returns.
-    let fencedBy: StepReply | null = null;
-    let confirming: Promise<boolean> | null = null;
-    const mayPost = (): Promise<boolean> => {
-      if (fencedBy !== null) return Promise.resolve(false);
-      if (confirming !== null) return confirming;
-      if (Date.now() - checkedAt <= this.deps.recheckAfterMs) return Promise.resolve(true);
-      const at = Date.now();
-      confirming = protocol.step({ campaignId, consumer: holder, entryId }).then(
-        (reply) => {
-          confirming = null;
-          if (reply.hold === 'held') {
-            checkedAt = Math.max(checkedAt, at);
-            return true;
-          }
-          fencedBy = reply;
-          return false;
-        },
-        (err: unknown) => {
-          confirming = null;
-          throw err;
-        },
-      );
-      return confirming;
-    };
     let recipients = 0;
     let failed = 0;
     let withheld = 0;
@@ -217,18 +189,7 @@ export class ChunkSender {
         n,
         addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
         attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
-        mayPost: channel.instant ? null : mayPost,
       });
-      if (fencedBy !== null) {
-        // Found not held before a request (a retry, mostly) went out: the channel posted nothing more (its
-        // `unsent`), and nothing of this sub-batch is recorded or written, as when the record step below finds
-        // it taken over: the new holder sends it again (Redis lost the plan: the re-plan does).
-        state = chunkTransition(state, { type: 'checked', reply: fencedBy, goOn: false }, chunk.count);
-        if (state.phase === 'lost')
-          this.deps.log.warn({ campaignId, entry: entryId }, 'campaign stream lost in Redis; stopping this chunk');
-        else this.deps.log.warn({ campaignId, entry: entryId }, 'chunk taken over by another consumer while sending; stopping');
-        break;
-      }
       const atSec = Math.floor(Date.now() / 1000);
       const tally = withheldTally(result.withheld);
       this.metrics.throttled(campaignId, result.throttled);
@@ -292,14 +253,7 @@ export class ChunkSender {
   private async sendScreened(
     channel: Channel,
     campaign: Campaign,
-    part: {
-      users: Buffer;
-      n: number;
-      addresses: Array<string | null> | null;
-      attrs: Array<string | null> | null;
-      /** OutboundBatch.mayPost; null for an instant channel */
-      mayPost: (() => Promise<boolean>) | null;
-    },
+    part: { users: Buffer; n: number; addresses: Array<string | null> | null; attrs: Array<string | null> | null },
   ): Promise<ScreenedResult> {
     const { users, n, addresses } = part;
     const screen = this.deps.screen ?? null;
@@ -335,7 +289,6 @@ export class ChunkSender {
       body: campaign.content.body,
       data: campaign.content.data ?? null,
       topic: campaign.topic,
-      mayPost: part.mayPost,
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
     if (held.size === 0 && failed.size === 0) {
