@@ -128,6 +128,8 @@ export class CampaignActor {
    */
   private readonly slots: Semaphore | null;
   private readonly conns: RedisClient[] = [];
+  /** chunk sends running here (processGuarded) */
+  private readonly inHand = new Set<Promise<void>>();
   private readonly loops: Array<Promise<void>> = [];
   private lastReclaimAt = 0;
   private lastTakeoverAt = 0;
@@ -368,6 +370,10 @@ export class CampaignActor {
     try {
       this.deps.log.warn({ campaignId: this.id, generation: lost }, 'campaign stream lost; re-planning from PostgreSQL');
       await planning;
+      // A chunk of the lost generation still in hand here sends at most the sub-batch it is in, then finds
+      // the stream gone. Its events must be in the sink before the flush: the re-plan leaves out whoever has
+      // an outcome, and would otherwise send that sub-batch's recipients again.
+      await Promise.race([Promise.allSettled([...this.inHand]), new Promise((r) => setTimeout(r, this.deps.options.lostStreamGraceMs))]);
       await this.deps.sink.flush();
       await this.sleep(this.deps.options.lostStreamGraceMs);
       await this.deps.campaigns.restartPlan(this.id, lost);
@@ -592,7 +598,15 @@ export class CampaignActor {
     });
   }
 
-  private async processGuarded(entry: StreamEntry): Promise<void> {
+  /** Every chunk send in hand here, from its start to its end (a lost stream's re-plan waits for them). */
+  private processGuarded(entry: StreamEntry): Promise<void> {
+    const run = this.runGuarded(entry);
+    this.inHand.add(run);
+    void run.finally(() => this.inHand.delete(run));
+    return run;
+  }
+
+  private async runGuarded(entry: StreamEntry): Promise<void> {
     try {
       await this.processEntry(entry);
     } catch (err) {
