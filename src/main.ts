@@ -51,6 +51,7 @@ import { Planner } from './planner/planner.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
 import { clickhouseInserter } from './sink/clickhouse-inserter.js';
+import { CountRepair } from './sink/count-repair.js';
 import { SegmentRepo } from './store/segment-repo.js';
 import { RetryRepo } from './store/retry-repo.js';
 import { InboxRepo } from './store/inbox-repo.js';
@@ -162,17 +163,23 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   const campaigns = new CampaignRepo(db, reads);
   const audiences = new AudienceRepo(db);
   const reader = new RecipientReader(db, reads);
-  const sink = new EventSink(clickhouseInserter(ch), {
-    flushRows: cfg.sinkFlushRows,
-    flushMs: cfg.sinkFlushMs,
-    maxBufferedRows: cfg.sinkMaxBufferedRows,
-    fence: (campaignId, holder, entryIds) => protocol.fence(campaignId, holder, entryIds),
-    fenceValidMs: ownershipTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
-    onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
-    onFenced: (campaignId, entryIds, rows) =>
-      log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
-    metrics,
-  });
+  const sink = new EventSink(
+    clickhouseInserter(ch, {
+      onRecounted: (campaignId, batches) =>
+        log.warn({ campaignId, batches }, 'sub-batches stored but not counted (ClickHouse stopped mid-insert): counted again'),
+    }),
+    {
+      flushRows: cfg.sinkFlushRows,
+      flushMs: cfg.sinkFlushMs,
+      maxBufferedRows: cfg.sinkMaxBufferedRows,
+      fence: (campaignId, holder, entryIds) => protocol.fence(campaignId, holder, entryIds),
+      fenceValidMs: ownershipTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
+      onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
+      onFenced: (campaignId, entryIds, rows) =>
+        log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
+      metrics,
+    },
+  );
   const secret = tokenSecret(cfg);
   // Tracking URLs point at this process's API unless HERALD_PUBLIC_URL names the public address.
   let listeningPort = cfg.port;
@@ -221,6 +228,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       sink,
       rate: new RateLimiter(gateway, metrics),
       metrics,
+      countRepair: new CountRepair(ch),
       screen: new ConsentScreen({
         index: new SuppressionIndex({ source: consent, marks: gateway, rebuildAfterMisses: SUPPRESSION_REBUILD_MISSES }),
         caps: new CapKeeper({

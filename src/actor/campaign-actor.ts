@@ -13,6 +13,7 @@ import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
 import type { RedisGateway } from '../stream/redis-gateway.js';
 import type { Planner } from '../planner/planner.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
+import type { CountRepair } from '../sink/count-repair.js';
 import type { EventSink } from '../sink/event-sink.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { isDrained, mayStartChunk, onStatus } from './decide.js';
@@ -71,6 +72,8 @@ export interface ActorDeps {
   screen?: RecipientScreen | null;
   /** counts of sends, outcomes and reclaims; absent: none */
   metrics?: DispatchMetrics;
+  /** the summing views made whole once a campaign completes (sink/count-repair.ts); absent: not done */
+  countRepair?: Pick<CountRepair, 'afterCompletion'>;
   options: ActorOptions;
 }
 
@@ -470,7 +473,20 @@ export class CampaignActor {
     // Every entry is acked: the stream has nothing left to give, so free it now rather than at stop.
     await this.deps.protocol.drop(this.id);
     await this.deps.publishStatus(this.id, 'completed', completed.statusVersion);
+    await this.repairCounts();
     return true;
+  }
+
+  /** Run by the process whose completion won, so once per completion (sink/count-repair.ts). */
+  private async repairCounts(): Promise<void> {
+    if (this.deps.countRepair === undefined) return;
+    try {
+      const added = await this.deps.countRepair.afterCompletion(this.id);
+      if (added.counts + added.minutes + added.segments > 0)
+        this.deps.log.warn({ campaignId: this.id, added }, 'views were short of stored outcomes (ClickHouse stopped mid-insert): added');
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message, campaignId: this.id }, 'could not check the views against the stored outcomes');
+    }
   }
 
   private async consumerLoop(conn: RedisClient, consumer: string): Promise<void> {

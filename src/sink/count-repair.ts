@@ -1,0 +1,98 @@
+/**
+ * After a campaign completes: the summing views of its dispatch outcomes made whole again.
+ *
+ * Why: ClickHouse writes an insert's `message_events` part before its views' parts, and not atomically.
+ * A server that dies between them leaves a sub-batch stored but missing from some views. The landed
+ * check (clickhouse-inserter.ts) counts such a sub-batch again into `campaign_batch_counts`, where
+ * max(rows) makes that idempotent; `campaign_counts`, `campaign_minutes` and `campaign_segments` sum,
+ * so a sub-batch added twice would count twice. Once a campaign completes nothing writes its dispatch
+ * outcomes any more, so what each of those views lacks is exactly the stored rows minus the view's sum,
+ * and that difference is added. Only the process whose transition to `completed` won runs this, so it
+ * runs once per completion; the stored rows are read before the views, so an insert landing in between
+ * (a frozen process's late duplicate) can only make the repair smaller, never add what is not missing.
+ * Reads and providers' callbacks go on arriving after completion and are left out.
+ */
+import type { ClickHouse } from '../clickhouse/client.js';
+import { str, uint } from '../clickhouse/sql.js';
+import type { EventKind } from '../domain/message-event.js';
+
+/** The kinds only the dispatcher (and a cancel's closer) writes. */
+export const DISPATCH_KINDS = [
+  'sent',
+  'delivered',
+  'failed',
+  'aborted',
+  'skipped',
+  'suppressed',
+  'capped',
+] as const satisfies readonly EventKind[];
+
+/** Rows added to each view (0 everywhere: nothing was missing). */
+export interface CountRepairResult {
+  counts: number;
+  minutes: number;
+  segments: number;
+}
+
+interface KeyCount {
+  k: string;
+  n: string | number;
+}
+
+/** What `view` lacks of `stored`, key by key; a view ahead of the stored rows is left as it is. */
+export function shortfall(stored: readonly KeyCount[], view: readonly KeyCount[]): Array<{ key: string; missing: number }> {
+  const have = new Map(view.map((r) => [r.k, Number(r.n)]));
+  const out: Array<{ key: string; missing: number }> = [];
+  for (const r of stored) {
+    const missing = Number(r.n) - (have.get(r.k) ?? 0);
+    if (missing > 0) out.push({ key: r.k, missing });
+  }
+  return out;
+}
+
+const KINDS = `(${DISPATCH_KINDS.map(str).join(', ')})`;
+
+export class CountRepair {
+  constructor(private readonly ch: ClickHouse) {}
+
+  async afterCompletion(campaignId: number): Promise<CountRepairResult> {
+    const id = uint(campaignId);
+    const where = `campaign_id = ${id} AND kind IN ${KINDS}`;
+    const delivered = `campaign_id = ${id} AND kind = 'delivered'`;
+    const q = (sql: string): Promise<KeyCount[]> => this.ch.rows<KeyCount>(sql);
+    // the stored rows first (see above)
+    const stored = await Promise.all([
+      q(`SELECT toString(kind) AS k, count() AS n FROM message_events WHERE ${where} GROUP BY kind`),
+      q(`SELECT toString(toStartOfMinute(at)) AS k, count() AS n FROM message_events WHERE ${delivered} GROUP BY k`),
+      q(`SELECT segment AS k, count() AS n FROM message_events WHERE ${delivered} GROUP BY segment`),
+    ]);
+    const views = await Promise.all([
+      q(`SELECT toString(kind) AS k, countMerge(events) AS n FROM campaign_counts WHERE ${where} GROUP BY kind`),
+      q(`SELECT toString(minute) AS k, sum(events) AS n FROM campaign_minutes WHERE ${delivered} GROUP BY minute`),
+      q(`SELECT segment AS k, sum(events) AS n FROM campaign_segments WHERE ${delivered} GROUP BY segment`),
+    ]);
+    const [counts, minutes, segments] = stored.map((s, i) => shortfall(s, views[i]!)) as [
+      ReturnType<typeof shortfall>,
+      ReturnType<typeof shortfall>,
+      ReturnType<typeof shortfall>,
+    ];
+    for (const { key, missing } of counts) {
+      // count and first/last times as states, built from that many of the kind's own stored rows
+      await this.ch.command(
+        `INSERT INTO campaign_counts SELECT campaign_id, kind, countState() AS events, minState(at) AS first_at, maxState(at) AS last_at
+         FROM (SELECT campaign_id, kind, at FROM message_events WHERE campaign_id = ${id} AND kind = ${str(key)} LIMIT ${uint(missing)})
+         GROUP BY campaign_id, kind`,
+      );
+    }
+    if (minutes.length > 0) {
+      const rows = minutes.map((m) => `(${id}, ${str(m.key)}, 'delivered', ${uint(m.missing)})`);
+      await this.ch.command(`INSERT INTO campaign_minutes (campaign_id, minute, kind, events) VALUES ${rows.join(', ')}`);
+    }
+    if (segments.length > 0) {
+      const rows = segments.map((s) => `(${id}, ${str(s.key)}, 'delivered', ${uint(s.missing)})`);
+      await this.ch.command(`INSERT INTO campaign_segments (campaign_id, segment, kind, events) VALUES ${rows.join(', ')}`);
+    }
+    const sum = (l: ReturnType<typeof shortfall>): number => l.reduce((a, x) => a + x.missing, 0);
+    return { counts: sum(counts), minutes: sum(minutes), segments: sum(segments) };
+  }
+}
