@@ -375,8 +375,10 @@ export class CampaignActor {
       await planning;
       // A chunk of the lost generation still in hand here sends at most the sub-batch it is in, then finds
       // the stream gone. Its events must be in the sink before the flush: the re-plan leaves out whoever has
-      // an outcome, and would otherwise send that sub-batch's recipients again.
-      await Promise.race([Promise.allSettled([...this.inHand]), new Promise((r) => setTimeout(r, this.deps.options.lostStreamGraceMs))]);
+      // an outcome, and would otherwise send that sub-batch's recipients again. No time limit: a sub-batch
+      // ends within its channel's timeouts and attempts, and one whose request waits for a retry (a slow or
+      // failing receiver) outlasts any grace of the flush's size.
+      await Promise.allSettled([...this.inHand]);
       await this.deps.sink.flush();
       await this.sleep(this.deps.options.lostStreamGraceMs);
       await this.deps.campaigns.restartPlan(this.id, lost);

@@ -134,6 +134,43 @@ export class ChunkSender {
     };
     let state: ChunkState = receivedChunk(ctx.fresh);
     let checkedAt = ctx.checkedAt;
+    // A channel that retries asks before each request whether the chunk is still held, since a retry can go
+    // out long after the check before its sub-batch: trusted for recheckAfterMs like a fresh sub-batch, then
+    // checked in Redis, one check at a time for all the requests of the sub-batch. The check leaves `state`
+    // alone while the channel sends; what it found taken over is `fencedBy`, applied once the send returns.
+    // A plan Redis lost is not fenced: nobody else holds its chunks (the re-plan waits for the chunks in
+    // hand and leaves out whoever has an outcome), so the sub-batch is sent out and recorded whole, by the
+    // step after it, which finds the loss and writes its rows unfenced.
+    let fencedBy: StepReply | null = null;
+    let lost = false;
+    let confirming: Promise<boolean> | null = null;
+    const mayPost = (): Promise<boolean> => {
+      if (fencedBy !== null) return Promise.resolve(false);
+      if (lost) return Promise.resolve(true);
+      if (confirming !== null) return confirming;
+      if (Date.now() - checkedAt <= this.deps.recheckAfterMs) return Promise.resolve(true);
+      const at = Date.now();
+      confirming = protocol.step({ campaignId, consumer: holder, entryId }).then(
+        (reply) => {
+          confirming = null;
+          if (reply.hold === 'held') {
+            checkedAt = Math.max(checkedAt, at);
+            return true;
+          }
+          if (reply.hold === 'lost') {
+            lost = true;
+            return true;
+          }
+          fencedBy = reply;
+          return false;
+        },
+        (err: unknown) => {
+          confirming = null;
+          throw err;
+        },
+      );
+      return confirming;
+    };
     let recipients = 0;
     let failed = 0;
     let withheld = 0;
@@ -189,7 +226,16 @@ export class ChunkSender {
         n,
         addresses: chunk.addresses?.slice(sent, sent + n) ?? null,
         attrs: chunk.attrs?.slice(sent, sent + n) ?? null,
+        mayPost: channel.instant ? null : mayPost,
       });
+      if (fencedBy !== null) {
+        // Found taken over before a request (a retry, mostly) went out: the channel posted nothing more (its
+        // `unsent`), and nothing of this sub-batch is recorded or written, as when the record step below finds
+        // it taken over: the new holder sends it again.
+        state = chunkTransition(state, { type: 'checked', reply: fencedBy, goOn: false }, chunk.count);
+        this.deps.log.warn({ campaignId, entry: entryId }, 'chunk taken over by another consumer while sending; stopping');
+        break;
+      }
       const atSec = Math.floor(Date.now() / 1000);
       const tally = withheldTally(result.withheld);
       this.metrics.throttled(campaignId, result.throttled);
@@ -253,7 +299,14 @@ export class ChunkSender {
   private async sendScreened(
     channel: Channel,
     campaign: Campaign,
-    part: { users: Buffer; n: number; addresses: Array<string | null> | null; attrs: Array<string | null> | null },
+    part: {
+      users: Buffer;
+      n: number;
+      addresses: Array<string | null> | null;
+      attrs: Array<string | null> | null;
+      /** OutboundBatch.mayPost; null for an instant channel */
+      mayPost: (() => Promise<boolean>) | null;
+    },
   ): Promise<ScreenedResult> {
     const { users, n, addresses } = part;
     const screen = this.deps.screen ?? null;
@@ -289,6 +342,7 @@ export class ChunkSender {
       body: campaign.content.body,
       data: campaign.content.data ?? null,
       topic: campaign.topic,
+      mayPost: part.mayPost,
     };
     const allAddresses = (): Array<string | null> => addresses ?? new Array<string | null>(n).fill(null);
     if (held.size === 0 && failed.size === 0) {

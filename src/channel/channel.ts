@@ -32,6 +32,14 @@ export interface OutboundBatch {
   compress: boolean;
   /** the campaign's topic, whose list each message's unsubscribe URL leads to; null or absent: the global list */
   topic?: string | null;
+  /**
+   * asked right before each request a channel that retries posts (webhook), the first included: whether the
+   * sender still holds the chunk the batch belongs to (or its plan was lost, which nobody else sends). Cheap while its last confirmation is recent; otherwise
+   * it checks in Redis. Told no, the channel posts nothing more and reports what it did not post as `unsent`,
+   * so a process fenced out while a request waited for its retry does not resend what a new holder may have
+   * sent already. Absent: always (a test send holds no chunk).
+   */
+  mayPost?: (() => Promise<boolean>) | null;
 }
 
 export interface SendResult {
@@ -42,6 +50,12 @@ export interface SendResult {
    * whose template lacks a variable, under `missing: "skip"`); never also in `failed`
    */
   withheld?: Map<number, Withheld>;
+  /**
+   * indexes into the batch not posted (or posted, then not re-posted after a retryable answer) because
+   * `mayPost` said no: neither delivered nor failed, since the chunk's new holder sends them; never also in
+   * `failed`. Absent: none
+   */
+  unsent?: Set<number>;
   /** retried requests, for metrics and tests */
   retries: number;
   /** of those, the ones retried after a 429 (the receiver asked to slow down); absent: none */

@@ -8,6 +8,9 @@
  *   5xx, 408, timeout, connection error → retried with exponential backoff and jitter, then failed
  *   429 → the receiver asks us to slow down: wait its Retry-After (or the backoff) and try again, without
  *         spending an attempt, up to MAX_THROTTLES times in a row
+ * Every request, a retry or a re-post after a 429 above all (it may come long after the chunk's last
+ * ownership check), goes out only once the batch's `mayPost` says the sender still holds the chunk; told
+ * no, the part is reported `unsent`, neither delivered nor failed.
  */
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
@@ -44,7 +47,11 @@ type Outcome =
   | { kind: 'ok'; failedKeys: Map<string, string> }
   | { kind: 'reject'; error: string }
   | { kind: 'retry'; error: string }
-  | { kind: 'throttle'; error: string; waitMs: number | null };
+  | { kind: 'throttle'; error: string; waitMs: number | null }
+  /** not posted: the sender no longer holds the chunk (`mayPost`) */
+  | { kind: 'unsent' };
+
+const UNSENT: Outcome = { kind: 'unsent' };
 
 const MAX_THROTTLES = 100;
 const MAX_RETRY_AFTER_MS = 60_000;
@@ -127,10 +134,15 @@ export class WebhookChannel implements Channel {
     const held = await budget.take(payload.length);
     let outcome: Outcome;
     try {
-      outcome = await this.attempts(payload, headers, result, signal);
+      outcome = await this.attempts({ payload, headers, result, signal, mayPost: batch.mayPost ?? null });
     } finally {
       budget.release(held);
       if (budget.inUse === 0) this.budgets.delete(batch.campaignId);
+    }
+    if (outcome.kind === 'unsent') {
+      const unsent = (result.unsent ??= new Set());
+      for (let i = start; i < end; i++) unsent.add(i);
+      return;
     }
     if (outcome.kind === 'ok') {
       if (outcome.failedKeys.size === 0) return;
@@ -154,27 +166,36 @@ export class WebhookChannel implements Channel {
   }
 
   /** Posts until a verdict: retries with backoff, throttles without spending an attempt. */
-  private async attempts(payload: Buffer, headers: Record<string, string>, result: SendResult, signal?: AbortSignal): Promise<Outcome> {
+  private async attempts(a: {
+    payload: Buffer;
+    headers: Record<string, string>;
+    result: SendResult;
+    signal: AbortSignal | undefined;
+    mayPost: (() => Promise<boolean>) | null;
+  }): Promise<Outcome> {
+    const { payload, headers, result, signal, mayPost } = a;
     let outcome: Outcome = { kind: 'retry', error: 'not sent' };
     let throttles = 0;
-    // Every 429 answer is counted (SendResult.throttled), the last one too.
-    const post = async (): Promise<Outcome> => {
+    // Asked after the wait, right before the request: a backoff or a Retry-After can outlast the sender's
+    // trust in its hold. Every 429 answer is counted (SendResult.throttled), the last one too; a retry only
+    // when it is posted.
+    const post = async (retry: boolean): Promise<Outcome> => {
+      if (mayPost !== null && !(await mayPost())) return UNSENT;
+      if (retry) result.retries++;
       const o = await this.post(payload, headers);
       if (o.kind === 'throttle') result.throttled = (result.throttled ?? 0) + 1;
       return o;
     };
     for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
       if (attempt > 1) {
-        result.retries++;
         const delay = this.opts.backoffMs * 2 ** (attempt - 2);
         await sleep(delay / 2 + Math.random() * (delay / 2), signal);
       }
-      outcome = await post();
+      outcome = await post(attempt > 1);
       while (outcome.kind === 'throttle' && throttles < MAX_THROTTLES && !signal?.aborted) {
         throttles++;
-        result.retries++;
         await sleep(outcome.waitMs ?? this.opts.backoffMs * 2 ** Math.min(throttles - 1, 8), signal);
-        outcome = await post();
+        outcome = await post(true);
       }
       if (outcome.kind !== 'retry') break;
     }

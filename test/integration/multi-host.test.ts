@@ -11,10 +11,11 @@
  * Settings (both hosts): HERALD_LIVENESS_TTL_MS 3000 (the default: a host whose heartbeat is 3 s old is
  * taken over), HERALD_RECLAIM_IDLE_MS 120000 and HERALD_LEASE_MS 60000 (so only liveness can explain a
  * quick takeover), HERALD_WEBHOOK_CONCURRENCY 8 and sub-batches of 50: a host has at most 8 × 50 = 400
- * messages in flight, the most the receiver may get twice. HERALD_WEBHOOK_TIMEOUT_MS 60000: the link is
- * down for at most the takeover bound (30 s) plus a second, so a request in flight at the cut is answered
- * late rather than timed out; a retry (the webhook's own, after a timeout) is sent without a new
- * ownership check, and would reach the receiver a third time after the link returns.
+ * messages in flight, the most the receiver may get twice. HERALD_WEBHOOK_TIMEOUT_MS 3000, below the
+ * time the link is down (6 s at least): a request in flight at the cut times out while the host is cut
+ * off, and its retry (the webhook's own) is fenced like a new sub-batch: it waits for an ownership check
+ * in Redis, which answers once the link is back that the chunk was taken over, so it is never posted (it
+ * would reach the receiver a third time).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -110,7 +111,7 @@ function startHost(netw: TestNet, host: Host, services: BridgeServices): Promise
       HERALD_LIVENESS_TTL_MS: String(livenessTtlMs),
       HERALD_RECLAIM_IDLE_MS: '120000',
       HERALD_LEASE_MS: '60000',
-      HERALD_WEBHOOK_TIMEOUT_MS: '60000',
+      HERALD_WEBHOOK_TIMEOUT_MS: '3000',
       HERALD_SHUTDOWN_GRACE_MS: '2000',
       HERALD_LOG_LEVEL: 'info',
     },
