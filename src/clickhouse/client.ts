@@ -22,11 +22,20 @@ export interface ClickHouseOptions {
    *                               blocks, both genuine (the sink's landed check and max() keep retries once)
    *   distributed_product_mode=local   `IN (SELECT … FROM message_events)` inside a distributed query reads
    *                               each shard's own table: a campaign lives on one shard
+   *   max_replica_delay_for_distributed_queries=0   a query reads the replica Herald talks to, which holds
+   *                               every row Herald inserted there, never another one of the same shard: a
+   *                               replica just restarted reports a huge delay until it has read the
+   *                               replication log, and the other may lag (stale progress, landed checks)
    */
   cluster?: string;
 }
 
-const CLUSTER_SETTINGS = { insert_distributed_sync: 1, insert_deduplicate: 0, distributed_product_mode: 'local' } as const;
+const CLUSTER_SETTINGS = {
+  insert_distributed_sync: 1,
+  insert_deduplicate: 0,
+  distributed_product_mode: 'local',
+  max_replica_delay_for_distributed_queries: '0',
+} as const;
 
 export class ClickHouse {
   readonly client: ClickHouseClient;
