@@ -1,7 +1,8 @@
 /**
  * Pause benchmark: how far a webhook campaign goes after a pause is recorded, with Herald's defaults.
- *   unit: messages the receiver accepted (answered) after the pause was recorded (as the receiver heard
- *   it on Herald's control channel, published in the same Redis step as the status consumers check) and
+ *   unit: messages the receiver accepted (answered) after Redis recorded the pause (its own time, kept by
+ *   announce-3.lua: what Herald's overshoot counts from, against the receiver's clock on the same machine),
+ *   after the receiver heard it on Herald's control channel (published in the same step), and
  *   after the pause request answered, beside Herald's own `overshoot`; messages whose request arrived
  *   after the answer; ms from the pause's answer to the last request to arrive and to the last answer,
  *   against the bound of one receiver round trip + 100 ms.
@@ -18,6 +19,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
 import { apiCaller, dropNamespace, namespaced } from './namespace.js';
+import { Keys } from '../src/stream/keys.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -77,6 +79,10 @@ for (const latency of LATENCIES) {
   const after = await ask<After>(sink, { since: pausedAt });
   const sinceRequest = await ask<After>(sink, { since: t0 });
   const sinceRecorded = await ask<After>(sink, { since: 'paused' });
+  // Redis's own time of the pause (announce-3.lua), the moment Herald's overshoot counts from: the
+  // receiver's answers after it, by the same machine's clock, are what the pause let through.
+  const announcedAt = Number(await herald.redis.get(new Keys(cfg.redisPrefix).statusAt(c.id)));
+  const sinceAnnounced = await ask<After>(sink, { since: announcedAt });
   const got = await call('GET', `/v1/campaigns/${c.id}`);
   const r = {
     latencyMs: latency,
@@ -84,6 +90,7 @@ for (const latency of LATENCIES) {
     concurrency: CONCURRENCY,
     subBatch: SUBBATCH,
     inFlightBound: CONCURRENCY * SUBBATCH,
+    acceptedAfterAnnounced: sinceAnnounced.answered,
     acceptedAfterRecorded: sinceRecorded.answered,
     msFromRequestToRecorded: sinceRecorded.since - t0,
     acceptedAfterPause: after.answered,
@@ -96,8 +103,9 @@ for (const latency of LATENCIES) {
   };
   results.push(r);
   console.log(
-    `receiver latency ${latency} ms: ${r.acceptedAfterRecorded} messages accepted after the pause was recorded ` +
-      `(${r.msFromRequestToRecorded} ms after the request), Herald's overshoot ${r.overshoot}, bound ${CONCURRENCY} × ${SUBBATCH} = ${r.inFlightBound}; ` +
+    `receiver latency ${latency} ms: ${r.acceptedAfterAnnounced} messages accepted after Redis recorded the pause, Herald's overshoot ${r.overshoot}, ` +
+      `bound ${CONCURRENCY} × ${SUBBATCH} = ${r.inFlightBound}; ${r.acceptedAfterRecorded} accepted after the receiver heard it ` +
+      `(${r.msFromRequestToRecorded} ms after the request); ` +
       `${r.acceptedAfterPause} accepted after the pause answered, ${r.acceptedAfterPauseRequest} after it was requested; ${r.arrivedAfterPause} arrived after it answered; ` +
       `last request arrived ${r.msToLastArrival} ms and was answered ${r.msToLastAnswer} ms after the pause answered (bound ${r.boundMs} ms)`,
   );

@@ -236,7 +236,9 @@ export class ChunkSender {
         this.deps.log.warn({ campaignId, entry: entryId }, 'chunk taken over by another consumer while sending; stopping');
         break;
       }
-      const atSec = Math.floor(Date.now() / 1000);
+      // When the channel answered: a pause's overshoot counts only what was answered after it (chunk-step-9.lua).
+      const answeredAtMs = Date.now();
+      const atSec = Math.floor(answeredAtMs / 1000);
       const tally = withheldTally(result.withheld);
       this.metrics.throttled(campaignId, result.throttled);
       checkedAt = Date.now();
@@ -250,6 +252,7 @@ export class ChunkSender {
           bytes: encodeRecord({ from: sent, n, atSec, failed: result.failed, withheld: result.withheld }),
           failed: result.failed.size,
           withheld: tally,
+          answeredAtMs,
         },
       });
       state = chunkTransition(state, { type: 'recorded', reply, n, goOn: control.goOn(stepStatus(reply)) }, chunk.count);

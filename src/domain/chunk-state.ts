@@ -9,7 +9,7 @@
  *      └──────────────────┴─ step found it stale → taken-over; Redis lost the plan → lost
  *   received ─rejected→ dropped (undecodable, or of a replaced plan: acked away unsent)
  */
-/** What a chunk's ledger step found (stream/lua/chunk-step-8.lua). */
+/** What a chunk's ledger step found (stream/lua/chunk-step-9.lua). */
 export type StepReply =
   /** the chunk is still pending on this consumer; `status` is the announced one (null when Redis has none) */
   | { hold: 'held'; status: CampaignStatus | null; sent: number }

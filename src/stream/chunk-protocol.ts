@@ -281,7 +281,7 @@ export class ChunkProtocol {
   }
 
   /**
-   * The ledger step (chunk-step-8.lua): whether the chunk is still the caller's, how far it got, and the
+   * The ledger step (chunk-step-9.lua): whether the chunk is still the caller's, how far it got, and the
    * announced status; with `record`, the sub-batch just sent is recorded in the same atomic step. Steps
    * asked for in one turn of the event loop (chunks sent side by side) share one round trip: on loopback a
    * socket write costs about as much CPU as the script it carries.

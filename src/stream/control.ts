@@ -13,7 +13,7 @@ const TERMINAL_KEY_TTL_S = 24 * 3600;
 
 /**
  * `version` is the campaign's status_version after the change: an announcement older than the one in
- * Redis is dropped (announce-2.lua). Returns whether it was announced.
+ * Redis is dropped (announce-3.lua). Returns whether it was announced.
  */
 export function announceStatus(gateway: RedisGateway, campaignId: number, status: CampaignStatus, version: number): Promise<boolean> {
   const ttlS = isTerminal(status) ? TERMINAL_KEY_TTL_S : 0;

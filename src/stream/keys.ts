@@ -33,9 +33,14 @@ export class Keys {
     return `${this.prefix}:{c${campaignId}}:status`;
   }
 
-  /** the status_version of the status in `status` (stream/lua/announce-2.lua keeps the newer) */
+  /** the status_version of the status in `status` (stream/lua/announce-3.lua keeps the newer) */
   statusVersion(campaignId: number): string {
     return `${this.prefix}:{c${campaignId}}:status-version`;
+  }
+
+  /** Redis time in ms the status in `status` was announced at (stream/lua/announce-3.lua) */
+  statusAt(campaignId: number): string {
+    return `${this.prefix}:{c${campaignId}}:status-at`;
   }
 
   /** chunk seq → recipients of that chunk already handed to the channel */

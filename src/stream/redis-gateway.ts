@@ -33,6 +33,8 @@ export interface StepParams {
     failed: number;
     /** recipients of it withheld, by kind (for the live counters); none when absent */
     withheld?: Record<WithheldKind, number>;
+    /** wall-clock ms the channel answered it at (the overshoot counts it only if after a pause); absent: unknown */
+    answeredAtMs?: number;
   };
 }
 
@@ -101,7 +103,7 @@ export class RedisGateway {
     const r = p.record;
     return {
       script: 'chunkStep',
-      keys: [k.status(id), k.ledger(id), k.overshoot(id), k.chunks(id), k.records(id), k.plan(id), k.live(id), k.alive(id)],
+      keys: [k.status(id), k.ledger(id), k.overshoot(id), k.chunks(id), k.records(id), k.plan(id), k.live(id), k.alive(id), k.statusAt(id)],
       args: [
         CHUNK_GROUP,
         p.consumer,
@@ -114,6 +116,7 @@ export class RedisGateway {
         r?.withheld?.skipped ?? 0,
         r?.withheld?.suppressed ?? 0,
         r?.withheld?.capped ?? 0,
+        r?.answeredAtMs ?? 0,
       ],
     };
   }
@@ -219,13 +222,13 @@ export class RedisGateway {
 
   /**
    * Sets the campaign's status key and publishes `message`, unless Redis holds a newer status_version
-   * (announce-2.lua). Whether it was announced.
+   * (announce-3.lua). Whether it was announced.
    */
   async announce(p: { campaignId: number; status: CampaignStatus; version: number; ttlS: number; message: string }): Promise<boolean> {
     const k = this.keys;
     const reply = await this.run({
       script: 'announce',
-      keys: [k.status(p.campaignId), k.statusVersion(p.campaignId)],
+      keys: [k.status(p.campaignId), k.statusVersion(p.campaignId), k.statusAt(p.campaignId)],
       args: [p.status, p.version, p.ttlS, k.control(), p.message],
     });
     return asInteger('announce', reply) === 1;

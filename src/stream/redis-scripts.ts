@@ -1,6 +1,6 @@
 /**
  * Every Lua script Herald runs, in one table, and the one way they are called. A script's file carries its
- * key count in its name (`chunk-step-8.lua`, as BullMQ names `moveToActive-11.lua`), so the count cannot
+ * key count in its name (`chunk-step-9.lua`, as BullMQ names `moveToActive-11.lua`), so the count cannot
  * drift from the script; a call with another number of keys is refused before it reaches Redis.
  *
  * Scripts go by EVALSHA, and by EVAL when Redis answers NOSCRIPT (a Redis restarted empty, a failover):
@@ -25,10 +25,10 @@ function load(file: string): Script {
 }
 
 const SCRIPTS = {
-  announce: load('announce-2'),
+  announce: load('announce-3'),
   capSeed: load('cap-seed-3'),
   capTake: load('cap-take-3'),
-  chunkStep: load('chunk-step-8'),
+  chunkStep: load('chunk-step-9'),
   fence: load('fence-3'),
   leaseAcquire: load('lease-acquire-3'),
   leaseRelease: load('lease-release-1'),

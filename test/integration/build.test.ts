@@ -42,7 +42,7 @@ describe('the compiled build with production dependencies only', () => {
     expect(existsSync(path.join(dir, 'node_modules/tsx'))).toBe(false);
     expect(existsSync(path.join(dir, 'node_modules/typescript'))).toBe(false);
     expect(existsSync(path.join(dir, 'dist/cli/main.js'))).toBe(true);
-    for (const asset of ['dashboard/index.html', 'stream/lua/chunk-step-8.lua', 'sink/spool-worker-boot.mjs']) {
+    for (const asset of ['dashboard/index.html', 'stream/lua/chunk-step-9.lua', 'sink/spool-worker-boot.mjs']) {
       expect(existsSync(path.join(dir, 'dist', asset)), asset).toBe(true);
     }
     const cfg = spawnSync(path.join(dir, 'bin/herald'), ['config', '--json'], {

@@ -114,7 +114,7 @@ describe('pause, resume and reclaim send every recipient exactly once', () => {
       const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
       await new Planner(new CampaignRepo(db), new RecipientReader(db), stream).plan(id);
       await redis.xreadgroup('GROUP', CHUNK_GROUP, 'dead', 'COUNT', 1, 'STREAMS', keys.chunks(id), '>');
-      // Its ledger step recorded them with their record, as chunk-step-8.lua does; the events never reached
+      // Its ledger step recorded them with their record, as chunk-step-9.lua does; the events never reached
       // ClickHouse (it died first): the next holder rebuilds them from the record.
       await redis.hset(keys.ledger(id), '0-1', '40');
       await redis.hset(

@@ -5,6 +5,7 @@ import { Keys, CHUNK_GROUP } from '../../src/stream/keys.js';
 import { ChunkProtocol } from '../../src/stream/chunk-protocol.js';
 import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { Planner } from '../../src/planner/planner.js';
+import { encodeRecord } from '../../src/domain/sub-batch.js';
 import { CampaignRepo } from '../../src/store/campaign-repo.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
 import { createDb, type Db } from '../../src/store/db.js';
@@ -45,6 +46,38 @@ describe('planning, reclaim and pause/resume on real services', () => {
     expect(await migrate(ns.config)).toEqual([]);
     const pgApplied = await db.query('SELECT name FROM herald_migrations ORDER BY name');
     expect(pgApplied.rows.map((r) => r.name)).toEqual((await loadMigrations('postgres')).map((m) => m.name));
+  });
+
+  it("counts as a pause's overshoot only the sub-batches the channel answered after the pause", async () => {
+    const audienceId = await api.audience(300, 'ov');
+    const id = await campaign(audienceId, 'overshoot');
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const gateway = new RedisGateway(redis, keys, { livenessTtlMs: 0 });
+    const stream = new ChunkProtocol(gateway);
+    await new Planner(new CampaignRepo(db), new RecipientReader(db), stream).plan(id);
+    const conn = stream.readConnection();
+    const [entry] = await stream.read(conn, id, 'c-0', 1, 0);
+    const before = Date.now();
+    expect((await api.call('POST', `/v1/campaigns/${id}/pause`)).body.status).toBe('paused');
+    const record = (from: number, answeredAtMs: number): NonNullable<Parameters<typeof stream.step>[0]['record']> => ({
+      sent: from + 10,
+      n: 10,
+      bytes: encodeRecord({ from, n: 10, atSec: Math.floor(Date.now() / 1000), failed: new Map() }),
+      failed: 0,
+      answeredAtMs,
+    });
+    // answered before the pause, recorded after it (its step waited): not let through by the pause
+    const early = await stream.step({ campaignId: id, consumer: 'c-0', entryId: entry!.id, record: record(0, before - 5) });
+    expect(early).toMatchObject({ hold: 'held', status: 'paused', sent: 10 });
+    expect((await gateway.overshoot([id])).get(id) ?? 0).toBe(0);
+    // answered after it: overshoot
+    await stream.step({ campaignId: id, consumer: 'c-0', entryId: entry!.id, record: record(10, Date.now()) });
+    expect((await gateway.overshoot([id])).get(id)).toBe(10);
+    // the time unknown (an older sender): counted, as before
+    await stream.step({ campaignId: id, consumer: 'c-0', entryId: entry!.id, record: record(20, 0) });
+    expect((await gateway.overshoot([id])).get(id)).toBe(20);
+    conn.disconnect();
+    await api.call('POST', `/v1/campaigns/${id}/cancel`);
   });
 
   it('plans resumably: an interrupted plan continues without appending a chunk twice', async () => {

@@ -11,6 +11,11 @@
 -- ttl in ms (0: off). A step that finds the entry still ours also renews its process's heartbeat, if it has
 -- one (XX: a closer, or an actor stopped on a pause, gets none), so a send that follows a step cannot be
 -- taken over by liveness for the ttl.
+-- KEYS[9] the status's time key (announce-3.lua); ARGV[12] the wall-clock time in ms at which the channel
+-- answered the sub-batch (0: unknown). The sub-batch counts as overshoot only if that answer came at or
+-- after the announcement: one answered before the pause but recorded after it (the step waited in Redis's
+-- queue under load) was not let through by the pause. The two clocks are one on one host; across hosts,
+-- their skew (NTP: milliseconds) is the error.
 -- Returns {hold, status, sent}: hold is 'lost' when Redis lost the campaign's work state (no plan key, or a
 -- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this
 -- consumer (it was reclaimed: the fencing token is the stream's own ownership record); else 'held'. status
@@ -59,7 +64,11 @@ if sent >= 0 then
     ledger = sent
   end
   if status ~= '' and status ~= 'sending' then
-    redis.call('INCRBY', KEYS[3], tonumber(ARGV[5]))
+    local since = tonumber(redis.call('GET', KEYS[9]) or '0')
+    local answered = tonumber(ARGV[12] or '0')
+    if answered == 0 or answered >= since then
+      redis.call('INCRBY', KEYS[3], tonumber(ARGV[5]))
+    end
   end
 end
 return {'held', status, ledger}
