@@ -3,7 +3,7 @@
  * mapping of every failure to HeraldError. Settings are limited to ones ClickHouse 18.16 knows:
  * an unknown setting fails the whole request there.
  */
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseClientConfigOptions } from '@clickhouse/client';
 import { Readable } from 'node:stream';
 import { HeraldError } from '../errors.js';
 
@@ -28,6 +28,12 @@ export interface ClickHouseOptions {
    *                               replication log, and the other may lag (stale progress, landed checks)
    */
   cluster?: string;
+  /**
+   * Another transport than HTTP to the server at `url` (@clickhouse/client's pluggable connection): the
+   * compatibility test runs Herald's statements on an embedded modern ClickHouse through chDB's. Closed
+   * with this client.
+   */
+  connection?: NonNullable<ClickHouseClientConfigOptions['connection']>;
 }
 
 const CLUSTER_SETTINGS = {
@@ -55,6 +61,7 @@ export class ClickHouse {
       // Every failure comes back to the caller as a HeraldError and is logged there, once.
       log: { level: ClickHouseLogLevel.OFF },
       ...(opts.cluster ? { clickhouse_settings: CLUSTER_SETTINGS } : {}),
+      ...(opts.connection ? { connection: opts.connection } : {}),
     });
   }
 

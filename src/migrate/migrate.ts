@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import pg from 'pg';
-import { ClickHouse } from '../clickhouse/client.js';
+import { ClickHouse, type ClickHouseOptions } from '../clickhouse/client.js';
 import { identifier, str } from '../clickhouse/sql.js';
 import { ClusterSchema, clusterMigrations } from './cluster-schema.js';
 
@@ -117,15 +117,22 @@ export async function migratePostgres(databaseUrl: string): Promise<string[]> {
  * `cluster` (HERALD_CLICKHOUSE_CLUSTER): the cluster form of every file instead (cluster-schema.ts), run
  * ON CLUSTER through the server at `url`; the ledger is itself a cluster table, so any server sees it.
  */
-export async function migrateClickHouse(url: string, database: string, cluster = ''): Promise<string[]> {
+/** `connect`: a transport other than HTTP for each client it opens (ClickHouseOptions.connection). */
+export async function migrateClickHouse(
+  url: string,
+  database: string,
+  cluster = '',
+  connect?: () => NonNullable<ClickHouseOptions['connection']>,
+): Promise<string[]> {
   const schema = cluster === '' ? null : new ClusterSchema({ cluster, database });
-  const admin = new ClickHouse({ url, database: 'default', cluster });
+  const via = (): Pick<ClickHouseOptions, 'connection'> => (connect === undefined ? {} : { connection: connect() });
+  const admin = new ClickHouse({ url, database: 'default', cluster, ...via() });
   try {
     await admin.command(schema?.createDatabase() ?? `CREATE DATABASE IF NOT EXISTS ${identifier(database)}`);
   } finally {
     await admin.close();
   }
-  const ch = new ClickHouse({ url, database, cluster });
+  const ch = new ClickHouse({ url, database, cluster, ...via() });
   const applied: string[] = [];
   try {
     const ledger = 'CREATE TABLE IF NOT EXISTS herald_migrations (name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY name';
