@@ -19,7 +19,7 @@
  *   same message as plain text, then as a template reading the three attributes (rendered per message);
  *   the ratio of the two is the cost of rendering (target ≥ 0.70). Written to bench/results/webhook-templates.json.
  *   npm run bench:webhook -- [--latency 0,5,20,50,100] [--workers N] [--concurrency N] [--subbatch N]
- *     [--recipients 200000] [--compress] [--peers] [--peer-concurrency N] [--templates]
+ *     [--recipients 1000000] [--compress] [--peers] [--peer-concurrency N] [--templates]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -41,7 +41,7 @@ function arg(name: string, dflt: string): string {
   return i === -1 ? dflt : (process.argv[i + 1] ?? dflt);
 }
 const LATENCIES = arg('latency', '0,5,20,50,100').split(',').map(Number);
-const N = Number(arg('recipients', '200000'));
+const N = Number(arg('recipients', '1000000'));
 const COMPRESS = process.argv.includes('--compress');
 const TEMPLATES = process.argv.includes('--templates');
 /** the same message, as plain text and as a template reading three attributes (the bench's audience has them all) */
