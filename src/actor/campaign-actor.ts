@@ -27,6 +27,8 @@ import { channelConcurrency } from '../domain/campaign-input.js';
 import { Semaphore } from '../domain/semaphore.js';
 import type { DispatchMetrics, ReclaimReason } from '../domain/metrics.js';
 
+/** The longest a lost stream's re-plan waits for this process's chunks in hand (see recover). */
+const LOST_STREAM_HAND_WAIT_MS = 5 * 60_000;
 export interface ActorOptions {
   workers: number;
   readCount: number;
@@ -375,10 +377,13 @@ export class CampaignActor {
       await planning;
       // A chunk of the lost generation still in hand here sends at most the sub-batch it is in, then finds
       // the stream gone. Its events must be in the sink before the flush: the re-plan leaves out whoever has
-      // an outcome, and would otherwise send that sub-batch's recipients again. No time limit: a sub-batch
-      // ends within its channel's timeouts and attempts, and one whose request waits for a retry (a slow or
-      // failing receiver) outlasts any grace of the flush's size.
-      await Promise.allSettled([...this.inHand]);
+      // an outcome, and would otherwise send that sub-batch's recipients again. A sub-batch ends within its
+      // channel's timeouts and attempts, and one whose request waits for a retry (a slow or failing
+      // receiver) outlasts any grace of the flush's size; a receiver throttling it for minutes does not
+      // hold the re-plan longer than LOST_STREAM_HAND_WAIT_MS.
+      const inHand = Promise.allSettled([...this.inHand]).then(() => true);
+      const waited = await Promise.race([inHand, new Promise<false>((r) => setTimeout(() => r(false), LOST_STREAM_HAND_WAIT_MS).unref())]);
+      if (!waited) this.deps.log.warn({ campaignId: this.id }, 'chunks still in hand after the lost stream; re-planning without them');
       await this.deps.sink.flush();
       await this.sleep(this.deps.options.lostStreamGraceMs);
       await this.deps.campaigns.restartPlan(this.id, lost);

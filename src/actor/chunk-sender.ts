@@ -165,8 +165,14 @@ export class ChunkSender {
           return false;
         },
         (err: unknown) => {
+          // Redis did not answer: posted as before the fence (the step after the send decides what is
+          // recorded), rather than failing the send with parts of it delivered
           confirming = null;
-          throw err;
+          this.deps.log.warn(
+            { err: (err as Error).message, campaignId, entry: entryId },
+            'ownership check before a request failed; posting',
+          );
+          return true;
         },
       );
       return confirming;

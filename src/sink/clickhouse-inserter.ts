@@ -11,8 +11,11 @@
  * they are made whole once the campaign completes (count-repair.ts).
  */
 import type { ClickHouse } from '../clickhouse/client.js';
-import { uint64List, uintList } from '../clickhouse/sql.js';
+import { str, uint64List, uintList } from '../clickhouse/sql.js';
 import { landedKey, type EventInserter } from './event-sink.js';
+import { DISPATCH_KINDS } from './count-repair.js';
+
+const DISPATCH_KIND_LIST = `(${DISPATCH_KINDS.map(str).join(', ')})`;
 
 interface BatchRow {
   campaign_id: string | number;
@@ -41,11 +44,8 @@ export function clickhouseInserter(ch: ClickHouse, opts: InserterOptions = {}): 
       const uncounted = stored.filter((r) => !counted.has(key(r)));
       for (const [campaignId, rows] of byCampaign(uncounted)) {
         const these = `campaign_id = ${campaignId} AND batch IN ${uint64List(rows.map((r) => BigInt(r.batch)))}`;
-        await ch.command(
-          `INSERT INTO campaign_batch_counts SELECT campaign_id, kind, batch, count() AS rows FROM message_events
-           WHERE ${these} GROUP BY campaign_id, kind, batch`,
-        );
-        // readers are sets (uniqExact states), so adding a sub-batch's readers again is idempotent too
+        // Readers first, campaign_batch_counts last: it is what says "counted", so a recount cut short is
+        // found again by the next check. Readers are sets (uniqExact states): adding them again is idempotent.
         await ch.command(
           `INSERT INTO campaign_readers SELECT campaign_id, uniqExactState(user_id) AS readers FROM message_events
            WHERE ${these} AND kind = 'read' GROUP BY campaign_id`,
@@ -53,6 +53,13 @@ export function clickhouseInserter(ch: ClickHouse, opts: InserterOptions = {}): 
         await ch.command(
           `INSERT INTO campaign_segment_readers SELECT campaign_id, segment, uniqExactState(user_id) AS readers FROM message_events
            WHERE ${these} AND kind = 'read' GROUP BY campaign_id, segment`,
+        );
+        // A sub-batch of outcomes names each recipient once, so distinct recipients are its rows even when
+        // two copies of it are stored (a frozen process's late insert); reads and callbacks may repeat a user.
+        await ch.command(
+          `INSERT INTO campaign_batch_counts SELECT campaign_id, kind, batch,
+             if(kind IN ${DISPATCH_KIND_LIST}, uniqExact(user_id), count()) AS rows
+           FROM message_events WHERE ${these} GROUP BY campaign_id, kind, batch`,
         );
         opts.onRecounted?.(campaignId, rows.length);
       }

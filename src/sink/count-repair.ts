@@ -6,11 +6,14 @@
  * check (clickhouse-inserter.ts) counts such a sub-batch again into `campaign_batch_counts`, where
  * max(rows) makes that idempotent; `campaign_counts`, `campaign_minutes` and `campaign_segments` sum,
  * so a sub-batch added twice would count twice. Once a campaign completes nothing writes its dispatch
- * outcomes any more, so what each of those views lacks is exactly the stored rows minus the view's sum,
- * and that difference is added. Only the process whose transition to `completed` won runs this, so it
- * runs once per completion; the stored rows are read before the views, so an insert landing in between
- * (a frozen process's late duplicate) can only make the repair smaller, never add what is not missing.
- * Reads and providers' callbacks go on arriving after completion and are left out.
+ * outcomes any more, so what each of those views lacks is the stored rows minus the view's sum, and that
+ * difference is added. Only the process whose transition to `completed` won runs this, so it runs once per
+ * completion. A view's part is written after its source's, so a shortfall can also be an insert still
+ * writing its views (an attempt the client gave up on that the server finishes, a replica catching up):
+ * the shortfall is read twice, `settleMs` apart, and only what both readings lack is added. What is left:
+ * a view part later than that, which the repair then adds once too often; and a repair that fails (or a
+ * process that dies before it) is not tried again. Reads and providers' callbacks go on arriving after
+ * completion and are left out.
  */
 import type { ClickHouse } from '../clickhouse/client.js';
 import { str, uint } from '../clickhouse/sql.js';
@@ -52,15 +55,45 @@ export function shortfall(stored: readonly KeyCount[], view: readonly KeyCount[]
 
 const KINDS = `(${DISPATCH_KINDS.map(str).join(', ')})`;
 
+export interface CountRepairOptions {
+  /** between the two readings of the shortfall (see above) */
+  settleMs: number;
+}
+
+type Shortfalls = [ReturnType<typeof shortfall>, ReturnType<typeof shortfall>, ReturnType<typeof shortfall>];
+
+/** What both readings lack, key by key: the smaller of the two. */
+export function lackedByBoth(a: ReturnType<typeof shortfall>, b: ReturnType<typeof shortfall>): ReturnType<typeof shortfall> {
+  const later = new Map(b.map((x) => [x.key, x.missing]));
+  const out: ReturnType<typeof shortfall> = [];
+  for (const x of a) {
+    const m = Math.min(x.missing, later.get(x.key) ?? 0);
+    if (m > 0) out.push({ key: x.key, missing: m });
+  }
+  return out;
+}
+
 export class CountRepair {
-  constructor(private readonly ch: ClickHouse) {}
+  constructor(
+    private readonly ch: ClickHouse,
+    private readonly opts: CountRepairOptions = { settleMs: 2_000 },
+  ) {}
 
   async afterCompletion(campaignId: number): Promise<CountRepairResult> {
+    const first = await this.shortfalls(campaignId);
+    if (first.every((l) => l.length === 0)) return { counts: 0, minutes: 0, segments: 0 };
+    await new Promise((r) => setTimeout(r, this.opts.settleMs));
+    const second = await this.shortfalls(campaignId);
+    const [counts, minutes, segments] = first.map((l, i) => lackedByBoth(l, second[i]!)) as Shortfalls;
+    return this.add(campaignId, counts, minutes, segments);
+  }
+
+  private async shortfalls(campaignId: number): Promise<Shortfalls> {
     const id = uint(campaignId);
     const where = `campaign_id = ${id} AND kind IN ${KINDS}`;
     const delivered = `campaign_id = ${id} AND kind = 'delivered'`;
     const q = (sql: string): Promise<KeyCount[]> => this.ch.rows<KeyCount>(sql);
-    // the stored rows first (see above)
+    // the stored rows first: an insert landing between the two reads shows in both
     const stored = await Promise.all([
       q(`SELECT toString(kind) AS k, count() AS n FROM message_events WHERE ${where} GROUP BY kind`),
       q(`SELECT toString(toStartOfMinute(at)) AS k, count() AS n FROM message_events WHERE ${delivered} GROUP BY k`),
@@ -71,11 +104,16 @@ export class CountRepair {
       q(`SELECT toString(minute) AS k, sum(events) AS n FROM campaign_minutes WHERE ${delivered} GROUP BY minute`),
       q(`SELECT segment AS k, sum(events) AS n FROM campaign_segments WHERE ${delivered} GROUP BY segment`),
     ]);
-    const [counts, minutes, segments] = stored.map((s, i) => shortfall(s, views[i]!)) as [
-      ReturnType<typeof shortfall>,
-      ReturnType<typeof shortfall>,
-      ReturnType<typeof shortfall>,
-    ];
+    return stored.map((s, i) => shortfall(s, views[i]!)) as Shortfalls;
+  }
+
+  private async add(
+    campaignId: number,
+    counts: ReturnType<typeof shortfall>,
+    minutes: ReturnType<typeof shortfall>,
+    segments: ReturnType<typeof shortfall>,
+  ): Promise<CountRepairResult> {
+    const id = uint(campaignId);
     for (const { key, missing } of counts) {
       // count and first/last times as states, built from that many of the kind's own stored rows
       await this.ch.command(

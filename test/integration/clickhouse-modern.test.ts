@@ -295,8 +295,8 @@ describe('Herald on a modern ClickHouse (chDB 26.x) as on 18.16', () => {
       const sink = new EventSink(clickhouseInserter(ch), { flushRows: 1000, flushMs: 20, maxBufferedRows: 10_000 });
       const landed = await sink.landed(C + 1, [5n, 6n]);
       await sink.close();
-      const repaired = await new CountRepair(ch).afterCompletion(C + 1);
-      const again = await new CountRepair(ch).afterCompletion(C + 1);
+      const repaired = await new CountRepair(ch, { settleMs: 100 }).afterCompletion(C + 1);
+      const again = await new CountRepair(ch, { settleMs: 100 }).afterCompletion(C + 1);
       const counts = (await new ProgressReader(ch).counts([C + 1])).get(C + 1);
       const stats = await new StatsReader(ch).read(C + 1, 'minute');
       results.push({ landed: [...landed], repaired, again, counts, stats });

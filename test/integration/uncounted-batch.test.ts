@@ -114,7 +114,7 @@ describe('a sub-batch stored but not counted (ClickHouse stopped mid-insert)', (
         `SELECT segment, toString(kind) AS kind, sum(events) AS n FROM campaign_segments WHERE campaign_id = ${c} GROUP BY segment, kind ORDER BY segment, kind`,
       ),
     });
-    const repair = new CountRepair(ch);
+    const repair = new CountRepair(ch, { settleMs: 100 });
     expect(await repair.afterCompletion(c)).toEqual({ counts: 4, minutes: 3, segments: 3 });
     const whole = {
       counts: [
