@@ -191,6 +191,7 @@ describe.skipIf(unavailable !== null)(`Herald on a ClickHouse cluster${unavailab
           st.totals?.read === reads.length &&
           st.totals.unique_readers === readers.length &&
           st.by_segment.reduce((k: number, g: { unique_readers: number }) => k + g.unique_readers, 0) === readers.length &&
+          st.by_segment.reduce((k: number, g: { reads: number }) => k + g.reads, 0) === reads.length &&
           st.series.reduce((k: number, p: { read: number }) => k + p.read, 0) === reads.length &&
           st.time_to_read.p99 !== null,
       );
