@@ -34,8 +34,8 @@ export interface OutboundBatch {
   topic?: string | null;
   /**
    * asked right before each request a channel that retries posts (webhook), the first included: whether the
-   * sender still holds the chunk the batch belongs to (or its plan was lost, which nobody else sends). Cheap while its last confirmation is recent; otherwise
-   * it checks in Redis. Told no, the channel posts nothing more and reports what it did not post as `unsent`,
+   * sender still holds the chunk the batch belongs to (or its plan was lost, which nobody else sends).
+   * Cheap while its last confirmation is recent; otherwise it checks in Redis. Told no, the channel posts nothing more and reports what it did not post as `unsent`,
    * so a process fenced out while a request waited for its retry does not resend what a new holder may have
    * sent already. Absent: always (a test send holds no chunk).
    */

@@ -42,6 +42,11 @@ export function uintList(values: readonly number[]): string {
   return `(${values.map(uint).join(', ')})`;
 }
 
+export function strList(values: readonly string[]): string {
+  if (values.length === 0) throw new RangeError('empty list');
+  return `(${values.map(str).join(', ')})`;
+}
+
 export function uint64List(values: readonly bigint[]): string {
   if (values.length === 0) throw new RangeError('empty list');
   return `(${values.map(uint64).join(', ')})`;

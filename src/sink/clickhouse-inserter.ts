@@ -11,11 +11,11 @@
  * they are made whole once the campaign completes (count-repair.ts).
  */
 import type { ClickHouse } from '../clickhouse/client.js';
-import { str, uint64List, uintList } from '../clickhouse/sql.js';
+import { strList, uint64List, uintList } from '../clickhouse/sql.js';
 import { landedKey, type EventInserter } from './event-sink.js';
-import { DISPATCH_KINDS } from './count-repair.js';
+import { DISPATCH_KINDS } from '../domain/message-event.js';
 
-const DISPATCH_KIND_LIST = `(${DISPATCH_KINDS.map(str).join(', ')})`;
+const DISPATCH_KIND_LIST = strList(DISPATCH_KINDS);
 
 interface BatchRow {
   campaign_id: string | number;

@@ -16,19 +16,8 @@
  * completion and are left out.
  */
 import type { ClickHouse } from '../clickhouse/client.js';
-import { str, uint } from '../clickhouse/sql.js';
-import type { EventKind } from '../domain/message-event.js';
-
-/** The kinds only the dispatcher (and a cancel's closer) writes. */
-export const DISPATCH_KINDS = [
-  'sent',
-  'delivered',
-  'failed',
-  'aborted',
-  'skipped',
-  'suppressed',
-  'capped',
-] as const satisfies readonly EventKind[];
+import { str, strList, uint } from '../clickhouse/sql.js';
+import { DISPATCH_KINDS } from '../domain/message-event.js';
 
 /** Rows added to each view (0 everywhere: nothing was missing). */
 export interface CountRepairResult {
@@ -42,10 +31,16 @@ interface KeyCount {
   n: string | number;
 }
 
+/** Rows a view lacks under one key (a kind, a minute, a segment). */
+export interface Shortfall {
+  key: string;
+  missing: number;
+}
+
 /** What `view` lacks of `stored`, key by key; a view ahead of the stored rows is left as it is. */
-export function shortfall(stored: readonly KeyCount[], view: readonly KeyCount[]): Array<{ key: string; missing: number }> {
+export function shortfall(stored: readonly KeyCount[], view: readonly KeyCount[]): Shortfall[] {
   const have = new Map(view.map((r) => [r.k, Number(r.n)]));
-  const out: Array<{ key: string; missing: number }> = [];
+  const out: Shortfall[] = [];
   for (const r of stored) {
     const missing = Number(r.n) - (have.get(r.k) ?? 0);
     if (missing > 0) out.push({ key: r.k, missing });
@@ -53,19 +48,20 @@ export function shortfall(stored: readonly KeyCount[], view: readonly KeyCount[]
   return out;
 }
 
-const KINDS = `(${DISPATCH_KINDS.map(str).join(', ')})`;
+const KINDS = strList(DISPATCH_KINDS);
 
 export interface CountRepairOptions {
   /** between the two readings of the shortfall (see above) */
   settleMs: number;
 }
 
-type Shortfalls = [ReturnType<typeof shortfall>, ReturnType<typeof shortfall>, ReturnType<typeof shortfall>];
+/** of campaign_counts, campaign_minutes and campaign_segments */
+type Shortfalls = [Shortfall[], Shortfall[], Shortfall[]];
 
 /** What both readings lack, key by key: the smaller of the two. */
-export function lackedByBoth(a: ReturnType<typeof shortfall>, b: ReturnType<typeof shortfall>): ReturnType<typeof shortfall> {
+export function lackedByBoth(a: readonly Shortfall[], b: readonly Shortfall[]): Shortfall[] {
   const later = new Map(b.map((x) => [x.key, x.missing]));
-  const out: ReturnType<typeof shortfall> = [];
+  const out: Shortfall[] = [];
   for (const x of a) {
     const m = Math.min(x.missing, later.get(x.key) ?? 0);
     if (m > 0) out.push({ key: x.key, missing: m });
@@ -84,8 +80,7 @@ export class CountRepair {
     if (first.every((l) => l.length === 0)) return { counts: 0, minutes: 0, segments: 0 };
     await new Promise((r) => setTimeout(r, this.opts.settleMs));
     const second = await this.shortfalls(campaignId);
-    const [counts, minutes, segments] = first.map((l, i) => lackedByBoth(l, second[i]!)) as Shortfalls;
-    return this.add(campaignId, counts, minutes, segments);
+    return this.add(campaignId, first.map((l, i) => lackedByBoth(l, second[i]!)) as Shortfalls);
   }
 
   private async shortfalls(campaignId: number): Promise<Shortfalls> {
@@ -107,12 +102,7 @@ export class CountRepair {
     return stored.map((s, i) => shortfall(s, views[i]!)) as Shortfalls;
   }
 
-  private async add(
-    campaignId: number,
-    counts: ReturnType<typeof shortfall>,
-    minutes: ReturnType<typeof shortfall>,
-    segments: ReturnType<typeof shortfall>,
-  ): Promise<CountRepairResult> {
+  private async add(campaignId: number, [counts, minutes, segments]: Shortfalls): Promise<CountRepairResult> {
     const id = uint(campaignId);
     for (const { key, missing } of counts) {
       // count and first/last times as states, built from that many of the kind's own stored rows
@@ -130,7 +120,7 @@ export class CountRepair {
       const rows = segments.map((s) => `(${id}, ${str(s.key)}, 'delivered', ${uint(s.missing)})`);
       await this.ch.command(`INSERT INTO campaign_segments (campaign_id, segment, kind, events) VALUES ${rows.join(', ')}`);
     }
-    const sum = (l: ReturnType<typeof shortfall>): number => l.reduce((a, x) => a + x.missing, 0);
+    const sum = (l: readonly Shortfall[]): number => l.reduce((a, x) => a + x.missing, 0);
     return { counts: sum(counts), minutes: sum(minutes), segments: sum(segments) };
   }
 }

@@ -118,6 +118,18 @@ describe.skipIf(unavailable !== null)(
       return r.status === 200 ? (r.body.delivered as number) : -1;
     }
 
+    /** A null campaign of the audience, started and a fifth delivered: its id. */
+    async function startedAFifth(): Promise<number> {
+      const id = await api.nullCampaign(audienceId, { rate_limit: rateLimit });
+      await api.call('POST', `/v1/campaigns/${id}/start`);
+      await eventually(
+        () => delivered(id),
+        (k) => k >= n / 5,
+        60_000,
+      );
+      return id;
+    }
+
     it('is migrated as Replicated tables on both nodes, one shard', async () => {
       const db = ns.config.clickhouseDb;
       const per = await REPLICAS.onEachNode<{ engine: string; replicas: string }>(
@@ -129,13 +141,7 @@ describe.skipIf(unavailable !== null)(
 
     it('loses nothing and counts nothing twice when the replica Herald does not talk to stops mid-campaign', async () => {
       const db = ns.config.clickhouseDb;
-      const id = await api.nullCampaign(audienceId, { rate_limit: rateLimit });
-      await api.call('POST', `/v1/campaigns/${id}/start`);
-      await eventually(
-        () => delivered(id),
-        (k) => k >= n / 5,
-        60_000,
-      );
+      const id = await startedAFifth();
       const [, onTwo] = await REPLICAS.rowsPerNode(db, 'message_events', `campaign_id = ${id}`);
       const t0 = Date.now();
       await REPLICAS.killNode(2);
@@ -165,13 +171,7 @@ describe.skipIf(unavailable !== null)(
     // summing views lack (sink/count-repair.ts).
     it('waits for the replica it talks to when that one stops mid-campaign: every event once in every table, both replicas alike', async () => {
       const db = ns.config.clickhouseDb;
-      const id = await api.nullCampaign(audienceId, { rate_limit: rateLimit });
-      await api.call('POST', `/v1/campaigns/${id}/start`);
-      await eventually(
-        () => delivered(id),
-        (k) => k >= n / 5,
-        60_000,
-      );
+      const id = await startedAFifth();
       const failedBefore = herald.sink.stats.failedInserts;
       const t0 = Date.now();
       await REPLICAS.killNode(1);
