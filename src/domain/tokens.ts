@@ -16,10 +16,23 @@
  * The signature covers the kind, so one kind of token never passes as the other. Verification compares in
  * constant time and says nothing about why a token failed.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { HmacSha256 } from './hmac.js';
+
+/** one keyed HMAC per secret: a process has one secret (two while a secret is rotated in a test) */
+const macs = new Map<string, HmacSha256>();
+function mac(secret: string, payload: string): Buffer {
+  let m = macs.get(secret);
+  if (m === undefined) {
+    if (macs.size >= 8) macs.clear();
+    m = new HmacSha256(secret);
+    macs.set(secret, m);
+  }
+  return m.digest(payload);
+}
 
 function sign(secret: string, payload: string): string {
-  return createHmac('sha256', secret).update(payload).digest('base64url');
+  return mac(secret, payload).toString('base64url');
 }
 
 function same(a: string, b: string): boolean {
@@ -28,7 +41,12 @@ function same(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64url');
+/** encoded through one reused buffer: a webhook campaign encodes a user id per message */
+let scratch = Buffer.allocUnsafe(1024);
+const b64 = (s: string): string => {
+  if (scratch.length < s.length * 3) scratch = Buffer.allocUnsafe(s.length * 3);
+  return scratch.toString('base64url', 0, scratch.write(s, 0, 'utf8'));
+};
 const unb64 = (s: string): string | null => {
   if (!/^[A-Za-z0-9_-]*$/.test(s)) return null;
   return Buffer.from(s, 'base64url').toString('utf8');
@@ -62,19 +80,16 @@ export function messageTokens(
   topic: string,
 ): { tracking: string; unsubscribe: string } {
   const body = `${campaignId}.${b64(userId)}.${b64(topic)}`;
-  const mac = createHmac('sha256', secret).update(`m2.${body}`).digest();
+  const m = mac(secret, `m2.${body}`);
   return {
-    tracking: `t2.${body}.${mac.toString('base64url', 0, 16)}`,
-    unsubscribe: `s2.${body}.${mac.toString('base64url', 16, 32)}`,
+    tracking: `t2.${body}.${m.toString('base64url', 0, 16)}`,
+    unsubscribe: `s2.${body}.${m.toString('base64url', 16, 32)}`,
   };
 }
 
 /** The half of the message HMAC a `t2` (0) or `s2` (1) token carries. */
 function messageHalf(secret: string, campaign: string, user: string, topic: string, half: 0 | 1): string {
-  return createHmac('sha256', secret)
-    .update(`m2.${campaign}.${user}.${topic}`)
-    .digest()
-    .toString('base64url', half * 16, half * 16 + 16);
+  return mac(secret, `m2.${campaign}.${user}.${topic}`).toString('base64url', half * 16, half * 16 + 16);
 }
 
 export function verifyTrackingToken(secret: string, token: string): { campaignId: number; userId: string } | null {

@@ -13,6 +13,7 @@
  * The directory belongs to one ClickHouse database (config: spoolDir), so a replay never crosses them.
  */
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -36,7 +37,22 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
+interface InFlightWrite {
+  group: Waiting[];
+  /** the file offset just after this write */
+  end: number;
+  frames: number;
+  state: 'writing' | 'written' | 'failed';
+  error?: unknown;
+}
+
 const MAX_FRAME_EVENTS = 10_000;
+/**
+ * Durable writes on their way at once. A write with O_DSYNC takes a few milliseconds under load (the
+ * journal commit), and the requests of the next group would wait all of it; with several in flight
+ * the next group goes at once, and the file system commits them together.
+ */
+const MAX_WRITES_IN_FLIGHT = 4;
 
 // Spools alive in this process (tests run several Heralds in one; a restarted container reuses its pid).
 const LIVE_HERE = new Set<string>();
@@ -50,13 +66,21 @@ function framesFor(group: readonly Waiting[]): number {
 
 export class ReadSpool {
   private readonly instance = randomBytes(4).toString('hex');
-  private file: { path: string; spoolId: number; end: number } | null = null;
+  /** the file being written: `end` is where the next write goes, `committed` how far every write is on disk */
+  private file: { path: string; spoolId: number; end: number; committed: number } | null = null;
   /** every file written here: told to a drain worker that (re)starts */
   private readonly files: Array<{ path: string; spoolId: number; end: number; live: boolean }> = [];
   private fh: FileHandle | null = null;
   private frame = 0;
   private pending: Waiting[] = [];
-  private writing: Promise<void> | null = null;
+  /** a flush is due at the end of this turn of the event loop */
+  private flushDue = false;
+  /** writes on their way to disk, in file order; each group is answered once it and all before it are */
+  private readonly inFlight: InFlightWrite[] = [];
+  /** a write failed: the writes after it are refused, and the next one goes to a new file */
+  private failed = false;
+  /** resolved when nothing is pending or in flight (close) */
+  private idleWaiters: Array<() => void> = [];
   private worker: Worker | null = null;
   private starting: Promise<void> | null = null;
   private closed = false;
@@ -132,14 +156,14 @@ export class ReadSpool {
     if (this.closed) return Promise.reject(new Error('read spool is closed'));
     return new Promise((resolve, reject) => {
       this.pending.push({ events, resolve, reject });
-      this.writing ??= this.write().finally(() => (this.writing = null));
+      this.scheduleFlush();
     });
   }
 
   /** Stops taking events, writes what was taken, lets the drainer work for at most `timeoutMs`; the rest stays on disk. */
   async close(timeoutMs: number): Promise<void> {
     this.closed = true;
-    await this.writing;
+    if (this.pending.length > 0 || this.inFlight.length > 0 || this.flushDue) await new Promise<void>((r) => this.idleWaiters.push(r));
     await this.starting;
     await this.fh?.close();
     this.fh = null;
@@ -167,7 +191,7 @@ export class ReadSpool {
     const f = this.file;
     if (f === null) return;
     const known = this.files.find((x) => x.path === f.path)!;
-    known.end = f.end;
+    known.end = f.committed;
     known.live = live;
     this.tellFile(known);
   }
@@ -176,36 +200,100 @@ export class ReadSpool {
     this.worker?.postMessage({ t: 'committed', file: f.path, spoolId: f.spoolId, end: f.end, live: f.live } satisfies ToWorker);
   }
 
-  private async write(): Promise<void> {
+  private scheduleFlush(): void {
+    if (this.flushDue) return;
+    this.flushDue = true;
     // Let the requests of this turn of the event loop join the frame.
-    await new Promise((r) => setImmediate(r));
-    while (this.pending.length > 0) {
+    setImmediate(() => {
+      this.flushDue = false;
+      void this.flush();
+    });
+  }
+
+  private opening: Promise<void> | null = null;
+
+  /** Starts writes for what is pending, as far as the writes in flight allow. */
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0 && this.inFlight.length < MAX_WRITES_IN_FLIGHT && this.opening === null) {
+      const due =
+        this.failed ||
+        this.file === null ||
+        this.file.end >= this.opts.rotateBytes ||
+        this.frame + framesFor(this.pending) > MAX_FRAME_NUMBER;
+      if (due) {
+        // A file is closed only once its writes are all answered: the last of them flushes again.
+        if (this.inFlight.length > 0) return;
+        this.opening = this.rotate().then(
+          () => {
+            this.failed = false;
+          },
+          (err: unknown) => {
+            const group = this.pending;
+            this.pending = [];
+            for (const w of group) w.reject(err);
+          },
+        );
+        await this.opening;
+        this.opening = null;
+        continue;
+      }
+      void this.ensureWorker();
       const group = this.pending;
       this.pending = [];
-      try {
-        if (this.file === null || this.file.end >= this.opts.rotateBytes || this.frame + framesFor(group) > MAX_FRAME_NUMBER)
-          await this.rotate();
-        void this.ensureWorker();
-        const file = this.file!;
-        const events = group.length === 1 ? group[0]!.events : group.flatMap((w) => w.events);
-        // Frames of bounded size (a drain reads a few MB at a time), all made durable by one fsync.
-        const parts: Buffer[] = [];
-        for (let i = 0; i < events.length; i += MAX_FRAME_EVENTS)
-          parts.push(encodeFrame(this.frame++, events.length <= MAX_FRAME_EVENTS ? events : events.slice(i, i + MAX_FRAME_EVENTS)));
-        const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-        await this.fh!.write(buf, 0, buf.length, file.end);
-        await this.fh!.datasync();
-        file.end += buf.length;
-        this.written.framesWritten += parts.length;
-        for (const w of group) {
-          this.written.eventsSpooled += w.events.length;
-          w.resolve();
-        }
-        this.tell(true);
-      } catch (err) {
-        for (const w of group) w.reject(err);
-      }
+      const file = this.file!;
+      const events = group.length === 1 ? group[0]!.events : group.flatMap((w) => w.events);
+      // Frames of bounded size (a drain reads a few MB at a time), all made durable by one write.
+      const parts: Buffer[] = [];
+      for (let i = 0; i < events.length; i += MAX_FRAME_EVENTS)
+        parts.push(encodeFrame(this.frame++, events.length <= MAX_FRAME_EVENTS ? events : events.slice(i, i + MAX_FRAME_EVENTS)));
+      const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      const at = file.end;
+      // Reserved now, so the next group is written after this one while this one is on its way.
+      file.end += buf.length;
+      const w: InFlightWrite = { group, end: file.end, frames: parts.length, state: 'writing' };
+      this.inFlight.push(w);
+      // The file is open with O_DSYNC: the write returns once the frame is on disk, in one trip to the
+      // thread pool instead of a write and then an fdatasync.
+      this.fh!.write(buf, 0, buf.length, at).then(
+        () => this.settled(w, 'written'),
+        (err: unknown) => this.settled(w, 'failed', err),
+      );
     }
+    if (this.pending.length === 0 && this.inFlight.length === 0 && !this.flushDue) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of waiters) r();
+    }
+  }
+
+  /**
+   * A write came back. Groups are answered in file order: a group is on disk, and told to the drainer,
+   * only when every write before it is. After a failed write nothing later in the file is answered as
+   * spooled (the drainer reads the file in order and would stop at the failed frame), and the next write
+   * goes to a new file.
+   */
+  private settled(w: InFlightWrite, state: 'written' | 'failed', error?: unknown): void {
+    w.state = state;
+    w.error = error;
+    let told = false;
+    while (this.inFlight.length > 0 && this.inFlight[0]!.state !== 'writing') {
+      const head = this.inFlight.shift()!;
+      if (head.state === 'failed' || this.failed) {
+        this.failed = true;
+        const err = head.error ?? new Error('read spool: an earlier write to this file failed');
+        for (const x of head.group) x.reject(err);
+        continue;
+      }
+      this.file!.committed = head.end;
+      this.written.framesWritten += head.frames;
+      for (const x of head.group) {
+        this.written.eventsSpooled += x.events.length;
+        x.resolve();
+      }
+      told = true;
+    }
+    if (told) this.tell(true);
+    void this.flush();
   }
 
   /** A new file for the writer; the drainer keeps the one before until it is drained. */
@@ -219,9 +307,22 @@ export class ReadSpool {
     }
     const spoolId = randomSpoolId();
     const file = path.join(this.opts.dir, spoolFileName(this.instance, spoolId));
-    this.fh = await open(file, 'wx');
+    const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC);
+    try {
+      // The new name must be on disk too, or a crash of the machine could lose the file with its frames.
+      const dir = await open(this.opts.dir, constants.O_RDONLY);
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    this.fh = fh;
     this.frame = 0;
-    this.file = { path: file, spoolId, end: 0 };
+    this.file = { path: file, spoolId, end: 0, committed: 0 };
     this.files.push({ path: file, spoolId, end: 0, live: true });
     this.tell(true);
   }
