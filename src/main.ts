@@ -31,6 +31,7 @@ import {
   KEY_TOUCH_MS,
   KEY_CACHE_MAX,
   METRICS_COLLECT_TIMEOUT_MS,
+  INSERT_LANDS_MS,
 } from './config/timings.js';
 import { migrateClickHouse, migratePostgres } from './migrate/migrate.js';
 import { createDb, type Db } from './store/db.js';
@@ -258,6 +259,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         subBatchSize: cfg.subBatchSize,
         webhookConcurrency: cfg.webhookConcurrency,
         lostStreamGraceMs: eventsLandedMs(cfg),
+        raisedPlanGraceMs: ownershipTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs) + INSERT_LANDS_MS,
         takeoverGraceMs: TAKEOVER_GRACE_MS,
       },
     });

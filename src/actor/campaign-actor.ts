@@ -46,6 +46,8 @@ export interface ActorOptions {
   webhookConcurrency: number;
   /** after the stream is found lost: how long to let every process's buffered events reach ClickHouse before re-planning */
   lostStreamGraceMs: number;
+  /** after raising the plan key for a re-plan: until inserts that passed the fence before it have landed */
+  raisedPlanGraceMs: number;
   /**
    * after a takeover by liveness, before the chunks' recorded sub-batches are looked up in ClickHouse:
    * an insert the dead process had on the wire still lands meanwhile, and must not be rebuilt beside it
@@ -363,7 +365,10 @@ export class CampaignActor {
   /**
    * Re-plans from PostgreSQL under the next generation. First every outcome sent so far must be in
    * ClickHouse (this process flushes; others flush within their flush interval), because the new plan
-   * leaves out every recipient with an outcome: what was sent is not sent again.
+   * leaves out every recipient with an outcome: what was sent is not sent again. A holder elsewhere whose
+   * sub-batch outlasts that (a slow receiver, a retry) must not be stored beside the new plan's send of
+   * the same recipients: the plan key is raised first, so from then on its step finds the chunk stale and
+   * the fence drops its rows, and the new plan, which reads the outcomes a grace later, sends them.
    */
   private async recover(): Promise<void> {
     const planning = this.plan.kind === 'planning' ? this.plan.run : null;
@@ -385,7 +390,12 @@ export class CampaignActor {
       const waited = await Promise.race([inHand, new Promise<false>((r) => setTimeout(() => r(false), LOST_STREAM_HAND_WAIT_MS).unref())]);
       if (!waited) this.deps.log.warn({ campaignId: this.id }, 'chunks still in hand after the lost stream; re-planning without them');
       await this.deps.sink.flush();
+      // What other processes recorded of the lost generation reaches ClickHouse within their flush interval.
       await this.sleep(this.deps.options.lostStreamGraceMs);
+      // From here on what a holder elsewhere still sends of it is no one's: left to the new plan.
+      await this.deps.protocol.raisePlan(this.id, lost + 1);
+      // An insert whose fence answered before the raise starts within the fence's trust, and lands.
+      await this.sleep(this.deps.options.raisedPlanGraceMs);
       await this.deps.campaigns.restartPlan(this.id, lost);
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;

@@ -138,27 +138,23 @@ export class ChunkSender {
     // out long after the check before its sub-batch: trusted for recheckAfterMs like a fresh sub-batch, then
     // checked in Redis, one check at a time for all the requests of the sub-batch. The check leaves `state`
     // alone while the channel sends; what it found taken over is `fencedBy`, applied once the send returns.
-    // A plan Redis lost is not fenced: nobody else holds its chunks (the re-plan waits for the chunks in
-    // hand and leaves out whoever has an outcome), so the sub-batch is sent out and recorded whole, by the
-    // step after it, which finds the loss and writes its rows unfenced.
+    // A plan Redis lost is not fenced until the owner re-plans: nobody else holds its chunks (the owner
+    // raises the plan key first, then waits for what was sent meanwhile to be stored, and leaves out whoever
+    // has an outcome), so the sub-batch is sent out and recorded whole, by the step after it, which finds the
+    // loss. Once the plan key is raised, the step and the sink's fence find the chunk stale: the new plan
+    // sends its recipients.
     let fencedBy: StepReply | null = null;
-    let lost = false;
     let confirming: Promise<boolean> | null = null;
     const mayPost = (): Promise<boolean> => {
       if (fencedBy !== null) return Promise.resolve(false);
-      if (lost) return Promise.resolve(true);
       if (confirming !== null) return confirming;
       if (Date.now() - checkedAt <= this.deps.recheckAfterMs) return Promise.resolve(true);
       const at = Date.now();
       confirming = protocol.step({ campaignId, consumer: holder, entryId }).then(
         (reply) => {
           confirming = null;
-          if (reply.hold === 'held') {
+          if (reply.hold === 'held' || reply.hold === 'lost') {
             checkedAt = Math.max(checkedAt, at);
-            return true;
-          }
-          if (reply.hold === 'lost') {
-            lost = true;
             return true;
           }
           fencedBy = reply;
@@ -272,7 +268,9 @@ export class ChunkSender {
       // Recorded: from here on its events can be rebuilt from the ledger by whoever holds the chunk, so
       // the rows are written only while this consumer still does (the sink's fence). Lost (Redis lost
       // the ledger): it was sent and only ClickHouse can say so now (the re-plan leaves out whoever has
-      // an outcome there), so its rows are written whoever holds what.
+      // an outcome there), so its rows are written unless the owner has raised the plan key by the time
+      // they are inserted (fence-3.lua), when the re-plan, which reads the outcomes a grace later, sends
+      // them again instead.
       const { stored } = await this.deps.sink.appendOutcomes({
         campaignId,
         users,
@@ -282,7 +280,7 @@ export class ChunkSender {
         atSec,
         batchId: subBatchId(chunk.generation, chunk.seq, sent),
         segments: chunk.segments?.slice(sent, sent + n) ?? null,
-        owner: events === 'fenced' ? { entryId, holder } : null,
+        owner: { entryId, holder },
       });
       tickets.push(stored);
       // Counted where the ledger recorded it, once per sub-batch: what the campaign's own counts say.

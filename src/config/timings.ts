@@ -42,13 +42,16 @@ export const SINK_CLOSE_MS = 30_000;
 /** Shutdown: the imports' pool may still hold a connection of a merge being rolled back. */
 export const IMPORT_POOL_END_MS = 5_000;
 
+/** An insert that has started lands within this long. */
+export const INSERT_LANDS_MS = 1_000;
+
 /**
  * How long until an event buffered in any process is in ClickHouse: it waits at most a flush interval for
  * its batch, the batch at most one more behind the insert in flight, and the insert lands within a second.
  * Re-planning a lost stream and replaying a dead process's spool wait this long, so neither writes twice.
  */
 export function eventsLandedMs(cfg: Pick<Config, 'sinkFlushMs'>): number {
-  return cfg.sinkFlushMs * 2 + 1000;
+  return cfg.sinkFlushMs * 2 + INSERT_LANDS_MS;
 }
 
 /** Consent: how long a sender trusts a topic's cap before reading it again (a changed cap applies within it). */

@@ -1,7 +1,7 @@
 /**
  * The dispatcher's view of the suppression lists: a FingerprintSet (domain/fingerprint.ts) of every
  * (topic, user) in PostgreSQL, kept current by change marks. Every committed change is followed by a mark
- * from a PostgreSQL sequence, raised in Redis (suppression-mark-1.lua); before each sub-batch the index
+ * from a PostgreSQL sequence, raised in Redis (raise-1.lua); before each sub-batch the index
  * reads the mark (one GET) and, when it is newer than the one it loaded at, reloads the rows of the
  * transactions its last load could not see (xid >= that snapshot's xmin). The mark is read before the
  * load, so a change whose mark it saw is in the index. When Redis has no mark (emptied), the index takes a

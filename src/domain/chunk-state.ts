@@ -121,12 +121,11 @@ export function chunkTransition(state: ChunkState, event: ChunkEvent, count: num
 }
 
 /**
- * After a sub-batch was sent, whose events are written and how: while the chunk is held, fenced by its
- * holder (so they are written only while it still holds the chunk: a new holder rebuilds them from the
- * ledger otherwise); when Redis lost the plan, whoever holds what (only ClickHouse can say now that they
- * were sent, and the re-plan consults it); when it was taken over, not at all (the new holder sends them).
+ * After a sub-batch was sent, whether its events are written: while the chunk is held, and when Redis lost
+ * the plan (only ClickHouse can say now that they were sent, and the re-plan consults it), yes, through
+ * the sink's fence, which drops them once the chunk is taken over or re-planned (fence-3.lua); when it was
+ * taken over or re-planned already, not at all (the new holder or the new plan sends them).
  */
-export function eventsAfterSend(reply: StepReply): 'fenced' | 'unfenced' | 'none' {
-  if (reply.hold === 'held') return 'fenced';
-  return reply.hold === 'lost' ? 'unfenced' : 'none';
+export function eventsAfterSend(reply: StepReply): 'write' | 'none' {
+  return reply.hold === 'held' || reply.hold === 'lost' ? 'write' : 'none';
 }

@@ -235,6 +235,14 @@ export class ChunkProtocol {
   }
 
   /**
+   * Marks every chunk of generations below `generation` as no one's (raise-1.lua on the plan key): the
+   * owner's step before it re-plans a campaign whose work state Redis lost.
+   */
+  async raisePlan(campaignId: number, generation: number): Promise<void> {
+    await this.gateway.planRaise({ campaignId, generation });
+  }
+
+  /**
    * Takes over at once the entries of consumers whose process's heartbeat in the campaign has lapsed
    * (takeover-2.lua), for `consumer` of `holder`, whose own heartbeat is renewed in the same step.
    */

@@ -80,7 +80,7 @@ export class Keys {
   }
 
   /**
-   * The latest suppression change mark (stream/lua/suppression-mark-1.lua): a sender whose index is older
+   * The latest suppression change mark (stream/lua/raise-1.lua): a sender whose index is older
    * reloads it before screening. Its own hash tag: one key for every campaign.
    */
   suppressionMark(): string {

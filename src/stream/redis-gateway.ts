@@ -205,6 +205,12 @@ export class RedisGateway {
     return asInteger('leaseRelease', reply) === 1;
   }
 
+  /** Raises the campaign's plan generation key to `generation` (never lowers it); the generation it holds (raise-1.lua). */
+  async planRaise(p: { campaignId: number; generation: number }): Promise<number> {
+    const reply = await this.run({ script: 'raise', keys: [this.keys.plan(p.campaignId)], args: [p.generation] });
+    return asInteger('raise', reply);
+  }
+
   /**
    * Renews `holder`'s heartbeat in the campaign for ttlMs (0 withdraws it; -1 releases it: lapsed now, so
    * its chunks are taken over at once); the Redis time it lapses at.
@@ -270,13 +276,13 @@ export class RedisGateway {
     } catch (err) {
       throw redisError(err, 'suppression mark');
     }
-    return v === null ? null : asInteger('suppressionMark', v);
+    return v === null ? null : asInteger('raise', v);
   }
 
-  /** Raises the suppression change mark to `mark` unless it is higher already (suppression-mark-1.lua). */
+  /** Raises the suppression change mark to `mark` unless it is higher already (raise-1.lua). */
   async raiseSuppressionMark(mark: number): Promise<number> {
-    const reply = await this.run({ script: 'suppressionMark', keys: [this.keys.suppressionMark()], args: [mark] });
-    return asInteger('suppressionMark', reply);
+    const reply = await this.run({ script: 'raise', keys: [this.keys.suppressionMark()], args: [mark] });
+    return asInteger('raise', reply);
   }
 
   /**

@@ -34,8 +34,8 @@ const SCRIPTS = {
   leaseRelease: load('lease-release-1'),
   leaseRenew: load('lease-renew-1'),
   livenessBeat: load('liveness-beat-1'),
+  raise: load('raise-1'),
   rateAcquire: load('rate-acquire-1'),
-  suppressionMark: load('suppression-mark-1'),
   takeover: load('takeover-2'),
   touch: load('touch-1'),
 } satisfies Record<string, Script>;

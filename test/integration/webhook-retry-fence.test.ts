@@ -117,8 +117,8 @@ describe('webhook retries fenced by chunk ownership', () => {
   it('posts the retry when Redis lost the plan meanwhile, and records the sub-batch whole so the re-plan leaves it out', async () => {
     let answer!: () => void;
     const { id, script } = await campaign('lost', new Promise<void>((r) => (answer = r)));
-    // Redis loses the plan while the first request waits (as a restart with nothing on disk does)
-    await herald.redis.del(keys.chunks(id));
+    // Redis loses the campaign's state while the first request waits (as a restart with nothing on disk does)
+    await herald.redis.del(keys.chunks(id), keys.plan(id), keys.ledger(id), keys.records(id), keys.lease(id));
     await new Promise((r) => setTimeout(r, HOLD_MS));
     const answeredAt = Date.now();
     answer();

@@ -114,9 +114,9 @@ describe('chunk transitions (domain/chunk-state.ts)', () => {
     }
   });
 
-  it('writes the events of a sent sub-batch fenced while held, unfenced when Redis lost the plan, not at all when taken over', () => {
-    expect(eventsAfterSend(held(100))).toBe('fenced');
-    expect(eventsAfterSend(lost)).toBe('unfenced');
+  it('writes the events of a sent sub-batch (through the fence) while held and when Redis lost the plan, not at all when taken over or re-planned', () => {
+    expect(eventsAfterSend(held(100))).toBe('write');
+    expect(eventsAfterSend(lost)).toBe('write');
     expect(eventsAfterSend(stale)).toBe('none');
   });
 });

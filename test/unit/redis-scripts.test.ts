@@ -30,8 +30,8 @@ describe('Lua scripts (one home: src/stream/lua, key count in the file name)', (
       'leaseRelease',
       'leaseRenew',
       'livenessBeat',
+      'raise',
       'rateAcquire',
-      'suppressionMark',
       'takeover',
       'touch',
     ];
@@ -46,8 +46,8 @@ describe('Lua scripts (one home: src/stream/lua, key count in the file name)', (
       leaseRelease: 1,
       leaseRenew: 1,
       livenessBeat: 1,
+      raise: 1,
       rateAcquire: 1,
-      suppressionMark: 1,
       takeover: 2,
       touch: 1,
     });

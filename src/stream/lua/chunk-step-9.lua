@@ -16,9 +16,11 @@
 -- after the announcement: one answered before the pause but recorded after it (the step waited in Redis's
 -- queue under load) was not let through by the pause. The two clocks are one on one host; across hosts,
 -- their skew (NTP: milliseconds) is the error.
--- Returns {hold, status, sent}: hold is 'lost' when Redis lost the campaign's work state (no plan key, or a
--- plan of another generation: it was re-planned since); 'stale' when the entry is no longer pending on this
--- consumer (it was reclaimed: the fencing token is the stream's own ownership record); else 'held'. status
+-- Returns {hold, status, sent}: hold is 'lost' when Redis lost the campaign's work state (no plan key: nobody
+-- has re-planned yet, so nobody else sends this chunk's recipients); 'stale' when the entry is no longer
+-- pending on this consumer (it was reclaimed: the fencing token is the stream's own ownership record), or
+-- belongs to an older generation than the plan key's (the owner re-planned after a loss, or a later round
+-- began: the new plan sends whoever this chunk's sub-batch has no outcome recorded for); else 'held'. status
 -- is the announced status ('' if unknown or not held); sent is the chunk's ledger value after this step.
 -- Why Lua: the ownership check, the ledger write and the status read must be one atomic step, or a
 -- consumer whose chunk was taken over could still record progress; the heartbeat renewal joins them so
@@ -26,8 +28,12 @@
 -- step so that a sub-batch in the ledger always has its events recoverable, even if this process dies
 -- before they reach ClickHouse.
 local plan = redis.call('GET', KEYS[6])
-if plan ~= string.match(ARGV[3], '^(%d+)-') then
+if not plan then
   return {'lost', '', 0}
+end
+-- A plan key behind the entry's generation is one being appended (chunks go before the key): read on.
+if tonumber(plan) > tonumber(string.match(ARGV[3], '^(%d+)-')) then
+  return {'stale', '', 0}
 end
 local ledger = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
 -- pcall: a stream dropped since (the campaign finished or was cancelled) answers with an error

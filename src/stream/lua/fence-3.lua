@@ -10,16 +10,22 @@
 -- takeover can take it before the insert that follows.
 -- An entry of the current plan pending elsewhere, or gone (acknowledged, or its stream dropped), belongs
 -- to someone who has taken responsibility for its events: drop.
--- An entry of another generation, or with no plan key at all, outlived a Redis that lost its data: its
--- sub-batches were sent and nobody else can know it, so they are kept.
+-- With no plan key at all, Redis lost its data and nobody has re-planned: the sub-batches were sent and
+-- nobody else can know it, so they are kept (the owner re-plans only after raising the plan key and a
+-- grace for such writes: campaign-actor.ts). An entry of an older generation than the plan key's was
+-- re-planned without it: the new plan sends its recipients, so drop. One of a newer generation than the key
+-- is being appended (chunks go before the key): checked as the current plan's.
 -- Why Lua: the ownership check, the idle reset and the heartbeat renewal must be one step, like touch.lua.
 local plan = redis.call('GET', KEYS[2])
 local drop = {}
 if not plan then return drop end
 local kept = false
+local current = tonumber(plan)
 for i = 4, #ARGV do
-  local gen = string.match(ARGV[i], '^(%d+)-')
-  if gen == plan then
+  local gen = tonumber(string.match(ARGV[i], '^(%d+)-'))
+  if gen < current then
+    drop[#drop + 1] = ARGV[i]
+  else
     local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
     if type(p) == 'table' and p.err == nil and #p == 1 and p[1][2] == ARGV[2] then
       redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
