@@ -145,8 +145,17 @@ export class ChunkSender {
     // sends its recipients.
     let fencedBy: StepReply | null = null;
     let confirming: Promise<boolean> | null = null;
+    // The campaign's status is looked at again at the sub-batch's first request: under load the look before
+    // the sub-batch can be tens of milliseconds old by the time its request is built and its bytes admitted,
+    // and a pause heard meanwhile should let nothing more out. Decided once for all the sub-batch's requests,
+    // so a sub-batch goes out whole or not at all: `closed`, nothing of it was posted and it is halted
+    // unrecorded, as when the look before it finds the pause.
+    const gate: { state: 'undecided' | 'open' | 'closed' } = { state: 'undecided' };
+    const gateClosed = (): boolean => gate.state === 'closed';
     const mayPost = (): Promise<boolean> => {
       if (fencedBy !== null) return Promise.resolve(false);
+      if (gate.state === 'undecided') gate.state = control.goOn(null) ? 'open' : 'closed';
+      if (gate.state === 'closed') return Promise.resolve(false);
       if (confirming !== null) return confirming;
       if (Date.now() - checkedAt <= this.deps.recheckAfterMs) return Promise.resolve(true);
       const at = Date.now();
@@ -223,6 +232,7 @@ export class ChunkSender {
       }
       const campaign = control.campaign();
       const users = chunk.users.subarray(offsets[sent]!, offsets[sent + n]!);
+      gate.state = 'undecided';
       const result = await this.sendScreened(channel, campaign, {
         users,
         n,
@@ -236,6 +246,10 @@ export class ChunkSender {
         // it taken over: the new holder sends it again.
         state = chunkTransition(state, { type: 'checked', reply: fencedBy, goOn: false }, chunk.count);
         this.deps.log.warn({ campaignId, entry: entryId }, 'chunk taken over by another consumer while sending; stopping');
+        break;
+      }
+      if (gateClosed()) {
+        state = chunkTransition(state, { type: 'halted' }, chunk.count);
         break;
       }
       // When the channel answered: a pause's overshoot counts only what was answered after it (chunk-step-9.lua).
