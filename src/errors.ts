@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   CONFIG_INVALID: { status: 500, retryable: false },
   STREAM_ENTRY_INVALID: { status: 500, retryable: false },
+  /** a planner's generation was re-planned by another owner: it appends nothing more */
+  PLAN_SUPERSEDED: { status: 409, retryable: false },
   DEPENDENCY_UNAVAILABLE: { status: 503, retryable: true },
   CLICKHOUSE_FAILED: { status: 503, retryable: true },
   CHANNEL_FAILED: { status: 502, retryable: true },

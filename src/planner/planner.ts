@@ -131,7 +131,14 @@ export class Planner {
         counting.catch(() => undefined); // awaited before planning is recorded done; never left unhandled
       }
       if (final) await counting;
-      await this.campaigns.recordPlanned(campaignId, seq, afterId, position, final);
+      await this.campaigns.recordPlanned({
+        id: campaignId,
+        generation: c.planGeneration,
+        chunks: seq,
+        lastId: afterId,
+        count: position,
+        done: final,
+      });
       done = final;
     }
     return { chunks: seq, recipients: position, appended, ms: performance.now() - t0, done };

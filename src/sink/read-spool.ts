@@ -49,10 +49,11 @@ interface InFlightWrite {
 const MAX_FRAME_EVENTS = 10_000;
 /**
  * Durable writes on their way at once. A write with O_DSYNC takes a few milliseconds under load (the
- * journal commit), and the requests of the next group would wait all of it; with several in flight
- * the next group goes at once, and the file system commits them together.
+ * journal commit), and the requests of the next group would wait all of it; with two in flight the next
+ * group goes at once. Two, not more: each holds one of libuv's four pool threads, which DNS, file reads
+ * and gzip share.
  */
-const MAX_WRITES_IN_FLIGHT = 4;
+const MAX_WRITES_IN_FLIGHT = 2;
 
 // Spools alive in this process (tests run several Heralds in one; a restarted container reuses its pid).
 const LIVE_HERE = new Set<string>();
@@ -255,7 +256,10 @@ export class ReadSpool {
       // The file is open with O_DSYNC: the write returns once the frame is on disk, in one trip to the
       // thread pool instead of a write and then an fdatasync.
       this.fh!.write(buf, 0, buf.length, at).then(
-        () => this.settled(w, 'written'),
+        ({ bytesWritten }) =>
+          bytesWritten === buf.length
+            ? this.settled(w, 'written')
+            : this.settled(w, 'failed', new Error(`read spool: short write (${bytesWritten} of ${buf.length} bytes): disk full?`)),
         (err: unknown) => this.settled(w, 'failed', err),
       );
     }

@@ -436,12 +436,13 @@ export class CampaignRepo {
     }
   }
 
-  async recordPlanned(id: number, chunks: number, lastId: number, count: number, done: boolean): Promise<void> {
+  /** Records a plan's progress, unless the campaign has been re-planned under a later generation since. */
+  async recordPlanned(p: { id: number; generation: number; chunks: number; lastId: number; count: number; done: boolean }): Promise<void> {
     try {
       await this.db.query(
         `UPDATE campaigns SET planned_chunks = $2, planned_last_id = $3, planned_count = $4, planning_done = $5, updated_at = now()
-         WHERE id = $1 AND planned_chunks <= $2`,
-        [id, chunks, lastId, count, done],
+         WHERE id = $1 AND planned_chunks <= $2 AND plan_generation = $6`,
+        [p.id, p.chunks, p.lastId, p.count, p.done, p.generation],
       );
     } catch (err) {
       throw wrapPgError(err, 'record plan');

@@ -105,14 +105,25 @@ export class ChunkProtocol {
     }
   }
 
-  /** Appends one campaign's chunks in one pipeline (one slot: the campaign's keys share its hash tag). Entries whose id already exists are skipped: a resumed planner re-appends nothing. */
+  /**
+   * Appends one campaign's chunks in one pipeline (one slot: the campaign's keys share its hash tag). Entries
+   * whose id already exists are skipped: a resumed planner re-appends nothing. The plan key (the ledger step's
+   * and the sink's fence's generation) is raised to the chunks' generation first, so no chunk is read before
+   * it; a plan key already past it means the campaign was re-planned since (a planner still running in a
+   * process that lost the lease): nothing is appended, and the planner stops (PLAN_SUPERSEDED).
+   */
   async append(chunks: readonly ChunkDescriptor[]): Promise<number> {
     if (chunks.length === 0) return 0;
+    const { campaignId, generation } = chunks[0]!;
+    const held = await this.gateway.planRaise({ campaignId, generation });
+    if (held > generation) {
+      throw new HeraldError('PLAN_SUPERSEDED', `campaign ${campaignId}: plan generation ${generation} was re-planned as ${held}`, {
+        generation,
+        current: held,
+      });
+    }
     const p = this.redis.pipeline();
     for (const c of chunks) p.xadd(this.keys.chunks(c.campaignId), chunkStreamId(c.generation, c.seq), CHUNK_FIELD, encodeChunk(c));
-    // The plan's generation, for the sink's fence (fence-3.lua); a plan key is written before its chunks are read.
-    const last = chunks[chunks.length - 1]!;
-    p.set(this.keys.plan(last.campaignId), last.generation);
     let results;
     try {
       results = (await p.exec()) ?? [];

@@ -108,6 +108,30 @@ describe('planning, reclaim and pause/resume on real services', () => {
     await api.call('POST', `/v1/campaigns/${id}/cancel`);
   });
 
+  it('stops a planner whose generation was re-planned meanwhile: it appends and records nothing more', async () => {
+    const audienceId = await api.audience(2_550, 'sp');
+    const id = await campaign(audienceId, 'superseded plan');
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
+    const planner = new Planner(new CampaignRepo(db), new RecipientReader(db), stream);
+    let asked = 0;
+    expect(await planner.plan(id, () => ++asked > 2)).toMatchObject({ chunks: 8, appended: 8, done: false });
+    // Another owner found the stream lost and raised the plan key to re-plan (campaign-actor recover())
+    // while this planner (a process that lost the lease) still had generation 0 in hand.
+    await stream.raisePlan(id, 1);
+    await expect(planner.plan(id)).rejects.toMatchObject({ code: 'PLAN_SUPERSEDED' });
+    expect(await redis.xlen(keys.chunks(id))).toBe(8);
+    expect(await redis.get(keys.plan(id))).toBe('1');
+    // The re-plan's progress is not overwritten by a planner of the generation before it.
+    await db.query('UPDATE campaigns SET plan_generation = 1, planned_chunks = 0, planned_count = 0, planned_last_id = 0 WHERE id = $1', [
+      id,
+    ]);
+    await new CampaignRepo(db).recordPlanned({ id, generation: 0, chunks: 20, lastId: 999_999, count: 2_000, done: true });
+    const row = await db.query('SELECT planned_chunks, planning_done FROM campaigns WHERE id = $1', [id]);
+    expect(row.rows[0]).toMatchObject({ planned_chunks: 0, planning_done: false });
+    await api.call('POST', `/v1/campaigns/${id}/cancel`);
+  });
+
   it('reclaims the chunks of a consumer that died holding them', async () => {
     const audienceId = await api.audience(3_000, 'r');
     const id = await campaign(audienceId, 'reclaim');

@@ -1,4 +1,4 @@
--- raise: set a number key to a value unless it already holds a higher one (never lower it).
+-- raise: set a number key to a value unless it already holds a higher or equal one (never lower it).
 -- Used for
 --   the suppression change mark a sender must have seen (a number from PostgreSQL's suppression_changes
 --   sequence, taken after a change committed): a key lost with Redis and set again is higher than any
@@ -14,10 +14,11 @@
 -- Why Lua: keep the higher of two racing writers' values in one step (an owner that lost its lease
 -- meanwhile may be behind the one that has it).
 --
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local held = redis.call('GET', KEYS[1])
 local v = tonumber(ARGV[1])
-if v > cur then
+-- an absent key takes any value (a plan of generation 0 too)
+if not held or v > tonumber(held) then
   redis.call('SET', KEYS[1], ARGV[1])
   return v
 end
-return cur
+return tonumber(held)
