@@ -4,6 +4,7 @@
  * It is activated when the campaign is `sending` and stops when it is not. It schedules: which chunk goes
  * when, on which consumer; the sender (chunk-sender.ts) sends it, the chunk protocol (stream/) records it.
  */
+import { checkCounts } from './count-check.js';
 import type { RedisClient } from '../stream/redis-connect.js';
 import type { Logger } from 'pino';
 import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
@@ -500,15 +501,17 @@ export class CampaignActor {
     return true;
   }
 
-  /** Run by the process whose completion won, so once per completion (sink/count-repair.ts). */
+  /** Run by the process whose completion won (count-check.ts); the dispatchers' sweep runs it if this fails. */
   private async repairCounts(): Promise<void> {
-    if (this.deps.countRepair === undefined) return;
+    const { countRepair, campaigns, log } = this.deps;
+    if (countRepair === undefined) return;
     try {
-      const added = await this.deps.countRepair.afterCompletion(this.id);
-      if (added.counts + added.minutes + added.segments > 0)
-        this.deps.log.warn({ campaignId: this.id, added }, 'views were short of stored outcomes (ClickHouse stopped mid-insert): added');
+      await checkCounts({ countRepair, campaigns, log }, this.id);
     } catch (err) {
-      this.deps.log.error({ err: (err as Error).message, campaignId: this.id }, 'could not check the views against the stored outcomes');
+      log.error(
+        { err: (err as Error).message, campaignId: this.id },
+        'could not check the views against the stored outcomes; tried again later',
+      );
     }
   }
 

@@ -7,6 +7,7 @@ import type { CampaignStatus } from '../domain/campaign-status.js';
 import { CampaignActor, type ActorDeps, type ActorStats } from './campaign-actor.js';
 import { CampaignCloser } from './campaign-closer.js';
 import { ChunkSender } from './chunk-sender.js';
+import { checkCounts, COUNT_CHECK_CLAIM_MS } from './count-check.js';
 
 /** The control channel (stream/control.ts), as the dispatcher uses it. */
 export interface ControlPort {
@@ -27,6 +28,8 @@ export class Dispatcher {
   private readonly lastStats = new Map<number, ActorStats>();
   /** cancelled campaigns being closed here (their aborted recipients recorded) */
   private readonly closing = new Map<number, Promise<void>>();
+  /** completed campaigns whose count check runs here (count-check.ts) */
+  private readonly checking = new Map<number, Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private polling: Promise<void> | null = null;
@@ -91,6 +94,9 @@ export class Dispatcher {
       await this.publishStatus(id, 'sending', statusVersion);
     }
     for (const id of await this.deps.campaigns.idsToClose()) this.close(id);
+    if (this.deps.countRepair !== undefined && this.deps.options.workers > 0) {
+      for (const id of await this.deps.campaigns.idsToCheckCounts(COUNT_CHECK_CLAIM_MS, 10)) this.checkCounts(id);
+    }
     const rows = await this.deps.campaigns.withStatus('sending');
     // Announced again each poll (a no-op unless Redis missed it: an announcement that failed, or a Redis
     // that lost its keys), so consumers never go on reading a stale paused status.
@@ -171,6 +177,19 @@ export class Dispatcher {
     this.closing.set(id, run);
   }
 
+  /** A completed campaign's count check that its completing process did not finish (count-check.ts). */
+  private checkCounts(id: number): void {
+    const countRepair = this.deps.countRepair;
+    if (this.stopped || this.checking.has(id) || countRepair === undefined) return;
+    const run = checkCounts({ countRepair, campaigns: this.deps.campaigns, log: this.deps.log }, id)
+      .then((r) => {
+        if (r === 'checked') this.deps.log.info({ campaignId: id }, 'count check of a completed campaign done by the sweep');
+      })
+      .catch((err: unknown) => this.deps.log.error({ err, campaignId: id }, 'count check failed; will retry'))
+      .finally(() => this.checking.delete(id));
+    this.checking.set(id, run);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
@@ -178,5 +197,6 @@ export class Dispatcher {
     await Promise.all([...this.actors.values()].map((a) => a.stop()));
     this.actors.clear();
     await Promise.all(this.closing.values());
+    await Promise.all(this.checking.values());
   }
 }

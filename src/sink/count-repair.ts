@@ -7,13 +7,12 @@
  * max(rows) makes that idempotent; `campaign_counts`, `campaign_minutes` and `campaign_segments` sum,
  * so a sub-batch added twice would count twice. Once a campaign completes nothing writes its dispatch
  * outcomes any more, so what each of those views lacks is the stored rows minus the view's sum, and that
- * difference is added. Only the process whose transition to `completed` won runs this, so it runs once per
- * completion. A view's part is written after its source's, so a shortfall can also be an insert still
- * writing its views (an attempt the client gave up on that the server finishes, a replica catching up):
+ * difference is added. It runs once per completion, under a claim in PostgreSQL (actor/count-check.ts).
+ * A view's part is written after its source's, so a shortfall can also be an insert still writing its views (an attempt the client gave up on that the server finishes, a replica catching up):
  * the shortfall is read twice, `settleMs` apart, and only what both readings lack is added. What is left:
- * a view part later than that, which the repair then adds once too often; and a repair that fails (or a
- * process that dies before it) is not tried again. Reads and providers' callbacks go on arriving after
- * completion and are left out.
+ * a view part later than that, which the repair then adds once too often. A repair that fails (or whose
+ * process dies first) is run again by the dispatchers' sweep (actor/count-check.ts). Reads and providers'
+ * callbacks go on arriving after completion and are left out.
  */
 import type { ClickHouse } from '../clickhouse/client.js';
 import { str, strList, uint } from '../clickhouse/sql.js';

@@ -293,6 +293,7 @@ export class CampaignRepo {
            updated_at = now()
            ${starts ? ', started_at = COALESCE(started_at, now())' : ''}
            ${terminal ? ', finished_at = now()' : ''}
+           ${to.has('completed') ? ', counts_checked_at = NULL, counts_claimed_at = NULL' : ''}
            ${error !== null ? ', error = $3' : ''}
          WHERE id = $1 AND status = ANY($2::text[])
          RETURNING ${RETURNING_CAMPAIGN}`,
@@ -433,6 +434,49 @@ export class CampaignRepo {
       );
     } catch (err) {
       throw wrapPgError(err, 'record aborts');
+    }
+  }
+
+  /**
+   * Takes on a completed campaign's count check (sink/count-repair.ts), unless it is done or another process
+   * took it on less than `claimMs` ago; whether this process has it now.
+   */
+  async claimCountCheck(id: number, claimMs: number): Promise<boolean> {
+    try {
+      const r = await this.db.query(
+        `UPDATE campaigns SET counts_claimed_at = now()
+         WHERE id = $1 AND status = 'completed' AND counts_checked_at IS NULL
+           AND (counts_claimed_at IS NULL OR counts_claimed_at < now() - $2 * interval '1 millisecond')`,
+        [id, claimMs],
+      );
+      return r.rowCount === 1;
+    } catch (err) {
+      throw wrapPgError(err, 'claim count check');
+    }
+  }
+
+  /** The count check of a completed campaign is done. */
+  async markCountsChecked(id: number): Promise<void> {
+    try {
+      await this.db.query(`UPDATE campaigns SET counts_checked_at = now() WHERE id = $1 AND status = 'completed'`, [id]);
+    } catch (err) {
+      throw wrapPgError(err, 'mark counts checked');
+    }
+  }
+
+  /** Completed campaigns whose count check is due and not claimed within `claimMs` (at most `limit`). */
+  async idsToCheckCounts(claimMs: number, limit: number): Promise<number[]> {
+    try {
+      const r = await this.db.query<{ id: string }>(
+        `SELECT id FROM campaigns
+         WHERE status = 'completed' AND counts_checked_at IS NULL
+           AND (counts_claimed_at IS NULL OR counts_claimed_at < now() - $1 * interval '1 millisecond')
+         ORDER BY id LIMIT $2`,
+        [claimMs, limit],
+      );
+      return r.rows.map((row) => Number(row.id));
+    } catch (err) {
+      throw wrapPgError(err, 'list campaigns whose counts are due a check');
     }
   }
 
