@@ -10,6 +10,11 @@ import { WsClient } from '../helpers/ws-client.js';
 
 const METRICS_KEY = 'metrics-key-0123456789';
 
+/** Herald's own series: the process and Node.js ones appear as they are first observed (a GC kind's histogram). */
+function ownSeries(samples: readonly Sample[]): number {
+  return samples.filter((s) => !/^herald_(nodejs|process)_/.test(s.name)).length;
+}
+
 /** Distinct campaigns that have any series. */
 function campaignsIn(samples: readonly Sample[]): Set<string> {
   return new Set(samples.filter((s) => s.labels.campaign !== undefined).map((s) => s.labels.campaign!));
@@ -254,7 +259,7 @@ describe('a worker process', () => {
       }
       // ... and none that finished more than the retention before.
       for (const c of present) expect(finishedAt.get(c)!, `campaign ${c}`).toBeGreaterThan(scrapedAt - retentionMs);
-      if (batch === 0) seriesAfterFirst = s.length;
+      if (batch === 0) seriesAfterFirst = ownSeries(s);
     }
     console.log(`most campaigns with series at once: ${most} of 100`);
     expect(most).toBeGreaterThanOrEqual(perBatch);
@@ -265,6 +270,6 @@ describe('a worker process', () => {
     const s = await scrape(workerBase);
     expect(campaignsIn(s).size).toBe(0);
     expect(worker.metrics.campaignsWithSeries()).toEqual([]);
-    expect(s.length).toBeLessThan(seriesAfterFirst);
+    expect(ownSeries(s)).toBeLessThan(seriesAfterFirst);
   });
 });
