@@ -306,6 +306,13 @@ export class ReadSpool {
       const fh = this.fh;
       // cleared first: a failed open below leaves no closed handle to be closed again
       this.fh = null;
+      // After a failed write, the writes refused after it may be on disk all the same: cut them off, or a
+      // replay of this file after a crash would store events whose senders were told they were not.
+      if (this.failed && this.file !== null) {
+        await fh
+          .truncate(this.file.committed)
+          .catch((err: unknown) => this.opts.log.warn({ err, file: this.file?.path }, 'read spool: could not cut off refused writes'));
+      }
       await fh.close();
       this.tell(false);
     }
