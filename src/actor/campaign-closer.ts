@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { packedOffsets } from '../domain/packed-ids.js';
 import { subBatchId } from '../domain/sub-batch.js';
-import type { CampaignRepo } from '../store/campaign-repo.js';
+import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
 import type { RedisGateway } from '../stream/redis-gateway.js';
 import { seqFromStreamId } from '../domain/chunk.js';
@@ -38,7 +38,12 @@ export interface CloserDeps {
   takeoverGraceMs: number;
   /** counts the aborted recipients, once they are stored; absent: none */
   metrics?: DispatchMetrics;
+  /** after a lost stream, before and after the plan key is raised (ActorOptions: the re-plan's graces) */
+  lostStreamGraceMs: number;
+  raisedPlanGraceMs: number;
 }
+
+const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export type CloseResult = 'closed' | 'busy' | 'stopped';
 
@@ -73,8 +78,12 @@ export class CampaignCloser {
     );
     const stop = (): boolean => lost || this.shouldStop();
     try {
-      const c = await this.deps.campaigns.get(this.campaignId);
+      let c = await this.deps.campaigns.get(this.campaignId);
       if (c === null || c.abortsRecordedAt !== null) return 'closed';
+      if (c.plannedChunks > 0 && !(await this.deps.protocol.state(this.campaignId)).exists) {
+        c = await this.replanLost(c, stop);
+        if (c === null) return 'stopped';
+      }
       const lastSeq = await this.drainStream(c.planGeneration, stop);
       if (lastSeq === null) return 'stopped';
       if (!c.planningDone) {
@@ -95,6 +104,30 @@ export class CampaignCloser {
       clearInterval(renew);
       await this.lease.release().catch(() => undefined);
     }
+  }
+
+  /**
+   * The stream is gone while PostgreSQL records a plan and no aborts: Redis lost it (the stream is dropped
+   * only after the aborts are recorded). Who was sent to is only in ClickHouse now, so, as an owner's
+   * re-plan does (campaign-actor.ts recover()), the closer lets what was recorded land, raises the plan key
+   * so a holder elsewhere records nothing more of the lost plan, and walks the audience again under the next
+   * generation: the walk's outcome filter leaves out whoever has an outcome, aborted included (a walk run
+   * again after this closer died aborts nobody twice), and the rest is recorded as aborted. Null if asked
+   * to stop meanwhile.
+   */
+  private async replanLost(c: Campaign, stop: () => boolean): Promise<Campaign | null> {
+    this.deps.log.warn(
+      { campaignId: this.campaignId, generation: c.planGeneration },
+      'cancelled campaign whose stream Redis lost: walking its audience again',
+    );
+    await this.deps.sink.flush();
+    await delay(this.deps.lostStreamGraceMs);
+    await this.deps.protocol.raisePlan(this.campaignId, c.planGeneration + 1);
+    await delay(this.deps.raisedPlanGraceMs);
+    if (stop()) return null;
+    await this.deps.campaigns.restartPlan(this.campaignId, c.planGeneration, { closing: true });
+    const again = await this.deps.campaigns.get(this.campaignId);
+    return again === null || again.abortsRecordedAt !== null ? null : again;
   }
 
   /**

@@ -163,6 +163,8 @@ export class Dispatcher {
         reclaimIdleMs: this.deps.options.reclaimIdleMs,
         leaseMs: this.deps.options.leaseMs,
         takeoverGraceMs: this.deps.options.takeoverGraceMs,
+        lostStreamGraceMs: this.deps.options.lostStreamGraceMs,
+        raisedPlanGraceMs: this.deps.options.raisedPlanGraceMs,
       },
       id,
       () => this.stopped,

@@ -1,6 +1,8 @@
 /**
  * For a re-plan after the stream was lost: which recipients of a page already have an outcome
- * (delivered or failed) in ClickHouse, so they are not sent again. One query per page; the ids go in
+ * (delivered, failed, withheld) in ClickHouse, so they are not sent again. `aborted` counts too: only the
+ * closer of a cancelled campaign writes it, and its own walk after a lost stream (campaign-closer.ts) must
+ * not abort anyone twice when it is run again. One query per page; the ids go in
  * an IN list, with max_query_size raised for it (a setting 18.16 knows).
  */
 import type { ClickHouse } from '../clickhouse/client.js';
@@ -18,7 +20,7 @@ export class OutcomeFilter {
     const userIds = unpackStrings(page.users, n);
     const rows = await this.ch.rows<{ user_id: string }>(
       `SELECT DISTINCT user_id FROM message_events
-       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed', 'skipped', 'suppressed', 'capped') AND user_id IN (${userIds.map(str).join(',')})
+       WHERE campaign_id = ${uint(campaignId)} AND kind IN ('delivered', 'failed', 'skipped', 'suppressed', 'capped', 'aborted') AND user_id IN (${userIds.map(str).join(',')})
        ${sinceGeneration > 0 ? `AND ${outcomeSinceGeneration(sinceGeneration)}` : ''}`,
       60,
       { max_query_size: 256 * 1024 * 1024 },

@@ -400,12 +400,15 @@ export class CampaignRepo {
    * recipients that already have an outcome). Conditional on the generation seen, so when several owners
    * notice the loss, one restarts the plan.
    */
-  async restartPlan(id: number, seenGeneration: number): Promise<boolean> {
+  async restartPlan(id: number, seenGeneration: number, opts: { closing?: boolean } = {}): Promise<boolean> {
+    // closing: the closer of a cancelled (or failed) campaign walks the audience again under the next
+    // generation, to record as aborted whoever has no outcome (campaign-closer.ts, after a lost stream)
+    const status = opts.closing === true ? `status IN ('cancelled', 'failed') AND aborts_recorded_at IS NULL` : `status = 'sending'`;
     try {
       const r = await this.db.query(
         `UPDATE campaigns SET plan_generation = plan_generation + 1, planned_chunks = 0, planned_last_id = 0,
            planned_count = 0, planning_done = false, updated_at = now()
-         WHERE id = $1 AND plan_generation = $2 AND status = 'sending'`,
+         WHERE id = $1 AND plan_generation = $2 AND ${status}`,
         [id, seenGeneration],
       );
       return r.rowCount === 1;

@@ -7,76 +7,39 @@
  * is the first request answered. The second request must not go out; after the resume every recipient
  * gets the message exactly once.
  */
-import { createServer, type Server } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Herald } from '../../src/main.js';
-import { apiFor, createNamespace, startTestHerald, type Api, type Namespace } from '../helpers/herald.js';
-import { listenLocal } from '../helpers/local-http.js';
+import { describe, expect, it } from 'vitest';
+import { useHeraldWithHeldReceiver } from '../helpers/held-receiver.js';
 
 const N = 40;
 const CHUNK = 10;
 
 describe('a pause heard while a sub-batch waits to post', () => {
-  let ns: Namespace;
-  let herald: Herald;
-  let api: Api;
-  let receiver: Server;
-  let url: string;
-  const posts: Array<{ at: number; keys: string[] }> = [];
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let firstArrived!: () => void;
-  const first = new Promise<void>((r) => (firstArrived = r));
-
-  beforeAll(async () => {
-    receiver = createServer((req, res) => {
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => {
-        const body = JSON.parse(data) as { messages: Array<{ idempotency_key: string }> };
-        posts.push({ at: Date.now(), keys: body.messages.map((m) => m.idempotency_key) });
-        const answer = (): void => void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-        if (posts.length > 1) return answer();
-        firstArrived();
-        void released.then(answer);
-      });
-    });
-    url = await listenLocal(receiver);
-    ns = await createNamespace({
-      workers: 1,
-      webhookConcurrency: 2,
-      subBatchSize: CHUNK,
-      webhookBatchSize: CHUNK,
-      webhookMaxInflightBytes: 1024,
-      webhookTimeoutMs: 30_000,
-      pollMs: 50,
-    });
-    herald = await startTestHerald(ns);
-    api = apiFor(herald);
-  });
-
-  afterAll(async () => {
-    release();
-    await herald?.stop();
-    await ns?.drop();
-    receiver?.close();
+  const ctx = useHeraldWithHeldReceiver({
+    workers: 1,
+    webhookConcurrency: 2,
+    subBatchSize: CHUNK,
+    webhookBatchSize: CHUNK,
+    webhookMaxInflightBytes: 1024,
+    webhookTimeoutMs: 30_000,
+    pollMs: 50,
   });
 
   it('lets nothing out after the pause, and sends each recipient once after the resume', async () => {
+    const { api, rx } = ctx;
     const audienceId = await api.audience(N, 'pg');
-    const id = await api.webhookCampaign(audienceId, url, { name: 'pause gate', chunk_size: CHUNK });
+    const id = await api.webhookCampaign(audienceId, rx.url, { name: 'pause gate', chunk_size: CHUNK });
     expect((await api.call('POST', `/v1/campaigns/${id}/start`)).status).toBe(200);
-    await first;
+    await rx.first;
     // the second chunk's sub-batch is built by now and waits for the byte budget
     await new Promise((r) => setTimeout(r, 300));
     expect((await api.call('POST', `/v1/campaigns/${id}/pause`)).status).toBe(200);
     const pausedAt = Date.now();
     // heard by the consumer (control channel, or the status poll every 50 ms)
     await new Promise((r) => setTimeout(r, 300));
-    release();
+    rx.release();
     await new Promise((r) => setTimeout(r, 1_000));
-    expect(posts.filter((p) => p.at > pausedAt)).toEqual([]);
-    expect(posts).toHaveLength(1);
+    expect(rx.posts.filter((p) => p.at > pausedAt)).toEqual([]);
+    expect(rx.posts).toHaveLength(1);
     const paused = (await api.call('GET', `/v1/campaigns/${id}`)).body;
     expect(paused).toMatchObject({ status: 'paused', delivered: CHUNK, overshoot: CHUNK });
 
@@ -84,7 +47,7 @@ describe('a pause heard while a sub-batch waits to post', () => {
     const done = await api.waitForStatus(id, ['completed'], 30_000);
     expect(done).toMatchObject({ status: 'completed', delivered: N, failed: 0 });
     const perKey = new Map<string, number>();
-    for (const p of posts) for (const k of p.keys) perKey.set(k, (perKey.get(k) ?? 0) + 1);
+    for (const p of rx.posts) for (const k of p.keys) perKey.set(k, (perKey.get(k) ?? 0) + 1);
     expect(perKey.size).toBe(N);
     expect([...perKey.values()].every((n) => n === 1)).toBe(true);
   });
