@@ -9,7 +9,7 @@ import type { CampaignStatus } from '../domain/campaign-status.js';
 import type { ChunkDescriptor } from '../domain/chunk.js';
 import { chunkTransition, eventsAfterSend, receivedChunk, type ChunkState, type StepReply } from '../domain/chunk-state.js';
 import { packedOffsets, unpackStrings } from '../domain/packed-ids.js';
-import type { Campaign } from '../store/campaign-repo.js';
+import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
 import type { Channel, OutboundBatch, SendResult } from '../channel/channel.js';
 import { withheldTally, type Withheld } from '../domain/withheld.js';
@@ -40,6 +40,12 @@ export interface ChunkSenderDeps {
   templates?: TemplateCache;
   /** counts per sub-batch and per chunk; default: none */
   metrics?: DispatchMetrics;
+  /**
+   * PostgreSQL's word on a campaign's plan generation, asked when Redis has no plan key ('lost'): a chunk of
+   * an older generation than PostgreSQL's was re-planned already (Redis lost its state again since the
+   * owner raised the key), so it is stale, not lost; absent: not asked
+   */
+  campaigns?: Pick<CampaignRepo, 'planGeneration'>;
 }
 
 /**
@@ -143,6 +149,18 @@ export class ChunkSender {
     // has an outcome), so the sub-batch is sent out and recorded whole, by the step after it, which finds the
     // loss. Once the plan key is raised, the step and the sink's fence find the chunk stale: the new plan
     // sends its recipients.
+    // A 'lost' step is asked again of PostgreSQL: re-planned already under a later generation, the chunk is
+    // stale. A PostgreSQL that does not answer leaves it lost (posted and recorded, as before the re-plan).
+    const replannedSince = async (reply: StepReply): Promise<boolean> => {
+      if (reply.hold !== 'lost' || this.deps.campaigns === undefined) return false;
+      try {
+        const g = await this.deps.campaigns.planGeneration(campaignId);
+        return g !== null && g > chunk.generation;
+      } catch {
+        return false;
+      }
+    };
+    const STALE: StepReply = { hold: 'stale', sent: 0 };
     let fencedBy: StepReply | null = null;
     let confirming: Promise<boolean> | null = null;
     // The campaign's status is looked at again at the sub-batch's first request: under load the look before
@@ -160,7 +178,8 @@ export class ChunkSender {
       if (Date.now() - checkedAt <= this.deps.recheckAfterMs) return Promise.resolve(true);
       const at = Date.now();
       confirming = protocol.step({ campaignId, consumer: holder, entryId }).then(
-        (reply) => {
+        async (reply) => {
+          if (await replannedSince(reply)) reply = STALE;
           confirming = null;
           if (reply.hold === 'held' || reply.hold === 'lost') {
             checkedAt = Math.max(checkedAt, at);
@@ -258,7 +277,7 @@ export class ChunkSender {
       const tally = withheldTally(result.withheld);
       this.metrics.throttled(campaignId, result.throttled);
       checkedAt = Date.now();
-      const reply = await protocol.step({
+      let reply = await protocol.step({
         campaignId,
         consumer: holder,
         entryId,
@@ -271,6 +290,7 @@ export class ChunkSender {
           answeredAtMs,
         },
       });
+      if (await replannedSince(reply)) reply = STALE;
       state = chunkTransition(state, { type: 'recorded', reply, n, goOn: control.goOn(stepStatus(reply)) }, chunk.count);
       const events = eventsAfterSend(reply);
       if (events === 'none') {

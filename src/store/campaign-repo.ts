@@ -184,6 +184,16 @@ export class CampaignRepo {
     }
   }
 
+  /** The campaign's current plan generation (null: no such campaign). */
+  async planGeneration(id: number): Promise<number | null> {
+    try {
+      const r = await this.db.query<{ g: number }>('SELECT plan_generation AS g FROM campaigns WHERE id = $1', [id]);
+      return r.rows[0]?.g ?? null;
+    } catch (err) {
+      throw wrapPgError(err, 'read plan generation');
+    }
+  }
+
   async status(id: number): Promise<CampaignStatus | null> {
     try {
       const r = await this.db.query<{ status: CampaignStatus }>('SELECT status FROM campaigns WHERE id = $1', [id]);

@@ -264,7 +264,8 @@ describe('Herald on a modern ClickHouse (chDB 26.x) as on 18.16', () => {
     expect(a.counts).toMatchObject({
       [C]: { delivered: 594, failed: 3, suppressed: 1, capped: 1, skipped: 1, read: 50, uniqueReaders: 40 },
     });
-    expect(a.keptAfterOutcomes).toBe(100);
+    // of 700 users, 600 have a dispatch outcome and 20 more an aborted one (the closer's walk counts it)
+    expect(a.keptAfterOutcomes).toBe(80);
     expect((a.statsMinute as { by_segment: unknown[] }).by_segment).toHaveLength(4);
   }, 60_000);
 
