@@ -78,7 +78,12 @@ describe('GET /metrics on a serve process', () => {
       (c) => c.delivered === total,
     );
     expect(done.status).toBe('completed');
-    const after = await scrape(api.base);
+    // The actor stops hosting the campaign once its completion's last duties are done (the count check
+    // reads ClickHouse twice when a view lags), a moment after the status says completed.
+    const after = await eventually(
+      () => scrape(api.base),
+      (s) => sumOf(s, 'herald_campaigns_hosted') === 0,
+    );
     for (const outcome of ['delivered', 'failed', 'skipped', 'suppressed', 'capped', 'aborted']) {
       expect(sumOf(after, 'herald_messages_total', { campaign: label, channel: 'null', outcome }), outcome).toBe(view[outcome]);
     }
