@@ -5,6 +5,7 @@
  * when, on which consumer; the sender (chunk-sender.ts) sends it, the chunk protocol (stream/) records it.
  */
 import { checkCounts } from './count-check.js';
+import { fenceLostPlan } from './lost-plan.js';
 import type { RedisClient } from '../stream/redis-connect.js';
 import type { Logger } from 'pino';
 import { isTerminal, type CampaignStatus } from '../domain/campaign-status.js';
@@ -30,8 +31,6 @@ import type { DispatchMetrics, ReclaimReason } from '../domain/metrics.js';
 
 /** The longest a lost stream's re-plan waits for this process's chunks in hand (see recover). */
 const LOST_STREAM_HAND_WAIT_MS = 5 * 60_000;
-
-const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export interface ActorOptions {
   workers: number;
   readCount: number;
@@ -392,15 +391,12 @@ export class CampaignActor {
       const inHand = Promise.allSettled([...this.inHand]).then(() => true);
       const waited = await Promise.race([inHand, new Promise<false>((r) => setTimeout(() => r(false), LOST_STREAM_HAND_WAIT_MS).unref())]);
       if (!waited) this.deps.log.warn({ campaignId: this.id }, 'chunks still in hand after the lost stream; re-planning without them');
-      await this.deps.sink.flush();
-      // The graces are plain timers: this.sleep ends at every status word (each poll), and a grace cut short
-      // lets the re-plan read the outcomes before what it waits for has landed.
-      // What other processes recorded of the lost generation reaches ClickHouse within their flush interval.
-      await delay(this.deps.options.lostStreamGraceMs);
-      // From here on what a holder elsewhere still sends of it is no one's: left to the new plan.
-      await this.deps.protocol.raisePlan(this.id, lost + 1);
-      // An insert whose fence answered before the raise starts within the fence's trust, and lands.
-      await delay(this.deps.options.raisedPlanGraceMs);
+      const { sink, protocol, options } = this.deps;
+      await fenceLostPlan(
+        { sink, protocol, lostStreamGraceMs: options.lostStreamGraceMs, raisedPlanGraceMs: options.raisedPlanGraceMs },
+        this.id,
+        lost,
+      );
       // Stopped meanwhile: the next owner finds the stream lost and recovers it.
       if (!this.running) return;
       await this.deps.campaigns.restartPlan(this.id, lost);

@@ -13,6 +13,7 @@ import type { ChunkDescriptor } from '../domain/chunk.js';
 import { packedOffsets } from '../domain/packed-ids.js';
 import { subBatchId } from '../domain/sub-batch.js';
 import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
+import { fenceLostPlan } from './lost-plan.js';
 import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
 import type { RedisGateway } from '../stream/redis-gateway.js';
 import { seqFromStreamId } from '../domain/chunk.js';
@@ -42,8 +43,6 @@ export interface CloserDeps {
   lostStreamGraceMs: number;
   raisedPlanGraceMs: number;
 }
-
-const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export type CloseResult = 'closed' | 'busy' | 'stopped';
 
@@ -120,10 +119,7 @@ export class CampaignCloser {
       { campaignId: this.campaignId, generation: c.planGeneration },
       'cancelled campaign whose stream Redis lost: walking its audience again',
     );
-    await this.deps.sink.flush();
-    await delay(this.deps.lostStreamGraceMs);
-    await this.deps.protocol.raisePlan(this.campaignId, c.planGeneration + 1);
-    await delay(this.deps.raisedPlanGraceMs);
+    await fenceLostPlan(this.deps, this.campaignId, c.planGeneration);
     if (stop()) return null;
     await this.deps.campaigns.restartPlan(this.campaignId, c.planGeneration, { closing: true });
     const again = await this.deps.campaigns.get(this.campaignId);
