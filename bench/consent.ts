@@ -20,7 +20,8 @@ import { cpus } from 'node:os';
 import { loadConfig } from '../src/config.js';
 import { migrate } from '../src/main.js';
 import { apiCaller, childHeraldEnv, dropNamespace, namespaced, spawnServe, stopServe } from './namespace.js';
-import { peakRssMb } from './proc.js';
+import { cpuByService, cpuSince, peakRssMb } from './proc.js';
+import { Redis } from 'ioredis';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,7 +52,24 @@ const report: Record<string, unknown> = {
   cap: { max: CAP_MAX, window_s: CAP_WINDOW_S },
 };
 
-async function runCampaign(audienceId: number, extra: Record<string, unknown>): Promise<{ rate: number; counts: Record<string, number> }> {
+const redis = new Redis(cfg.redisUrl);
+
+/** Redis's own time per command in µs over a round (INFO commandstats, reset before it). */
+async function redisUsec(): Promise<Record<string, number>> {
+  const info = await redis.info('commandstats');
+  const out: Record<string, number> = {};
+  for (const m of info.matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g)) out[m[1]!] = Number(m[3]);
+  return out;
+}
+
+interface Round {
+  rate: number;
+  counts: Record<string, number>;
+  cpu: Record<string, number>;
+  redisUsec: Record<string, number>;
+}
+
+async function runCampaign(audienceId: number, extra: Record<string, unknown>): Promise<Round> {
   const c = await api('POST', '/v1/campaigns', {
     name: 'bench',
     audience_id: audienceId,
@@ -59,13 +77,20 @@ async function runCampaign(audienceId: number, extra: Record<string, unknown>): 
     content: { title: 't', body: 'b' },
     ...extra,
   });
+  await redis.config('RESETSTAT');
+  const cpu0 = cpuByService(child.pid!);
   const t0 = performance.now();
   await api('POST', `/v1/campaigns/${c.id}/start`);
   for (;;) {
     const g = await api('GET', `/v1/campaigns/${c.id}`);
     if (g.status === 'completed') {
       const s = (performance.now() - t0) / 1000;
-      return { rate: Math.round(N / s), counts: { delivered: g.delivered, suppressed: g.suppressed, capped: g.capped, total: g.total } };
+      return {
+        rate: Math.round(N / s),
+        counts: { delivered: g.delivered, suppressed: g.suppressed, capped: g.capped, total: g.total },
+        cpu: cpuSince(cpu0, child.pid!),
+        redisUsec: await redisUsec(),
+      };
     }
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -83,7 +108,7 @@ try {
       j = await api('GET', `/v1/imports/${imp.import_id}`)
     )
       await new Promise((r) => setTimeout(r, 200));
-  const plain: Array<{ rate: number; counts: Record<string, number> }> = [];
+  const plain: Round[] = [];
   for (let r = 0; r < ROUNDS; r++) plain.push(await runCampaign(aud.id, {}));
   // Every `step`-th audience member is suppressed (half on the global list, half on the topic's), the rest of
   // the list is users outside the audience.
@@ -110,7 +135,7 @@ try {
   await api('POST', `/v1/campaigns/${wc.id}/start`);
   while ((await api('GET', `/v1/campaigns/${wc.id}`)).status !== 'completed') await new Promise((r) => setTimeout(r, 20));
   report.warmMs = Math.round(performance.now() - w0);
-  const consent: Array<{ rate: number; counts: Record<string, number> }> = [];
+  const consent: Round[] = [];
   for (let r = 0; r < ROUNDS; r++) consent.push(await runCampaign(aud.id, { topic: TOPIC }));
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const ratio = median(consent.map((c) => c.rate)) / median(plain.map((c) => c.rate));
@@ -126,5 +151,6 @@ try {
   writeFileSync(`bench/results/consent${N === 1_000_000 ? '' : `-${N}`}.json`, JSON.stringify(report, null, 2));
 } finally {
   await stopServe(child);
+  redis.disconnect();
   await dropNamespace(base, ns);
 }

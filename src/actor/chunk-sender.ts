@@ -65,8 +65,6 @@ export interface ScreenQuery {
   /** the sub-batch's user ids, packed (domain/packed-ids.ts), `count` of them */
   users: Buffer;
   count: number;
-  /** the same ids as strings when the sender has decoded them already (a channel that reads them); else null */
-  userIds: readonly string[] | null;
 }
 
 /** What the sender asks of the campaign it sends for (the actor answers). */
@@ -359,9 +357,7 @@ export class ChunkSender {
     const templated = templates.personal && (rendersNow || campaign.missing === 'skip');
     // The screen reads packed ids itself: the null and inbox paths decode nothing for it.
     const userIds = channel.needsRecipients || templated ? unpackStrings(users, n) : [];
-    const held = screened
-      ? await screen.screen({ campaign, users, count: n, userIds: userIds.length === n ? userIds : null })
-      : new Map<number, Withheld>();
+    const held = screened ? await screen.screen({ campaign, users, count: n }) : new Map<number, Withheld>();
     const failed = new Map<number, string>();
     let contents: Array<RenderedContent | undefined> | null = null;
     if (templated) {

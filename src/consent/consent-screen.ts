@@ -7,14 +7,17 @@
  * confirmed in PostgreSQL in one query for the sub-batch's hits. So a sub-batch without suppressed users
  * costs one Redis GET (shared by the sub-batches screened at the same moment) and a hash per user of its
  * packed ids, with no database round trip and no id decoded; with nobody on any list and no cap, no hash.
+ * The sub-batches screened side by side share their confirmations (one query for the hits of all of them)
+ * and their cap takes (cap-keeper.ts), which get the ids as bytes, never as strings.
  */
-import { fingerprintBytes, topicSeed, type Fingerprint, type TopicSeed } from '../domain/fingerprint.js';
-import { readVarint, unpackStrings } from '../domain/packed-ids.js';
+import { fingerprintBytes, fingerprintBytesTwice, topicSeed, type Fingerprint, type TopicSeed } from '../domain/fingerprint.js';
+import { joinedWithout, lengthAt, varintBytes } from '../domain/packed-ids.js';
 import { GLOBAL_TOPIC, type TopicCap } from '../domain/consent-input.js';
 import type { Withheld } from '../domain/withheld.js';
 import type { RecipientScreen, ScreenQuery } from '../actor/chunk-sender.js';
 import type { SuppressionIndex } from './suppression-index.js';
 import type { CapKeeper } from './cap-keeper.js';
+import { GroupCall } from './group-call.js';
 
 export interface ConsentScreenOptions {
   index: SuppressionIndex;
@@ -34,8 +37,23 @@ export class ConsentScreen implements RecipientScreen {
   private readonly seeds = new Map<string, TopicSeed>();
   private readonly caps = new Map<string, { cap: TopicCap | null; at: number }>();
   private readonly fp: Fingerprint = { hi: 0, lo: 0 };
+  private readonly fpTopic: Fingerprint = { hi: 0, lo: 0 };
+  /** a group's confirmed pairs, as `topic\nuser`: a fact about the lists, the same for every sub-batch asking */
+  private readonly confirms: GroupCall<{ topics: string[]; userIds: string[] }, ReadonlySet<string>>;
 
-  constructor(private readonly opts: ConsentScreenOptions) {}
+  constructor(private readonly opts: ConsentScreenOptions) {
+    this.confirms = new GroupCall({
+      weight: (q) => q.topics.length,
+      maxWeight: 20_000,
+      run: async (qs) => {
+        const topics = qs.length === 1 ? qs[0]!.topics : qs.flatMap((q) => q.topics);
+        const userIds = qs.length === 1 ? qs[0]!.userIds : qs.flatMap((q) => q.userIds);
+        const rows = await this.opts.confirm(topics, userIds);
+        const confirmed = new Set(rows.map((r) => `${r.topic}\n${r.userId}`));
+        return qs.map(() => confirmed);
+      },
+    });
+  }
 
   // Every campaign is screened: the global list applies to all of them.
   applies(): boolean {
@@ -51,26 +69,31 @@ export class ConsentScreen implements RecipientScreen {
     const cap = topic === null ? null : await this.topicCap(topic);
     // Nobody on any list and no cap: nothing to look up (the common case costs one coalesced GET).
     if (index.size === 0 && cap === null) return held;
-    let decoded: readonly string[] | null = q.userIds;
-    const ids = (): readonly string[] => (decoded ??= unpackStrings(users, count));
     const hitAt: number[] = [];
     const hitTopics: string[] = [];
     const hitUsers: string[] = [];
     if (index.size > 0) {
       const fp = this.fp;
+      const fpTopic = this.fpTopic;
       const seed = topic === null ? null : this.seed(topic);
-      // Fingerprints of the packed UTF-8 bytes: only hits are decoded, for their confirmation.
+      // Fingerprints of the packed UTF-8 bytes (a chunk's ids were checked when it was decoded): only hits
+      // are decoded, for their confirmation.
       let off = 0;
       for (let i = 0; i < count; i++) {
-        const [len, start] = readVarint(users, off, users.length);
+        const len = lengthAt(users, off);
+        off += varintBytes(len);
+        const start = off;
         const end = start + len;
         off = end;
-        fingerprintBytes(GLOBAL_SEED, users, start, end, fp);
-        const global = index.has(fp.hi, fp.lo);
+        let global: boolean;
         let mine = false;
-        if (seed !== null) {
-          fingerprintBytes(seed, users, start, end, fp);
-          mine = index.has(fp.hi, fp.lo);
+        if (seed === null) {
+          fingerprintBytes(GLOBAL_SEED, users, start, end, fp);
+          global = index.has(fp.hi, fp.lo);
+        } else {
+          fingerprintBytesTwice(GLOBAL_SEED, seed, users, start, end, fp, fpTopic);
+          global = index.has(fp.hi, fp.lo);
+          mine = index.has(fpTopic.hi, fpTopic.lo);
         }
         if (!global && !mine) continue;
         const u = users.toString('utf8', start, end);
@@ -87,7 +110,7 @@ export class ConsentScreen implements RecipientScreen {
       }
     }
     if (hitAt.length > 0) {
-      const confirmed = new Set((await this.opts.confirm(hitTopics, hitUsers)).map((r) => `${r.topic}\n${r.userId}`));
+      const confirmed = await this.confirms.call({ topics: hitTopics, userIds: hitUsers });
       let missed = 0;
       for (let h = 0; h < hitAt.length; h++) {
         if (!confirmed.has(`${hitTopics[h]}\n${hitUsers[h]}`)) {
@@ -101,18 +124,20 @@ export class ConsentScreen implements RecipientScreen {
       if (missed > 0) index.missed(missed);
     }
     if (topic === null || cap === null) return held;
-    const all = ids();
-    const at: number[] = [];
-    const open: string[] = [];
-    for (let i = 0; i < count; i++) {
-      if (held.has(i)) continue;
-      at.push(i);
-      open.push(all[i]!);
-    }
-    const capped = await this.opts.caps.take({ topic, cap, campaignId: campaign.id, userIds: open });
+    // The cap takes the ids of whoever is not held already, in order: its positions are theirs.
+    const open = joinedWithout(users, count, held);
+    const capped = await this.opts.caps.take({ topic, cap, campaignId: campaign.id, users: open, count: count - held.size });
     if (capped.length > 0) {
       const reason: Withheld = { kind: 'capped', reason: `cap of topic ${topic}: ${cap.max} per ${cap.windowS} s` };
-      for (const k of capped) held.set(at[k]!, reason);
+      let k = 0;
+      for (let i = 0, kept = 0; i < count && k < capped.length; i++) {
+        if (held.has(i)) continue;
+        if (kept === capped[k]) {
+          held.set(i, reason);
+          k++;
+        }
+        kept++;
+      }
     }
     return held;
   }

@@ -294,13 +294,15 @@ export class RedisGateway {
     windowMs: number;
     campaignId: number;
     max: number;
-    userIds: readonly string[];
+    /** `count` user ids joined by NUL (packed-ids.ts joinedWithout) */
+    users: Buffer;
+    count: number;
   }): Promise<number[] | 'unbuilt'> {
-    if (p.userIds.length === 0) return [];
+    if (p.count === 0) return [];
     const reply = await this.run({
       script: 'capTake',
       keys: this.keys.capKeys(p.topic, p.windowMs),
-      args: [p.campaignId, p.max, p.windowMs, ...p.userIds],
+      args: [p.campaignId, p.max, p.windowMs, p.users],
     });
     if (!Array.isArray(reply)) throw invalid('capTake', reply);
     const items: unknown[] = reply;

@@ -5,7 +5,8 @@ import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
 import type { HeraldError } from '../../src/errors.js';
 import { CopyFormatError, RecipientRowDecoder } from '../../src/store/copy-binary.js';
 import { copyBinary } from '../helpers/copy-binary.js';
-import { checkPacked, packStrings, unpackStrings } from '../../src/domain/packed-ids.js';
+import fc from 'fast-check';
+import { checkPacked, joinedWithout, lengthAt, packStrings, unpackStrings, varintBytes, writeVarint } from '../../src/domain/packed-ids.js';
 
 /** Decodes binary COPY data fed in pieces of `step` bytes (as a socket may cut it). */
 function decode(data: Buffer, withAddress: boolean, withSegment = false, step = data.length): RecipientPage {
@@ -20,6 +21,39 @@ function page(ids: number[], withAddress = false): RecipientPage {
 }
 
 const base = { campaignId: 7, audienceId: 3, generation: 0 };
+
+describe('packed lengths', () => {
+  it('reads back what writeVarint wrote, and knows its size, for any length', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: 0xffffffff }), (n) => {
+        const buf = Buffer.alloc(8);
+        const end = writeVarint(buf, 1, n);
+        expect(end - 1).toBe(varintBytes(n));
+        expect(lengthAt(buf, 1)).toBe(n);
+      }),
+    );
+  });
+});
+
+describe('packed ids without some positions, joined by NUL', () => {
+  it('keeps exactly the other ids, in order, for any ids and positions', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.string({ minLength: 1, maxLength: 200, unit: 'grapheme' }).filter((u) => !u.includes('\0')),
+          { maxLength: 60 },
+        ),
+        fc.array(fc.nat()),
+        (ids, picks) => {
+          const skip = new Set(picks.map((p) => p % Math.max(1, ids.length)));
+          const kept = ids.filter((_, i) => !skip.has(i));
+          const out = joinedWithout(packStrings(ids), ids.length, skip);
+          expect(out.length === 0 ? [] : out.toString('utf8').split('\0')).toEqual(kept);
+        },
+      ),
+    );
+  });
+});
 
 describe('chunk packing', () => {
   it('cuts a page into contiguous keyset ranges carrying their recipients', () => {

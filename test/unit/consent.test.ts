@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { SuppressionIndex } from '../../src/consent/suppression-index.js';
-import { fingerprint, fingerprintSql, FingerprintSet } from '../../src/domain/fingerprint.js';
+import {
+  fingerprint,
+  fingerprintBytes,
+  fingerprintBytesTwice,
+  fingerprintSql,
+  FingerprintSet,
+  topicSeed,
+} from '../../src/domain/fingerprint.js';
 import { parseSuppressionLine, validateTopicInput } from '../../src/domain/consent-input.js';
 import { messageTokens, trackingToken, unsubscribeToken, verifyTrackingToken, verifyUnsubscribeToken } from '../../src/domain/tokens.js';
 import type { HeraldError } from '../../src/errors.js';
@@ -24,6 +31,26 @@ describe('suppression fingerprints', () => {
         },
       ),
       { numRuns: 30 },
+    );
+  });
+
+  it('takes both fingerprints in one pass exactly as one at a time', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 12 }),
+        fc.string({ maxLength: 12 }),
+        fc.uint8Array({ maxLength: 80 }),
+        fc.nat(),
+        (t1, t2, bytes, cut) => {
+          const start = bytes.length === 0 ? 0 : cut % bytes.length;
+          const [s1, s2] = [topicSeed(t1), topicSeed(t2)];
+          const a = { hi: 0, lo: 0 };
+          const b = { hi: 0, lo: 0 };
+          fingerprintBytesTwice(s1, s2, bytes, start, bytes.length, a, b);
+          expect(a).toEqual(fingerprintBytes(s1, bytes, start, bytes.length, { hi: 0, lo: 0 }));
+          expect(b).toEqual(fingerprintBytes(s2, bytes, start, bytes.length, { hi: 0, lo: 0 }));
+        },
+      ),
     );
   });
 

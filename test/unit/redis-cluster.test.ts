@@ -75,7 +75,7 @@ describe('hash tags', () => {
       g.rateAcquire({ campaignId: 7, rate: 1, n: 1, burstUs: 1 }),
       g.announce({ campaignId: 7, status: 'sending', version: 1, ttlS: 0, message: '7 sending' }),
       g.raiseSuppressionMark(1),
-      g.capTake({ topic: 'news', windowMs: 1000, campaignId: 7, max: 1, userIds: ['u1'] }),
+      g.capTake({ topic: 'news', windowMs: 1000, campaignId: 7, max: 1, users: Buffer.from('u1'), count: 1 }),
       g.capSeed({ topic: 'news', windowMs: 1000, first: true, last: true, entries: [] }),
     ];
     await Promise.allSettled(calls);

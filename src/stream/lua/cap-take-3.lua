@@ -5,7 +5,9 @@
 --           slice each slice hash holds
 --   KEYS[2] the even slices' hash, KEYS[3] the odd slices' hash: user id → `<campaign>:<ms>,` per message
 --           counted in that slice (slice = floor(ms / window)); two slices cover any window ending now
---   ARGV[1] campaign id, ARGV[2] max, ARGV[3] window in ms, ARGV[4..] the sub-batch's user ids
+--   ARGV[1] campaign id, ARGV[2] max, ARGV[3] window in ms, ARGV[4] the user ids of one or more sub-batches
+--           of the campaign joined by NUL (no user id holds one): one argument, split by one pattern match,
+--           instead of one per user
 -- Output: {-1} when the state is not built (new, or lost with Redis): nothing was taken; else the 1-based
 --   positions capped. A user already counted for this campaign in the window passes again and is not
 --   counted twice, so a sub-batch screened again after a crash spends nothing more.
@@ -26,10 +28,27 @@ if tonumber(held[1]) ~= cur then
   redis.call('DEL', curKey)
   redis.call('HSET', KEYS[1], curField, cur)
 end
-local n = #ARGV - 3
-local curVals = redis.call('HMGET', curKey, unpack(ARGV, 4))
+local ids = {}
+local n = 0
+for id in string.gmatch(ARGV[4], '[^%z]+') do
+  n = n + 1
+  ids[n] = id
+end
+if n == 0 then return {} end
+-- Lua's unpack takes a few thousand values at most: HMGET and HSET of more users go in pieces.
+local PIECE = 2000
+local function hmget(key)
+  if n <= PIECE then return redis.call('HMGET', key, unpack(ids)) end
+  local out = {}
+  for from = 1, n, PIECE do
+    local got = redis.call('HMGET', key, unpack(ids, from, math.min(from + PIECE - 1, n)))
+    for k = 1, #got do out[from + k - 1] = got[k] end
+  end
+  return out
+end
+local curVals = hmget(curKey)
 local prevVals = {}
-if tonumber(held[2]) == cur - 1 then prevVals = redis.call('HMGET', prevKey, unpack(ARGV, 4)) end
+if tonumber(held[2]) == cur - 1 and redis.call('EXISTS', prevKey) == 1 then prevVals = hmget(prevKey) end
 local since = now - w
 local capped = {}
 local writes = {}
@@ -57,7 +76,7 @@ for i = 1, n do
   if not mine then
     if count < max then
       local k = #writes
-      writes[k + 1] = ARGV[i + 3]
+      writes[k + 1] = ids[i]
       writes[k + 2] = cv and (cv .. entry) or entry
     else
       capped[#capped + 1] = i
@@ -65,7 +84,14 @@ for i = 1, n do
   end
 end
 if #writes > 0 then
-  redis.call('HSET', curKey, unpack(writes))
+  for from = 1, #writes, 2 * PIECE do
+    local to = math.min(from + 2 * PIECE - 1, #writes)
+    if from == 1 and to == #writes then
+      redis.call('HSET', curKey, unpack(writes))
+    else
+      redis.call('HSET', curKey, unpack(writes, from, to))
+    end
+  end
   redis.call('PEXPIRE', curKey, 2 * w + 1000)
 end
 redis.call('PEXPIRE', KEYS[1], 2 * w + 1000)
