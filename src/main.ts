@@ -269,6 +269,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let api: ApiServer | null = null;
   let wsSubscriber: RedisClient | null = null;
   let imports: ImportJobs | null = null;
+  let suppressions: SuppressionWriter | null = null;
   let readSpool: ReadSpool | null = null;
   if (fullApi) {
     const importRepo = new ImportRepo(importDb, MAX_KEPT_REJECTED);
@@ -282,6 +283,12 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     });
     imports.start();
     const importJobs = imports;
+    suppressions = new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark), {
+      answerWaitMs: cfg.importAnswerWaitMs,
+      sweepMs: cfg.importSweepMs,
+      log,
+    });
+    suppressions.start();
     const progress = new ProgressReader(ch);
     wsSubscriber = duplicateRedis(redis, 'subscriber');
     wsSubscriber.on('error', (err) => log.warn({ err: err.message }, 'redis progress subscriber connection'));
@@ -368,7 +375,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         membership: new CampaignMembership(db),
         recipientEvents: new RecipientHistory(ch),
         testSends: new TestSender({ channels, templates, record: (events) => testEvents.record(events) }),
-        suppressions: new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark)),
+        suppressions,
         consent,
         log,
         health,
@@ -417,7 +424,12 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         wsSubscriber?.disconnect();
         // Side by side, so none eats the others' share of the shutdown grace: what is cut short is
         // picked up again (a merge rolls back and is resumed, a spool file is adopted, a chunk reclaimed).
-        await Promise.all([imports?.stop(IMPORTS_STOP_MS), readSpool?.close(SPOOL_CLOSE_MS), dispatcher?.stop()]);
+        await Promise.all([
+          imports?.stop(IMPORTS_STOP_MS),
+          suppressions?.stop(IMPORTS_STOP_MS),
+          readSpool?.close(SPOOL_CLOSE_MS),
+          dispatcher?.stop(),
+        ]);
         await withTimeout(sink.close(), SINK_CLOSE_MS).catch((err: unknown) => log.error({ err }, 'event flush at shutdown failed'));
         await channels.close();
         subscriber?.disconnect();

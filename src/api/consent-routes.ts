@@ -11,15 +11,17 @@ import { parseTopic, validateTopicInput, type TopicCap } from '../domain/consent
 import { verifyUnsubscribeToken } from '../domain/tokens.js';
 import { TOKEN_CALLER, type AuditRecord } from '../domain/audit.js';
 import type { BulkReport, SuppressionWriter } from '../import/suppression-writer.js';
+import { parseId } from '../domain/campaign-input.js';
+import { suppressionBatchView, type SuppressionBatch } from '../domain/suppression-batch.js';
 import type { SuppressionRow } from '../store/consent-repo.js';
 import { importFormat } from './import-routes.js';
 import type { Reply, Route } from './route.js';
-import { jsonBody, TOPIC_NAME, USER_PARAM } from './schemas.js';
+import { ID_PARAM, jsonBody, TOPIC_NAME, USER_PARAM } from './schemas.js';
 
 export interface ConsentApiDeps {
   tokenSecret: string;
   maxImportBytes: number;
-  suppressions: Pick<SuppressionWriter, 'bulk' | 'one'>;
+  suppressions: Pick<SuppressionWriter, 'bulk' | 'one' | 'get'>;
   consent: {
     forUser(userId: string): Promise<SuppressionRow[]>;
     getTopic(topic: string): Promise<{ topic: string; cap: TopicCap | null; updatedAt: Date } | null>;
@@ -56,8 +58,12 @@ const TOPIC_BODY = {
   },
 };
 
-function bulkView(r: BulkReport): Record<string, unknown> {
-  return { accepted: r.accepted, rejected: r.rejected, rejected_count: r.rejectedCount, total: r.total };
+/** 200 once applied (or failed), 202 while applying; the request's own rejected lines either way. */
+function bulkAnswer(batch: SuppressionBatch, r: BulkReport): Reply {
+  return {
+    status: batch.status === 'applying' ? 202 : 200,
+    body: { ...suppressionBatchView(batch), rejected: r.rejected, rejected_count: r.rejectedCount, total: r.total, accepted: r.accepted },
+  };
 }
 
 function topicView(t: { topic: string; cap: TopicCap | null; updatedAt: Date }): Record<string, unknown> {
@@ -92,12 +98,16 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
     auth: 'audience',
     summary,
     body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description },
-    responses: { 200: '{accepted, rejected: [first 100 {line, error}], rejected_count, total}', 415: 'not NDJSON' },
+    responses: {
+      200: '{id, op, status: "completed" | "failed", accepted, rejected: [first 100 {line, error}], rejected_count, total, changed, error}: applied',
+      202: '{id, op, status: "applying", accepted, rejected, rejected_count, total}: staged; follow it at GET /v1/suppressions/batches/:id',
+      415: 'not NDJSON',
+    },
     handler: async (req) => {
       if (importFormat(req.headers.contentType) !== 'ndjson')
         throw new HeraldError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/x-ndjson', { field: 'content-type' });
-      const report = await deps.suppressions.bulk(op, req.stream(deps.maxImportBytes), req.actor);
-      return { status: 200, body: bulkView(report) };
+      const { batch, report } = await deps.suppressions.bulk(op, req.stream(deps.maxImportBytes), req.actor);
+      return bulkAnswer(batch, report);
     },
   });
   return [
@@ -113,6 +123,24 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
       'Lift suppressions (NDJSON, streamed; accepted lines are kept)',
       'one suppression a line (reason ignored)',
     ),
+    {
+      name: 'getSuppressionBatch',
+      method: 'get',
+      path: '/v1/suppressions/batches/:id',
+      auth: 'read',
+      summary: 'A bulk suppression change: applying, completed or failed',
+      params: [{ ...ID_PARAM, description: 'the batch (the id a bulk PUT or DELETE answered with)' }],
+      responses: {
+        200: '{id, op, status, accepted, rejected, rejected_count, total, changed, error, started_at, received_at, finished_at}',
+        404: 'no such batch',
+      },
+      handler: async (req) => {
+        const id = parseId(req.params[0], 'id');
+        const batch = await deps.suppressions.get(id);
+        if (batch === null) throw new HeraldError('NOT_FOUND', `suppression batch ${id} not found`);
+        return { status: 200, body: suppressionBatchView(batch) };
+      },
+    },
     {
       name: 'listUserSuppressions',
       method: 'get',

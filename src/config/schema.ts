@@ -121,14 +121,14 @@ export const SCHEMA = {
     min: 0,
     // well under uWebSockets.js's ~10 s idle timeout, which would close the connection unanswered
     max: 8000,
-    doc: "an import request waits this long for its merge before answering 202 with the job (at most 8000, under uWebSockets.js's idle timeout)",
+    doc: "an import request waits this long for its merge, and a bulk suppression request for its apply, before answering 202 with the job or batch (at most 8000, under uWebSockets.js's idle timeout)",
   }),
   importSweepMs: int({
     env: 'HERALD_IMPORT_SWEEP_MS',
     default: 5000,
     min: 100,
     max: HOUR_MS,
-    doc: 'how often a process looks for import jobs left by a stopped process, and resumes them',
+    doc: 'how often a process looks for import jobs and suppression batches left by a stopped process, and resumes them',
   }),
 
   // Dispatch

@@ -1,19 +1,46 @@
 /**
  * Writes suppressions: bulk NDJSON bodies (PUT / DELETE /v1/suppressions) streamed line by line into COPY
  * text with each row's fingerprint, a bad line rejected with its number while the rest is kept; and single
- * unsubscribes. After a change commits, its mark is raised in Redis, so senders reload before their next
- * sub-batch (consent/suppression-index.ts); the answer waits for that.
+ * unsubscribes. A bulk body is staged as a batch while it arrives, and the batch is applied in the
+ * background: the request waits for the apply only `answerWaitMs` (then answers 202 with the batch), so a
+ * body of any size is answered within seconds of its last byte, whatever PostgreSQL is doing. After a put
+ * commits, its mark is raised in Redis, so senders reload before their next sub-batch
+ * (consent/suppression-index.ts); a single unsubscribe's answer waits for that. Every `sweepMs`, batches
+ * left applying by a stopped process are applied, and applied puts whose mark was not raised are marked.
  */
 import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { HeraldError } from '../errors.js';
 import { fingerprint, fingerprintSql } from '../domain/fingerprint.js';
 import { parseSuppressionLine, suppressionCopyLine, type SuppressionLine } from '../domain/consent-input.js';
 import type { Actor, AuditRecord } from '../domain/audit.js';
+import type { RejectedLine } from '../domain/import-job.js';
+import type { SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
 
-/** Each change is recorded in the audit with it (`audit` is read once the body is through). */
+/** Each change is recorded in the audit with it. */
 export interface SuppressionRecord {
-  bulkPut(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<number>;
-  bulkDelete(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<void>;
+  stageBatch(p: {
+    op: SuppressionOp;
+    copyText: AsyncIterable<string | Buffer>;
+    counts(): { total: number; accepted: number; rejectedCount: number; rejected: RejectedLine[] };
+    audit(id: number): AuditRecord;
+    startedAt: Date;
+  }): Promise<number>;
+  applyBatch(id: number, opts: { wait: boolean }): Promise<SuppressionBatch | null>;
+  getBatch(id: number): Promise<SuppressionBatch | null>;
+  openBatches(limit: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>>;
+  markRaised(id: number): Promise<void>;
+  analyze(): Promise<void>;
+  changeMark(): Promise<number>;
   put(s: SuppressionLine, fp: string, audit: AuditRecord): Promise<number>;
+}
+
+export interface SuppressionWriterOptions {
+  /** how long a bulk request waits for its apply before answering 202 with the batch */
+  answerWaitMs: number;
+  /** how often batches left behind by a stopped process are looked for */
+  sweepMs: number;
+  log: Logger;
 }
 
 export interface BulkReport {
@@ -27,6 +54,9 @@ export interface BulkReport {
 
 export const MAX_REJECTED_SHOWN = 100;
 const BATCH_CHARS = 256 * 1024;
+/** rows a put changes past which the table's statistics are refreshed before its mark is raised */
+const ANALYZE_AFTER_ROWS = 10_000;
+const SWEEP_BATCHES = 100;
 
 /** NDJSON to the staging table's COPY text, in ~256 KB pieces (the COPY's backpressure reaches the socket). */
 export async function* suppressionCopyText(body: Readable, report: BulkReport): AsyncGenerator<string> {
@@ -65,24 +95,110 @@ export async function* suppressionCopyText(body: Readable, report: BulkReport): 
 }
 
 export class SuppressionWriter {
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping: Promise<void> | null = null;
+  private readonly applies = new Map<number, Promise<SuppressionBatch | null>>();
+
   constructor(
     private readonly record: SuppressionRecord,
     /** raises the change mark senders compare with (stream/redis-gateway.ts) */
     private readonly raiseMark: (mark: number) => Promise<unknown>,
+    private readonly opts: SuppressionWriterOptions,
   ) {}
 
-  async bulk(op: 'put' | 'delete', body: Readable, actor: Actor): Promise<BulkReport> {
+  start(): void {
+    this.sweepTimer = setInterval(() => {
+      this.sweeping ??= this.sweep().finally(() => (this.sweeping = null));
+    }, this.opts.sweepMs);
+    this.sweepTimer.unref();
+  }
+
+  /** Stops sweeping and waits for applies started here (one cut short rolls back and is applied elsewhere). */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    const all = Promise.allSettled([...this.applies.values(), this.sweeping]);
+    await Promise.race([all, new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+  }
+
+  /**
+   * Stages the body as a batch, starts its apply, and answers with the batch as it stands after
+   * `answerWaitMs`, with the request's rejected lines (the first MAX_REJECTED_SHOWN).
+   */
+  async bulk(op: SuppressionOp, body: Readable, actor: Actor): Promise<{ batch: SuppressionBatch; report: BulkReport }> {
     const report: BulkReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
-    const text = suppressionCopyText(body, report);
-    // read after the COPY, when the counts are final
-    const audit = (): AuditRecord => ({
-      actor,
-      action: op === 'put' ? 'suppressions.put' : 'suppressions.delete',
-      detail: { accepted: report.accepted, rejected_count: report.rejectedCount, total: report.total },
+    const startedAt = new Date();
+    const id = await this.record.stageBatch({
+      op,
+      copyText: suppressionCopyText(body, report),
+      counts: () => report,
+      audit: (batchId) => ({
+        actor,
+        action: op === 'put' ? 'suppressions.put' : 'suppressions.delete',
+        detail: { batch_id: batchId, accepted: report.accepted, rejected_count: report.rejectedCount, total: report.total },
+      }),
+      startedAt,
     });
-    if (op === 'put') await this.raiseMark(await this.record.bulkPut(text, audit));
-    else await this.record.bulkDelete(text, audit);
-    return report;
+    // An apply that fails within the wait is answered as the batch stands: failed (with the reason), or
+    // still applying when its connection failed (the sweep applies it), so the answer never hides a change.
+    const applied = this.apply(id).catch(() => null);
+    const done = await Promise.race([
+      applied,
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), this.opts.answerWaitMs).unref()),
+    ]);
+    const batch = done ?? (await this.record.getBatch(id));
+    if (batch === null) throw new HeraldError('INTERNAL', `suppression batch ${id} vanished`);
+    return { batch, report };
+  }
+
+  get(id: number): Promise<SuppressionBatch | null> {
+    return this.record.getBatch(id);
+  }
+
+  /**
+   * Applies batch `id` (waiting for whoever holds it), then, for a put, refreshes the statistics after a
+   * big change and raises the change mark. Rejects with the apply's error; a batch left `applying` (its
+   * connection failed) is the sweep's.
+   */
+  private apply(id: number, wait = true): Promise<SuppressionBatch | null> {
+    const running = this.record.applyBatch(id, { wait }).then(async (batch) => {
+      if (batch !== null && batch.status === 'completed' && batch.op === 'put') await this.marked(batch);
+      return batch;
+    });
+    running.catch((err: unknown) => this.opts.log.error({ err, batchId: id }, 'suppression batch apply failed'));
+    this.applies.set(id, running);
+    void running.finally(() => this.applies.delete(id)).catch(() => undefined);
+    return running;
+  }
+
+  /** Raises an applied put's mark (statistics first after a big change), then records that it did. */
+  private async marked(batch: SuppressionBatch): Promise<void> {
+    if ((batch.changed ?? 0) >= ANALYZE_AFTER_ROWS) await this.record.analyze();
+    await this.raiseMark(await this.record.changeMark());
+    await this.record.markRaised(batch.id);
+  }
+
+  private async sweep(): Promise<void> {
+    let open: Array<{ id: number; status: SuppressionBatchStatus }>;
+    try {
+      open = await this.record.openBatches(SWEEP_BATCHES);
+    } catch {
+      return;
+    }
+    for (const b of open) {
+      if (this.applies.has(b.id)) continue;
+      try {
+        if (b.status === 'applying') {
+          const batch = await this.apply(b.id, false);
+          if (batch !== null)
+            this.opts.log.warn({ batchId: b.id, status: batch.status }, 'suppression batch left by a stopped process applied');
+        } else {
+          const batch = await this.record.getBatch(b.id);
+          if (batch !== null) await this.marked(batch);
+        }
+      } catch {
+        // logged by apply, or tried again on the next sweep
+      }
+    }
   }
 
   /** One suppression (an unsubscribe); once answered, no sub-batch screened after it sends to that user. */

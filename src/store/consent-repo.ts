@@ -1,14 +1,17 @@
 /**
  * Suppressions and topics in PostgreSQL (schemas/postgres/0012_consent.sql), the record of who must not be
- * sent to and of each topic's cap. Bulk changes COPY into a staging table and apply in one statement, in
- * one transaction: a request's accepted lines apply whole or not at all, with the audit row of the change.
+ * sent to and of each topic's cap. Bulk changes are batches (0016_suppression_batches.sql): staged whole by
+ * one transaction, applied in one statement by another, so a request's accepted lines apply whole or not
+ * at all, and none of it waits on the request's connection.
  */
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { SuppressionLine, TopicCap } from '../domain/consent-input.js';
 import type { AuditRecord } from '../domain/audit.js';
+import { MAX_KEPT_REJECTED, type RejectedLine } from '../domain/import-job.js';
+import type { SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
 import { recordAudit } from './audit-repo.js';
-import { copyIn, inTransaction, wrapPgError, type Db } from './db.js';
+import { CHECK_CLIENT, copyIn, inTransaction, triedAgainLater, wrapPgError, type Db } from './db.js';
 
 export interface SuppressionRow {
   topic: string;
@@ -25,10 +28,45 @@ export interface FingerprintLoad {
   xmin: string;
 }
 
-const STAGE = `CREATE TEMP TABLE suppression_stage (line integer, topic text, user_id text, reason text, fp bigint) ON COMMIT DROP`;
+// The advisory lock class of suppression batches (the key is (SUPPRESSION_LOCK_CLASS, batch id)).
+const SUPPRESSION_LOCK_CLASS = 80_072;
 
-/** rows a bulk PUT adds past which the table's statistics are refreshed before the answer */
-const ANALYZE_AFTER_ROWS = 10_000;
+const stageTable = (id: number): string => `suppression_stage_${Math.trunc(id)}`;
+
+const BATCH_COLUMNS = `id::int AS id, op, status, total::int AS total, accepted::int AS accepted, rejected_count::int AS rejected_count,
+  rejected, changed::int AS changed, error, started_at, received_at, finished_at`;
+
+interface BatchRow {
+  id: number;
+  op: SuppressionOp;
+  status: SuppressionBatchStatus;
+  total: number;
+  accepted: number;
+  rejected_count: number;
+  rejected: RejectedLine[];
+  changed: number | null;
+  error: string | null;
+  started_at: Date;
+  received_at: Date;
+  finished_at: Date | null;
+}
+
+function toBatch(r: BatchRow): SuppressionBatch {
+  return {
+    id: r.id,
+    op: r.op,
+    status: r.status,
+    total: r.total,
+    accepted: r.accepted,
+    rejectedCount: r.rejected_count,
+    rejected: r.rejected,
+    changed: r.changed,
+    error: r.error,
+    startedAt: r.started_at,
+    receivedAt: r.received_at,
+    finishedAt: r.finished_at,
+  };
+}
 // PGCOPY signature, flags and header extension length
 const COPY_HEADER_BYTES = 19;
 // a row of one bigint: field count (2), length (4), value (8)
@@ -48,39 +86,144 @@ export class ConsentRepo {
   }
 
   /**
-   * PUT: every staged line becomes a suppression (a repeated line counts once, its last reason kept);
-   * those already there keep their row (and their time), with the reason updated. The change mark after.
+   * Stages a bulk change's body as a new batch (0016_suppression_batches.sql): the COPY text into a staging
+   * table of its own, then the batch row `applying` and the audit row, in one transaction, so a batch is
+   * staged whole or not at all. Returns its id; `applyBatch` changes the lists.
    */
-  async bulkPut(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<number> {
-    const inserted = await inTransaction(this.db, 'put suppressions', async (client) => {
-      await client.query(STAGE);
-      await copyIn(client, 'COPY suppression_stage (line, topic, user_id, reason, fp) FROM STDIN', copyText);
-      const r = await client.query(
-        `INSERT INTO suppressions (topic, user_id, reason, fp)
-         SELECT DISTINCT ON (topic, user_id) topic, user_id, reason, fp FROM suppression_stage ORDER BY topic, user_id, line DESC
-         ON CONFLICT (topic, user_id) DO UPDATE SET reason = EXCLUDED.reason
-           WHERE suppressions.reason IS DISTINCT FROM EXCLUDED.reason`,
+  async stageBatch(p: {
+    op: SuppressionOp;
+    copyText: AsyncIterable<string | Buffer>;
+    /** read once the body has ended */
+    counts(): { total: number; accepted: number; rejectedCount: number; rejected: RejectedLine[] };
+    audit(id: number): AuditRecord;
+    startedAt: Date;
+  }): Promise<number> {
+    return inTransaction(this.db, 'stage suppressions', async (client) => {
+      const seq = await client.query<{ id: number }>(`SELECT nextval('suppression_batches_id_seq')::int AS id`);
+      const id = seq.rows[0]!.id;
+      await client.query(
+        `CREATE TABLE ${stageTable(id)} (line integer, topic text, user_id text, reason text, fp bigint) WITH (autovacuum_enabled = false)`,
       );
-      await recordAudit(client, audit());
-      return r.rowCount ?? 0;
+      await copyIn(client, `COPY ${stageTable(id)} (line, topic, user_id, reason, fp) FROM STDIN WITH (FREEZE)`, p.copyText);
+      const c = p.counts();
+      await client.query(
+        `INSERT INTO suppression_batches (id, op, total, accepted, rejected_count, rejected, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [id, p.op, c.total, c.accepted, c.rejectedCount, JSON.stringify(c.rejected.slice(0, MAX_KEPT_REJECTED)), p.startedAt],
+      );
+      await recordAudit(client, p.audit(id));
+      return id;
     });
-    // Statistics at once after a big change: the senders' confirm query must take the primary key from
-    // the next sub-batch on, not wait for autovacuum (without them it scanned the table per sub-batch).
-    if (inserted >= ANALYZE_AFTER_ROWS)
-      await this.db.query('ANALYZE suppressions').catch((err: unknown) => {
-        throw wrapPgError(err, 'analyze suppressions');
-      });
-    return this.changeMark();
   }
 
-  /** DELETE: the staged (topic, user) pairs stop being suppressed. */
-  async bulkDelete(copyText: AsyncIterable<string | Buffer>, audit: () => AuditRecord): Promise<void> {
-    await inTransaction(this.db, 'delete suppressions', async (client) => {
-      await client.query(STAGE);
-      await copyIn(client, 'COPY suppression_stage (line, topic, user_id, reason, fp) FROM STDIN', copyText);
-      await client.query(`DELETE FROM suppressions s USING suppression_stage t WHERE s.topic = t.topic AND s.user_id = t.user_id`);
-      await recordAudit(client, audit());
-    });
+  /**
+   * Applies batch `id` if it is `applying`, in one transaction with its move to `completed` and its staging
+   * table's drop: PUT makes every staged line a suppression (a repeated line counts once, its last reason
+   * kept; one already there keeps its row and time, with the reason updated), DELETE lifts the staged pairs.
+   * `wait`: for whoever holds the batch (else null at once when someone does). A connection failure, a
+   * deadlock or a lock timeout leaves it `applying` for a later try; any other failure ends it `failed`.
+   */
+  async applyBatch(id: number, opts: { wait: boolean }): Promise<SuppressionBatch | null> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.db.connect();
+    } catch (err) {
+      throw wrapPgError(err, 'connect to apply suppressions');
+    }
+    let applying = false;
+    try {
+      await client.query(`BEGIN; ${CHECK_CLIENT}`);
+      if (opts.wait) await client.query('SELECT pg_advisory_xact_lock($1, $2::int)', [SUPPRESSION_LOCK_CLASS, id]);
+      else {
+        const l = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2::int) AS ok', [SUPPRESSION_LOCK_CLASS, id]);
+        if (l.rows[0]?.ok !== true) {
+          await client.query('ROLLBACK');
+          return null;
+        }
+      }
+      const r = await client.query<BatchRow>(`SELECT ${BATCH_COLUMNS} FROM suppression_batches WHERE id = $1 FOR UPDATE`, [id]);
+      const row = r.rows[0];
+      if (row === undefined || row.status !== 'applying') {
+        await client.query('ROLLBACK');
+        return row === undefined ? null : toBatch(row);
+      }
+      applying = true;
+      const changed =
+        row.op === 'put'
+          ? await client.query(
+              `INSERT INTO suppressions (topic, user_id, reason, fp)
+               SELECT DISTINCT ON (topic, user_id) topic, user_id, reason, fp FROM ${stageTable(id)} ORDER BY topic, user_id, line DESC
+               ON CONFLICT (topic, user_id) DO UPDATE SET reason = EXCLUDED.reason
+                 WHERE suppressions.reason IS DISTINCT FROM EXCLUDED.reason`,
+            )
+          : await client.query(`DELETE FROM suppressions s USING ${stageTable(id)} t WHERE s.topic = t.topic AND s.user_id = t.user_id`);
+      const done = await client.query<BatchRow>(
+        `UPDATE suppression_batches SET status = 'completed', changed = $2, finished_at = clock_timestamp() WHERE id = $1
+         RETURNING ${BATCH_COLUMNS}`,
+        [id, changed.rowCount ?? 0],
+      );
+      await client.query(`DROP TABLE ${stageTable(id)}`);
+      await client.query('COMMIT');
+      return toBatch(done.rows[0]!);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const e = wrapPgError(err, 'apply suppressions');
+      // one tried again later stays `applying` for the sweep
+      if (applying && !triedAgainLater(err, e)) await this.failBatch(id, e.message);
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  private async failBatch(id: number, reason: string): Promise<void> {
+    await inTransaction(this.db, 'fail suppressions', async (client) => {
+      const r = await client.query(
+        `UPDATE suppression_batches SET status = 'failed', error = $2, finished_at = clock_timestamp() WHERE id = $1 AND status = 'applying'`,
+        [id, reason],
+      );
+      if (r.rowCount === 1) await client.query(`DROP TABLE IF EXISTS ${stageTable(id)}`);
+    }).catch(() => undefined);
+  }
+
+  /** Refreshes the statistics after a big change: the senders' confirm query must take the primary key. */
+  async analyze(): Promise<void> {
+    try {
+      await this.db.query('ANALYZE suppressions');
+    } catch (err) {
+      throw wrapPgError(err, 'analyze suppressions');
+    }
+  }
+
+  /** The change mark of an applied put is in Redis: the sweep need not raise it. */
+  async markRaised(id: number): Promise<void> {
+    try {
+      await this.db.query('UPDATE suppression_batches SET mark_raised = true WHERE id = $1', [id]);
+    } catch (err) {
+      throw wrapPgError(err, 'record a suppression mark');
+    }
+  }
+
+  async getBatch(id: number): Promise<SuppressionBatch | null> {
+    try {
+      const r = await this.db.query<BatchRow>(`SELECT ${BATCH_COLUMNS} FROM suppression_batches WHERE id = $1`, [id]);
+      return r.rows[0] === undefined ? null : toBatch(r.rows[0]);
+    } catch (err) {
+      throw wrapPgError(err, 'read a suppression batch');
+    }
+  }
+
+  /** Batches the sweep looks at: left `applying`, or applied puts whose mark is not raised, oldest first. */
+  async openBatches(limit: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>> {
+    try {
+      const r = await this.db.query<{ id: number; status: SuppressionBatchStatus }>(
+        `SELECT id::int AS id, status FROM suppression_batches
+         WHERE status = 'applying' OR (status = 'completed' AND op = 'put' AND NOT mark_raised) ORDER BY id LIMIT $1`,
+        [limit],
+      );
+      return r.rows;
+    } catch (err) {
+      throw wrapPgError(err, 'list open suppression batches');
+    }
   }
 
   /**

@@ -42,6 +42,18 @@ export function wrapPgError(err: unknown, what: string): HeraldError {
  * Runs `fn` in a transaction on one pooled connection: COMMIT when it returns (unless it rolled back
  * itself), ROLLBACK when it throws. Errors come out as HeraldErrors naming `what`.
  */
+/** Makes a transaction's statements give up within a second once Herald's end of the connection is gone. */
+export const CHECK_CLIENT = `SET LOCAL client_connection_check_interval = '1s'`;
+
+// Deadlock, lock timeout, serialization failure, query cancelled: a background job's transaction that
+// failed on these (or on the connection) is tried again later rather than failed.
+const RETRYABLE_SQLSTATES = new Set(['40P01', '55P03', '40001', '57014']);
+
+/** Whether a background job's failed transaction is tried again later (`e` is `err` wrapped). */
+export function triedAgainLater(err: unknown, e: HeraldError): boolean {
+  return e.retryable || RETRYABLE_SQLSTATES.has((err as { code?: string }).code ?? '');
+}
+
 export async function inTransaction<T>(db: Db, what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   let client: pg.PoolClient;
   try {

@@ -11,7 +11,7 @@ import { HeraldError } from '../errors.js';
 import type { ImportFormat, ImportJob, ImportStatus, RejectedLine } from '../domain/import-job.js';
 import type { AuditRecord } from '../domain/audit.js';
 import { AUDIT_COLUMNS, auditParams } from './audit-repo.js';
-import { copyIn, wrapPgError, type Db } from './db.js';
+import { CHECK_CLIENT, copyIn, triedAgainLater, wrapPgError, type Db } from './db.js';
 import { audienceHome, partitionName, type AudienceHome } from './recipient-partitions.js';
 
 // The advisory lock class of import jobs (the key is (IMPORT_LOCK_CLASS, job id)); an arbitrary constant.
@@ -48,11 +48,6 @@ interface MergeResult {
 
 // A backend whose Herald process died notices it within a second even in the middle of a long
 // statement (an index build), and rolls back: the job's lock is free for another process that soon.
-const CHECK_CLIENT = `SET LOCAL client_connection_check_interval = '1s'`;
-
-// A merge that failed on these is tried again (it stays `merging` for the sweep) rather than failed:
-// deadlock, lock timeout, serialization failure, query cancelled.
-const RETRYABLE_SQLSTATES = new Set(['40P01', '55P03', '40001', '57014']);
 
 // Past this many new rows, a merge refreshes its partition's statistics and visibility map.
 const REFRESH_AFTER_ROWS = 10_000;
@@ -265,8 +260,8 @@ export class ImportRepo {
       // released before the job is failed: that takes a connection of its own
       client.release();
       const e = wrapPgError(err, 'merge import');
-      if (status === 'merging' && !e.retryable && !RETRYABLE_SQLSTATES.has((err as { code?: string }).code ?? ''))
-        await this.fail(id, 'merging', e.message);
+      // one tried again later stays `merging` for the sweep
+      if (status === 'merging' && !triedAgainLater(err, e)) await this.fail(id, 'merging', e.message);
       throw e;
     }
     client.release();

@@ -252,7 +252,8 @@ describe('API keys, scopes and the audit trail', () => {
     const test = await sender.api.call('POST', `/v1/campaigns/${id}/test`, { user_ids: ['p1'] });
     expect(test.status, JSON.stringify(test.body)).toBe(200);
     const ndjson = { 'content-type': 'application/x-ndjson' };
-    expect((await lists.api.call('PUT', '/v1/suppressions', '{"user_id":"p2"}\n{"nope":1}', ndjson)).body.accepted).toBe(1);
+    const put = await lists.api.call('PUT', '/v1/suppressions', '{"user_id":"p2"}\n{"nope":1}', ndjson);
+    expect(put.body.accepted).toBe(1);
     expect((await lists.api.call('DELETE', '/v1/suppressions', '{"user_id":"p2"}', ndjson)).status).toBe(200);
     expect((await lists.api.call('PUT', '/v1/topics/news', { cap: { max: 2, window_s: 60 } })).status).toBe(200);
     const token = unsubscribeToken(tokenSecret(herald.config), id, 'p1', 'news');
@@ -277,7 +278,7 @@ describe('API keys, scopes and the audit trail', () => {
 
     const recent = (await audit('limit=20')).items.filter((i: any) => i.key_id === lists.id);
     expect(recent.map((i: any) => i.action)).toEqual(['topic.put', 'suppressions.delete', 'suppressions.put', 'import.start']);
-    expect(recent[2].detail).toEqual({ accepted: 1, rejected_count: 1, total: 2 });
+    expect(recent[2].detail).toEqual({ batch_id: put.body.id, accepted: 1, rejected_count: 1, total: 2 });
     expect(recent[3].detail).toMatchObject({ import_id: imported.body.import_id, audience_id: a.body.id, format: 'ndjson' });
     expect(recent[0].detail).toEqual({ topic: 'news', cap: { max: 2, window_s: 60 } });
   });

@@ -1,0 +1,49 @@
+/**
+ * A bulk suppression change (PUT / DELETE /v1/suppressions) as a batch: its lifecycle as data, and the API's
+ * view of it. Pure.
+ *   applying → completed
+ *       ↓
+ *     failed
+ * A batch exists once its body is staged, all of it (schemas/postgres/0016_suppression_batches.sql); it is
+ * `applying` until the one transaction that changes the lists commits (`completed`) or fails for good.
+ */
+import type { RejectedLine } from './import-job.js';
+
+export type SuppressionOp = 'put' | 'delete';
+export type SuppressionBatchStatus = 'applying' | 'completed' | 'failed';
+
+export interface SuppressionBatch {
+  id: number;
+  op: SuppressionOp;
+  status: SuppressionBatchStatus;
+  /** non-empty lines of the body */
+  total: number;
+  accepted: number;
+  rejectedCount: number;
+  /** the first MAX_REJECTED_SHOWN, in line order */
+  rejected: RejectedLine[];
+  /** rows the apply added or changed (put), or removed (delete); null until applied */
+  changed: number | null;
+  error: string | null;
+  startedAt: Date;
+  receivedAt: Date;
+  finishedAt: Date | null;
+}
+
+/** The batch as the bulk requests and `GET /v1/suppressions/batches/:id` show it. */
+export function suppressionBatchView(b: SuppressionBatch): Record<string, unknown> {
+  return {
+    id: b.id,
+    op: b.op,
+    status: b.status,
+    total: b.total,
+    accepted: b.accepted,
+    rejected: b.rejected,
+    rejected_count: b.rejectedCount,
+    changed: b.changed,
+    error: b.error,
+    started_at: b.startedAt.toISOString(),
+    received_at: b.receivedAt.toISOString(),
+    finished_at: b.finishedAt?.toISOString() ?? null,
+  };
+}

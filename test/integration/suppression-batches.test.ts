@@ -1,0 +1,131 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Herald } from '../../src/main.js';
+import { ConsentRepo } from '../../src/store/consent-repo.js';
+import { fingerprint, fingerprintSql } from '../../src/domain/fingerprint.js';
+import { suppressionCopyLine } from '../../src/domain/consent-input.js';
+import { TOKEN_CALLER } from '../../src/domain/audit.js';
+import type { Api } from '../helpers/herald.js';
+import { apiFor, createNamespace, startTestHerald, type Namespace } from '../helpers/herald.js';
+
+const ndjson = { 'content-type': 'application/x-ndjson' };
+const lines = (n: number, prefix: string, topic?: string): string =>
+  Array.from({ length: n }, (_, i) => JSON.stringify({ user_id: `${prefix}${i}`, ...(topic === undefined ? {} : { topic }) })).join('\n');
+
+async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// Bulk suppression changes as batches (schemas/postgres/0016_suppression_batches.sql): staged whole while the
+// body arrives, applied in the background, so a request is answered within seconds of its last byte
+// whatever PostgreSQL is doing, and a batch a stopped process left behind is applied by another.
+describe('suppression batches', () => {
+  let ns: Namespace;
+  let herald: Herald;
+  let api: Api;
+  let side: pg.Client;
+
+  beforeAll(async () => {
+    ns = await createNamespace();
+    herald = await startTestHerald(ns, { importAnswerWaitMs: 300, importSweepMs: 200, workers: 0 });
+    api = apiFor(herald);
+    side = new pg.Client({ connectionString: ns.config.databaseUrl });
+    await side.connect();
+  });
+
+  afterAll(async () => {
+    await side?.end();
+    await herald?.stop();
+    await ns?.drop();
+  });
+
+  const mark = async (): Promise<number> => (await herald.gateway.suppressionMark()) ?? 0;
+
+  it('answers 202 once the body is staged while the apply waits on PostgreSQL, then applies it and raises the mark', async () => {
+    const before = await mark();
+    // Another session holds the table: the apply's INSERT waits for it, well past the request's wait.
+    await side.query('BEGIN');
+    await side.query('LOCK TABLE suppressions IN SHARE MODE');
+    const t0 = Date.now();
+    const r = await api.call('PUT', '/v1/suppressions', `${lines(2000, 'h')}\n{"topic":"news"}\n`, ndjson);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({ op: 'put', status: 'applying', accepted: 2000, total: 2001, rejected_count: 1, changed: null });
+    expect(r.body.rejected).toEqual([{ line: 2001, error: expect.stringContaining('user_id') }]);
+    const id = r.body.id as number;
+    expect((await api.call('GET', `/v1/suppressions/batches/${id}`)).body).toMatchObject({ id, status: 'applying' });
+    expect((await api.call('GET', '/v1/users/h7/suppressions')).body.suppressions).toEqual([]);
+    await side.query('COMMIT');
+    const done = await until('the batch applied', async () => {
+      const g = await api.call('GET', `/v1/suppressions/batches/${id}`);
+      return g.body.status === 'completed' ? g.body : null;
+    });
+    expect(done).toMatchObject({ accepted: 2000, changed: 2000, rejected_count: 1, error: null });
+    expect((await api.call('GET', '/v1/users/h7/suppressions')).body.suppressions).toMatchObject([{ topic: null }]);
+    await until('the change mark raised', async () => (await mark()) > before);
+    const row = await herald.db.query('SELECT mark_raised FROM suppression_batches WHERE id = $1', [id]);
+    expect(row.rows[0].mark_raised).toBe(true);
+    // the staging table went with the apply
+    expect((await herald.db.query(`SELECT to_regclass('suppression_stage_${id}') AS t`)).rows[0].t).toBeNull();
+    // a quick one answers 200 with the final batch; DELETE the same way
+    const again = await api.call('PUT', '/v1/suppressions', lines(10, 'h'), ndjson);
+    expect(again).toMatchObject({ status: 200, body: { status: 'completed', accepted: 10, changed: 0 } });
+    const del = await api.call('DELETE', '/v1/suppressions', lines(5, 'h'), ndjson);
+    expect(del).toMatchObject({ status: 200, body: { op: 'delete', status: 'completed', changed: 5 } });
+    expect((await api.call('GET', '/v1/users/h3/suppressions')).body.suppressions).toEqual([]);
+    expect((await api.call('GET', '/v1/suppressions/batches/999999')).status).toBe(404);
+    expect((await api.call('GET', '/v1/suppressions/batches/x')).status).toBe(400);
+  });
+
+  it('applies a batch whose apply lost its connection, and one a stopped process staged but never applied', async () => {
+    // The apply's connection is cut while it waits on the table: it rolls back, the batch stays applying,
+    // and the sweep applies it once the table is free.
+    await side.query('BEGIN');
+    await side.query('LOCK TABLE suppressions IN SHARE MODE');
+    const r = await api.call('PUT', '/v1/suppressions', lines(500, 'k', 'promo'), ndjson);
+    expect(r.status).toBe(202);
+    const id = r.body.id as number;
+    const killed = await until('the apply waiting on its lock', async () => {
+      const k = await side.query(
+        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE query LIKE 'INSERT INTO suppressions%' AND wait_event_type = 'Lock'`,
+      );
+      return k.rowCount === 1 ? k : null;
+    });
+    expect(killed.rows[0].ok).toBe(true);
+    expect((await api.call('GET', `/v1/suppressions/batches/${id}`)).body.status).toBe('applying');
+    await side.query('COMMIT');
+    await until(
+      'the batch applied by the sweep',
+      async () => (await api.call('GET', `/v1/suppressions/batches/${id}`)).body.status === 'completed',
+    );
+    expect((await api.call('GET', '/v1/users/k42/suppressions')).body.suppressions).toMatchObject([{ topic: 'promo' }]);
+
+    // Staged by a process that stopped before its apply (nothing of it applied yet): the sweep applies it
+    // and raises its mark.
+    const before = await mark();
+    const repo = new ConsentRepo(herald.db);
+    const staged = await repo.stageBatch({
+      op: 'put',
+      copyText: (async function* () {
+        yield suppressionCopyLine(1, { userId: 'orphan', topic: '', reason: 'left behind' }, fingerprintSql(fingerprint('', 'orphan')));
+      })(),
+      counts: () => ({ total: 1, accepted: 1, rejectedCount: 0, rejected: [] }),
+      audit: (batchId) => ({ actor: { ...TOKEN_CALLER, requestId: 'test' }, action: 'suppressions.put', detail: { batch_id: batchId } }),
+      startedAt: new Date(),
+    });
+    await until(
+      'the left-behind batch applied',
+      async () => (await api.call('GET', `/v1/suppressions/batches/${staged}`)).body.status === 'completed',
+    );
+    expect((await api.call('GET', '/v1/users/orphan/suppressions')).body.suppressions).toMatchObject([
+      { topic: null, reason: 'left behind' },
+    ]);
+    await until('its mark raised', async () => (await mark()) > before);
+  });
+});
