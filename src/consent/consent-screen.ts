@@ -8,7 +8,8 @@
  * costs one Redis GET (shared by the sub-batches screened at the same moment) and a hash per user of its
  * packed ids, with no database round trip and no id decoded; with nobody on any list and no cap, no hash.
  * The sub-batches screened side by side share their confirmations (one query for the hits of all of them)
- * and their cap takes (cap-keeper.ts), which get the ids as bytes, never as strings.
+ * and their cap takes (cap-keeper.ts), which get the ids as bytes, never as strings; a sub-batch's cap take
+ * and its confirmation go out side by side.
  */
 import { fingerprintBytes, fingerprintBytesTwice, topicSeed, type Fingerprint, type TopicSeed } from '../domain/fingerprint.js';
 import { joinedWithout, lengthAt, varintBytes } from '../domain/packed-ids.js';
@@ -109,8 +110,17 @@ export class ConsentScreen implements RecipientScreen {
         }
       }
     }
-    if (hitAt.length > 0) {
-      const confirmed = await this.confirms.call({ topics: hitTopics, userIds: hitUsers });
+    // The index's misses are exact, so the cap takes them while PostgreSQL confirms the hits: the two round
+    // trips go side by side, not one after the other. A hit that is not confirmed (a fingerprint collision,
+    // a lifted suppression) is taken from the cap after, in a call of its own.
+    const candidates = new Set(hitAt);
+    const capTake = (skip: { has(position: number): boolean }, n: number): Promise<number[]> =>
+      this.opts.caps.take({ topic: topic!, cap: cap!, campaignId: campaign.id, users: joinedWithout(users, count, skip), count: n });
+    const [capped, confirmed] = await Promise.all([
+      topic !== null && cap !== null ? capTake(candidates, count - candidates.size) : null,
+      hitAt.length > 0 ? this.confirms.call({ topics: hitTopics, userIds: hitUsers }) : null,
+    ]);
+    if (confirmed !== null) {
       let missed = 0;
       for (let h = 0; h < hitAt.length; h++) {
         if (!confirmed.has(`${hitTopics[h]}\n${hitUsers[h]}`)) {
@@ -123,21 +133,14 @@ export class ConsentScreen implements RecipientScreen {
       }
       if (missed > 0) index.missed(missed);
     }
-    if (topic === null || cap === null) return held;
-    // The cap takes the ids of whoever is not held already, in order: its positions are theirs.
-    const open = joinedWithout(users, count, held);
-    const capped = await this.opts.caps.take({ topic, cap, campaignId: campaign.id, users: open, count: count - held.size });
-    if (capped.length > 0) {
-      const reason: Withheld = { kind: 'capped', reason: `cap of topic ${topic}: ${cap.max} per ${cap.windowS} s` };
-      let k = 0;
-      for (let i = 0, kept = 0; i < count && k < capped.length; i++) {
-        if (held.has(i)) continue;
-        if (kept === capped[k]) {
-          held.set(i, reason);
-          k++;
-        }
-        kept++;
-      }
+    if (capped === null) return held;
+    const reason: Withheld = { kind: 'capped', reason: `cap of topic ${topic}: ${cap!.max} per ${cap!.windowS} s` };
+    markCapped(held, count, candidates, capped, reason);
+    const cleared = new Set<number>();
+    for (const at of hitAt) if (!held.has(at)) cleared.add(at);
+    if (cleared.size > 0) {
+      const notCleared = { has: (i: number): boolean => !cleared.has(i) };
+      markCapped(held, count, notCleared, await capTake(notCleared, cleared.size), reason);
     }
     return held;
   }
@@ -158,5 +161,24 @@ export class ConsentScreen implements RecipientScreen {
     const cap = await this.opts.topicCap(topic);
     this.caps.set(topic, { cap, at: now });
     return cap;
+  }
+}
+
+/** Withholds as capped the positions `capped` (ascending) counts among those `skip` does not hold. */
+function markCapped(
+  held: Map<number, Withheld>,
+  count: number,
+  skip: { has(position: number): boolean },
+  capped: readonly number[],
+  reason: Withheld,
+): void {
+  let k = 0;
+  for (let i = 0, taken = 0; i < count && k < capped.length; i++) {
+    if (skip.has(i)) continue;
+    if (taken === capped[k]) {
+      held.set(i, reason);
+      k++;
+    }
+    taken++;
   }
 }
