@@ -283,7 +283,9 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     });
     imports.start();
     const importJobs = imports;
-    suppressions = new SuppressionWriter(consent, (mark) => gateway.raiseSuppressionMark(mark), {
+    // On the long jobs' pool, like imports: a million-line apply never holds a connection the senders'
+    // confirmations need.
+    suppressions = new SuppressionWriter(new ConsentRepo(importDb), (mark) => gateway.raiseSuppressionMark(mark), {
       answerWaitMs: cfg.importAnswerWaitMs,
       sweepMs: cfg.importSweepMs,
       log,

@@ -7,8 +7,9 @@
 -- transaction with the move to `completed` and the staging table's drop, so a crash mid-apply leaves the
 -- lists as they were and the batch `applying`, resumed by any process; the request waits for it only
 -- HERALD_IMPORT_ANSWER_WAIT_MS, then answers 202 with the batch.
--- Who applies a batch holds the transaction-level advisory lock (SUPPRESSION_LOCK_CLASS, id)
--- (src/store/consent-repo.ts); a batch `applying` whose lock is free has been left behind.
+-- Batches apply one at a time across processes, oldest first: the applier holds the transaction-level
+-- advisory lock (SUPPRESSION_LOCK_CLASS, 0) (src/store/consent-repo.ts), so a request's change never lands
+-- before an older request's; a batch `applying` long after its receipt has been left behind.
 --   total, accepted, rejected_count, rejected   what the request's body held (rejected: the first 100)
 --   changed        rows the apply inserted or changed (put: new suppressions and changed reasons), or removed
 --   mark_raised    put only: the change mark was raised in Redis after the apply committed, so every sender
@@ -33,3 +34,9 @@ CREATE TABLE suppression_batches (
 -- the sweep: batches left applying, and applied puts whose mark is not raised yet
 CREATE INDEX suppression_batches_open ON suppression_batches (id)
   WHERE status = 'applying' OR (status = 'completed' AND op = 'put' AND NOT mark_raised);
+
+-- When a pair was last written: by a bulk PUT, the batch's receipt (received_at); by an unsubscribe, its own
+-- time. A bulk DELETE lifts only pairs written before it was received, so an unsubscribe that came after the
+-- DELETE request stays however late the DELETE is applied (batches apply in id order, one at a time).
+-- Existing rows take the migration's time.
+ALTER TABLE suppressions ADD COLUMN written_at timestamptz NOT NULL DEFAULT now();

@@ -58,10 +58,10 @@ const TOPIC_BODY = {
   },
 };
 
-/** 200 once applied (or failed), 202 while applying; the request's own rejected lines either way. */
+/** 200 once in effect (or failed), 202 before; the request's own rejected lines either way. */
 function bulkAnswer(batch: SuppressionBatch, r: BulkReport): Reply {
   return {
-    status: batch.status === 'applying' ? 202 : 200,
+    status: batch.inEffect || batch.status === 'failed' ? 200 : 202,
     body: { ...suppressionBatchView(batch), rejected: r.rejected, rejected_count: r.rejectedCount, total: r.total, accepted: r.accepted },
   };
 }
@@ -99,8 +99,8 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
     summary,
     body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description },
     responses: {
-      200: '{id, op, status: "completed" | "failed", accepted, rejected: [first 100 {line, error}], rejected_count, total, changed, error}: applied',
-      202: '{id, op, status: "applying", accepted, rejected, rejected_count, total}: staged; follow it at GET /v1/suppressions/batches/:id',
+      200: '{id, op, status: "completed" | "failed", in_effect, accepted, rejected: [first 100 {line, error}], rejected_count, total, changed, error}: in effect (or failed)',
+      202: '{id, op, status: "applying" | "completed", in_effect: false, accepted, rejected, rejected_count, total}: staged; follow it at GET /v1/suppressions/batches/:id',
       415: 'not NDJSON',
     },
     handler: async (req) => {
@@ -131,7 +131,7 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
       summary: 'A bulk suppression change: applying, completed or failed',
       params: [{ ...ID_PARAM, description: 'the batch (the id a bulk PUT or DELETE answered with)' }],
       responses: {
-        200: '{id, op, status, accepted, rejected, rejected_count, total, changed, error, started_at, received_at, finished_at}',
+        200: '{id, op, status, in_effect, accepted, rejected, rejected_count, total, changed, error, started_at, received_at, finished_at}',
         404: 'no such batch',
       },
       handler: async (req) => {

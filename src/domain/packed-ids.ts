@@ -116,6 +116,8 @@ export function checkPacked(packed: Uint8Array, count: number): string | null {
   for (let i = 0; i < count; i++) {
     const [len, start] = readVarint(packed, off, packed.length);
     if (len < 1) return `entry ${i}: bad length`;
+    // the hot path reads lengths assuming their shortest form (lengthAt, varintBytes)
+    if (start - off !== varintBytes(len)) return `entry ${i}: length not in its shortest form`;
     off = start + len;
     if (off > packed.length) return `entry ${i}: runs past the end`;
   }

@@ -5,7 +5,8 @@
  *       ↓
  *     failed
  * A batch exists once its body is staged, all of it (schemas/postgres/0016_suppression_batches.sql); it is
- * `applying` until the one transaction that changes the lists commits (`completed`) or fails for good.
+ * `applying` until the one transaction that changes the lists commits (`completed`) or fails for good. A
+ * completed put is in effect once its change mark is raised, right after (every sender reloads then).
  */
 import type { RejectedLine } from './import-job.js';
 
@@ -24,6 +25,8 @@ export interface SuppressionBatch {
   rejected: RejectedLine[];
   /** rows the apply added or changed (put), or removed (delete); null until applied */
   changed: number | null;
+  /** applied, and every sender told (a put's change mark raised): what the lists say is sent by from now on */
+  inEffect: boolean;
   error: string | null;
   startedAt: Date;
   receivedAt: Date;
@@ -41,6 +44,7 @@ export function suppressionBatchView(b: SuppressionBatch): Record<string, unknow
     rejected: b.rejected,
     rejected_count: b.rejectedCount,
     changed: b.changed,
+    in_effect: b.inEffect,
     error: b.error,
     started_at: b.startedAt.toISOString(),
     received_at: b.receivedAt.toISOString(),

@@ -28,9 +28,8 @@ export interface SuppressionRecord {
   }): Promise<number>;
   applyBatch(id: number, opts: { wait: boolean }): Promise<SuppressionBatch | null>;
   getBatch(id: number): Promise<SuppressionBatch | null>;
-  openBatches(limit: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>>;
+  openBatches(limit: number, olderThanMs: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>>;
   markRaised(id: number): Promise<void>;
-  analyze(): Promise<void>;
   changeMark(): Promise<number>;
   put(s: SuppressionLine, fp: string, audit: AuditRecord): Promise<number>;
 }
@@ -54,8 +53,6 @@ export interface BulkReport {
 
 export const MAX_REJECTED_SHOWN = 100;
 const BATCH_CHARS = 256 * 1024;
-/** rows a put changes past which the table's statistics are refreshed before its mark is raised */
-const ANALYZE_AFTER_ROWS = 10_000;
 const SWEEP_BATCHES = 100;
 
 /** NDJSON to the staging table's COPY text, in ~256 KB pieces (the COPY's backpressure reaches the socket). */
@@ -96,6 +93,7 @@ export async function* suppressionCopyText(body: Readable, report: BulkReport): 
 
 export class SuppressionWriter {
   private sweepTimer: NodeJS.Timeout | null = null;
+  private state: 'running' | 'stopped' = 'running';
   private sweeping: Promise<void> | null = null;
   private readonly applies = new Map<number, Promise<SuppressionBatch | null>>();
 
@@ -115,6 +113,7 @@ export class SuppressionWriter {
 
   /** Stops sweeping and waits for applies started here (one cut short rolls back and is applied elsewhere). */
   async stop(timeoutMs: number): Promise<void> {
+    this.state = 'stopped';
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     const all = Promise.allSettled([...this.applies.values(), this.sweeping]);
     await Promise.race([all, new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
@@ -161,8 +160,9 @@ export class SuppressionWriter {
    */
   private apply(id: number, wait = true): Promise<SuppressionBatch | null> {
     const running = this.record.applyBatch(id, { wait }).then(async (batch) => {
-      if (batch !== null && batch.status === 'completed' && batch.op === 'put') await this.marked(batch);
-      return batch;
+      if (batch === null || batch.status !== 'completed' || batch.op !== 'put' || batch.inEffect) return batch;
+      await this.marked(batch.id);
+      return { ...batch, inEffect: true };
     });
     running.catch((err: unknown) => this.opts.log.error({ err, batchId: id }, 'suppression batch apply failed'));
     this.applies.set(id, running);
@@ -170,21 +170,21 @@ export class SuppressionWriter {
     return running;
   }
 
-  /** Raises an applied put's mark (statistics first after a big change), then records that it did. */
-  private async marked(batch: SuppressionBatch): Promise<void> {
-    if ((batch.changed ?? 0) >= ANALYZE_AFTER_ROWS) await this.record.analyze();
+  /** Raises an applied put's change mark, then records that it did: the put is in effect. */
+  private async marked(id: number): Promise<void> {
     await this.raiseMark(await this.record.changeMark());
-    await this.record.markRaised(batch.id);
+    await this.record.markRaised(id);
   }
 
   private async sweep(): Promise<void> {
     let open: Array<{ id: number; status: SuppressionBatchStatus }>;
     try {
-      open = await this.record.openBatches(SWEEP_BATCHES);
+      open = await this.record.openBatches(SWEEP_BATCHES, this.opts.sweepMs);
     } catch {
       return;
     }
     for (const b of open) {
+      if (this.state === 'stopped') return;
       if (this.applies.has(b.id)) continue;
       try {
         if (b.status === 'applying') {
@@ -192,8 +192,7 @@ export class SuppressionWriter {
           if (batch !== null)
             this.opts.log.warn({ batchId: b.id, status: batch.status }, 'suppression batch left by a stopped process applied');
         } else {
-          const batch = await this.record.getBatch(b.id);
-          if (batch !== null) await this.marked(batch);
+          await this.marked(b.id);
         }
       } catch {
         // logged by apply, or tried again on the next sweep

@@ -33,8 +33,11 @@ const SUPPRESSION_LOCK_CLASS = 80_072;
 
 const stageTable = (id: number): string => `suppression_stage_${Math.trunc(id)}`;
 
+/** rows a put changes past which the table's statistics are refreshed in its transaction */
+const ANALYZE_AFTER_ROWS = 10_000;
+
 const BATCH_COLUMNS = `id::int AS id, op, status, total::int AS total, accepted::int AS accepted, rejected_count::int AS rejected_count,
-  rejected, changed::int AS changed, error, started_at, received_at, finished_at`;
+  rejected, changed::int AS changed, mark_raised, error, started_at, received_at, finished_at`;
 
 interface BatchRow {
   id: number;
@@ -45,6 +48,7 @@ interface BatchRow {
   rejected_count: number;
   rejected: RejectedLine[];
   changed: number | null;
+  mark_raised: boolean;
   error: string | null;
   started_at: Date;
   received_at: Date;
@@ -61,6 +65,7 @@ function toBatch(r: BatchRow): SuppressionBatch {
     rejectedCount: r.rejected_count,
     rejected: r.rejected,
     changed: r.changed,
+    inEffect: r.status === 'completed' && (r.op === 'delete' || r.mark_raised),
     error: r.error,
     startedAt: r.started_at,
     receivedAt: r.received_at,
@@ -116,62 +121,94 @@ export class ConsentRepo {
   }
 
   /**
-   * Applies batch `id` if it is `applying`, in one transaction with its move to `completed` and its staging
-   * table's drop: PUT makes every staged line a suppression (a repeated line counts once, its last reason
-   * kept; one already there keeps its row and time, with the reason updated), DELETE lifts the staged pairs.
-   * `wait`: for whoever holds the batch (else null at once when someone does). A connection failure, a
-   * deadlock or a lock timeout leaves it `applying` for a later try; any other failure ends it `failed`.
+   * Applies the batches `applying` up to `id`, oldest first, and returns batch `id` as it ends (null: no
+   * such batch, or `wait` is false and another process is applying). Batches apply one at a time across
+   * processes (one advisory lock for all of them) and in the order they were received, so a request's
+   * change never lands before an older one's. Each batch applies in one transaction with its move to
+   * `completed` and its staging table's drop:
+   * - PUT makes every staged line a suppression (a repeated line counts once, its last reason kept); a pair
+   *   already there keeps its row and time, with the reason updated. Each row's `written_at` becomes the
+   *   batch's receipt, if later.
+   * - DELETE lifts the staged pairs written before the batch was received: an unsubscribe that came after
+   *   the request stays, however late the apply runs.
+   * A connection failure, a deadlock or a lock timeout leaves a batch `applying` for a later try; any other
+   * failure ends it `failed`.
    */
   async applyBatch(id: number, opts: { wait: boolean }): Promise<SuppressionBatch | null> {
+    for (;;) {
+      const next = await this.applyOldest(id, opts.wait);
+      if (next === 'busy') return null;
+      if (next === 'none') return this.getBatch(id);
+      if (next.id === id) return next;
+    }
+  }
+
+  /** One transaction: the oldest batch `applying` with an id up to `upTo`, applied. */
+  private async applyOldest(upTo: number, wait: boolean): Promise<SuppressionBatch | 'none' | 'busy'> {
     let client: pg.PoolClient;
     try {
       client = await this.db.connect();
     } catch (err) {
       throw wrapPgError(err, 'connect to apply suppressions');
     }
-    let applying = false;
+    let applying: number | null = null;
     try {
       await client.query(`BEGIN; ${CHECK_CLIENT}`);
-      if (opts.wait) await client.query('SELECT pg_advisory_xact_lock($1, $2::int)', [SUPPRESSION_LOCK_CLASS, id]);
+      if (wait) await client.query('SELECT pg_advisory_xact_lock($1, 0)', [SUPPRESSION_LOCK_CLASS]);
       else {
-        const l = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1, $2::int) AS ok', [SUPPRESSION_LOCK_CLASS, id]);
+        const l = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1, 0) AS ok', [SUPPRESSION_LOCK_CLASS]);
         if (l.rows[0]?.ok !== true) {
           await client.query('ROLLBACK');
-          return null;
+          client.release();
+          return 'busy';
         }
       }
-      const r = await client.query<BatchRow>(`SELECT ${BATCH_COLUMNS} FROM suppression_batches WHERE id = $1 FOR UPDATE`, [id]);
+      const r = await client.query<BatchRow>(
+        `SELECT ${BATCH_COLUMNS} FROM suppression_batches WHERE status = 'applying' AND id <= $1 ORDER BY id LIMIT 1 FOR UPDATE`,
+        [upTo],
+      );
       const row = r.rows[0];
-      if (row === undefined || row.status !== 'applying') {
+      if (row === undefined) {
         await client.query('ROLLBACK');
-        return row === undefined ? null : toBatch(row);
+        client.release();
+        return 'none';
       }
-      applying = true;
+      applying = row.id;
+      const stage = stageTable(row.id);
       const changed =
         row.op === 'put'
           ? await client.query(
-              `INSERT INTO suppressions (topic, user_id, reason, fp)
-               SELECT DISTINCT ON (topic, user_id) topic, user_id, reason, fp FROM ${stageTable(id)} ORDER BY topic, user_id, line DESC
-               ON CONFLICT (topic, user_id) DO UPDATE SET reason = EXCLUDED.reason
-                 WHERE suppressions.reason IS DISTINCT FROM EXCLUDED.reason`,
+              `INSERT INTO suppressions (topic, user_id, reason, fp, written_at)
+               SELECT DISTINCT ON (topic, user_id) topic, user_id, reason, fp, $1::timestamptz FROM ${stage} ORDER BY topic, user_id, line DESC
+               ON CONFLICT (topic, user_id) DO UPDATE SET reason = EXCLUDED.reason,
+                 written_at = GREATEST(suppressions.written_at, EXCLUDED.written_at)
+                 WHERE suppressions.reason IS DISTINCT FROM EXCLUDED.reason OR suppressions.written_at < EXCLUDED.written_at`,
+              [row.received_at],
             )
-          : await client.query(`DELETE FROM suppressions s USING ${stageTable(id)} t WHERE s.topic = t.topic AND s.user_id = t.user_id`);
+          : await client.query(
+              `DELETE FROM suppressions s USING ${stage} t WHERE s.topic = t.topic AND s.user_id = t.user_id AND s.written_at < $1`,
+              [row.received_at],
+            );
+      // Statistics at once after a big change, inside the change (ANALYZE counts its own rows): the
+      // senders' confirm query takes the primary key from the first sub-batch after the mark on.
+      if (row.op === 'put' && (changed.rowCount ?? 0) >= ANALYZE_AFTER_ROWS) await client.query('ANALYZE suppressions');
       const done = await client.query<BatchRow>(
         `UPDATE suppression_batches SET status = 'completed', changed = $2, finished_at = clock_timestamp() WHERE id = $1
          RETURNING ${BATCH_COLUMNS}`,
-        [id, changed.rowCount ?? 0],
+        [row.id, changed.rowCount ?? 0],
       );
-      await client.query(`DROP TABLE ${stageTable(id)}`);
+      await client.query(`DROP TABLE ${stage}`);
       await client.query('COMMIT');
+      client.release();
       return toBatch(done.rows[0]!);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
+      // released before the batch is failed: that takes a connection of its own
+      client.release();
       const e = wrapPgError(err, 'apply suppressions');
       // one tried again later stays `applying` for the sweep
-      if (applying && !triedAgainLater(err, e)) await this.failBatch(id, e.message);
+      if (applying !== null && !triedAgainLater(err, e)) await this.failBatch(applying, e.message);
       throw e;
-    } finally {
-      client.release();
     }
   }
 
@@ -183,15 +220,6 @@ export class ConsentRepo {
       );
       if (r.rowCount === 1) await client.query(`DROP TABLE IF EXISTS ${stageTable(id)}`);
     }).catch(() => undefined);
-  }
-
-  /** Refreshes the statistics after a big change: the senders' confirm query must take the primary key. */
-  async analyze(): Promise<void> {
-    try {
-      await this.db.query('ANALYZE suppressions');
-    } catch (err) {
-      throw wrapPgError(err, 'analyze suppressions');
-    }
   }
 
   /** The change mark of an applied put is in Redis: the sweep need not raise it. */
@@ -212,13 +240,18 @@ export class ConsentRepo {
     }
   }
 
-  /** Batches the sweep looks at: left `applying`, or applied puts whose mark is not raised, oldest first. */
-  async openBatches(limit: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>> {
+  /**
+   * Batches the sweep looks at, oldest first: left `applying`, or applied puts whose mark is not raised,
+   * for at least `olderThanMs` (a batch just staged is its own process's to apply).
+   */
+  async openBatches(limit: number, olderThanMs: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>> {
     try {
       const r = await this.db.query<{ id: number; status: SuppressionBatchStatus }>(
         `SELECT id::int AS id, status FROM suppression_batches
-         WHERE status = 'applying' OR (status = 'completed' AND op = 'put' AND NOT mark_raised) ORDER BY id LIMIT $1`,
-        [limit],
+         WHERE (status = 'applying' AND received_at < clock_timestamp() - $2 * interval '1 millisecond')
+            OR (status = 'completed' AND op = 'put' AND NOT mark_raised AND finished_at < clock_timestamp() - $2 * interval '1 millisecond')
+         ORDER BY id LIMIT $1`,
+        [limit, olderThanMs],
       );
       return r.rows;
     } catch (err) {
@@ -232,11 +265,14 @@ export class ConsentRepo {
    */
   async put(s: SuppressionLine, fp: string, audit: AuditRecord): Promise<number> {
     await inTransaction(this.db, 'put suppression', async (client) => {
-      const r = await client.query(
-        `INSERT INTO suppressions (topic, user_id, reason, fp) VALUES ($1, $2, $3, $4) ON CONFLICT (topic, user_id) DO NOTHING`,
+      const r = await client.query<{ inserted: boolean }>(
+        // A pair already there is written again (`written_at`), so a bulk DELETE received before this
+        // unsubscribe and applied after it leaves it; only a new pair is audited (xmax 0: inserted).
+        `INSERT INTO suppressions (topic, user_id, reason, fp) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (topic, user_id) DO UPDATE SET written_at = now() RETURNING xmax = 0 AS inserted`,
         [s.topic, s.userId, s.reason, fp],
       );
-      if (r.rowCount === 1) await recordAudit(client, audit);
+      if (r.rows[0]?.inserted === true) await recordAudit(client, audit);
     });
     return this.changeMark();
   }

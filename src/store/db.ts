@@ -38,10 +38,6 @@ export function wrapPgError(err: unknown, what: string): HeraldError {
   return new HeraldError(connection ? 'DEPENDENCY_UNAVAILABLE' : 'INTERNAL', `PostgreSQL ${what}: ${e.message ?? String(err)}`, {}, err);
 }
 
-/**
- * Runs `fn` in a transaction on one pooled connection: COMMIT when it returns (unless it rolled back
- * itself), ROLLBACK when it throws. Errors come out as HeraldErrors naming `what`.
- */
 /** Makes a transaction's statements give up within a second once Herald's end of the connection is gone. */
 export const CHECK_CLIENT = `SET LOCAL client_connection_check_interval = '1s'`;
 
@@ -54,6 +50,10 @@ export function triedAgainLater(err: unknown, e: HeraldError): boolean {
   return e.retryable || RETRYABLE_SQLSTATES.has((err as { code?: string }).code ?? '');
 }
 
+/**
+ * Runs `fn` in a transaction on one pooled connection: COMMIT when it returns (unless it rolled back
+ * itself), ROLLBACK when it throws. Errors come out as HeraldErrors naming `what`.
+ */
 export async function inTransaction<T>(db: Db, what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   let client: pg.PoolClient;
   try {

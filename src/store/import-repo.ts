@@ -47,7 +47,8 @@ interface MergeResult {
 }
 
 // A backend whose Herald process died notices it within a second even in the middle of a long
-// statement (an index build), and rolls back: the job's lock is free for another process that soon.
+// statement (an index build), and rolls back (CHECK_CLIENT): the job's lock is free for another process
+// that soon.
 
 // Past this many new rows, a merge refreshes its partition's statistics and visibility map.
 const REFRESH_AFTER_ROWS = 10_000;

@@ -302,7 +302,7 @@ export class RedisGateway {
     const reply = await this.run({
       script: 'capTake',
       keys: this.keys.capKeys(p.topic, p.windowMs),
-      args: [p.campaignId, p.max, p.windowMs, p.users],
+      args: [p.campaignId, p.max, p.windowMs, p.users, p.count],
     });
     if (!Array.isArray(reply)) throw invalid('capTake', reply);
     const items: unknown[] = reply;

@@ -76,6 +76,14 @@ describe('frequency cap takes (cap-keeper.ts, cap-take-3.lua)', () => {
     expect(fourth).toEqual(users.flatMap((_, i) => (i % 3 === 0 ? [i] : [])));
     const fifth = await caps.take({ topic, cap, campaignId: 5, users: joined(users), count: users.length });
     expect(fifth.length).toBe(3000);
+    // 4,500 new users in one call: the script's HMGETs and HSETs go in pieces, each user counted once
+    const many = Array.from({ length: 4500 }, (_, i) => `many-${i}`);
+    for (const cid of [6, 7]) expect(await caps.take({ topic, cap, campaignId: cid, users: joined(many), count: many.length })).toEqual([]);
+    expect((await caps.take({ topic, cap, campaignId: 8, users: joined(many), count: many.length })).length).toBe(4500);
+    // a count that does not match the ids is refused, not guessed
+    await expect(
+      gateway.capTake({ topic, windowMs: 3_600_000, campaignId: 9, max: 2, users: joined(['a', 'b']), count: 3 }),
+    ).rejects.toThrow('expected 3');
   });
 
   it('splits ids of any length and UTF-8 in the script', async () => {

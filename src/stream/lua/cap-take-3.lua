@@ -7,7 +7,8 @@
 --           counted in that slice (slice = floor(ms / window)); two slices cover any window ending now
 --   ARGV[1] campaign id, ARGV[2] max, ARGV[3] window in ms, ARGV[4] the user ids of one or more sub-batches
 --           of the campaign joined by NUL (no user id holds one): one argument, split by one pattern match,
---           instead of one per user
+--           instead of one per user; ARGV[5] how many there are (checked: a mismatch is an error, never
+--           a cap on the wrong users)
 -- Output: {-1} when the state is not built (new, or lost with Redis): nothing was taken; else the 1-based
 --   positions capped. A user already counted for this campaign in the window passes again and is not
 --   counted twice, so a sub-batch screened again after a crash spends nothing more.
@@ -34,6 +35,7 @@ for id in string.gmatch(ARGV[4], '[^%z]+') do
   n = n + 1
   ids[n] = id
 end
+if n ~= tonumber(ARGV[5]) then return redis.error_reply('cap-take: ' .. n .. ' user ids, expected ' .. ARGV[5]) end
 if n == 0 then return {} end
 -- Lua's unpack takes a few thousand values at most: HMGET and HSET of more users go in pieces.
 local PIECE = 2000
