@@ -1,11 +1,11 @@
 /**
  * Frequency caps: a cap-take-3.lua call takes one message per user from the topic's rolling window in Redis,
  * exact across campaigns and processes. The sub-batches of one campaign screened while a call is out go
- * together in the next one (group-call.ts), their ids end to end, up to MAX_USERS_PER_TAKE users: a
- * call holds Redis for about a microsecond and a half per user, so a group stays a few milliseconds long. When Redis has no state for the topic (its first
- * use, or Redis was emptied), one process (a lock) builds it from what ClickHouse holds of the topic's
- * campaigns' outcomes within the window, after waiting for every process's buffered events to land; the
- * others wait for it. Until then nothing of the topic is sent.
+ * together in the next one (group-call.ts), their ids end to end, up to MAX_USERS_PER_TAKE users: a call
+ * holds Redis for about two microseconds per user, so a group stays a few milliseconds long.
+ * When Redis has no state for the topic (its first use, or Redis was emptied), one process (a lock) builds
+ * it from what ClickHouse holds of the topic's campaigns' outcomes within the window, after waiting for
+ * every process's buffered events to land; the others wait for it. Until then nothing of the topic is sent.
  */
 import type { TopicCap } from '../domain/consent-input.js';
 import { GroupCall } from './group-call.js';

@@ -8,10 +8,22 @@
  * `applying` until the one transaction that changes the lists commits (`completed`) or fails for good. A
  * completed put is in effect once its change mark is raised, right after (every sender reloads then).
  */
+import type { AuditRecord } from './audit.js';
 import type { RejectedLine } from './import-job.js';
 
 export type SuppressionOp = 'put' | 'delete';
 export type SuppressionBatchStatus = 'applying' | 'completed' | 'failed';
+
+/** What staging a bulk change takes: its body as COPY text, and what the body held once it has ended. */
+export interface StageRequest {
+  op: SuppressionOp;
+  copyText: AsyncIterable<string | Buffer>;
+  /** read once the body has ended */
+  counts(): { total: number; accepted: number; rejectedCount: number; rejected: RejectedLine[] };
+  /** the audit row of the change, given the batch's id */
+  audit(id: number): AuditRecord;
+  startedAt: Date;
+}
 
 export interface SuppressionBatch {
   id: number;

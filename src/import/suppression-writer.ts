@@ -14,18 +14,11 @@ import { HeraldError } from '../errors.js';
 import { fingerprint, fingerprintSql } from '../domain/fingerprint.js';
 import { parseSuppressionLine, suppressionCopyLine, type SuppressionLine } from '../domain/consent-input.js';
 import type { Actor, AuditRecord } from '../domain/audit.js';
-import type { RejectedLine } from '../domain/import-job.js';
-import type { SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
+import type { StageRequest, SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
 
 /** Each change is recorded in the audit with it. */
 export interface SuppressionRecord {
-  stageBatch(p: {
-    op: SuppressionOp;
-    copyText: AsyncIterable<string | Buffer>;
-    counts(): { total: number; accepted: number; rejectedCount: number; rejected: RejectedLine[] };
-    audit(id: number): AuditRecord;
-    startedAt: Date;
-  }): Promise<number>;
+  stageBatch(p: StageRequest): Promise<number>;
   applyBatch(id: number, opts: { wait: boolean }): Promise<SuppressionBatch | null>;
   getBatch(id: number): Promise<SuppressionBatch | null>;
   openBatches(limit: number, olderThanMs: number): Promise<Array<{ id: number; status: SuppressionBatchStatus }>>;
@@ -154,9 +147,8 @@ export class SuppressionWriter {
   }
 
   /**
-   * Applies batch `id` (waiting for whoever holds it), then, for a put, refreshes the statistics after a
-   * big change and raises the change mark. Rejects with the apply's error; a batch left `applying` (its
-   * connection failed) is the sweep's.
+   * Applies batch `id` (with the older ones still applying, first), then, for a put, raises the change
+   * mark. Rejects with the apply's error; a batch left `applying` (its connection failed) is the sweep's.
    */
   private apply(id: number, wait = true): Promise<SuppressionBatch | null> {
     const running = this.record.applyBatch(id, { wait }).then(async (batch) => {

@@ -9,7 +9,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import type { SuppressionLine, TopicCap } from '../domain/consent-input.js';
 import type { AuditRecord } from '../domain/audit.js';
 import { MAX_KEPT_REJECTED, type RejectedLine } from '../domain/import-job.js';
-import type { SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
+import type { StageRequest, SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
 import { recordAudit } from './audit-repo.js';
 import { CHECK_CLIENT, copyIn, inTransaction, triedAgainLater, wrapPgError, type Db } from './db.js';
 
@@ -95,14 +95,7 @@ export class ConsentRepo {
    * table of its own, then the batch row `applying` and the audit row, in one transaction, so a batch is
    * staged whole or not at all. Returns its id; `applyBatch` changes the lists.
    */
-  async stageBatch(p: {
-    op: SuppressionOp;
-    copyText: AsyncIterable<string | Buffer>;
-    /** read once the body has ended */
-    counts(): { total: number; accepted: number; rejectedCount: number; rejected: RejectedLine[] };
-    audit(id: number): AuditRecord;
-    startedAt: Date;
-  }): Promise<number> {
+  async stageBatch(p: StageRequest): Promise<number> {
     return inTransaction(this.db, 'stage suppressions', async (client) => {
       const seq = await client.query<{ id: number }>(`SELECT nextval('suppression_batches_id_seq')::int AS id`);
       const id = seq.rows[0]!.id;
