@@ -379,6 +379,10 @@ export class CampaignActor {
     // process that lost the race to re-plan would then re-plan the winner's new generation again.
     const lost = this.campaign.planGeneration;
     let planned = false;
+    // The waits below outlast the lease (a sub-batch in hand, two graces): it is renewed meanwhile, or
+    // another process would take it, find the stream lost too and re-plan beside this one (two planners of
+    // one generation cut its chunks apart differently).
+    const renewing = this.renewLeaseWhileRecovering();
     try {
       this.deps.log.warn({ campaignId: this.id, generation: lost }, 'campaign stream lost; re-planning from PostgreSQL');
       await planning;
@@ -397,8 +401,10 @@ export class CampaignActor {
         this.id,
         lost,
       );
-      // Stopped meanwhile: the next owner finds the stream lost and recovers it.
-      if (!this.running) return;
+      // Stopped meanwhile, or the lease lost (Redis lost it with the stream, and another process took it
+      // first): the owner finds the stream lost and recovers it.
+      renewing.stop();
+      if (!this.running || !(await this.lease.tick())) return;
       await this.deps.campaigns.restartPlan(this.id, lost);
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
@@ -406,21 +412,40 @@ export class CampaignActor {
       this.held.clear();
       this.queue.length = 0;
     } finally {
+      renewing.stop();
       this.plan = planned ? { kind: 'planned' } : { kind: 'unplanned' };
     }
   }
 
+  /** Renews the lease every third of its ttl until stopped (the owner loop, which does it otherwise, waits on recover). */
+  private renewLeaseWhileRecovering(): { stop: () => void } {
+    let ticking = false;
+    const timer = setInterval(() => {
+      if (ticking) return;
+      ticking = true;
+      this.lease
+        .tick()
+        .catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'lease renewal failed while re-planning'))
+        .finally(() => (ticking = false));
+    }, this.deps.options.leaseMs / 3);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
+  }
+
   private runPlanner(): Promise<void> {
-    return this.deps.planner
-      .plan(this.id, () => !this.running || this.plan.kind === 'recovering')
-      .then((r) => {
-        if (this.plan.kind === 'planning') this.plan = r.done ? { kind: 'planned' } : { kind: 'unplanned' };
-        this.deps.log.info({ campaignId: this.id, chunks: r.chunks, recipients: r.recipients, ms: Math.round(r.ms) }, 'campaign planned');
-      })
-      .catch((err: unknown) => {
-        if (this.plan.kind === 'planning') this.plan = { kind: 'unplanned' };
-        this.deps.log.error({ err, campaignId: this.id }, 'planning failed; will retry');
-      });
+    return (
+      this.deps.planner
+        // Stops once the lease is lost: the new owner resumes the plan from what PostgreSQL recorded.
+        .plan(this.id, () => !this.running || this.plan.kind === 'recovering' || !this.lease.held)
+        .then((r) => {
+          if (this.plan.kind === 'planning') this.plan = r.done ? { kind: 'planned' } : { kind: 'unplanned' };
+          this.deps.log.info({ campaignId: this.id, chunks: r.chunks, recipients: r.recipients, ms: Math.round(r.ms) }, 'campaign planned');
+        })
+        .catch((err: unknown) => {
+          if (this.plan.kind === 'planning') this.plan = { kind: 'unplanned' };
+          this.deps.log.error({ err, campaignId: this.id }, 'planning failed; will retry');
+        })
+    );
   }
 
   private get reclaimer(): string {
