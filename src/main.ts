@@ -175,7 +175,11 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
       maxBufferedRows: cfg.sinkMaxBufferedRows,
       fence: (campaignId, holder, entryIds) => protocol.fence(campaignId, holder, entryIds),
       fenceValidMs: ownershipTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
-      onError: (err, attempt) => log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying'),
+      onError: (err, attempt, failedAt) => {
+        // The fence is asked again every 200 ms while Redis is away: its failures are logged now and then.
+        if (failedAt === 'clickhouse') log.error({ err: (err as Error).message, attempt }, 'ClickHouse insert failed; retrying');
+        else if (attempt % 25 === 1) log.error({ err: (err as Error).message, attempt }, 'event fence failed (Redis); retrying');
+      },
       onFenced: (campaignId, entryIds, rows) =>
         log.warn({ campaignId, chunks: entryIds.length, rows }, "events left to the chunks' new holder (taken over)"),
       metrics,

@@ -401,11 +401,18 @@ export class CampaignActor {
         this.id,
         lost,
       );
-      // Stopped meanwhile, or the lease lost (Redis lost it with the stream, and another process took it
-      // first): the owner finds the stream lost and recovers it.
-      renewing.stop();
-      if (!this.running || !(await this.lease.tick())) return;
-      await this.deps.campaigns.restartPlan(this.id, lost);
+      // Stopped meanwhile, or the lease is another process's (Redis lost it with the stream, and the other
+      // took it first while this one still thought it held it): the owner recovers the stream.
+      if (!this.running) return;
+      if (!(await this.lease.tick())) {
+        this.deps.log.info({ campaignId: this.id }, 'lease lost while re-planning; its new owner re-plans');
+        return;
+      }
+      const restarted = await this.deps.campaigns.restartPlan(this.id, lost);
+      this.deps.log.info(
+        { campaignId: this.id, generation: lost + 1 },
+        restarted ? 'campaign re-planned under a new generation' : 'campaign already re-planned by another process',
+      );
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
       planned = c?.planningDone ?? false;

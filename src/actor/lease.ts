@@ -20,6 +20,7 @@ export class Lease {
   private readonly campaignId: number;
   private readonly holder: string;
   private readonly ttlMs: number;
+  private ticking: Promise<boolean> | null = null;
 
   constructor(options: LeaseOptions) {
     this.gateway = options.gateway;
@@ -40,7 +41,14 @@ export class Lease {
    * Acquires if free (or if its holder's heartbeat in the campaign has lapsed: actor/liveness.ts), renews
    * if ours; returns whether we hold it afterwards.
    */
-  async tick(): Promise<boolean> {
+  tick(): Promise<boolean> {
+    // One at a time: two ticks side by side (a renewal timer and the owner's own check) would each set the
+    // epoch from their own answer, and the later answer, a failed acquire, could clear a lease just won.
+    this.ticking ??= this.tickOnce().finally(() => (this.ticking = null));
+    return this.ticking;
+  }
+
+  private async tickOnce(): Promise<boolean> {
     if (this.held) {
       if (await this.gateway.leaseRenew({ campaignId: this.campaignId, token: this.token, ttlMs: this.ttlMs })) return true;
       this.epoch = 0;
@@ -50,6 +58,7 @@ export class Lease {
   }
 
   async release(): Promise<void> {
+    await this.ticking?.catch(() => undefined);
     if (!this.held) return;
     const token = this.token;
     this.epoch = 0;

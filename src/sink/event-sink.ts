@@ -101,7 +101,8 @@ export interface EventSinkOptions {
    * idle time and renews its process's heartbeat).
    */
   fenceValidMs?: number;
-  onError?: (err: unknown, attempt: number) => void;
+  /** `failedAt`: the fence (Redis, tried again every `retryBaseMs`) or ClickHouse (backed off) */
+  onError?: (err: unknown, attempt: number, failedAt: 'fence' | 'clickhouse') => void;
   /** rows left out of an insert by the fence (their chunk was taken over) */
   onFenced?: (campaignId: number, entryIds: readonly string[], rows: number) => void;
   /** counts inserts (rows, latency) and failed attempts; default: none */
@@ -316,19 +317,29 @@ export class EventSink {
   private async insertWithRetry(batch: Batch): Promise<void> {
     const base = this.opts.retryBaseMs ?? 200;
     let segments = batch.segments;
+    // Where the last attempt failed: ClickHouse backs off (up to 10 s), Redis's fence does not. A Redis
+    // that comes back empty is found lost by an owner that waits only a flush or two before re-planning
+    // (actor/lost-plan.ts): these rows must be in by then, or the raised plan key fences them out and the
+    // re-plan sends their recipients again.
+    let failedAt: 'fence' | 'clickhouse' = 'clickhouse';
+    let clickhouseFailures = 0;
     for (let attempt = 1; ; attempt++) {
       try {
+        failedAt = 'fence';
         // Taken before the fence is asked: its answer holds from the moment Redis gave it, which a stall
         // while the reply waited does not postpone.
         let fencedAt = Date.now();
         segments = await this.fenced(segments);
+        failedAt = 'clickhouse';
         if (attempt > 1) segments = await this.notLanded(segments);
         const body = (): Buffer[] => batch.writer.finish(segments.length === batch.segments.length ? undefined : segments);
         let block = body();
         // Stalled since the fence answered (GC, SIGSTOP)? Ask again right before the insert starts.
         while (Date.now() - fencedAt > (this.opts.fenceValidMs ?? Infinity)) {
           fencedAt = Date.now();
+          failedAt = 'fence';
           segments = await this.fenced(segments);
+          failedAt = 'clickhouse';
           block = body();
         }
         if (segments.length === 0) return;
@@ -341,8 +352,9 @@ export class EventSink {
       } catch (err) {
         this.stats.failedInserts++;
         (this.opts.metrics ?? NO_METRICS).insertFailed();
-        this.opts.onError?.(err, attempt);
-        await new Promise((r) => setTimeout(r, Math.min(base * 2 ** (attempt - 1), 10_000)));
+        this.opts.onError?.(err, attempt, failedAt);
+        const waitMs = failedAt === 'fence' ? base : Math.min(base * 2 ** clickhouseFailures++, 10_000);
+        await new Promise((r) => setTimeout(r, waitMs));
       }
     }
   }

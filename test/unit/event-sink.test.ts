@@ -268,6 +268,32 @@ describe('EventSink', () => {
     expect(sink.stats.fencedRows).toBe(2);
   });
 
+  it('asks a failing fence (Redis away) again every retryBaseMs, where ClickHouse failures back off', async () => {
+    const ins = new FakeInserter();
+    ins.failNext = 3;
+    const askedAt: number[] = [];
+    const failures: string[] = [];
+    const sink = new EventSink(ins, {
+      flushRows: 2,
+      flushMs: 10,
+      maxBufferedRows: 100,
+      retryBaseMs: 50,
+      // Redis away for eight tries: backed off, the eighth would come 50 * 2^7 = 6.4 s after the seventh.
+      fence: async () => {
+        askedAt.push(Date.now());
+        if (askedAt.length <= 8) throw new Error('CLUSTERDOWN');
+        return [];
+      },
+      onError: (_e, n, at) => failures.push(`${n}:${at}`),
+    });
+    const t = await sink.appendOutcomes(outcomes(1, ['a', 'b'], { owner: { entryId: '0-1', holder: 'h1' } }));
+    await t.stored;
+    const gaps = askedAt.slice(1, 9).map((at, i) => at - askedAt[i]!);
+    expect(Math.max(...gaps)).toBeLessThan(1_000);
+    expect(failures).toEqual([...Array.from({ length: 8 }, (_, i) => `${i + 1}:fence`), '9:clickhouse', '10:clickhouse', '11:clickhouse']);
+    expect(ins.rows).toBe(2);
+  });
+
   it("takes a holder's sub-batch once while it waits to be stored, and another holder's copy beside it", async () => {
     const ins = new FakeInserter();
     const sink = new EventSink(ins, { flushRows: 100, flushMs: 10, maxBufferedRows: 1000 });
