@@ -58,12 +58,29 @@ const TOPIC_BODY = {
   },
 };
 
-/** 200 once in effect (or failed), 202 before; the request's own rejected lines either way. */
+/**
+ * 200 once in effect, 202 before; 500 when the apply failed (nothing of the batch was applied: a client
+ * that reads only the status must not take it for done). The request's own rejected lines each time.
+ */
 function bulkAnswer(batch: SuppressionBatch, r: BulkReport): Reply {
-  return {
-    status: batch.inEffect || batch.status === 'failed' ? 200 : 202,
-    body: { ...suppressionBatchView(batch), rejected: r.rejected, rejected_count: r.rejectedCount, total: r.total, accepted: r.accepted },
+  const body = {
+    ...suppressionBatchView(batch),
+    rejected: r.rejected,
+    rejected_count: r.rejectedCount,
+    total: r.total,
+    accepted: r.accepted,
   };
+  if (batch.status === 'failed') {
+    return {
+      status: 500,
+      body: {
+        ...body,
+        code: 'INTERNAL',
+        error: `suppression batch ${batch.id} failed, nothing of it applied: ${batch.error ?? 'unknown'}`,
+      },
+    };
+  }
+  return { status: batch.inEffect ? 200 : 202, body };
 }
 
 function topicView(t: { topic: string; cap: TopicCap | null; updatedAt: Date }): Record<string, unknown> {
@@ -99,9 +116,10 @@ export function consentRoutes(deps: ConsentApiDeps): Route[] {
     summary,
     body: { contentTypes: ['application/x-ndjson'], schema: SUPPRESSION_LINES, description },
     responses: {
-      200: '{id, op, status: "completed" | "failed", in_effect, accepted, rejected: [first 100 {line, error}], rejected_count, total, changed, error}: in effect (or failed)',
+      200: '{id, op, status: "completed", in_effect: true, accepted, rejected: [first 100 {line, error}], rejected_count, total, changed}: in effect',
       202: '{id, op, status: "applying" | "completed", in_effect: false, accepted, rejected, rejected_count, total}: staged; follow it at GET /v1/suppressions/batches/:id',
       415: 'not NDJSON',
+      500: '{code: "INTERNAL", error, id, op, status: "failed", …}: the apply failed within the wait and nothing of the batch was applied',
     },
     handler: async (req) => {
       if (importFormat(req.headers.contentType) !== 'ndjson')

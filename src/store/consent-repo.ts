@@ -11,7 +11,7 @@ import type { AuditRecord } from '../domain/audit.js';
 import { MAX_KEPT_REJECTED, type RejectedLine } from '../domain/import-job.js';
 import type { StageRequest, SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
 import { recordAudit } from './audit-repo.js';
-import { CHECK_CLIENT, copyIn, inTransaction, triedAgainLater, wrapPgError, type Db } from './db.js';
+import { CHECK_CLIENT, retryableSqlState, copyIn, inTransaction, triedAgainLater, wrapPgError, type Db } from './db.js';
 
 export interface SuppressionRow {
   topic: string;
@@ -28,8 +28,11 @@ export interface FingerprintLoad {
   xmin: string;
 }
 
-// The advisory lock class of suppression batches (the key is (SUPPRESSION_LOCK_CLASS, batch id)).
+// The advisory lock of suppression batches' applies, (SUPPRESSION_LOCK_CLASS, 0): one apply at a time.
 const SUPPRESSION_LOCK_CLASS = 80_072;
+
+/** Applies of one batch ending on a deadlock, a lock timeout or a cancel, after which it is failed. */
+export const SUPPRESSION_APPLY_ATTEMPTS = 10;
 
 const stageTable = (id: number): string => `suppression_stage_${Math.trunc(id)}`;
 
@@ -92,8 +95,8 @@ export class ConsentRepo {
 
   /**
    * Stages a bulk change's body as a new batch (0016_suppression_batches.sql): the COPY text into a staging
-   * table of its own, then the batch row `applying` and the audit row, in one transaction, so a batch is
-   * staged whole or not at all. Returns its id; `applyBatch` changes the lists.
+   * table of its own, then the batch row `applying` with the audit row its apply writes, in one
+   * transaction, so a batch is staged whole or not at all. Returns its id; `applyBatch` changes the lists.
    */
   async stageBatch(p: StageRequest): Promise<number> {
     return inTransaction(this.db, 'stage suppressions', async (client) => {
@@ -104,11 +107,21 @@ export class ConsentRepo {
       );
       await copyIn(client, `COPY ${stageTable(id)} (line, topic, user_id, reason, fp) FROM STDIN WITH (FREEZE)`, p.copyText);
       const c = p.counts();
+      // The audit row is written by the apply, with the change (0017_suppression_batch_audit.sql).
       await client.query(
-        `INSERT INTO suppression_batches (id, op, total, accepted, rejected_count, rejected, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [id, p.op, c.total, c.accepted, c.rejectedCount, JSON.stringify(c.rejected.slice(0, MAX_KEPT_REJECTED)), p.startedAt],
+        `INSERT INTO suppression_batches (id, op, total, accepted, rejected_count, rejected, started_at, audit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [
+          id,
+          p.op,
+          c.total,
+          c.accepted,
+          c.rejectedCount,
+          JSON.stringify(c.rejected.slice(0, MAX_KEPT_REJECTED)),
+          p.startedAt,
+          JSON.stringify(p.audit(id)),
+        ],
       );
-      await recordAudit(client, p.audit(id));
       return id;
     });
   }
@@ -124,8 +137,9 @@ export class ConsentRepo {
    *   batch's receipt, if later.
    * - DELETE lifts the staged pairs written before the batch was received: an unsubscribe that came after
    *   the request stays, however late the apply runs.
-   * A connection failure, a deadlock or a lock timeout leaves a batch `applying` for a later try; any other
-   * failure ends it `failed`.
+   * The apply writes the request's audit row, with what it changed. A connection failure, a deadlock or a
+   * lock timeout leaves a batch `applying` for a later try (the SUPPRESSION_APPLY_ATTEMPTS-th deadlock or
+   * lock timeout fails it); any other failure ends it `failed`.
    */
   async applyBatch(id: number, opts: { wait: boolean }): Promise<SuppressionBatch | null> {
     for (;;) {
@@ -156,8 +170,8 @@ export class ConsentRepo {
           return 'busy';
         }
       }
-      const r = await client.query<BatchRow>(
-        `SELECT ${BATCH_COLUMNS} FROM suppression_batches WHERE status = 'applying' AND id <= $1 ORDER BY id LIMIT 1 FOR UPDATE`,
+      const r = await client.query<BatchRow & { audit: AuditRecord | null }>(
+        `SELECT ${BATCH_COLUMNS}, audit FROM suppression_batches WHERE status = 'applying' AND id <= $1 ORDER BY id LIMIT 1 FOR UPDATE`,
         [upTo],
       );
       const row = r.rows[0];
@@ -186,10 +200,11 @@ export class ConsentRepo {
       // senders' confirm query takes the primary key from the first sub-batch after the mark on.
       if (row.op === 'put' && (changed.rowCount ?? 0) >= ANALYZE_AFTER_ROWS) await client.query('ANALYZE suppressions');
       const done = await client.query<BatchRow>(
-        `UPDATE suppression_batches SET status = 'completed', changed = $2, finished_at = clock_timestamp() WHERE id = $1
+        `UPDATE suppression_batches SET status = 'completed', changed = $2, error = NULL, finished_at = clock_timestamp() WHERE id = $1
          RETURNING ${BATCH_COLUMNS}`,
         [row.id, changed.rowCount ?? 0],
       );
+      if (row.audit !== null) await recordAudit(client, { ...row.audit, detail: { ...row.audit.detail, changed: changed.rowCount ?? 0 } });
       await client.query(`DROP TABLE ${stage}`);
       await client.query('COMMIT');
       client.release();
@@ -199,9 +214,25 @@ export class ConsentRepo {
       // released before the batch is failed: that takes a connection of its own
       client.release();
       const e = wrapPgError(err, 'apply suppressions');
-      // one tried again later stays `applying` for the sweep
+      // One tried again later stays `applying` for the sweep, up to SUPPRESSION_APPLY_ATTEMPTS deadlocks or
+      // lock timeouts; a lost connection is no attempt (the batch was not at fault).
       if (applying !== null && !triedAgainLater(err, e)) await this.failBatch(applying, e.message);
+      else if (applying !== null && retryableSqlState(err)) await this.countAttempt(applying, e.message);
       throw e;
+    }
+  }
+
+  /** Records a retryable failure of batch `id`'s apply; the last allowed one fails it. */
+  private async countAttempt(id: number, reason: string): Promise<void> {
+    try {
+      const r = await this.db.query<{ attempts: number }>(
+        `UPDATE suppression_batches SET attempts = attempts + 1, error = $2 WHERE id = $1 AND status = 'applying' RETURNING attempts`,
+        [id, reason],
+      );
+      const attempts = r.rows[0]?.attempts ?? 0;
+      if (attempts >= SUPPRESSION_APPLY_ATTEMPTS) await this.failBatch(id, `${reason} (${attempts} attempts)`);
+    } catch {
+      // PostgreSQL is away: the attempt goes uncounted, and the sweep tries the batch again
     }
   }
 

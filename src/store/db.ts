@@ -45,9 +45,14 @@ export const CHECK_CLIENT = `SET LOCAL client_connection_check_interval = '1s'`;
 // failed on these (or on the connection) is tried again later rather than failed.
 const RETRYABLE_SQLSTATES = new Set(['40P01', '55P03', '40001', '57014']);
 
+/** Whether `err` is one of those SQLSTATEs: PostgreSQL answered, and the same work may succeed later. */
+export function retryableSqlState(err: unknown): boolean {
+  return RETRYABLE_SQLSTATES.has((err as { code?: string }).code ?? '');
+}
+
 /** Whether a background job's failed transaction is tried again later (`e` is `err` wrapped). */
 export function triedAgainLater(err: unknown, e: HeraldError): boolean {
-  return e.retryable || RETRYABLE_SQLSTATES.has((err as { code?: string }).code ?? '');
+  return e.retryable || retryableSqlState(err);
 }
 
 /**

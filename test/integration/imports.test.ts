@@ -316,6 +316,7 @@ describe('the migration to a partition per audience', () => {
         'postgres/0014_segment_changes.sql',
         'postgres/0015_count_checks.sql',
         'postgres/0016_suppression_batches.sql',
+        'postgres/0017_suppression_batch_audit.sql',
       ]);
       const h = await startTestHerald(ctx.ns, { databaseUrl: url.toString(), workers: 0 });
       try {

@@ -278,7 +278,7 @@ describe('API keys, scopes and the audit trail', () => {
 
     const recent = (await audit('limit=20')).items.filter((i: any) => i.key_id === lists.id);
     expect(recent.map((i: any) => i.action)).toEqual(['topic.put', 'suppressions.delete', 'suppressions.put', 'import.start']);
-    expect(recent[2].detail).toEqual({ batch_id: put.body.id, accepted: 1, rejected_count: 1, total: 2 });
+    expect(recent[2].detail).toEqual({ batch_id: put.body.id, accepted: 1, rejected_count: 1, total: 2, changed: 1 });
     expect(recent[3].detail).toMatchObject({ import_id: imported.body.import_id, audience_id: a.body.id, format: 'ndjson' });
     expect(recent[0].detail).toEqual({ topic: 'news', cap: { max: 2, window_s: 60 } });
   });

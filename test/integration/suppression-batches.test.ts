@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Herald } from '../../src/main.js';
-import { ConsentRepo } from '../../src/store/consent-repo.js';
+import { ConsentRepo, SUPPRESSION_APPLY_ATTEMPTS } from '../../src/store/consent-repo.js';
 import { fingerprint, fingerprintSql } from '../../src/domain/fingerprint.js';
 import { suppressionCopyLine } from '../../src/domain/consent-input.js';
 import { TOKEN_CALLER } from '../../src/domain/audit.js';
@@ -177,5 +177,93 @@ describe('suppression batches', () => {
     expect(await repo.applyBatch(late, { wait: true })).toMatchObject({ status: 'completed', changed: 1 });
     expect((await api.call('GET', '/v1/users/o3/suppressions')).body.suppressions).toMatchObject([{ topic: null }]);
     expect((await api.call('GET', '/v1/users/o2/suppressions')).body.suppressions).toEqual([]);
+  });
+
+  it('answers 500 with the reason when the apply fails, and applies nothing of the batch', async () => {
+    // A real failure inside the apply's transaction: a trigger refusing one of the lines.
+    await side.query(`CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.user_id = 'boom' THEN RAISE EXCEPTION 'boom is refused'; END IF; RETURN NEW; END $$`);
+    await side.query('CREATE TRIGGER refuse_boom BEFORE INSERT ON suppressions FOR EACH ROW EXECUTE FUNCTION refuse_boom()');
+    try {
+      const r = await api.call('PUT', '/v1/suppressions', `${lines(50, 'f')}\n{"user_id":"boom"}\n`, ndjson);
+      expect(r.status).toBe(500);
+      expect(r.body).toMatchObject({ code: 'INTERNAL', op: 'put', status: 'failed', in_effect: false, accepted: 51, rejected_count: 0 });
+      expect(r.body.error).toContain('boom is refused');
+      const got = await api.call('GET', `/v1/suppressions/batches/${r.body.id}`);
+      expect(got.body).toMatchObject({ status: 'failed', in_effect: false });
+      expect(got.body.error).toContain('boom is refused');
+      const kept = await side.query("SELECT count(*)::int AS n FROM suppressions WHERE user_id LIKE 'f%' OR user_id = 'boom'");
+      expect(kept.rows[0].n).toBe(0);
+      // Audited with the change only: a batch that changed nothing has no audit row.
+      const audited = await side.query("SELECT count(*)::int AS n FROM audit_log WHERE (detail->>'batch_id')::int = $1", [r.body.id]);
+      expect(audited.rows[0].n).toBe(0);
+    } finally {
+      await side.query('DROP TRIGGER refuse_boom ON suppressions; DROP FUNCTION refuse_boom()');
+    }
+  });
+});
+
+// A batch whose apply meets a lock timeout again and again: counted, shown, and failed at the last attempt.
+describe('a suppression batch on lock timeouts', () => {
+  let ns: Namespace;
+  let side: pg.Client;
+  let db: pg.Pool;
+
+  beforeAll(async () => {
+    ns = await createNamespace();
+    side = new pg.Client({ connectionString: ns.config.databaseUrl });
+    await side.connect();
+    // No Herald here (its sweep would apply the batch too): the repository on a pool whose lock waits end at 100 ms.
+    db = new pg.Pool({ connectionString: ns.config.databaseUrl, options: '-c lock_timeout=100' });
+  });
+
+  afterAll(async () => {
+    await side?.end();
+    await db?.end();
+    await ns?.drop();
+  });
+
+  it('stays applying with the last error until the last attempt fails it, and is audited only when applied', async () => {
+    const repo = new ConsentRepo(db);
+    const users = ['t1', 't2', 't3'];
+    const audit = (batchId: number) => ({
+      actor: { ...TOKEN_CALLER, requestId: 'test' },
+      action: 'suppressions.put' as const,
+      detail: { batch_id: batchId },
+    });
+    const stageOne = (): Promise<number> =>
+      repo.stageBatch({
+        op: 'put',
+        copyText: (async function* () {
+          yield users
+            .map((u, i) => suppressionCopyLine(i + 1, { userId: u, topic: '', reason: null }, fingerprintSql(fingerprint('', u))))
+            .join('');
+        })(),
+        counts: () => ({ total: users.length, accepted: users.length, rejectedCount: 0, rejected: [] }),
+        audit,
+        startedAt: new Date(),
+      });
+    const id = await stageOne();
+    await side.query('BEGIN');
+    await side.query('LOCK TABLE suppressions IN SHARE MODE');
+    try {
+      for (let i = 1; i < SUPPRESSION_APPLY_ATTEMPTS; i++) {
+        await expect(repo.applyBatch(id, { wait: true })).rejects.toThrow(/lock timeout/);
+        expect(await repo.getBatch(id)).toMatchObject({ status: 'applying', error: expect.stringContaining('lock timeout') });
+      }
+      await expect(repo.applyBatch(id, { wait: true })).rejects.toBeTruthy();
+      const failed = await repo.getBatch(id);
+      expect(failed).toMatchObject({ status: 'failed' });
+      expect(failed!.error).toContain(`(${SUPPRESSION_APPLY_ATTEMPTS} attempts)`);
+    } finally {
+      await side.query('ROLLBACK');
+    }
+    // The next batch applies once the lock is gone, and its audit row carries what it changed.
+    const next = await stageOne();
+    expect(await repo.applyBatch(next, { wait: true })).toMatchObject({ status: 'completed', changed: 3 });
+    const rows = await side.query(
+      "SELECT (detail->>'batch_id')::int AS b, (detail->>'changed')::int AS c FROM audit_log WHERE action = 'suppressions.put' ORDER BY id",
+    );
+    expect(rows.rows).toEqual([{ b: next, c: 3 }]);
   });
 });
