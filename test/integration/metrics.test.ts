@@ -246,7 +246,8 @@ describe('a worker process', () => {
     // The earlier test's campaign may still be within its retention.
     for (const c of campaignsIn(await scrape(workerBase))) finishedAt.set(c, Date.now());
     let most = 0;
-    let seriesAfterFirst = 0;
+    /** Herald's own series when the most campaigns had series */
+    let seriesAtMost = 0;
     for (let batch = 0; batch < 100 / perBatch; batch++) {
       const ids: number[] = [];
       for (let i = 0; i < perBatch; i++) ids.push(await api.nullCampaign(audience));
@@ -257,6 +258,7 @@ describe('a worker process', () => {
       const scrapedAt = Date.now();
       const s = await scrape(workerBase);
       const present = campaignsIn(s);
+      if (present.size >= most) seriesAtMost = ownSeries(s);
       most = Math.max(most, present.size);
       // This batch's campaigns, counted since it started, are all there if that is within the retention ...
       if (scrapedAt - startedAt < retentionMs) {
@@ -264,17 +266,18 @@ describe('a worker process', () => {
       }
       // ... and none that finished more than the retention before.
       for (const c of present) expect(finishedAt.get(c)!, `campaign ${c}`).toBeGreaterThan(scrapedAt - retentionMs);
-      if (batch === 0) seriesAfterFirst = ownSeries(s);
     }
     console.log(`most campaigns with series at once: ${most} of 100`);
     expect(most).toBeGreaterThanOrEqual(perBatch);
     expect(most).toBeLessThan(100);
     expect(worker.metrics.campaignsWithSeries().length).toBeLessThan(100);
-    // Once the retention has passed, no campaign has a series, and the series are back under the first batch's.
+    // Once the retention has passed, no campaign has a series, and there are fewer series than when the most
+    // campaigns had theirs. (Not fewer than after the first batch: series of other families appear as they
+    // are first observed, and a CI run saw as many appear meanwhile as the first batch's campaigns had.)
     await new Promise((r) => setTimeout(r, retentionMs + 500));
     const s = await scrape(workerBase);
     expect(campaignsIn(s).size).toBe(0);
     expect(worker.metrics.campaignsWithSeries()).toEqual([]);
-    expect(ownSeries(s)).toBeLessThan(seriesAfterFirst);
+    expect(ownSeries(s)).toBeLessThan(seriesAtMost);
   });
 });
