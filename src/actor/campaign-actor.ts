@@ -426,14 +426,9 @@ export class CampaignActor {
 
   /** Renews the lease every third of its ttl until stopped (the owner loop, which does it otherwise, waits on recover). */
   private renewLeaseWhileRecovering(): { stop: () => void } {
-    let ticking = false;
+    // Lease.tick runs one at a time: a tick still out when the next is due is joined, not doubled.
     const timer = setInterval(() => {
-      if (ticking) return;
-      ticking = true;
-      this.lease
-        .tick()
-        .catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'lease renewal failed while re-planning'))
-        .finally(() => (ticking = false));
+      this.lease.tick().catch((err: unknown) => this.deps.log.warn({ err, campaignId: this.id }, 'lease renewal failed while re-planning'));
     }, this.deps.options.leaseMs / 3);
     timer.unref();
     return { stop: () => clearInterval(timer) };

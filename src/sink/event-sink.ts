@@ -321,25 +321,28 @@ export class EventSink {
     // that comes back empty is found lost by an owner that waits only a flush or two before re-planning
     // (actor/lost-plan.ts): these rows must be in by then, or the raised plan key fences them out and the
     // re-plan sends their recipients again.
-    let failedAt: 'fence' | 'clickhouse' = 'clickhouse';
+    // (set inside `fence` too: declared by cast, so the checker does not narrow it to its first value)
+    let failedAt = 'clickhouse' as 'fence' | 'clickhouse';
     let clickhouseFailures = 0;
+    const fence = async (s: Segment[]): Promise<Segment[]> => {
+      failedAt = 'fence';
+      const kept = await this.fenced(s);
+      failedAt = 'clickhouse';
+      return kept;
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        failedAt = 'fence';
         // Taken before the fence is asked: its answer holds from the moment Redis gave it, which a stall
         // while the reply waited does not postpone.
         let fencedAt = Date.now();
-        segments = await this.fenced(segments);
-        failedAt = 'clickhouse';
+        segments = await fence(segments);
         if (attempt > 1) segments = await this.notLanded(segments);
         const body = (): Buffer[] => batch.writer.finish(segments.length === batch.segments.length ? undefined : segments);
         let block = body();
         // Stalled since the fence answered (GC, SIGSTOP)? Ask again right before the insert starts.
         while (Date.now() - fencedAt > (this.opts.fenceValidMs ?? Infinity)) {
           fencedAt = Date.now();
-          failedAt = 'fence';
-          segments = await this.fenced(segments);
-          failedAt = 'clickhouse';
+          segments = await fence(segments);
           block = body();
         }
         if (segments.length === 0) return;
