@@ -35,11 +35,9 @@ describe('webhook requests in flight', () => {
     // has a request out at the same instant (a CI run saw 31 of 64).
     expect(s.maxOpen).toBeLessThanOrEqual(DEFAULTS.webhookConcurrency);
     expect(s.maxOpen).toBeGreaterThanOrEqual(DEFAULTS.webhookConcurrency * 0.4);
-    // Old bound: one request of a sub-batch per consumer in flight at 50 ms. Well above it, generously.
-    const reqs = s.of(id);
-    const seconds = (Math.max(...reqs.map((r) => r.answeredAt)) - Math.min(...reqs.map((r) => r.arrivedAt))) / 1000;
-    const oldBound = (DEFAULTS.workers * DEFAULTS.subBatchSize) / 0.05;
-    expect(n / seconds).toBeGreaterThan(4 * oldBound);
+    // The old bound was one request per consumer in flight; the rate itself is bench:webhook's figure, not a
+    // timed assertion here (a loaded CI machine ran this at 15,000/s, the bench's receiver at 5x that).
+    expect(s.maxOpen).toBeGreaterThan(10 * DEFAULTS.workers);
   });
 
   it('honours channel.concurrency, stored with the channel', async () => {
