@@ -12,11 +12,8 @@
  * Worker process with tuned concurrency) and the naive design (a `message_items` row per recipient in
  * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
  * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
- * --populated: Herald runs in a database that has been used, as every deployment's is: `--database` (kept
- * between runs, shared with bench:import) is first filled, if short, to `--populated-recipients` earlier
- * recipients (Herald's own HTTP import, 1M-line audiences) and `--populated-events` earlier events of
- * other campaigns (Native blocks, as Herald writes them), which ClickHouse merges in the background while
- * the bench runs. The run's own audience is dropped again at the end; its events stay (more history).
+ * --populated: Herald runs in a database that has been used, as every deployment's is (populated.ts:
+ * `--database`, kept between runs, shared with bench:import and the other benches, filled first where short). The run's own audience is dropped again at the end; its events stay (more history).
  *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60] [--variants "K=V,K=V;K=V"]
  *   [--no-peers] [--profile] [--rounds 3] [--populated [--database herald_bench_populated] [--populated-recipients 20000000] [--populated-events 50000000]]
  *   (--profile: CPU profiles of the Herald process into bench/results/prof/)
@@ -43,6 +40,7 @@ import { median, naiveBytes, naiveProgress, runNaive } from './peers/naive.js';
 import type { PeerResult } from './peers/peer.js';
 import { cpuByService, cpuSince, peakRssMb } from './proc.js';
 import { spawnServe, stopServe } from './namespace.js';
+import { populate, populatedOptions } from './populated.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -67,12 +65,10 @@ const BULLMQ_CONCURRENCY = Number(arg('bullmq-concurrency', '100'));
 const NAIVE_WORKERS = Number(arg('naive-workers', '4'));
 const NAIVE_SECONDS = Number(arg('naive-seconds', '60'));
 const PEERS = !process.argv.includes('--no-peers');
-const POPULATED = process.argv.includes('--populated');
+const POPULATED_OPTIONS = populatedOptions();
+const POPULATED = POPULATED_OPTIONS !== null;
 // Herald and the BullMQ peers alternate this many times; ratios are the medians of the rounds' ratios.
 const ROUNDS = Number(arg('rounds', '1'));
-const POPULATED_DB = arg('database', 'herald_bench_populated');
-const POPULATED_RECIPIENTS = Number(arg('populated-recipients', '20000000'));
-const POPULATED_EVENTS = Number(arg('populated-events', '50000000'));
 const CHUNK = 500;
 const KEY = 'bench-key-0123456789';
 const PORT = 18_480;
@@ -80,7 +76,7 @@ const run = Date.now().toString(36);
 const base = loadConfig();
 // A namespace of its own per run (PostgreSQL database, ClickHouse database, Redis prefix), dropped at the
 // end; or, --populated, the used database, kept.
-const dbName = POPULATED ? POPULATED_DB : `herald_bench_${run}`;
+const dbName = POPULATED_OPTIONS?.database ?? `herald_bench_${run}`;
 const dbUrl = new URL(base.databaseUrl);
 dbUrl.pathname = `/${dbName}`;
 const env = {
@@ -147,44 +143,14 @@ const db = createDb(env.DATABASE_URL, 4);
 
 // Import once, with the first Herald process.
 let herald = await startHerald(WORKERS[0]!, VARIANTS[0]);
-const used = POPULATED ? await populate() : null;
+const used =
+  POPULATED_OPTIONS === null
+    ? null
+    : await populate({ ...base, databaseUrl: env.DATABASE_URL, clickhouseDb: dbName }, POPULATED_OPTIONS, api, KEY);
 // ClickHouse's bytes before this run's campaigns, so a used database's history is not counted as theirs.
 const bytesBefore = Number(
   (await ch.rows<{ b: string }>(`SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${dbName}' AND active`))[0]?.b ?? 0,
 );
-
-/** Fills the used database to its earlier recipients and events, where it is short. */
-async function populate(): Promise<{ database: string; recipients: number; audiences: number; events: number }> {
-  const count = async (sql: string): Promise<number> => Number((await db.query<{ n: number }>(sql)).rows[0]!.n);
-  const have = await count('SELECT count(*)::bigint AS n FROM recipients');
-  const fill = join(tmpdir(), `herald-bench-fill-${run}.ndjson`);
-  for (let k = 0; k < Math.ceil((POPULATED_RECIPIENTS - have) / 1_000_000); k++) {
-    await pipeline(Readable.from(ndjson(1_000_000, `p${run}${k}-`)), createWriteStream(fill));
-    const a = await call('POST', '/v1/audiences', { name: `earlier audience ${run}-${k}` });
-    const t0 = performance.now();
-    const r = await importFile(a.id, fill);
-    console.log(
-      `populating: earlier audience ${k + 1}, 1,000,000 lines in ${((performance.now() - t0) / 1000).toFixed(1)} s (${r.status})`,
-    );
-  }
-  await rm(fill, { force: true });
-  const events = Number((await ch.rows<{ n: string }>('SELECT count() AS n FROM message_events'))[0]!.n);
-  const ids = packStrings(Array.from({ length: 100_000 }, (_, i) => `p${i}`));
-  for (let b = 0; b < Math.ceil((POPULATED_EVENTS - events) / 100_000); b++) {
-    const w = new EventBlockWriter(100_000);
-    // 50 earlier campaigns of 1M events, a day ago
-    w.addOutcomes(800_000 + Math.floor((events / 100_000 + b) / 10), ids, 100_000, new Map(), Math.floor(Date.now() / 1000) - 86_400);
-    await ch.insertRaw('message_events', 'Native', w.finish());
-    if (b % 50 === 49) console.log(`populating: ${((b + 1) * 100_000).toLocaleString()} earlier events written`);
-  }
-  const recipients = await count('SELECT count(*)::bigint AS n FROM recipients');
-  const audiences = await count('SELECT count(*)::bigint AS n FROM audiences');
-  const held = Number((await ch.rows<{ n: string }>('SELECT count() AS n FROM message_events'))[0]!.n);
-  console.log(
-    `populated database ${dbName}: ${recipients.toLocaleString()} recipients in ${audiences} audiences, ${held.toLocaleString()} events`,
-  );
-  return { database: dbName, recipients, audiences, events: held };
-}
 
 /** POSTs a file as `curl -T` would and follows the import job to its end. */
 async function importFile(audienceId: number, path: string): Promise<{ imported: number; status: string }> {

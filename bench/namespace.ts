@@ -34,6 +34,11 @@ export async function dropNamespace(base: Readonly<Config>, ns: string): Promise
   const admin = createDb(base.databaseUrl, 1);
   await admin.query(`DROP DATABASE IF EXISTS ${ns} WITH (FORCE)`);
   await admin.end();
+  await dropRedisNamespace(base, ns);
+}
+
+/** Only the Redis keys of `ns` (a bench in the kept used database of populated.ts). */
+export async function dropRedisNamespace(base: Readonly<Config>, ns: string): Promise<void> {
   const redis = connectRedis({ url: base.redisUrl, clusterNodes: base.redisClusterNodes });
   await deleteKeysWithPrefix(redis, ns);
   redis.disconnect();

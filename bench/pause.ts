@@ -10,7 +10,8 @@
  *   HERALD_WEBHOOK_CONCURRENCY requests of HERALD_SUBBATCH_SIZE messages; the flags override them); the
  *   receiver in a child process (`webhook-sink.ts`) answering after each `--latency`; a 50,000-recipient
  *   campaign paused once 10,000 were accepted; one campaign per latency, in one run.
- *   npm run bench:pause -- [--latency 20,100] [--workers N] [--concurrency N] [--subbatch N]
+ *   npm run bench:pause -- [--latency 20,100] [--workers N] [--concurrency N] [--subbatch N] [--populated [--database D] …]
+ *   --populated: Herald runs in the used database of populated.ts (filled first where short), into results/pause-populated.json.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -18,7 +19,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
-import { apiCaller, dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, dropNamespace, dropRedisNamespace, namespaced } from './namespace.js';
+import { inPopulated, populate, populatedOptions } from './populated.js';
 import { Keys } from '../src/stream/keys.js';
 
 function arg(name: string, dflt: string): string {
@@ -50,9 +52,13 @@ function ask<T>(child: ChildProcess, m: unknown): Promise<T> {
   });
 }
 
-const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookConcurrency: CONCURRENCY });
+const POPULATED = populatedOptions();
+const own = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookConcurrency: CONCURRENCY });
+// --populated: Herald's PostgreSQL and ClickHouse are the used database's (populated.ts); Redis stays the run's own
+const cfg = POPULATED === null ? own : inPopulated(own, POPULATED);
 const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const call = apiCaller(`http://127.0.0.1:${herald.port}`, KEY);
+const used = POPULATED === null ? null : await populate(cfg, POPULATED, `http://127.0.0.1:${herald.port}`, KEY);
 const results: Array<Record<string, number>> = [];
 for (const latency of LATENCIES) {
   const control = ['--control', cfg.redisUrl, `${cfg.redisPrefix}:control`];
@@ -114,8 +120,12 @@ for (const latency of LATENCIES) {
   await new Promise((r) => sink.once('exit', r));
 }
 await herald.stop();
-await dropNamespace(base, ns);
+if (POPULATED === null) await dropNamespace(base, ns);
+else await dropRedisNamespace(base, ns);
 console.log(`settings: ${WORKERS} consumers, concurrency ${CONCURRENCY}, sub-batch ${SUBBATCH}, batch size ${base.webhookBatchSize}`);
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/pause.json', `${JSON.stringify({ bench: 'pause', at: new Date().toISOString(), results }, null, 2)}\n`);
+writeFileSync(
+  `bench/results/pause${POPULATED === null ? '' : '-populated'}.json`,
+  `${JSON.stringify({ bench: 'pause', at: new Date().toISOString(), populated: used, results }, null, 2)}\n`,
+);

@@ -20,6 +20,10 @@
  *   the ratio of the two is the cost of rendering (target ≥ 0.70). Written to bench/results/webhook-templates.json.
  *   npm run bench:webhook -- [--latency 0,5,20,50,100] [--workers N] [--concurrency N] [--subbatch N]
  *     [--recipients 1000000] [--compress] [--peers] [--peer-concurrency N] [--templates]
+ *     [--populated [--database herald_bench_populated] [--populated-recipients N] [--populated-events N]]
+ *   --populated: Herald runs in the used database of populated.ts (filled first where short; its audience is
+ *   kept there as one more earlier one), into results/webhook-populated.json; the peers keep a ClickHouse
+ *   database of their own.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -27,7 +31,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
-import { apiCaller, dropNamespace, namespaced } from './namespace.js';
+import { apiCaller, dropNamespace, dropRedisNamespace, namespaced } from './namespace.js';
+import { inPopulated, populate, populatedOptions } from './populated.js';
 import { tokenSecret } from '../src/config.js';
 import { migrateClickHouse } from '../src/migrate/migrate.js';
 import { ClickHouse } from '../src/clickhouse/client.js';
@@ -84,9 +89,13 @@ function ask(child: ChildProcess): Promise<SinkStats> {
   });
 }
 
-const cfg = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookConcurrency: CONCURRENCY });
+const POPULATED = populatedOptions();
+const own = namespaced(base, ns, { workers: WORKERS, subBatchSize: SUBBATCH, webhookConcurrency: CONCURRENCY });
+// --populated: Herald's PostgreSQL and ClickHouse are the used database's (populated.ts); Redis stays the run's own
+const cfg = POPULATED === null ? own : inPopulated(own, POPULATED);
 const herald = await startHerald(cfg, { logger: pino({ level: 'warn' }) });
 const call = apiCaller(`http://127.0.0.1:${herald.port}`, KEY);
+const used = POPULATED === null ? null : await populate(cfg, POPULATED, `http://127.0.0.1:${herald.port}`, KEY);
 const audience = await call('POST', '/v1/audiences', { name: 'webhook bench' });
 const attrs = (i: number): string => `,"attrs":{"first_name":"N${i}","plan":"${i % 2 ? 'pro' : 'free'}","city":"C${i % 50}","since":2020}`;
 const lines = Array.from({ length: N }, (_, i) => `{"user_id":"w${i}","address":"w${i}@example.test"${TEMPLATES ? attrs(i) : ''}}`).join(
@@ -274,7 +283,8 @@ for (const { latency, tracking, templated } of passes) {
 }
 await herald.stop();
 await peerDb.end();
-await dropNamespace(base, ns);
+if (POPULATED === null) await dropNamespace(base, ns);
+else await dropRedisNamespace(base, ns);
 const zero = TEMPLATES ? undefined : results.find((r) => r.latencyMs === 0 && r.tracking);
 for (const r of results.filter((x) => x.templated)) {
   const plain = results.find((x) => !x.templated && x.latencyMs === r.latencyMs)!;
@@ -296,6 +306,6 @@ console.log(
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
-  TEMPLATES ? 'bench/results/webhook-templates.json' : 'bench/results/webhook.json',
-  `${JSON.stringify({ bench: TEMPLATES ? 'webhook-templates' : 'webhook', at: new Date().toISOString(), results, ...(PEERS ? { peers: peerResults } : {}) }, null, 2)}\n`,
+  `bench/results/${TEMPLATES ? 'webhook-templates' : 'webhook'}${POPULATED === null ? '' : '-populated'}.json`,
+  `${JSON.stringify({ bench: TEMPLATES ? 'webhook-templates' : 'webhook', at: new Date().toISOString(), populated: used, results, ...(PEERS ? { peers: peerResults } : {}) }, null, 2)}\n`,
 );
