@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Herald } from '../../src/main.js';
-import { Keys, CHUNK_GROUP } from '../../src/stream/keys.js';
+import { Keys, CHUNK_FIELD, CHUNK_GROUP } from '../../src/stream/keys.js';
 import { ChunkProtocol } from '../../src/stream/chunk-protocol.js';
 import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { Planner } from '../../src/planner/planner.js';
+import { decodeChunk } from '../../src/stream/chunk-codec.js';
 import { encodeRecord } from '../../src/domain/sub-batch.js';
 import { CampaignRepo } from '../../src/store/campaign-repo.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
@@ -106,6 +107,48 @@ describe('planning, reclaim and pause/resume on real services', () => {
     const c = (await api.call('GET', `/v1/campaigns/${id}`)).body;
     expect(c).toMatchObject({ total: 2_550, planned_chunks: 26 });
     await api.call('POST', `/v1/campaigns/${id}/cancel`);
+  });
+
+  it('plans a segment resumably: its id ranges cut the same chunks again after a crash, whatever the pages before', async () => {
+    const a = (await api.call('POST', '/v1/audiences', { name: 'ranged plan' })).body.id as number;
+    const lines = Array.from({ length: 2_550 }, (_, i) => JSON.stringify({ user_id: `rg${i + 1}`, attrs: { n: i % 3 } }));
+    expect((await api.importRecipients(a, lines.join('\n'))).body.imported).toBe(2_550);
+    const want = lines.filter((_, i) => i % 3 !== 1).length;
+    const id = await api.nullCampaign(a, { name: 'ranged', chunk_size: 100, filter: { attr: 'n', ne: 1 } });
+    await api.call('POST', `/v1/campaigns/${id}/start`);
+    const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
+    // Pages of at most 800 rows: a segment's pages are whole chunks of the recipients it selects, whatever
+    // the page schedule a resumed planner starts again.
+    const planner = new Planner(new CampaignRepo(db), new RecipientReader(db), stream, { aheadChunks: 400, pageRows: 800 });
+    // Stopped partway (shouldStop says yes from its fifth question on), as a planner that dies.
+    let asked = 0;
+    const first = await planner.plan(id, () => ++asked > 4);
+    expect(first.done).toBe(false);
+    const atStop = (await db.query('SELECT planned_chunks, planned_count, planned_last_id FROM campaigns WHERE id = $1', [id])).rows[0];
+    const second = await planner.plan(id);
+    expect(second).toMatchObject({ recipients: want, done: true });
+    const entries = await redis.xrange(keys.chunks(id), '-', '+');
+    expect(entries.map((e) => e[0])).toEqual(Array.from({ length: second.chunks }, (_, i) => `0-${i + 1}`));
+    // A crash between XADD and the PostgreSQL record: the record lags the stream by every chunk after the stop.
+    await db.query(
+      'UPDATE campaigns SET planned_chunks = $2, planned_count = $3, planned_last_id = $4, planning_done = false WHERE id = $1',
+      [id, atStop.planned_chunks, atStop.planned_count, atStop.planned_last_id],
+    );
+    const third = await planner.plan(id);
+    expect(third).toMatchObject({ chunks: second.chunks, recipients: want, appended: 0, done: true });
+    expect(await redis.xrange(keys.chunks(id), '-', '+')).toEqual(entries);
+    expect((await api.call('GET', `/v1/campaigns/${id}`)).body).toMatchObject({ total: want, planned_chunks: second.chunks });
+    // The same chunks as a plan that never stopped: chunk boundaries depend on the selected ids, not on where a plan resumed.
+    const whole = await api.nullCampaign(a, { name: 'ranged whole', chunk_size: 100, filter: { attr: 'n', ne: 1 } });
+    await api.call('POST', `/v1/campaigns/${whole}/start`);
+    expect(await planner.plan(whole)).toMatchObject({ chunks: second.chunks, recipients: want, done: true });
+    const cut = async (c: number): Promise<number[][]> =>
+      (await redis.xrangeBuffer(keys.chunks(c), '-', '+')).map(([, fields]) => {
+        const d = decodeChunk(fields[fields.findIndex((f) => f.toString() === CHUNK_FIELD) + 1]!);
+        return [d.seq, d.afterId, d.lastId, d.count];
+      });
+    expect(await cut(id)).toEqual(await cut(whole));
+    for (const c of [id, whole]) await api.call('POST', `/v1/campaigns/${c}/cancel`);
   });
 
   it('stops a planner whose generation was re-planned meanwhile: it appends and records nothing more', async () => {
