@@ -13,13 +13,14 @@
  * PostgreSQL). Also per design: progress-query latency at the end (median of 5) and bytes stored per
  * recipient (ClickHouse parts on disk for Herald and BullMQ; the table with its index for the naive one).
  * --populated: Herald runs in a database that has been used, as every deployment's is (populated.ts:
- * `--database`, kept between runs, shared with bench:import and the other benches, filled first where short). The run's own audience is dropped again at the end; its events stay (more history).
+ * `--database`, kept between runs, shared with bench:import and the other benches, filled first where
+ * short). The run's own audience is dropped again at the end; its events stay (more history).
  *   npm run bench:e2e -- [--recipients N] [--workers 1,2,4] [--bullmq-concurrency 100] [--naive-workers 4] [--naive-seconds 60] [--variants "K=V,K=V;K=V"]
  *   [--no-peers] [--profile] [--rounds 3] [--populated [--database herald_bench_populated] [--populated-recipients 20000000] [--populated-events 50000000]]
  *   (--profile: CPU profiles of the Herald process into bench/results/prof/)
  */
 import type { ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, writeFileSync, mkdirSync } from 'node:fs';
+import { createWriteStream, writeFileSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +40,7 @@ import { runBullmq } from './peers/bullmq.js';
 import { median, naiveBytes, naiveProgress, runNaive } from './peers/naive.js';
 import type { PeerResult } from './peers/peer.js';
 import { cpuByService, cpuSince, peakRssMb } from './proc.js';
-import { spawnServe, stopServe } from './namespace.js';
+import { importNdjson, ndjsonLines, spawnServe, stopServe } from './namespace.js';
 import { populate, populatedOptions } from './populated.js';
 
 function arg(name: string, dflt: string): string {
@@ -127,14 +128,6 @@ async function startHerald(workers: number, variant = ''): Promise<ChildProcess>
 
 const stopHerald = stopServe;
 
-function* ndjson(n: number, prefix = `b${run}-`): Generator<string> {
-  for (let start = 1; start <= n; start += 10_000) {
-    let s = '';
-    for (let i = start; i <= Math.min(n, start + 9999); i++) s += `{"user_id":"${prefix}${i}","address":"u${i}@example.test"}\n`;
-    yield s;
-  }
-}
-
 await migratePostgres(env.DATABASE_URL);
 await migrateClickHouse(base.clickhouseUrl, dbName);
 const redis = new Redis(base.redisUrl);
@@ -152,30 +145,13 @@ const bytesBefore = Number(
   (await ch.rows<{ b: string }>(`SELECT sum(bytes_on_disk) AS b FROM system.parts WHERE database = '${dbName}' AND active`))[0]?.b ?? 0,
 );
 
-/** POSTs a file as `curl -T` would and follows the import job to its end. */
-async function importFile(audienceId: number, path: string): Promise<{ imported: number; status: string }> {
-  const res = await fetch(`${api}/v1/audiences/${audienceId}/recipients`, {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/x-ndjson' },
-    body: Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as ReadableStream,
-    duplex: 'half',
-  } as RequestInit);
-  let job = (await res.json()) as { imported: number; status: string; import_id: number };
-  // A large import answers 202 once its body is staged; the job (GET /v1/imports/:id) says when it is in.
-  const importId = job.import_id;
-  while (job.status !== 'completed' && job.status !== 'failed') {
-    await sleep(100);
-    job = (await call('GET', `/v1/imports/${importId}`)) as typeof job;
-  }
-  return job;
-}
 const audience = await call('POST', '/v1/audiences', { name: `bench ${run}` });
 // The client uploads a file, as `curl -T` would: written before the clock starts, so building a
 // million JSON strings in this process does not compete with Herald for the two cores while timed.
 const upload = join(tmpdir(), `herald-bench-${run}.ndjson`);
-await pipeline(Readable.from(ndjson(N)), createWriteStream(upload));
+await pipeline(Readable.from(ndjsonLines(N, `b${run}-`)), createWriteStream(upload));
 let t = performance.now();
-const imported = await importFile(audience.id, upload);
+const imported = await importNdjson(api, KEY, audience.id, upload);
 const importS = (performance.now() - t) / 1000;
 await rm(upload, { force: true });
 if (imported.imported !== N) throw new Error(`imported ${imported.imported} of ${N}`);

@@ -113,3 +113,29 @@ export async function uploadNdjson(base: string, key: string, audienceId: number
   } as RequestInit);
   return { status: res.status, body: await res.json() };
 }
+
+/** Streams an NDJSON file in (`uploadNdjson`) and follows the import job to its end: the job's last state. */
+export async function importNdjson(
+  base: string,
+  key: string,
+  audienceId: number,
+  path: string,
+): Promise<{ imported: number; status: string; import_id: number }> {
+  const call = apiCaller(base, key);
+  let job = (await uploadNdjson(base, key, audienceId, path)).body as { imported: number; status: string; import_id: number };
+  // A large import answers 202 once its body is staged; the job (GET /v1/imports/:id) says when it is in.
+  while (job.status !== 'completed' && job.status !== 'failed') {
+    await new Promise((r) => setTimeout(r, 100));
+    job = await call('GET', `/v1/imports/${job.import_id}`);
+  }
+  return job;
+}
+
+/** `n` recipients as NDJSON lines (`prefix` + 1…n, each with an address), 10,000 lines per string. */
+export function* ndjsonLines(n: number, prefix: string): Generator<string> {
+  for (let start = 1; start <= n; start += 10_000) {
+    let s = '';
+    for (let i = start; i <= Math.min(n, start + 9999); i++) s += `{"user_id":"${prefix}${i}","address":"u${i}@example.test"}\n`;
+    yield s;
+  }
+}

@@ -19,8 +19,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
-import { apiCaller, dropNamespace, dropRedisNamespace, namespaced } from './namespace.js';
-import { inPopulated, populate, populatedOptions } from './populated.js';
+import { apiCaller, namespaced } from './namespace.js';
+import { dropRun, inPopulated, populate, populatedOptions } from './populated.js';
 import { Keys } from '../src/stream/keys.js';
 
 function arg(name: string, dflt: string): string {
@@ -120,8 +120,7 @@ for (const latency of LATENCIES) {
   await new Promise((r) => sink.once('exit', r));
 }
 await herald.stop();
-if (POPULATED === null) await dropNamespace(base, ns);
-else await dropRedisNamespace(base, ns);
+await dropRun(base, ns, POPULATED);
 console.log(`settings: ${WORKERS} consumers, concurrency ${CONCURRENCY}, sub-batch ${SUBBATCH}, batch size ${base.webhookBatchSize}`);
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 mkdirSync('bench/results', { recursive: true });

@@ -20,8 +20,8 @@ import { loadConfig, tokenSecret } from '../src/config.js';
 import { migrate } from '../src/main.js';
 import { trackingToken } from '../src/domain/tokens.js';
 import { ClickHouse } from '../src/clickhouse/client.js';
-import { apiCaller, childHeraldEnv, dropNamespace, dropRedisNamespace, namespaced } from './namespace.js';
-import { inPopulated, populate, populatedOptions } from './populated.js';
+import { apiCaller, childHeraldEnv, namespaced } from './namespace.js';
+import { dropRun, inPopulated, populate, populatedOptions } from './populated.js';
 import { cpuByService, cpuSince } from './proc.js';
 
 function arg(name: string, dflt: string): string {
@@ -37,8 +37,8 @@ const base = loadConfig();
 const ns = `herald_pixel_${Date.now().toString(36)}`;
 const POPULATED = populatedOptions();
 // --populated: PostgreSQL and ClickHouse are the used database's (populated.ts); Redis stays the run's own
-const cfg =
-  POPULATED === null ? namespaced(base, ns, { apiKeys: [KEY] }) : inPopulated(namespaced(base, ns, { apiKeys: [KEY] }), POPULATED);
+const own = namespaced(base, ns, { apiKeys: [KEY] });
+const cfg = POPULATED === null ? own : inPopulated(own, POPULATED);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface WrkResult {
@@ -116,7 +116,7 @@ try {
   const dir = mkdtempSync(path.join(tmpdir(), 'herald-pixel-'));
   const paths = Array.from({ length: 20_000 }, (_, i) => `/t/${trackingToken(secret, campaign.id, `p${i % 100}-${i}`)}`);
   // One request function for every run that cycles paths: wrk's Lua costs it CPU per request on the cores it
-  // shares with Herald, so the static file is also measured through the same script (one path, cycled).
+  // shares with Herald, so the static file is also measured through the same script (its one path).
   const cycling = (name: string, list: readonly string[]): string => {
     const file = path.join(dir, name);
     writeFileSync(
@@ -126,10 +126,7 @@ try {
     return file;
   };
   const script = cycling('pixels.lua', paths);
-  const staticScript = cycling(
-    'static.lua',
-    Array.from({ length: paths.length }, () => '/dashboard/app.css'),
-  );
+  const staticScript = cycling('static.lua', ['/dashboard/app.css']);
   const forged = `/t/${trackingToken('not the secret', campaign.id, 'p1')}`;
   await sleep(1000);
   const measured = (url: string, lua: string | null): WrkResult => {
@@ -217,12 +214,10 @@ try {
     )}\n`,
   );
   // wrk leaves up to one request per connection unanswered when its time is up: the server may have taken those too
-  const answered = pixelsAnswered;
-  if (stored < answered || stored > answered + CONNECTIONS * rounds.length)
-    throw new Error(`${stored} reads stored for ${answered} pixels answered`);
+  if (stored < pixelsAnswered || stored > pixelsAnswered + CONNECTIONS * rounds.length)
+    throw new Error(`${stored} reads stored for ${pixelsAnswered} pixels answered`);
 } finally {
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
-  if (POPULATED === null) await dropNamespace(base, ns);
-  else await dropRedisNamespace(base, ns);
+  await dropRun(base, ns, POPULATED);
 }

@@ -17,7 +17,7 @@ import type { Config } from '../src/config.js';
 import { packStrings } from '../src/domain/packed-ids.js';
 import { EventBlockWriter } from '../src/sink/native-block.js';
 import { createDb } from '../src/store/db.js';
-import { apiCaller, uploadNdjson } from './namespace.js';
+import { apiCaller, dropNamespace, dropRedisNamespace, importNdjson, ndjsonLines } from './namespace.js';
 
 export interface PopulatedOptions {
   database: string;
@@ -57,14 +57,6 @@ export function inPopulated(cfg: Readonly<Config>, p: PopulatedOptions): Readonl
   return Object.freeze({ ...cfg, databaseUrl: url.toString(), clickhouseDb: p.database });
 }
 
-function* fillLines(n: number, prefix: string): Generator<string> {
-  for (let start = 1; start <= n; start += 10_000) {
-    let s = '';
-    for (let i = start; i <= Math.min(n, start + 9999); i++) s += `{"user_id":"${prefix}${i}","address":"u${i}@example.test"}\n`;
-    yield s;
-  }
-}
-
 /**
  * Fills the used database to its earlier recipients and events where it is short, through the Herald
  * answering at `api` (already on that database, `cfg`), and says what it holds.
@@ -79,16 +71,10 @@ export async function populate(cfg: Readonly<Config>, p: PopulatedOptions, api: 
     const have = await count('SELECT count(*)::bigint AS n FROM recipients');
     const fill = join(tmpdir(), `herald-bench-fill-${run}.ndjson`);
     for (let k = 0; k < Math.ceil((p.recipients - have) / 1_000_000); k++) {
-      await pipeline(Readable.from(fillLines(1_000_000, `p${run}${k}-`)), createWriteStream(fill));
+      await pipeline(Readable.from(ndjsonLines(1_000_000, `p${run}${k}-`)), createWriteStream(fill));
       const a = await call('POST', '/v1/audiences', { name: `earlier audience ${run}-${k}` });
       const t0 = performance.now();
-      const first = await uploadNdjson(api, key, a.id, fill);
-      let job = first.body as { status: string; import_id: number };
-      // A large import answers 202 once its body is staged; the job says when it is in.
-      while (job.status !== 'completed' && job.status !== 'failed') {
-        await new Promise((r) => setTimeout(r, 100));
-        job = await call('GET', `/v1/imports/${job.import_id}`);
-      }
+      const job = await importNdjson(api, key, a.id, fill);
       if (job.status !== 'completed') throw new Error(`populating: an earlier audience's import ended ${JSON.stringify(job)}`);
       console.log(`populating: earlier audience ${k + 1}, 1,000,000 lines in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
@@ -116,4 +102,10 @@ export async function populate(cfg: Readonly<Config>, p: PopulatedOptions, api: 
     await db.end();
     await ch.close();
   }
+}
+
+/** The end of a bench's run: its own namespace dropped, or in the used database only its Redis keys. */
+export async function dropRun(base: Readonly<Config>, ns: string, p: PopulatedOptions | null): Promise<void> {
+  if (p === null) await dropNamespace(base, ns);
+  else await dropRedisNamespace(base, ns);
 }

@@ -31,8 +31,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
 import { startHerald } from '../src/main.js';
-import { apiCaller, dropNamespace, dropRedisNamespace, namespaced } from './namespace.js';
-import { inPopulated, populate, populatedOptions } from './populated.js';
+import { apiCaller, namespaced } from './namespace.js';
+import { dropRun, inPopulated, populate, populatedOptions } from './populated.js';
 import { tokenSecret } from '../src/config.js';
 import { migrateClickHouse } from '../src/migrate/migrate.js';
 import { ClickHouse } from '../src/clickhouse/client.js';
@@ -283,8 +283,7 @@ for (const { latency, tracking, templated } of passes) {
 }
 await herald.stop();
 await peerDb.end();
-if (POPULATED === null) await dropNamespace(base, ns);
-else await dropRedisNamespace(base, ns);
+await dropRun(base, ns, POPULATED);
 const zero = TEMPLATES ? undefined : results.find((r) => r.latencyMs === 0 && r.tracking);
 for (const r of results.filter((x) => x.templated)) {
   const plain = results.find((x) => !x.templated && x.latencyMs === r.latencyMs)!;

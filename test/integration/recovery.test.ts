@@ -109,12 +109,12 @@ describe('planning, reclaim and pause/resume on real services', () => {
     await api.call('POST', `/v1/campaigns/${id}/cancel`);
   });
 
-  it('plans a segment resumably: its id ranges cut the same chunks again after a crash, whatever the pages before', async () => {
-    const a = (await api.call('POST', '/v1/audiences', { name: 'ranged plan' })).body.id as number;
-    const lines = Array.from({ length: 2_550 }, (_, i) => JSON.stringify({ user_id: `rg${i + 1}`, attrs: { n: i % 3 } }));
+  it('plans a segment resumably: after a stop and a crash it cuts the same chunks as a plan that never stopped', async () => {
+    const a = (await api.call('POST', '/v1/audiences', { name: 'segment plan' })).body.id as number;
+    const lines = Array.from({ length: 2_550 }, (_, i) => JSON.stringify({ user_id: `sg${i + 1}`, attrs: { n: i % 3 } }));
     expect((await api.importRecipients(a, lines.join('\n'))).body.imported).toBe(2_550);
     const want = lines.filter((_, i) => i % 3 !== 1).length;
-    const id = await api.nullCampaign(a, { name: 'ranged', chunk_size: 100, filter: { attr: 'n', ne: 1 } });
+    const id = await api.nullCampaign(a, { name: 'segment resumed', chunk_size: 100, filter: { attr: 'n', ne: 1 } });
     await api.call('POST', `/v1/campaigns/${id}/start`);
     const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
     // Pages of at most 800 rows: a segment's pages are whole chunks of the recipients it selects, whatever
@@ -139,7 +139,7 @@ describe('planning, reclaim and pause/resume on real services', () => {
     expect(await redis.xrange(keys.chunks(id), '-', '+')).toEqual(entries);
     expect((await api.call('GET', `/v1/campaigns/${id}`)).body).toMatchObject({ total: want, planned_chunks: second.chunks });
     // The same chunks as a plan that never stopped: chunk boundaries depend on the selected ids, not on where a plan resumed.
-    const whole = await api.nullCampaign(a, { name: 'ranged whole', chunk_size: 100, filter: { attr: 'n', ne: 1 } });
+    const whole = await api.nullCampaign(a, { name: 'segment whole', chunk_size: 100, filter: { attr: 'n', ne: 1 } });
     await api.call('POST', `/v1/campaigns/${whole}/start`);
     expect(await planner.plan(whole)).toMatchObject({ chunks: second.chunks, recipients: want, done: true });
     const cut = async (c: number): Promise<number[][]> =>
