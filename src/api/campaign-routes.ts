@@ -22,6 +22,9 @@ import type { StatsReader } from '../progress/stats-reader.js';
 import type { ApiRequest, Reply, Route } from './route.js';
 import { beforeParam, CREATE_AUDIENCE, CREATE_CAMPAIGN, ID_PARAM, jsonBody, limitParam, UPDATE_CAMPAIGN } from './schemas.js';
 import { campaignView } from './views.js';
+import type { AttrIndexes } from '../store/attr-index.js';
+import { indexForFilter } from './segment-routes.js';
+import { storedFilter } from '../domain/segment-filter.js';
 
 export interface CampaignApiDeps {
   defaultChunkSize: number;
@@ -36,6 +39,7 @@ export interface CampaignApiDeps {
   overshoot(campaignIds: readonly number[]): Promise<Map<number, number>>;
   /** tells dispatchers to reload a campaign's settings (rate limit) */
   publishChanged(campaignId: number): Promise<void>;
+  attrIndexes: AttrIndexes;
   log: Logger;
 }
 
@@ -140,6 +144,9 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
       handler: async (req) => {
         const input = validateCreateCampaign(await req.json());
         const c = await deps.campaigns.create(input, deps.defaultChunkSize, { actor: req.actor, action: 'campaign.create' });
+        // Its filter's attribute index (a segment's was asked for when the segment was made; asked again,
+        // it costs one query, and covers a segment older than its audience's partition).
+        indexForFilter(deps, c.audienceId, c.filter === null ? null : storedFilter(c.filter, `campaign ${c.id}`));
         return { status: 201, body: { id: c.id, status: c.status } };
       },
     },

@@ -7,6 +7,9 @@
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import { parseId, validateCreateSegment, validateListSegments, validateUpdateSegment } from '../domain/campaign-input.js';
+import type { FilterNode } from '../domain/segment-filter.js';
+import { indexedLeads } from '../domain/segment-sql.js';
+import type { AttrIndexes } from '../store/attr-index.js';
 import type { Segment, SegmentRepo } from '../store/segment-repo.js';
 import type { Route } from './route.js';
 import { beforeParam, CREATE_SEGMENT, ID_PARAM, jsonBody, limitParam, UPDATE_SEGMENT } from './schemas.js';
@@ -14,7 +17,28 @@ import { segmentCountView, segmentView } from './views.js';
 
 export interface SegmentApiDeps {
   segments: SegmentRepo;
+  attrIndexes: AttrIndexes;
   log: Logger;
+}
+
+/**
+ * Starts building, in the background, the attribute index a filter's pages can be read from
+ * (store/attr-index.ts), once `before` (the segment's first count) is done, so the two do not share the
+ * cores; nothing when the filter has no indexable lead. Campaigns plan by the scan until it is valid.
+ */
+export function indexForFilter(
+  deps: Pick<SegmentApiDeps, 'attrIndexes' | 'log'>,
+  audienceId: number,
+  filter: FilterNode | null,
+  before: Promise<unknown> = Promise.resolve(),
+): void {
+  const lead = filter === null ? undefined : indexedLeads(filter)[0];
+  if (lead === undefined) return;
+  void before
+    .catch(() => undefined)
+    .then(() => deps.attrIndexes.ensure(audienceId, lead.attr))
+    .then((state) => deps.log.info({ audienceId, attr: lead.attr, state }, 'attribute index'))
+    .catch((err: unknown) => deps.log.warn({ err, audienceId, attr: lead.attr }, 'attribute index build failed'));
 }
 
 export function segmentRoutes(deps: SegmentApiDeps): Route[] {
@@ -36,7 +60,9 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
       handler: async (req) => {
         const s = await deps.segments.create(validateCreateSegment(await req.json()));
         // Counted at once in the background, so the first GET …/count usually finds the count stored.
-        deps.segments.count(s.id).catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
+        const counted = deps.segments.count(s.id);
+        counted.catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
+        indexForFilter(deps, s.audienceId, s.filter, counted);
         return { status: 201, body: segmentView(s) };
       },
     },
@@ -77,8 +103,11 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
         const input = validateUpdateSegment(await req.json());
         const s = await deps.segments.update(id, input);
         if (s === null) throw new HeraldError('NOT_FOUND', `segment ${id} not found`);
-        if (input.filter !== undefined)
-          deps.segments.count(s.id).catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
+        if (input.filter !== undefined) {
+          const counted = deps.segments.count(s.id);
+          counted.catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
+          indexForFilter(deps, s.audienceId, s.filter, counted);
+        }
         return { status: 200, body: segmentView(s) };
       },
     },
@@ -103,8 +132,17 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
       auth: 'read',
       params: [ID_PARAM],
       summary: 'A segment',
-      responses: { 200: '{id, name, audience_id, filter, created_at, updated_at}', 404: 'no such segment' },
-      handler: async (req) => ({ status: 200, body: segmentView(await requireSegment(req.params[0])) }),
+      responses: {
+        200: '{id, name, audience_id, filter, created_at, updated_at, index: {attr, state: ready | building | none | no-partition | limit} | null}',
+        404: 'no such segment',
+      },
+      handler: async (req) => {
+        const s = await requireSegment(req.params[0]);
+        // The attribute index its campaigns plan from, when its filter has an indexable lead.
+        const lead = indexedLeads(s.filter)[0];
+        const index = lead === undefined ? null : { attr: lead.attr, state: await deps.attrIndexes.state(s.audienceId, lead.attr) };
+        return { status: 200, body: { ...segmentView(s), index } };
+      },
     },
     {
       name: 'countSegment',

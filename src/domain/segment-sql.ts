@@ -149,3 +149,57 @@ export function compileFilter(f: FilterNode, opts: CompileOptions): CompiledFilt
   const w = new Writer(resolved, resolved.column);
   return { sql: w.node(f, false), params: w.params };
 }
+
+/**
+ * The most values an indexed page reads side by side: one index scan per value, merged by id. A longer
+ * `in` is read by the scan, as an `in` over most of an attribute's values selects most of the audience.
+ */
+export const MAX_INDEXED_VALUES = 32;
+
+/**
+ * A string `eq` / `in` that every recipient a filter selects must meet: the filter itself, or one child of
+ * a top-level `and` (the others are `rest`). Its matches can be read from an expression index on the
+ * attribute (`attrKeySql`) one value at a time, each in id order.
+ */
+export interface IndexedLead {
+  attr: string;
+  /** distinct, in the filter's order */
+  values: string[];
+  /** what else a recipient must meet; null when nothing */
+  rest: FilterNode | null;
+}
+
+function stringValues(f: FilterNode): { attr: string; values: string[] } | null {
+  let raw: Scalar[];
+  if (f.kind === 'eq') raw = [f.value];
+  else if (f.kind === 'in') raw = f.values;
+  else return null;
+  if (raw.length === 0 || !raw.every((v): v is string => typeof v === 'string')) return null;
+  const values = [...new Set(raw)];
+  return values.length > MAX_INDEXED_VALUES ? null : { attr: f.attr, values };
+}
+
+/** The filter's indexable leads, fewest values first (the likeliest to be selective); none for most filters. */
+export function indexedLeads(f: FilterNode): IndexedLead[] {
+  const own = stringValues(f);
+  if (own !== null) return [{ ...own, rest: null }];
+  if (f.kind !== 'and') return [];
+  const leads: IndexedLead[] = [];
+  f.children.forEach((child, i) => {
+    const lead = stringValues(child);
+    if (lead === null) return;
+    const others = f.children.filter((_, j) => j !== i);
+    leads.push({ ...lead, rest: others.length === 0 ? null : others.length === 1 ? others[0]! : { kind: 'and', children: others } });
+  });
+  return leads.sort((a, b) => a.values.length - b.values.length);
+}
+
+/**
+ * The expression an attribute's index holds and an indexed page compares: the attribute's text when it is
+ * a JSON string, else NULL, so `= 'v'` means exactly what a string `eq` means (a number 5 and a string "5"
+ * have the same `->>` text). Byte order (COLLATE "C"), as the filter compares strings.
+ */
+export function attrKeySql(attr: string, column = 'attrs'): string {
+  const k = sqlLiteral(attr);
+  return `((CASE WHEN jsonb_typeof(${column} -> ${k}) = 'string' THEN ${column} ->> ${k} END) COLLATE "C")`;
+}

@@ -11,7 +11,9 @@ import { HeraldError } from '../errors.js';
 import { wrapPgError, type Db } from './db.js';
 import { ReadReplica } from './read-replica.js';
 import { ATTR_NAME, type FilterNode } from '../domain/segment-filter.js';
-import { compileFilter, sqlLiteral } from '../domain/segment-sql.js';
+import { attrKeySql, compileFilter, indexedLeads, sqlLiteral, type IndexedLead } from '../domain/segment-sql.js';
+import { attrIndexValid } from './attr-index.js';
+import { partitionName } from './recipient-partitions.js';
 
 function int(n: number, what: string): string {
   // COPY takes no bind parameters, so the integers are inlined: refuse anything else.
@@ -54,7 +56,7 @@ export interface PageQuery {
  * page: a plan quadratic in the segment's size). Reading in key order makes planning one pass over the
  * audience, whatever the filter.
  */
-export function pageSql(q: PageQuery): string {
+export function pageSql(q: PageQuery, lead: IndexedLead | null = null): string {
   const { audienceId, afterId, maxId, limit, withAddress } = q;
   const segmentBy = q.segmentBy ?? null;
   const filter = q.filter ?? null;
@@ -64,12 +66,30 @@ export function pageSql(q: PageQuery): string {
   const attrs = attrsColumn(q.attrs ?? null);
   const columns = `id, user_id${withAddress ? ', address' : ''}${segment}${attrs}`;
   const range = `audience_id = ${int(audienceId, 'audienceId')} AND id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
+  const n = int(limit, 'limit');
+  if (filter !== null && lead !== null) {
+    // One index scan per value, each in id order and cut at the page's size, merged by id (PostgreSQL's
+    // Merge Append pulls from each only as far as the merge goes). Given `IN (…)` instead, it reads every
+    // match of every value and sorts them, for every page.
+    // Each reads the audience's own partition (where its index is), with no audience_id condition: given
+    // one, the primary key (audience_id, id) also yields id order, and PostgreSQL, which cannot know that
+    // one value's matches lie in id order on the heap too, costs the key's scan of every row lower on
+    // some pages.
+    const rest = lead.rest === null ? '' : ` AND ${compileFilter(lead.rest, { values: 'inline', use: 'scan' }).sql}`;
+    const key = attrKeySql(lead.attr);
+    const own = `id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
+    const branches = lead.values.map(
+      (v) =>
+        `(SELECT ${columns} FROM ${partitionName(audienceId)} WHERE ${own} AND ${key} = ${sqlLiteral(v)}${rest} ORDER BY id LIMIT ${n})`,
+    );
+    return `COPY (SELECT * FROM (${branches.join(' UNION ALL ')}) u ORDER BY id LIMIT ${n}) TO STDOUT (FORMAT binary)`;
+  }
   const rows =
     filter === null
       ? `SELECT ${columns} FROM recipients WHERE ${range}`
       : `SELECT ${columns} FROM (SELECT id, user_id, address, attrs FROM recipients WHERE ${range} ORDER BY id OFFSET 0) r ` +
         `WHERE ${compileFilter(filter, { values: 'inline', use: 'scan' }).sql}`;
-  return `COPY (${rows} ORDER BY id LIMIT ${int(limit, 'limit')}) TO STDOUT (FORMAT binary)`;
+  return `COPY (${rows} ORDER BY id LIMIT ${n}) TO STDOUT (FORMAT binary)`;
 }
 
 export class RecipientReader {
@@ -85,8 +105,8 @@ export class RecipientReader {
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
   async page(q: PageQuery): Promise<RecipientPage> {
-    const sql = pageSql(q);
     const { limit, withAddress } = q;
+    const leads = q.filter === undefined || q.filter === null ? [] : indexedLeads(q.filter);
     const segmentBy = q.segmentBy ?? null;
     // A filtered page tests the filter on every row of its range, and its cost estimate (the whole range)
     // passes jit_above_cost, but the JIT-compiled page runs slower (bench/README.md, Segments). So it runs
@@ -95,6 +115,19 @@ export class RecipientReader {
     const filtered = q.filter !== undefined && q.filter !== null;
     return this.reads.rows(q.audienceId, q.maxId, 'read audience page', async (client) => {
       if (filtered) await client.query('SET LOCAL jit = off');
+      // Asked on the page's own connection, every page: an index that becomes valid mid-plan serves the
+      // rest of the plan, and both ways read the same recipients in the same order.
+      let lead: IndexedLead | null = null;
+      for (const l of leads)
+        if (await attrIndexValid(client, q.audienceId, l.attr)) {
+          lead = l;
+          break;
+        }
+      // The index scans in id order are the plan; PostgreSQL's estimate of the rest of the filter (a
+      // guess for most expressions on attrs) can make a bitmap of every remaining match and a sort look
+      // cheaper, which costs each page all of the value's remaining matches. Off for this page alone.
+      if (lead !== null) await client.query('SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off');
+      const sql = pageSql(q, lead);
       const copy = new CopyOut(
         sql,
         new RecipientRowDecoder({

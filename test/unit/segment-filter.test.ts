@@ -16,10 +16,10 @@ import {
   validateFilter,
   type FilterNode,
 } from '../../src/domain/segment-filter.js';
-import { compileFilter, sqlLiteral } from '../../src/domain/segment-sql.js';
+import { attrKeySql, compileFilter, indexedLeads, MAX_INDEXED_VALUES, sqlLiteral } from '../../src/domain/segment-sql.js';
 import { validateCreateCampaign, validateCreateSegment } from '../../src/domain/campaign-input.js';
 import { matches } from '../helpers/filter-reference.js';
-import { filterJson as anyFilter } from '../helpers/filter-arbitraries.js';
+import { ATTR_NAMES, attrs as anyAttrs, filterJson as anyFilter, scalar } from '../helpers/filter-arbitraries.js';
 
 function fields(raw: unknown): Array<{ field: string; error: string }> {
   try {
@@ -229,5 +229,78 @@ describe('compiling', () => {
     expect(matches(validateFilter({ attr: 'at', gt: '2026-01-01' }), { at: '2026-01-01T00:00:00.000001Z' })).toBe(true);
     expect(matches(validateFilter({ attr: 'at', gt: '2026-01-01' }), { at: 20260102 })).toBe(false);
     expect(matches(validateFilter({ attr: 'tag', eq: 'x' }), { tag: ['x'] })).toBe(false);
+  });
+});
+
+/** Filters with a string `in` first (values drawn from the attrs' own), so most have a lead. */
+const leadFirst = fc
+  .tuple(fc.constantFrom(...ATTR_NAMES), fc.array(scalar, { minLength: 1, maxLength: 4 }), anyFilter, fc.boolean())
+  .map(([attr, values, other, alone]) => (alone ? { attr, in: values } : { and: [{ attr, in: values }, other] }));
+
+describe('indexed leads (the string eq / in an attribute index serves)', () => {
+  it('finds the filter itself or the children of a top-level and, fewest values first, distinct values', () => {
+    expect(indexedLeads(validateFilter({ attr: 'plan', eq: 'pro' }))).toEqual([{ attr: 'plan', values: ['pro'], rest: null }]);
+    const f = validateFilter({
+      and: [
+        { attr: 'country', in: ['DE', 'AT', 'DE'] },
+        { attr: 'plan', eq: 'pro' },
+        { attr: 'n', gt: 3 },
+      ],
+    });
+    const leads = indexedLeads(f);
+    expect(leads.map((l) => [l.attr, l.values])).toEqual([
+      ['plan', ['pro']],
+      ['country', ['DE', 'AT']],
+    ]);
+    expect(filterJson(leads[0]!.rest!)).toEqual({
+      and: [
+        { attr: 'country', in: ['DE', 'AT', 'DE'] },
+        { attr: 'n', gt: 3 },
+      ],
+    });
+    expect(indexedLeads(validateFilter({ and: [{ attr: 'plan', eq: 'pro' }] }))[0]!.rest).toBeNull();
+  });
+
+  it('has none for or, not, numbers, booleans, mixed lists and long lists', () => {
+    for (const raw of [
+      { or: [{ attr: 'plan', eq: 'pro' }] },
+      { not: { attr: 'plan', eq: 'pro' } },
+      { attr: 'n', eq: 3 },
+      { attr: 'b', eq: true },
+      { attr: 'c', in: ['DE', 5] },
+      { attr: 'c', in: Array.from({ length: MAX_INDEXED_VALUES + 1 }, (_, i) => `v${i}`) },
+      {
+        and: [
+          { attr: 'n', lt: 3 },
+          { attr: 'plan', ne: 'pro' },
+        ],
+      },
+    ])
+      expect(indexedLeads(validateFilter(raw))).toEqual([]);
+    expect(indexedLeads(validateFilter({ attr: 'c', in: Array.from({ length: MAX_INDEXED_VALUES }, (_, i) => `v${i}`) }))).toHaveLength(1);
+  });
+
+  it('selects exactly what the filter does: the attribute a string among the values, and the rest (property)', () => {
+    fc.assert(
+      fc.property(leadFirst, fc.array(anyAttrs, { minLength: 1, maxLength: 20 }), (raw, rows) => {
+        let f: FilterNode;
+        try {
+          f = validateFilter(raw);
+        } catch {
+          return;
+        }
+        for (const lead of indexedLeads(f))
+          for (const a of rows) {
+            const v = a === null || typeof a !== 'object' ? undefined : (a as Record<string, unknown>)[lead.attr];
+            const viaLead = typeof v === 'string' && lead.values.includes(v) && (lead.rest === null || matches(lead.rest, a));
+            expect(viaLead).toBe(matches(f, a));
+          }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('keys the index on the string text in byte order, NULL for any other type', () => {
+    expect(attrKeySql("x'y")).toBe(`((CASE WHEN jsonb_typeof(attrs -> 'x''y') = 'string' THEN attrs ->> 'x''y' END) COLLATE "C")`);
   });
 });
