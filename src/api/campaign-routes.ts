@@ -146,7 +146,12 @@ export function campaignRoutes(deps: CampaignApiDeps): Route[] {
         const c = await deps.campaigns.create(input, deps.defaultChunkSize, { actor: req.actor, action: 'campaign.create' });
         // Its filter's attribute index (a segment's was asked for when the segment was made; asked again,
         // it costs one query, and covers a segment older than its audience's partition).
-        indexForFilter(deps, c.audienceId, c.filter === null ? null : storedFilter(c.filter, `campaign ${c.id}`));
+        try {
+          indexForFilter(deps, c.audienceId, c.filter === null ? null : storedFilter(c.filter, `campaign ${c.id}`));
+        } catch (err) {
+          // The campaign is made: its answer does not hang on an index, which only speeds its plan.
+          deps.log.warn({ err, campaignId: c.id }, 'attribute index not asked for');
+        }
         return { status: 201, body: { id: c.id, status: c.status } };
       },
     },

@@ -133,14 +133,22 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
       params: [ID_PARAM],
       summary: 'A segment',
       responses: {
-        200: '{id, name, audience_id, filter, created_at, updated_at, index: {attr, state: ready | building | none | no-partition | limit} | null}',
+        200: '{id, name, audience_id, filter, created_at, updated_at, index: {attr, state: ready | building | none | no-partition | limit | unknown} | null}',
         404: 'no such segment',
       },
       handler: async (req) => {
         const s = await requireSegment(req.params[0]);
         // The attribute index its campaigns plan from, when its filter has an indexable lead.
         const lead = indexedLeads(s.filter)[0];
-        const index = lead === undefined ? null : { attr: lead.attr, state: await deps.attrIndexes.state(s.audienceId, lead.attr) };
+        let index: { attr: string; state: string } | null = null;
+        if (lead !== undefined) {
+          // The segment is there whatever PostgreSQL's catalog says now: an error here is `unknown`, not a 500.
+          const state = await deps.attrIndexes.state(s.audienceId, lead.attr).catch((err: unknown) => {
+            deps.log.warn({ err, segmentId: s.id }, 'attribute index state');
+            return 'unknown';
+          });
+          index = { attr: lead.attr, state };
+        }
         return { status: 200, body: { ...segmentView(s), index } };
       },
     },

@@ -7,8 +7,11 @@
  * An index is built when a segment (or a campaign's own filter) first needs it, in the background, with
  * CREATE INDEX CONCURRENTLY: imports and campaigns of the audience go on meanwhile, and pages are read by
  * the scan until the index is valid. A build cut short (a crash, a restart) leaves an invalid index; the
- * next `ensure` drops it and builds again. Each index makes the audience's later imports a little slower,
- * so only the attributes segments select by get one, at most MAX_ATTR_INDEXES per audience.
+ * next `ensure` drops it and builds again (also one a `statement_timeout` cancelled: the build runs under
+ * the role's settings). Each index makes the audience's later imports a little slower, so only the
+ * attributes segments select by get one, at most MAX_ATTR_INDEXES per audience (checked by each process's
+ * one build at a time: processes building side by side may pass it by one each). Indexes stay until
+ * their audience goes.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -43,28 +46,47 @@ export async function attrIndexValid(client: pg.ClientBase, audienceId: number, 
   return r.rows[0]?.valid === true;
 }
 
+interface Look {
+  partition: string | null;
+  valid: boolean | null;
+  building: boolean;
+  /** the audience's other attribute indexes */
+  others: number;
+}
+
 export class AttrIndexes {
-  /** builds running in this process, by index name */
+  /** builds asked for in this process and not ended, by index name */
   private readonly running = new Map<string, Promise<AttrIndexState>>();
+  /**
+   * The end of the last build asked for here: builds run one at a time per process, each on one pooled
+   * connection for its whole length (tens of seconds at 10M), so segments made together never take the
+   * pool from the API and the dispatcher, and the limit below is checked by one build at a time.
+   */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly db: Db) {}
 
-  /** The index's state now, without building it. */
+  private async look(audienceId: number, name: string): Promise<Look> {
+    const r = await this.db.query<Look>(
+      `SELECT to_regclass($1) AS partition, i.indisvalid AS valid,
+              EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = to_regclass($2)) AS building,
+              (SELECT count(*)::int FROM pg_class c WHERE c.relkind = 'i' AND c.relname LIKE $3 AND c.relname <> $2) AS others
+         FROM (SELECT 1) one LEFT JOIN pg_index i ON i.indexrelid = to_regclass($2)`,
+      [partitionName(audienceId), name, `${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
+    );
+    return r.rows[0]!;
+  }
+
+  /** The index's state now, without building it ('none': not there, or an invalid one left by a build cut short). */
   async state(audienceId: number, attr: string): Promise<AttrIndexState | 'none'> {
     const name = attrIndexName(audienceId, attr);
     if (this.running.has(name)) return 'building';
     try {
-      const r = await this.db.query<{ partition: string | null; valid: boolean | null; building: boolean }>(
-        `SELECT to_regclass($1) AS partition, i.indisvalid AS valid,
-                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = to_regclass($2)) AS building
-           FROM (SELECT 1) one LEFT JOIN pg_index i ON i.indexrelid = to_regclass($2)`,
-        [partitionName(audienceId), name],
-      );
-      const row = r.rows[0]!;
-      if (row.partition === null) return 'no-partition';
-      if (row.valid === true) return 'ready';
-      // Invalid with no build running: a build cut short, which the next `ensure` replaces.
-      return row.building ? 'building' : 'none';
+      const l = await this.look(audienceId, name);
+      if (l.partition === null) return 'no-partition';
+      if (l.valid === true) return 'ready';
+      if (l.building) return 'building';
+      return l.valid === null && l.others >= MAX_ATTR_INDEXES ? 'limit' : 'none';
     } catch (err) {
       throw wrapPgError(err, 'attribute index state');
     }
@@ -72,14 +94,15 @@ export class AttrIndexes {
 
   /**
    * Builds the index unless it is valid already or being built; resolves once it is valid (or why it is
-   * not). Builds of one index in this process share one promise.
+   * not). Asked again while it is queued or building here, it shares that build.
    */
   ensure(audienceId: number, attr: string): Promise<AttrIndexState> {
     const name = attrIndexName(audienceId, attr);
     let p = this.running.get(name);
     if (p === undefined) {
-      p = this.build(audienceId, attr, name).finally(() => this.running.delete(name));
+      p = this.queue.then(() => this.build(audienceId, attr, name)).finally(() => this.running.delete(name));
       this.running.set(name, p);
+      this.queue = p.catch(() => undefined);
     }
     return p;
   }
@@ -87,28 +110,20 @@ export class AttrIndexes {
   private async build(audienceId: number, attr: string, name: string): Promise<AttrIndexState> {
     const partition = partitionName(audienceId);
     try {
-      const r = await this.db.query<{ partition: string | null; valid: boolean | null; building: boolean; others: number }>(
-        `SELECT to_regclass($1) AS partition, i.indisvalid AS valid,
-                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = to_regclass($2)) AS building,
-                (SELECT count(*)::int FROM pg_class c WHERE c.relkind = 'i' AND c.relname LIKE $3 AND c.relname <> $2) AS others
-           FROM (SELECT 1) one LEFT JOIN pg_index i ON i.indexrelid = to_regclass($2)`,
-        [partition, name, `${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
-      );
-      const row = r.rows[0]!;
-      if (row.partition === null) return 'no-partition';
-      if (row.valid === true) return 'ready';
-      if (row.building) return 'building';
-      if (row.valid === null && row.others >= MAX_ATTR_INDEXES) return 'limit';
+      const l = await this.look(audienceId, name);
+      if (l.partition === null) return 'no-partition';
+      if (l.valid === true) return 'ready';
+      // Another process's build (the progress view shows builds of the same role; Herald uses one).
+      if (l.building) return 'building';
+      if (l.valid === null && l.others >= MAX_ATTR_INDEXES) return 'limit';
       // Invalid and nobody building it: what a build cut short leaves. CONCURRENTLY cannot replace it.
-      if (row.valid === false) await this.db.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+      if (l.valid === false) await this.db.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
       await this.db.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${partition} (${attrKeySql(attr)}, id)`);
       // The expression's own statistics: without them PostgreSQL guesses how many rows a value has.
       await this.db.query(`ANALYZE ${partition}`);
-      // IF NOT EXISTS also passes over a build another process began since the check above.
-      const done = await this.db.query<{ valid: boolean }>('SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)', [
-        name,
-      ]);
-      return done.rows[0]?.valid === true ? 'ready' : 'building';
+      // IF NOT EXISTS also passes over a build another process began since the look above.
+      const done = await this.look(audienceId, name);
+      return done.valid === true ? 'ready' : 'building';
     } catch (err) {
       throw wrapPgError(err, `build the index on attribute ${attr} of audience ${audienceId}`);
     }

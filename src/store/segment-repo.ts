@@ -54,6 +54,8 @@ const toSegment = (r: SegmentRow): Segment => ({
 
 export class SegmentRepo {
   private readonly reads: ReadReplica;
+  /** counts running in this process, by segment id and filter version */
+  private readonly counting = new Map<string, Promise<SegmentCount>>();
 
   /** `reads`: where counts run (a replica's, or the primary `db` when not given) */
   constructor(
@@ -139,10 +141,24 @@ export class SegmentRepo {
     }
   }
 
-  /** The exact number of the audience's recipients the segment's filter selects now; 404 for an unknown id. */
+  /**
+   * The exact number of the audience's recipients the segment's filter selects now; 404 for an unknown id.
+   * A count asked for while one of the same segment (same filter version) runs here waits for that one
+   * instead of scanning beside it: a new segment is counted in the background at once, and the first
+   * GET …/count usually comes while it runs.
+   */
   async count(id: number): Promise<SegmentCount> {
     const row = await this.row(id);
     if (row === null) throw new HeraldError('NOT_FOUND', `segment ${id} not found`);
+    const key = `${id}:${row.version}`;
+    const running = this.counting.get(key);
+    if (running !== undefined) return running;
+    const p = this.countRow(id, row).finally(() => this.counting.delete(key));
+    this.counting.set(key, p);
+    return p;
+  }
+
+  private async countRow(id: number, row: SegmentRow): Promise<SegmentCount> {
     const filter = storedFilter(row.filter, `segment ${id}`);
     const top = await this.maxId(row.audience_id);
     if (row.counted_max_id !== null && top <= row.counted_max_id)
