@@ -20,6 +20,8 @@ import { wrapPgError, type Db } from './db.js';
 import { partitionName } from './recipient-partitions.js';
 
 export const MAX_ATTR_INDEXES = 8;
+/** Distinct string values above which an attribute's values are not counted (an email, an id). */
+export const MAX_COUNTED_VALUES = 10_000;
 
 export type AttrIndexState =
   /** valid: pages may read from it */
@@ -64,7 +66,11 @@ export class AttrIndexes {
    */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly db: Db) {}
+  /** `maxCountedValues`: distinct values above which the attribute's values are not counted */
+  constructor(
+    private readonly db: Db,
+    private readonly maxCountedValues = MAX_COUNTED_VALUES,
+  ) {}
 
   private async look(audienceId: number, name: string): Promise<Look> {
     const r = await this.db.query<Look>(
@@ -112,7 +118,10 @@ export class AttrIndexes {
     try {
       const l = await this.look(audienceId, name);
       if (l.partition === null) return 'no-partition';
-      if (l.valid === true) return 'ready';
+      if (l.valid === true) {
+        await this.countValues(audienceId, attr);
+        return 'ready';
+      }
       // Another process's build (the progress view shows builds of the same role; Herald uses one).
       if (l.building) return 'building';
       if (l.valid === null && l.others >= MAX_ATTR_INDEXES) return 'limit';
@@ -123,9 +132,70 @@ export class AttrIndexes {
       await this.db.query(`ANALYZE ${partition}`);
       // IF NOT EXISTS also passes over a build another process began since the look above.
       const done = await this.look(audienceId, name);
-      return done.valid === true ? 'ready' : 'building';
+      if (done.valid !== true) return 'building';
+      await this.countValues(audienceId, attr);
+      return 'ready';
     } catch (err) {
       throw wrapPgError(err, `build the index on attribute ${attr} of audience ${audienceId}`);
     }
   }
+
+  /**
+   * The recipients of each value of the attribute up to the audience's highest id now
+   * (schemas/postgres/0018_attr_value_counts.sql), unless counted already or of too many values. One
+   * transaction, so a count finds all of an attribute's values or none.
+   */
+  private async countValues(audienceId: number, attr: string): Promise<void> {
+    const partition = partitionName(audienceId);
+    const had = await this.db.query('SELECT 1 FROM attr_counted WHERE audience_id = $1 AND attr = $2', [audienceId, attr]);
+    if (had.rows.length > 0) return;
+    const top = await this.db.query<{ top: number | null }>(`SELECT max(id) AS top FROM ${partition}`);
+    const upTo = top.rows[0]?.top ?? 0;
+    const key = attrKeySql(attr);
+    const r = await this.db.query<{ value: string; n: string }>(
+      `SELECT ${key} AS value, count(*) AS n FROM ${partition} WHERE id <= $1 AND ${key} IS NOT NULL GROUP BY 1 LIMIT $2`,
+      [upTo, this.maxCountedValues + 1],
+    );
+    if (r.rows.length > this.maxCountedValues) return;
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      const made = await client.query('INSERT INTO attr_counted (audience_id, attr, up_to_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
+        audienceId,
+        attr,
+        upTo,
+      ]);
+      if ((made.rowCount ?? 0) > 0)
+        await client.query(
+          `INSERT INTO attr_value_counts (audience_id, attr, value, n) SELECT $1, $2, v, n FROM unnest($3::text[], $4::bigint[]) AS t (v, n)`,
+          [audienceId, attr, r.rows.map((x) => x.value), r.rows.map((x) => x.n)],
+        );
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/**
+ * The recipients up to `upToId` whose `attr` is one of `values` (distinct), from the counted values; null
+ * when the attribute's values are not counted.
+ */
+export async function countedValues(
+  client: pg.ClientBase | Db,
+  audienceId: number,
+  attr: string,
+  values: readonly string[],
+): Promise<{ upToId: number; count: number } | null> {
+  const r = await client.query<{ up_to_id: number; n: string }>(
+    `SELECT c.up_to_id, coalesce(sum(v.n), 0) AS n FROM attr_counted c
+       LEFT JOIN attr_value_counts v ON v.audience_id = c.audience_id AND v.attr = c.attr AND v.value = ANY ($3::text[])
+      WHERE c.audience_id = $1 AND c.attr = $2 GROUP BY c.up_to_id`,
+    [audienceId, attr, values],
+  );
+  const row = r.rows[0];
+  return row === undefined ? null : { upToId: Number(row.up_to_id), count: Number(row.n) };
 }

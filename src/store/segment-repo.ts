@@ -7,7 +7,8 @@
 import { HeraldError } from '../errors.js';
 import type { CreateSegmentInput, ListSegmentsQuery, UpdateSegmentInput } from '../domain/campaign-input.js';
 import { filterJson, storedFilter, type FilterNode } from '../domain/segment-filter.js';
-import { compileFilter } from '../domain/segment-sql.js';
+import { compileFilter, indexedLeads } from '../domain/segment-sql.js';
+import { countedValues } from './attr-index.js';
 import { wrapPgError, type Db } from './db.js';
 import { ReadReplica } from './read-replica.js';
 
@@ -163,19 +164,33 @@ export class SegmentRepo {
     const top = await this.maxId(row.audience_id);
     if (row.counted_max_id !== null && top <= row.counted_max_id)
       return { count: row.counted ?? 0, maxId: row.counted_max_id, cached: true };
-    const from = row.counted_max_id ?? 0;
+    let base = row.counted ?? 0;
+    let from = row.counted_max_id ?? 0;
+    // A string eq / in alone: its attribute's counted values (attr-index.ts) stand for every recipient up
+    // to their id, when that is further than the segment's own kept count.
+    const lead = indexedLeads(filter)[0];
+    if (lead !== undefined && lead.rest === null) {
+      const counted = await this.countedValues(row.audience_id, lead.attr, lead.values);
+      if (counted !== null && counted.upToId > from && counted.upToId <= top) {
+        base = counted.count;
+        from = counted.upToId;
+      }
+    }
     const f = compileFilter(filter, { values: 'bind', firstParam: 4 });
     // Bounded by the highest id read before, on the primary: every recipient up to it is committed (an
     // import in progress adds only ids above it, and imports into one audience take turns), so this is
     // exact, on a replica too once it holds that id (read-replica.ts).
-    const added = await this.reads.rows(row.audience_id, top, 'count segment', async (client) => {
-      const r = await client.query<{ n: number }>(
-        `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3 AND ${f.sql}`,
-        [row.audience_id, from, top, ...f.params],
-      );
-      return Number(r.rows[0]?.n ?? 0);
-    });
-    const count = (row.counted ?? 0) + added;
+    const added =
+      from >= top
+        ? 0
+        : await this.reads.rows(row.audience_id, top, 'count segment', async (client) => {
+            const r = await client.query<{ n: number }>(
+              `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3 AND ${f.sql}`,
+              [row.audience_id, from, top, ...f.params],
+            );
+            return Number(r.rows[0]?.n ?? 0);
+          });
+    const count = base + added;
     try {
       await this.db.query(
         `UPDATE segments SET counted = $2, counted_max_id = $3
@@ -186,6 +201,18 @@ export class SegmentRepo {
       throw wrapPgError(err, 'store segment count');
     }
     return { count, maxId: top, cached: false };
+  }
+
+  private async countedValues(
+    audienceId: number,
+    attr: string,
+    values: readonly string[],
+  ): Promise<{ upToId: number; count: number } | null> {
+    try {
+      return await countedValues(this.db, audienceId, attr, values);
+    } catch (err) {
+      throw wrapPgError(err, 'counted attribute values');
+    }
   }
 
   private async maxId(audienceId: number): Promise<number> {

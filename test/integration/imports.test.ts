@@ -317,6 +317,7 @@ describe('the migration to a partition per audience', () => {
         'postgres/0015_count_checks.sql',
         'postgres/0016_suppression_batches.sql',
         'postgres/0017_suppression_batch_audit.sql',
+        'postgres/0018_attr_value_counts.sql',
       ]);
       const h = await startTestHerald(ctx.ns, { databaseUrl: url.toString(), workers: 0 });
       try {

@@ -12,7 +12,7 @@ import { AttrIndexes, attrIndexName } from '../../src/store/attr-index.js';
 import { createDb } from '../../src/store/db.js';
 import { SegmentRepo } from '../../src/store/segment-repo.js';
 import { pageSql, RecipientReader } from '../../src/store/recipient-reader.js';
-import { useHerald, type Api } from '../helpers/herald.js';
+import { eventually, useHerald, type Api } from '../helpers/herald.js';
 import { matches } from '../helpers/filter-reference.js';
 
 const ctx = useHerald();
@@ -352,20 +352,27 @@ describe('segments', () => {
     const db = ctx.herald.db;
     const { api } = ctx;
     const indexes = new AttrIndexes(db);
-    const name = attrIndexName(audienceId, 'plan');
-    // What a build cut short leaves: an invalid index of that name (a unique build that failed).
-    await db.query(`DROP INDEX IF EXISTS ${name}`);
+    // An attribute no segment here selects by, so that Herald's own builds (segments made above) stay
+    // out of it. What a build cut short leaves: an invalid index of that name (a unique build that failed).
+    const name = attrIndexName(audienceId, 'plan2');
     await expect(db.query(`CREATE UNIQUE INDEX CONCURRENTLY ${name} ON recipients_a${audienceId} ((attrs->>'plan'))`)).rejects.toThrow();
-    expect(await indexes.state(audienceId, 'plan')).toBe('none');
-    expect(await indexes.ensure(audienceId, 'plan')).toBe('ready');
+    expect(await indexes.state(audienceId, 'plan2')).toBe('none');
+    expect(await indexes.ensure(audienceId, 'plan2')).toBe('ready');
     const def = await db.query<{ def: string; valid: boolean }>(
       'SELECT pg_get_indexdef(indexrelid) AS def, indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)',
       [name],
     );
     expect(def.rows[0]).toMatchObject({ valid: true });
-    expect(def.rows[0]!.def).toMatch(/jsonb_typeof.*COLLATE "C", id\)$/s);
-    expect(await indexes.ensure(audienceId, 'plan')).toBe('ready');
-    expect(await indexes.state(audienceId, 'plan')).toBe('ready');
+    expect(def.rows[0]!.def).toMatch(/jsonb_typeof\(\(attrs -> 'plan2'::text\)\).*COLLATE "C", id\)$/s);
+    expect(await indexes.ensure(audienceId, 'plan2')).toBe('ready');
+    expect(await indexes.state(audienceId, 'plan2')).toBe('ready');
+    // plan's, asked for by the first segment above: built by Herald, or here if not yet.
+    expect(
+      await eventually(
+        () => indexes.ensure(audienceId, 'plan'),
+        (st) => st === 'ready',
+      ),
+    ).toBe('ready');
     // A segment on country asks for its index; GET shows it once built.
     const seg = await api.call('POST', '/v1/segments', {
       name: 'by country',
@@ -531,6 +538,59 @@ describe('segments', () => {
           .replace(/\) TO STDOUT \(FORMAT binary\)$/, '');
         expect((await db.query(scan.replace(/LIMIT 97$/, 'LIMIT 100000'))).rows.map((r) => Number(r.id))).toEqual(want);
       }
+    } finally {
+      await spied.end();
+    }
+  });
+
+  it("a string eq / in alone is counted from its attribute's counted values, without reading the audience, and stays exact after an import", async () => {
+    const { api } = ctx;
+    const db = ctx.herald.db;
+    expect(
+      await eventually(
+        () => new AttrIndexes(db).ensure(audienceId, 'country'),
+        (st) => st === 'ready',
+      ),
+    ).toBe('ready');
+    const top = Number((await db.query('SELECT max(id) AS top FROM recipients WHERE audience_id = $1', [audienceId])).rows[0].top);
+    const counted = await db.query('SELECT up_to_id FROM attr_counted WHERE audience_id = $1 AND attr = $2', [audienceId, 'country']);
+    expect(counted.rows.map((r) => Number(r.up_to_id))).toEqual([top]);
+    const scans: unknown[][] = [];
+    const spied = createDb(ctx.herald.config.databaseUrl, 4);
+    spied.on('connect', (client) => {
+      const query = client.query.bind(client) as (...a: unknown[]) => unknown;
+      (client as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+        if (typeof a[0] === 'string' && a[0].startsWith('SELECT count(*) AS n FROM recipients')) scans.push(a[1] as unknown[]);
+        return query(...a);
+      };
+    });
+    try {
+      const repo = new SegmentRepo(spied);
+      const raw = { attr: 'country', in: ['DE', 'NL', 'DE', 'nowhere'] };
+      const first = await repo.create({ name: 'counted', audienceId, filter: validateFilter(raw) });
+      expect(await repo.count(first.id)).toEqual({ count: expectedUsers(raw, N + 1000).length, maxId: top, cached: false });
+      expect(scans).toHaveLength(0);
+      // Recipients imported since: the counted values up to their id, and one count of the ids above.
+      await importLines(api, audienceId, N + 1001, N + 1500);
+      const second = await repo.create({ name: 'counted after', audienceId, filter: validateFilter(raw) });
+      expect((await repo.count(second.id)).count).toBe(expectedUsers(raw, N + 1500).length);
+      expect(scans).toHaveLength(1);
+      expect(scans[0]![1]).toBe(top);
+      // With a rest, by the scan as before.
+      const withRest = { and: [raw, { attr: 'plan', eq: 'pro' }] };
+      const third = await repo.create({ name: 'with rest', audienceId, filter: validateFilter(withRest) });
+      expect((await repo.count(third.id)).count).toBe(expectedUsers(withRest, N + 1500).length);
+      expect(scans).toHaveLength(2);
+      expect(scans[1]![1]).toBe(0);
+      // An attribute of more distinct values than the process counts gets no counted values, and its counts scan.
+      expect(await new AttrIndexes(db, 100).ensure(audienceId, 'signup_at')).toBe('ready');
+      expect(
+        (await db.query('SELECT 1 FROM attr_counted WHERE audience_id = $1 AND attr = $2', [audienceId, 'signup_at'])).rows,
+      ).toHaveLength(0);
+      const day = { attr: 'signup_at', eq: '2025-03-01' };
+      const fourth = await repo.create({ name: 'one day', audienceId, filter: validateFilter(day) });
+      expect((await repo.count(fourth.id)).count).toBe(expectedUsers(day, N + 1500).length);
+      expect(scans).toHaveLength(3);
     } finally {
       await spied.end();
     }
