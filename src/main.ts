@@ -54,7 +54,7 @@ import { EventSink } from './sink/event-sink.js';
 import { clickhouseInserter } from './sink/clickhouse-inserter.js';
 import { CountRepair } from './sink/count-repair.js';
 import { SegmentRepo } from './store/segment-repo.js';
-import { AttrIndexes } from './store/attr-index.js';
+import { AttrIndexes, MAX_COUNTED_VALUES } from './store/attr-index.js';
 import { RetryRepo } from './store/retry-repo.js';
 import { InboxRepo } from './store/inbox-repo.js';
 import { InboxReader } from './progress/inbox-reader.js';
@@ -370,7 +370,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         audiences,
         campaigns,
         segments: new SegmentRepo(db, reads),
-        attrIndexes: new AttrIndexes(db),
+        attrIndexes: new AttrIndexes(db, MAX_COUNTED_VALUES, log),
         retries: new RetryRepo(db),
         progress,
         publishStatus: async (id, status, version) => {

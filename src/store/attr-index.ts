@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import type { Logger } from 'pino';
 import { attrKeySql } from '../domain/segment-sql.js';
 import { wrapPgError, type Db } from './db.js';
 import { partitionName } from './recipient-partitions.js';
@@ -70,12 +71,14 @@ export class AttrIndexes {
   constructor(
     private readonly db: Db,
     private readonly maxCountedValues = MAX_COUNTED_VALUES,
+    private readonly log: Pick<Logger, 'warn'> | null = null,
   ) {}
 
   private async look(audienceId: number, name: string): Promise<Look> {
     const r = await this.db.query<Look>(
       `SELECT to_regclass($1) AS partition, i.indisvalid AS valid,
-              EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = to_regclass($2)) AS building,
+              EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                       WHERE p.datname = current_database() AND p.index_relid = to_regclass($2)) AS building,
               (SELECT count(*)::int FROM pg_class c WHERE c.relkind = 'i' AND c.relname LIKE $3 AND c.relname <> $2) AS others
          FROM (SELECT 1) one LEFT JOIN pg_index i ON i.indexrelid = to_regclass($2)`,
       [partitionName(audienceId), name, `${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
@@ -119,7 +122,7 @@ export class AttrIndexes {
       const l = await this.look(audienceId, name);
       if (l.partition === null) return 'no-partition';
       if (l.valid === true) {
-        await this.countValues(audienceId, attr);
+        await this.countValuesOrWarn(audienceId, attr);
         return 'ready';
       }
       // Another process's build (the progress view shows builds of the same role; Herald uses one).
@@ -133,10 +136,19 @@ export class AttrIndexes {
       // IF NOT EXISTS also passes over a build another process began since the look above.
       const done = await this.look(audienceId, name);
       if (done.valid !== true) return 'building';
-      await this.countValues(audienceId, attr);
+      await this.countValuesOrWarn(audienceId, attr);
       return 'ready';
     } catch (err) {
       throw wrapPgError(err, `build the index on attribute ${attr} of audience ${audienceId}`);
+    }
+  }
+
+  /** The index is ready whatever befalls its counted values, which only make some counts faster. */
+  private async countValuesOrWarn(audienceId: number, attr: string): Promise<void> {
+    try {
+      await this.countValues(audienceId, attr);
+    } catch (err) {
+      this.log?.warn({ err, audienceId, attr }, 'attribute values not counted');
     }
   }
 
@@ -156,16 +168,15 @@ export class AttrIndexes {
       `SELECT ${key} AS value, count(*) AS n FROM ${partition} WHERE id <= $1 AND ${key} IS NOT NULL GROUP BY 1 LIMIT $2`,
       [upTo, this.maxCountedValues + 1],
     );
-    if (r.rows.length > this.maxCountedValues) return;
+    const tooMany = r.rows.length > this.maxCountedValues;
     const client = await this.db.connect();
     try {
       await client.query('BEGIN');
-      const made = await client.query('INSERT INTO attr_counted (audience_id, attr, up_to_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
-        audienceId,
-        attr,
-        upTo,
-      ]);
-      if ((made.rowCount ?? 0) > 0)
+      const made = await client.query(
+        'INSERT INTO attr_counted (audience_id, attr, up_to_id, too_many) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [audienceId, attr, upTo, tooMany],
+      );
+      if ((made.rowCount ?? 0) > 0 && !tooMany)
         await client.query(
           `INSERT INTO attr_value_counts (audience_id, attr, value, n) SELECT $1, $2, v, n FROM unnest($3::text[], $4::bigint[]) AS t (v, n)`,
           [audienceId, attr, r.rows.map((x) => x.value), r.rows.map((x) => x.n)],
@@ -193,7 +204,7 @@ export async function countedValues(
   const r = await client.query<{ up_to_id: number; n: string }>(
     `SELECT c.up_to_id, coalesce(sum(v.n), 0) AS n FROM attr_counted c
        LEFT JOIN attr_value_counts v ON v.audience_id = c.audience_id AND v.attr = c.attr AND v.value = ANY ($3::text[])
-      WHERE c.audience_id = $1 AND c.attr = $2 GROUP BY c.up_to_id`,
+      WHERE c.audience_id = $1 AND c.attr = $2 AND NOT c.too_many GROUP BY c.up_to_id`,
     [audienceId, attr, values],
   );
   const row = r.rows[0];

@@ -203,16 +203,9 @@ export class SegmentRepo {
     return { count, maxId: top, cached: false };
   }
 
-  private async countedValues(
-    audienceId: number,
-    attr: string,
-    values: readonly string[],
-  ): Promise<{ upToId: number; count: number } | null> {
-    try {
-      return await countedValues(this.db, audienceId, attr, values);
-    } catch (err) {
-      throw wrapPgError(err, 'counted attribute values');
-    }
+  /** Only a shortcut: when it cannot be read, the count scans. */
+  private countedValues(audienceId: number, attr: string, values: readonly string[]): Promise<{ upToId: number; count: number } | null> {
+    return countedValues(this.db, audienceId, attr, values).catch(() => null);
   }
 
   private async maxId(audienceId: number): Promise<number> {

@@ -6,7 +6,7 @@
  * for the planner's pages.
  */
 import { describe, expect, it } from 'vitest';
-import { validateFilter } from '../../src/domain/segment-filter.js';
+import { validateFilter, type FilterNode } from '../../src/domain/segment-filter.js';
 import { compileFilter, indexedLeads } from '../../src/domain/segment-sql.js';
 import { AttrIndexes, attrIndexName } from '../../src/store/attr-index.js';
 import { createDb } from '../../src/store/db.js';
@@ -66,19 +66,25 @@ const ISSUE_FILTER = {
   ],
 };
 
-/** A pool whose clients note every page COPY they send (to see which way the reader read). */
-function pageSpy(): { db: ReturnType<typeof createDb>; pages: string[] } {
+/**
+ * A pool whose clients note every page COPY they send (to see which way the reader read) and the
+ * parameters of every segment count that reads recipients.
+ */
+function pageSpy(): { db: ReturnType<typeof createDb>; pages: string[]; scans: unknown[][] } {
   const db = createDb(ctx.herald.config.databaseUrl, 4);
   const pages: string[] = [];
-  db.on('connect', (client) => {
-    const query = client.query.bind(client) as (...a: unknown[]) => unknown;
-    (client as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+  const scans: unknown[][] = [];
+  const spy = (client: { query: unknown }): void => {
+    const query = (client.query as (...a: unknown[]) => unknown).bind(client);
+    client.query = (...a: unknown[]) => {
       const text = typeof a[0] === 'string' ? a[0] : (a[0] as { text?: unknown } | null)?.text;
       if (typeof text === 'string' && text.startsWith('COPY (')) pages.push(text);
+      if (typeof text === 'string' && text.startsWith('SELECT count(*) AS n FROM recipients')) scans.push(a[1] as unknown[]);
       return query(...a);
     };
-  });
-  return { db, pages };
+  };
+  db.on('connect', spy);
+  return { db, pages, scans };
 }
 
 /** Every id a reader's pages give for `q`, in order. */
@@ -356,7 +362,14 @@ describe('segments', () => {
     // out of it. What a build cut short leaves: an invalid index of that name (a unique build that failed).
     const name = attrIndexName(audienceId, 'plan2');
     await expect(db.query(`CREATE UNIQUE INDEX CONCURRENTLY ${name} ON recipients_a${audienceId} ((attrs->>'plan'))`)).rejects.toThrow();
-    expect(await indexes.state(audienceId, 'plan2')).toBe('none');
+    // (the failed build's progress entry may outlive its error by a moment)
+    expect(
+      await eventually(
+        () => indexes.state(audienceId, 'plan2'),
+        (st) => st !== 'building',
+        5_000,
+      ),
+    ).toBe('none');
     expect(await indexes.ensure(audienceId, 'plan2')).toBe('ready');
     const def = await db.query<{ def: string; valid: boolean }>(
       'SELECT pg_get_indexdef(indexrelid) AS def, indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)',
@@ -508,11 +521,42 @@ describe('segments', () => {
       const a = attrsAt(i);
       rows.push(JSON.stringify(a === undefined ? { user_id: `o${i}` } : { user_id: `o${i}`, attrs: a }));
     }
+    const more: string[] = rows.splice(3000 - 500);
     expect((await api.importRecipients(odd, rows.join('\n'), NDJSON)).status).toBe(200);
-    expect(await new AttrIndexes(db).ensure(odd, 'k')).toBe('ready');
-    const { db: spied, pages } = pageSpy();
+    const { db: spied, pages, scans } = pageSpy();
     const reader = new RecipientReader(spied);
+    const repo = new SegmentRepo(spied);
     try {
+      // A segment counted (and kept) by the scan, then recipients imported, then the attribute indexed
+      // and counted: the recount starts from the counted values, which reach further than the kept count.
+      const early = validateFilter({ attr: 'k', in: ['5', 'DE'] });
+      const seg = await repo.create({ name: 'early', audienceId: odd, filter: early });
+      const wantAt = (f: FilterNode, to: number): number =>
+        Array.from({ length: to }, (_, i) => i + 1).filter((i) => matches(f, attrsAt(i))).length;
+      expect((await repo.count(seg.id)).count).toBe(wantAt(early, 2500));
+      expect(scans).toHaveLength(1);
+      expect((await api.importRecipients(odd, more.join('\n'), NDJSON)).status).toBe(200);
+      // Eleven distinct strings ('5' never comes: i % 19 = 0 has no k): over a limit of 10, none counted
+      // (and a row that says so, so it is not grouped again); at 11, all.
+      expect(await new AttrIndexes(db, 10).ensure(odd, 'k')).toBe('ready');
+      const counted = async (): Promise<unknown[]> =>
+        (
+          await db.query(
+            'SELECT too_many, (SELECT count(*)::int FROM attr_value_counts v WHERE v.audience_id = c.audience_id AND v.attr = c.attr) AS n FROM attr_counted c WHERE audience_id = $1',
+            [odd],
+          )
+        ).rows;
+      expect(await counted()).toEqual([{ too_many: true, n: 0 }]);
+      const other = await repo.create({ name: 'other', audienceId: odd, filter: early });
+      expect((await repo.count(other.id)).count).toBe(wantAt(early, 3000));
+      expect(scans).toHaveLength(2);
+      await db.query('DELETE FROM attr_counted WHERE audience_id = $1', [odd]);
+      expect(await new AttrIndexes(db, 11).ensure(odd, 'k')).toBe('ready');
+      expect(await counted()).toEqual([{ too_many: false, n: 11 }]);
+      // The kept count (up to 2,500) gives way to the counted values (up to 3,000): no scan.
+      expect((await repo.count(seg.id)).count).toBe(wantAt(early, 3000));
+      expect(scans).toHaveLength(2);
+
       for (const raw of [
         { attr: 'k', in: ['5', '5.0', 'true', 'null', '[1]', '{"a": 1}', '["DE"]'] },
         { attr: 'k', eq: 'DE' },
@@ -527,11 +571,15 @@ describe('segments', () => {
         const f = validateFilter(raw);
         const want: number[] = [];
         for (let i = 1; i <= 3000; i++) if (matches(f, attrsAt(i))) want.push(i);
+        // Counted: from the counted values alone for a string eq / in, by a scan with a rest.
+        const scansBefore = scans.length;
+        expect((await repo.count((await repo.create({ name: 'odd', audienceId: odd, filter: f })).id)).count).toBe(want.length);
+        expect(scans.length - scansBefore).toBe(indexedLeads(f)[0]!.rest === null ? 0 : 1);
         const q = { audienceId: odd, afterId: 0, maxId: 10_000, limit: 97, withAddress: false, filter: f };
         const before = pages.length;
         const viaIndex = await readerIds(reader, q);
         expect(pages.slice(before).every((sql) => sql.includes(`FROM recipients_a${odd} WHERE`))).toBe(true);
-        // ids are the line numbers: the audience's first import
+        // ids are the line numbers (the second import's lines go on from the first's)
         expect(viaIndex).toEqual(want);
         const scan = pageSql(q)
           .replace(/^COPY \(/, '')
@@ -585,8 +633,8 @@ describe('segments', () => {
       // An attribute of more distinct values than the process counts gets no counted values, and its counts scan.
       expect(await new AttrIndexes(db, 100).ensure(audienceId, 'signup_at')).toBe('ready');
       expect(
-        (await db.query('SELECT 1 FROM attr_counted WHERE audience_id = $1 AND attr = $2', [audienceId, 'signup_at'])).rows,
-      ).toHaveLength(0);
+        (await db.query('SELECT too_many FROM attr_counted WHERE audience_id = $1 AND attr = $2', [audienceId, 'signup_at'])).rows,
+      ).toEqual([{ too_many: true }]);
       const day = { attr: 'signup_at', eq: '2025-03-01' };
       const fourth = await repo.create({ name: 'one day', audienceId, filter: validateFilter(day) });
       expect((await repo.count(fourth.id)).count).toBe(expectedUsers(day, N + 1500).length);
