@@ -19,12 +19,12 @@ import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { RetryRepo } from '../store/retry-repo.js';
 import type { ProgressReader } from '../progress/progress-reader.js';
 import type { StatsReader } from '../progress/stats-reader.js';
+import { storedFilter } from '../domain/segment-filter.js';
+import type { AttrIndexes } from '../store/attr-index.js';
 import type { ApiRequest, Reply, Route } from './route.js';
 import { beforeParam, CREATE_AUDIENCE, CREATE_CAMPAIGN, ID_PARAM, jsonBody, limitParam, UPDATE_CAMPAIGN } from './schemas.js';
-import { campaignView } from './views.js';
-import type { AttrIndexes } from '../store/attr-index.js';
 import { indexForFilter } from './segment-routes.js';
-import { storedFilter } from '../domain/segment-filter.js';
+import { campaignView } from './views.js';
 
 export interface CampaignApiDeps {
   defaultChunkSize: number;

@@ -196,12 +196,12 @@ export class AttrIndexes {
  * when the attribute's values are not counted.
  */
 export async function countedValues(
-  client: pg.ClientBase | Db,
+  db: Db,
   audienceId: number,
   attr: string,
   values: readonly string[],
 ): Promise<{ upToId: number; count: number } | null> {
-  const r = await client.query<{ up_to_id: number; n: string }>(
+  const r = await db.query<{ up_to_id: number; n: string }>(
     `SELECT c.up_to_id, coalesce(sum(v.n), 0) AS n FROM attr_counted c
        LEFT JOIN attr_value_counts v ON v.audience_id = c.audience_id AND v.attr = c.attr AND v.value = ANY ($3::text[])
       WHERE c.audience_id = $1 AND c.attr = $2 AND NOT c.too_many GROUP BY c.up_to_id`,

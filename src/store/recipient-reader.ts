@@ -65,7 +65,8 @@ export function pageSql(q: PageQuery, lead: IndexedLead | null = null): string {
   const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
   const attrs = attrsColumn(q.attrs ?? null);
   const columns = `id, user_id${withAddress ? ', address' : ''}${segment}${attrs}`;
-  const range = `audience_id = ${int(audienceId, 'audienceId')} AND id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
+  const ids = `id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
+  const range = `audience_id = ${int(audienceId, 'audienceId')} AND ${ids}`;
   const n = int(limit, 'limit');
   if (filter !== null && lead !== null) {
     // One index scan per value, each in id order and cut at the page's size, merged by id (PostgreSQL's
@@ -77,10 +78,9 @@ export function pageSql(q: PageQuery, lead: IndexedLead | null = null): string {
     // some pages.
     const rest = lead.rest === null ? '' : ` AND ${compileFilter(lead.rest, { values: 'inline', use: 'scan' }).sql}`;
     const key = attrKeySql(lead.attr);
-    const own = `id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
     const branches = lead.values.map(
       (v) =>
-        `(SELECT ${columns} FROM ${partitionName(audienceId)} WHERE ${own} AND ${key} = ${sqlLiteral(v)}${rest} ORDER BY id LIMIT ${n})`,
+        `(SELECT ${columns} FROM ${partitionName(audienceId)} WHERE ${ids} AND ${key} = ${sqlLiteral(v)}${rest} ORDER BY id LIMIT ${n})`,
     );
     return `COPY (SELECT * FROM (${branches.join(' UNION ALL ')}) u ORDER BY id LIMIT ${n}) TO STDOUT (FORMAT binary)`;
   }
