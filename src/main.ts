@@ -49,6 +49,7 @@ import { RedisGateway } from './stream/redis-gateway.js';
 import { connectRedis, duplicateRedis, type RedisClient } from './stream/redis-connect.js';
 import { announceChanged, announceStatus, listenControl } from './stream/control.js';
 import { Planner } from './planner/planner.js';
+import { RangeReader } from './planner/range-reader.js';
 import { ChannelRegistry } from './channel/channel-registry.js';
 import { EventSink } from './sink/event-sink.js';
 import { clickhouseInserter } from './sink/clickhouse-inserter.js';
@@ -227,9 +228,10 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         campaigns,
         reader,
         protocol,
-        { aheadChunks: cfg.planAheadChunks, pageRows: cfg.planPageRows },
+        { aheadChunks: cfg.planAheadChunks, aheadRanges: cfg.planAheadRanges, pageRows: cfg.planPageRows },
         new OutcomeFilter(ch),
       ),
+      ranges: new RangeReader(reader),
       channels,
       sink,
       rate: new RateLimiter(gateway, metrics),

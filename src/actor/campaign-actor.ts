@@ -14,6 +14,8 @@ import type { Campaign, CampaignRepo } from '../store/campaign-repo.js';
 import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
 import type { RedisGateway } from '../stream/redis-gateway.js';
 import type { Planner } from '../planner/planner.js';
+import type { RangeReader } from '../planner/range-reader.js';
+import { HeraldError } from '../errors.js';
 import type { ChannelRegistry } from '../channel/channel-registry.js';
 import type { CountRepair } from '../sink/count-repair.js';
 import type { EventSink } from '../sink/event-sink.js';
@@ -62,6 +64,8 @@ export interface ActorDeps {
   protocol: ChunkProtocol;
   campaigns: CampaignRepo;
   planner: Planner;
+  /** reads the recipients of the ranges a consumer is handed (planner/range-reader.ts) */
+  ranges: Pick<RangeReader, 'fill'>;
   channels: ChannelRegistry;
   sink: EventSink;
   rate: RateLimiter;
@@ -631,8 +635,27 @@ export class CampaignActor {
         return null;
       }
       for (const entry of entries) this.hold(entry, consumer);
+      await this.readRecipients(entries);
       return entries;
     };
+  }
+
+  /**
+   * Reads the recipients of the ranges just handed to this consumer, together (one read of each run of
+   * adjacent ranges). While PostgreSQL does not answer, the entries stay held here and the read is tried
+   * again, as the sender waits for the record: nothing is sent that could not be read. An entry of a later
+   * generation, or one left unread as the actor stops, is read on its own when it is processed.
+   */
+  private async readRecipients(entries: readonly StreamEntry[]): Promise<void> {
+    for (let wait = 100; this.running; wait = Math.min(wait * 2, 1_000)) {
+      try {
+        await this.deps.ranges.fill(this.campaign, entries);
+        return;
+      } catch (err) {
+        this.deps.log.warn({ err, campaignId: this.id }, "reading the chunks' recipients failed; tried again");
+        await this.sleep(wait);
+      }
+    }
   }
 
   /** Queued chunks whose grace is over, at most `count`. */
@@ -683,26 +706,30 @@ export class CampaignActor {
   }
 
   private async processEntry(entry: StreamEntry): Promise<void> {
-    const chunk = entry.chunk;
+    const planned = entry.range;
     const held = this.held.get(entry.id);
     if (held === undefined) return;
-    if (chunk === null || chunk.campaignId !== this.id) {
+    if (planned === null || planned.campaignId !== this.id) {
       // An entry that cannot be decoded can never succeed: report it and take it off the stream.
       this.deps.log.error({ campaignId: this.id, entry: entry.id, err: entry.error }, 'invalid stream entry dropped');
       held.phase = 'dropped';
       this.acks.add(entry.id);
       return;
     }
-    if (chunk.generation > this.campaign.planGeneration) {
+    if (planned.generation > this.campaign.planGeneration) {
       const c = await this.deps.campaigns.get(this.id);
       if (c !== null) this.campaign = c;
     }
-    if (chunk.generation < this.campaign.planGeneration) {
+    if (planned.generation < this.campaign.planGeneration) {
       // An entry of a plan that was replaced (its stream was lost and re-planned): never sent.
       held.phase = 'dropped';
       this.acks.add(entry.id);
       return;
     }
+    // Read with the others it came with, unless it is of a generation this process had not loaded then.
+    if (entry.chunk === null) await this.deps.ranges.fill(this.campaign, [entry]);
+    const chunk = entry.chunk;
+    if (chunk === null) throw new HeraldError('INTERNAL', `entry ${entry.id}: its recipients were not read`);
     // A read does not renew the heartbeat: what it delivered holds no longer than the heartbeat does.
     const checkedAt = this.liveness.enabled ? Math.min(entry.readAt, this.liveness.confirmedAt) : entry.readAt;
     held.phase = 'sending';

@@ -18,6 +18,8 @@ import type { ChunkProtocol, StreamEntry } from '../stream/chunk-protocol.js';
 import type { RedisGateway } from '../stream/redis-gateway.js';
 import { seqFromStreamId } from '../domain/chunk.js';
 import type { Planner } from '../planner/planner.js';
+import type { RangeReader } from '../planner/range-reader.js';
+import { HeraldError } from '../errors.js';
 import type { EventSink, Ticket } from '../sink/event-sink.js';
 import type { ChunkSender } from './chunk-sender.js';
 import { Lease } from './lease.js';
@@ -29,6 +31,8 @@ export interface CloserDeps {
   protocol: ChunkProtocol;
   campaigns: CampaignRepo;
   planner: Planner;
+  /** reads the recipients of the ranges left in the stream (planner/range-reader.ts) */
+  ranges: Pick<RangeReader, 'fill'>;
   sink: EventSink;
   sender: ChunkSender;
   log: Logger;
@@ -83,7 +87,7 @@ export class CampaignCloser {
         c = await this.replanLost(c, stop);
         if (c === null) return 'stopped';
       }
-      const lastSeq = await this.drainStream(c.planGeneration, stop);
+      const lastSeq = await this.drainStream(c, stop);
       if (lastSeq === null) return 'stopped';
       if (!c.planningDone) {
         const r = await this.deps.planner.plan(this.campaignId, stop, (chunks) => this.abortUnplanned(chunks, lastSeq));
@@ -131,7 +135,8 @@ export class CampaignCloser {
    * the unsent part of each. Returns the seq of the last chunk the stream ever had (the unplanned rest
    * starts after it), or null if asked to stop.
    */
-  private async drainStream(generation: number, stop: () => boolean): Promise<number | null> {
+  private async drainStream(c: Campaign, stop: () => boolean): Promise<number | null> {
+    const generation = c.planGeneration;
     const { protocol } = this.deps;
     const conn = this.deps.gateway.redis;
     let history: string | null = '0-0';
@@ -146,7 +151,9 @@ export class CampaignCloser {
         if (entries.length === 0) entries = await protocol.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
         if (entries.length === 0) entries = await protocol.readNew(conn, this.campaignId, this.consumer, 100);
       }
-      // Side by side: their aborted rows share inserts, and the landed checks their round trips.
+      // The ranges' recipients in one read; then side by side: their aborted rows share inserts, and the
+      // landed checks their round trips.
+      await this.deps.ranges.fill(c, entries);
       await Promise.all(entries.map((e) => this.closeEntry(e, generation)));
       if (entries.length > 0) continue;
       const state = await protocol.state(this.campaignId);
@@ -172,13 +179,15 @@ export class CampaignCloser {
   }
 
   private async closeEntry(e: StreamEntry, generation: number): Promise<void> {
-    const chunk = e.chunk;
-    if (chunk === null || chunk.campaignId !== this.campaignId || chunk.generation < generation) {
+    const planned = e.range;
+    if (planned === null || planned.campaignId !== this.campaignId || planned.generation < generation) {
       await this.deps.protocol.ack(this.campaignId, [e.id]);
       return;
     }
     const step = await this.deps.protocol.step({ campaignId: this.campaignId, consumer: this.consumer, entryId: e.id });
     if (step.hold !== 'held') return;
+    const chunk = e.chunk;
+    if (chunk === null) throw new HeraldError('INTERNAL', `entry ${e.id}: its recipients were not read`);
     // What its holders sent and recorded must be stored too (they may have died before storing it).
     const tickets = step.sent > 0 ? await this.deps.sender.recover(this.campaignId, chunk, e.id, this.consumer) : [];
     if (step.sent < chunk.count) tickets.push((await this.abort(chunk, step.sent, { entryId: e.id, holder: this.consumer })).stored);

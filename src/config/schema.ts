@@ -177,10 +177,10 @@ export const SCHEMA = {
   }),
   readCount: int({
     env: 'HERALD_READ_COUNT',
-    default: 16,
+    default: 64,
     min: 1,
     max: 1000,
-    doc: "chunks per XREADGROUP; an instant channel's (null, inbox) without a rate limit are sent side by side, their ledger steps in one Redis round trip",
+    doc: "chunks per XREADGROUP, whose recipients are read in one PostgreSQL query; an instant channel's (null, inbox) without a rate limit are sent side by side, their ledger steps in one Redis round trip",
   }),
   subBatchSize: int({
     env: 'HERALD_SUBBATCH_SIZE',
@@ -194,7 +194,14 @@ export const SCHEMA = {
     default: 1200,
     min: 1,
     max: 1_000_000,
-    doc: 'chunks in Redis (planned, not yet done) before the planner waits; above what the sink holds unacknowledged (two 100k-row batches), or the planner waits on ClickHouse',
+    doc: "a re-plan's chunks (which carry their recipients) in Redis, planned and not yet done, before the planner waits; above what the sink holds unacknowledged (two 100k-row batches), or the planner waits on ClickHouse",
+  }),
+  planAheadRanges: int({
+    env: 'HERALD_PLAN_AHEAD_RANGES',
+    default: 20_000,
+    min: 1,
+    max: 1_000_000,
+    doc: "a plan's chunks in Redis (planned, not yet done) before the planner waits: each is a range of ids (about 60 bytes), whose recipients the consumer that sends it reads; 20,000 are 10M recipients of 500",
   }),
   planPageRows: int({
     env: 'HERALD_PLAN_PAGE_ROWS',

@@ -1,11 +1,15 @@
 /**
  * Chunks: what the planner appends to a campaign's stream and a consumer reads back. A chunk is a
- * keyset range of recipient ids (`afterId` exclusive, `lastId` inclusive) within one audience, and it
- * carries that range's recipients, so a consumer sends without a database round trip. The planner
- * keeps only a bounded window of chunks in Redis, so the stream never holds the whole audience.
+ * keyset range of recipient ids (`afterId` exclusive, `lastId` inclusive) within one audience. A plan's
+ * entries are the ranges alone (`ChunkRange`): the consumer that sends one reads its recipients, one
+ * keyset read for the chunks it was handed together, since an audience's rows up to the plan's extent
+ * never change (recipients are never removed, and one merge per audience commits ids above the extent).
+ * A re-plan's entries carry their recipients (`ChunkDescriptor`), since what they leave out (recipients
+ * with an outcome already) is no range. The planner keeps a bounded window of entries in Redis.
  */
 
-export interface ChunkDescriptor {
+/** A chunk as planned: the range and how many of the audience's recipients (the filter's) it holds. */
+export interface ChunkRange {
   campaignId: number;
   audienceId: number;
   /** the plan this chunk belongs to (a lost stream is re-planned under the next generation) */
@@ -16,6 +20,10 @@ export interface ChunkDescriptor {
   lastId: number;
   /** recipients in the range (ids are sparse, so lastId - afterId is not the count) */
   count: number;
+}
+
+/** A chunk with its recipients: as a consumer sends it (read for a range, or carried by a re-plan's entry). */
+export interface ChunkDescriptor extends ChunkRange {
   /** the range's user ids, packed (see packed-ids.ts): exactly `count` of them */
   users: Buffer;
   /** null when the campaign's channel does not use addresses */
@@ -82,14 +90,78 @@ export function packChunks(
       afterId,
       lastId,
       count: to - from,
-      users: page.users.subarray(from === 0 ? 0 : page.userEnds[from - 1]!, page.userEnds[to - 1]!),
-      addresses: page.addresses === null ? null : page.addresses.slice(from, to),
-      segments: page.segments === null ? null : page.segments.slice(from, to),
-      ...(page.attrs === undefined || page.attrs === null ? {} : { attrs: page.attrs.slice(from, to) }),
+      ...rowsOf(page, from, to),
     });
     afterId = lastId;
   }
   return out;
+}
+
+/** Whether a stream entry carries its recipients (a re-plan's), or is a range to read them for. */
+export function carriesRecipients(c: ChunkRange | ChunkDescriptor): c is ChunkDescriptor {
+  return 'users' in c;
+}
+
+/** The last id of each chunk a range page holds and its row number in the page (1-based), in id order. */
+export interface ChunkBound {
+  lastId: number;
+  row: number;
+}
+
+/**
+ * Ranges from the bounds of one page of the audience, continuing the plan at `start`. A page's bounds are
+ * every `chunkSize`-th row and its last row, so every chunk is whole but, when the page is the audience's
+ * last, the final one.
+ */
+export function rangesFromBounds(
+  base: { campaignId: number; audienceId: number; generation: number },
+  start: { seq: number; afterId: number },
+  bounds: readonly ChunkBound[],
+): ChunkRange[] {
+  const out: ChunkRange[] = [];
+  let { seq, afterId } = start;
+  let row = 0;
+  for (const b of bounds) {
+    if (b.lastId <= afterId) throw new RangeError(`ids must increase: ${b.lastId} after ${afterId}`);
+    if (b.row <= row) throw new RangeError(`rows must increase: ${b.row} after ${row}`);
+    seq += 1;
+    out.push({ ...base, seq, afterId, lastId: b.lastId, count: b.row - row });
+    afterId = b.lastId;
+    row = b.row;
+  }
+  return out;
+}
+
+/**
+ * Cuts one read of adjacent ranges (each starting where the one before ends) into their chunks. The page
+ * must hold exactly the ranges' recipients, each range ending at its last id: anything else means the
+ * audience is not what was planned, which Herald never does to it, so it is an error rather than a guess.
+ */
+export function chunksOfRanges(ranges: readonly ChunkRange[], page: RecipientPage): ChunkDescriptor[] {
+  const out: ChunkDescriptor[] = [];
+  let from = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    const r = ranges[i]!;
+    if (i > 0 && r.afterId !== ranges[i - 1]!.lastId) throw new RangeError(`range ${r.seq} does not follow range ${ranges[i - 1]!.seq}`);
+    const to = from + r.count;
+    if (to > page.ids.length) throw new RangeError(`range ${r.seq}: ${r.count} recipients planned, ${page.ids.length - from} read`);
+    if (page.ids[to - 1] !== r.lastId)
+      throw new RangeError(`range ${r.seq}: the ${r.count} recipients read end at id ${page.ids[to - 1]}, not ${r.lastId}`);
+    out.push({ ...r, ...rowsOf(page, from, to) });
+    from = to;
+  }
+  if (from !== page.ids.length) throw new RangeError(`${page.ids.length} recipients read for ${from} planned`);
+  return out;
+}
+
+/** Rows [from, to) of a page, as a chunk carries them (the users' bytes shared, not copied). */
+function rowsOf(page: RecipientPage, from: number, to: number): Pick<ChunkDescriptor, 'users' | 'addresses' | 'segments' | 'attrs'> {
+  return {
+    users: page.users.subarray(from === 0 ? 0 : page.userEnds[from - 1]!, page.userEnds[to - 1]!),
+    addresses: page.addresses === null ? null : page.addresses.slice(from, to),
+    segments: page.segments === null ? null : page.segments.slice(from, to),
+    ...(page.attrs === undefined || page.attrs === null ? {} : { attrs: page.attrs.slice(from, to) }),
+  };
 }
 
 export function chunkCount(total: number, chunkSize: number): number {

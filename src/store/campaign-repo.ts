@@ -494,12 +494,22 @@ export class CampaignRepo {
   }
 
   /** Records a plan's progress, unless the campaign has been re-planned under a later generation since. */
-  async recordPlanned(p: { id: number; generation: number; chunks: number; lastId: number; count: number; done: boolean }): Promise<void> {
+  /** `total`: the plan's size, set with its last page when it was not counted (a total set before stays) */
+  async recordPlanned(p: {
+    id: number;
+    generation: number;
+    chunks: number;
+    lastId: number;
+    count: number;
+    done: boolean;
+    total?: number;
+  }): Promise<void> {
     try {
       await this.db.query(
-        `UPDATE campaigns SET planned_chunks = $2, planned_last_id = $3, planned_count = $4, planning_done = $5, updated_at = now()
+        `UPDATE campaigns SET planned_chunks = $2, planned_last_id = $3, planned_count = $4, planning_done = $5,
+           total = COALESCE(total, $7), updated_at = now()
          WHERE id = $1 AND planned_chunks <= $2 AND plan_generation = $6`,
-        [p.id, p.chunks, p.lastId, p.count, p.done, p.generation],
+        [p.id, p.chunks, p.lastId, p.count, p.done, p.generation, p.total ?? null],
       );
     } catch (err) {
       throw wrapPgError(err, 'record plan');

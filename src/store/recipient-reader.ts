@@ -4,8 +4,9 @@
  * as binary COPY data (copy-out.ts, copy-binary.ts), which costs a fraction of the extended protocol's
  * per-row messages to parse, and of COPY text's too (no delimiters or escapes to scan for).
  */
+import type pg from 'pg';
 import { CopyOut } from './copy-out.js';
-import type { RecipientPage } from '../domain/chunk.js';
+import type { ChunkBound, RecipientPage } from '../domain/chunk.js';
 import { CopyFormatError, RecipientRowDecoder } from './copy-binary.js';
 import { HeraldError } from '../errors.js';
 import { wrapPgError, type Db } from './db.js';
@@ -57,17 +58,51 @@ export interface PageQuery {
  * audience, whatever the filter.
  */
 export function pageSql(q: PageQuery, lead: IndexedLead | null = null): string {
-  const { audienceId, afterId, maxId, limit, withAddress } = q;
   const segmentBy = q.segmentBy ?? null;
-  const filter = q.filter ?? null;
   // COPY takes no parameters: the key is a validated name (campaign-input.ts), quoted as a literal here,
   // and the filter is compiled with its values as quoted literals.
   const segment = segmentBy === null ? '' : `, attrs->>${literal(segmentBy)}`;
   const attrs = attrsColumn(q.attrs ?? null);
-  const columns = `id, user_id${withAddress ? ', address' : ''}${segment}${attrs}`;
-  const ids = `id > ${int(afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
+  const columns = `id, user_id${q.withAddress ? ', address' : ''}${segment}${attrs}`;
+  return `COPY (${rowsSql(q, lead, columns)}) TO STDOUT (FORMAT binary)`;
+}
+
+/**
+ * The bounds of the chunks of `chunkSize` in a page: the id of every `chunkSize`-th row, found in PostgreSQL
+ * by stepping through the page's ids `chunkSize` at a time (each step an index walk from the bound before,
+ * `OFFSET chunkSize - 1 LIMIT 1`), so the planner reads a few hundred ids where the page holds a hundred
+ * thousand rows. This costs PostgreSQL less than numbering the page's rows (a window function costs more
+ * per row than the walk). A page shorter than its limit ends with a part of a chunk: `tailSql` finds it.
+ */
+export function boundsSql(q: PageQuery, chunkSize: number, lead: IndexedLead | null = null): string {
+  const size = Number(int(chunkSize, 'chunkSize'));
+  if (size < 1) throw new RangeError('chunkSize must be >= 1');
+  const steps = Math.floor(q.limit / size);
+  const chunk = { ...q, limit: size };
+  const step = (after: string): string => `(${rowsSql(chunk, lead, 'id', { after, offset: size - 1 })})`;
+  return (
+    `WITH RECURSIVE b(id, n) AS (SELECT ${step(int(q.afterId, 'afterId'))}, 1 ` +
+    `UNION ALL SELECT ${step('b.id')}, n + 1 FROM b WHERE b.id IS NOT NULL AND n < ${steps}) ` +
+    `SELECT id FROM b WHERE id IS NOT NULL ORDER BY id`
+  );
+}
+
+/** The recipients after the last whole chunk of a page (fewer than `chunkSize`): how many, and the last id. */
+export function tailSql(q: PageQuery, chunkSize: number, lead: IndexedLead | null = null): string {
+  return `SELECT count(*)::int AS n, max(id) AS last FROM (${rowsSql({ ...q, limit: chunkSize }, lead, 'id')}) t`;
+}
+
+/**
+ * The page's rows of `columns`, in id order, `limit` of them; or, as a bounds step, the one id `offset`
+ * rows after `after` (an SQL expression: the bound before).
+ */
+function rowsSql(q: PageQuery, lead: IndexedLead | null, columns: string, step: { after: string; offset: number } | null = null): string {
+  const { audienceId, maxId, limit } = q;
+  const filter = q.filter ?? null;
+  const ids = `id > ${step?.after ?? int(q.afterId, 'afterId')} AND id <= ${int(maxId, 'maxId')}`;
   const range = `audience_id = ${int(audienceId, 'audienceId')} AND ${ids}`;
   const n = int(limit, 'limit');
+  const cut = step === null ? `LIMIT ${n}` : `OFFSET ${step.offset} LIMIT 1`;
   if (filter !== null && lead !== null) {
     // One index scan per value, each in id order and cut at the page's size, merged by id (PostgreSQL's
     // Merge Append pulls from each only as far as the merge goes). Given `IN (…)` instead, it reads every
@@ -82,14 +117,14 @@ export function pageSql(q: PageQuery, lead: IndexedLead | null = null): string {
       (v) =>
         `(SELECT ${columns} FROM ${partitionName(audienceId)} WHERE ${ids} AND ${key} = ${sqlLiteral(v)}${rest} ORDER BY id LIMIT ${n})`,
     );
-    return `COPY (SELECT * FROM (${branches.join(' UNION ALL ')}) u ORDER BY id LIMIT ${n}) TO STDOUT (FORMAT binary)`;
+    return `SELECT * FROM (${branches.join(' UNION ALL ')}) u ORDER BY id ${cut}`;
   }
   const rows =
     filter === null
       ? `SELECT ${columns} FROM recipients WHERE ${range}`
       : `SELECT ${columns} FROM (SELECT id, user_id, address, attrs FROM recipients WHERE ${range} ORDER BY id OFFSET 0) r ` +
         `WHERE ${compileFilter(filter, { values: 'inline', use: 'scan' }).sql}`;
-  return `COPY (${rows} ORDER BY id LIMIT ${n}) TO STDOUT (FORMAT binary)`;
+  return `${rows} ORDER BY id ${cut}`;
 }
 
 export class RecipientReader {
@@ -104,48 +139,88 @@ export class RecipientReader {
   }
 
   /** Up to `limit` recipients with `afterId < id <= maxId`, in id order. */
-  async page(q: PageQuery): Promise<RecipientPage> {
-    const { limit, withAddress } = q;
+  page(q: PageQuery): Promise<RecipientPage> {
+    return this.planned(
+      q,
+      'read audience page',
+      async (client, lead) => {
+        const copy = new CopyOut(
+          pageSql(q, lead),
+          new RecipientRowDecoder({
+            address: q.withAddress,
+            segment: (q.segmentBy ?? null) !== null,
+            attrs: (q.attrs ?? null) !== null,
+            expectedRows: q.limit,
+          }),
+        );
+        void client.query(copy as never);
+        try {
+          return await copy.done;
+        } catch (err) {
+          // rows PostgreSQL sent but the decoder refused: not a connection problem
+          if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
+          throw err;
+        }
+      },
+      true,
+    );
+  }
+
+  /** The bounds of the page's chunks of `chunkSize` (boundsSql): what the planner appends, without the rows. */
+  bounds(q: PageQuery, chunkSize: number): Promise<ChunkBound[]> {
+    if (q.limit % chunkSize !== 0) throw new RangeError('a page of bounds is whole chunks');
+    return this.planned(q, 'read audience bounds', async (client, lead) => {
+      const r = await client.query<{ id: number }>(boundsSql(q, chunkSize, lead));
+      const bounds = r.rows.map((b, i) => ({ lastId: Number(b.id), row: (i + 1) * chunkSize }));
+      if (bounds.length < Math.floor(q.limit / chunkSize)) {
+        const after = bounds[bounds.length - 1]?.lastId ?? q.afterId;
+        const t = await client.query<{ n: number; last: number | null }>(tailSql({ ...q, afterId: after }, chunkSize, lead));
+        const tail = t.rows[0];
+        if (tail !== undefined && tail.n > 0 && tail.last !== null)
+          bounds.push({ lastId: Number(tail.last), row: bounds.length * chunkSize + tail.n });
+      }
+      return bounds;
+    });
+  }
+
+  /**
+   * Runs a read of the page's range in one transaction, planned as the page's filter asks. `single`: `read`
+   * runs one statement, and an unfiltered one then needs no transaction block (read-replica.ts).
+   */
+  private planned<T>(
+    q: PageQuery,
+    what: string,
+    read: (client: pg.PoolClient, lead: IndexedLead | null) => Promise<T>,
+    single = false,
+  ): Promise<T> {
     const leads = q.filter === undefined || q.filter === null ? [] : indexedLeads(q.filter);
-    const segmentBy = q.segmentBy ?? null;
     // A filtered page tests the filter on every row of its range, and its cost estimate (the whole range)
     // passes jit_above_cost, but the JIT-compiled page runs slower (bench/README.md, Segments). So it runs
     // with JIT off for its transaction alone (SET LOCAL: the connection, pooled here or by pgbouncer in
     // transaction mode, keeps its settings for the next one).
     const filtered = q.filter !== undefined && q.filter !== null;
-    return this.reads.rows(q.audienceId, q.maxId, 'read audience page', async (client) => {
-      if (filtered) await client.query('SET LOCAL jit = off');
-      // Asked on the page's own connection, every page: an index that becomes valid mid-plan serves the
-      // rest of the plan, and both ways read the same recipients in the same order.
-      let lead: IndexedLead | null = null;
-      for (const l of leads)
-        if (await attrIndexValid(client, q.audienceId, l.attr)) {
-          lead = l;
-          break;
-        }
-      // The index scans in id order are the plan; PostgreSQL's estimate of the rest of the filter (a
-      // guess for most expressions on attrs) can make a bitmap of every remaining match and a sort look
-      // cheaper, which costs each page all of the value's remaining matches. Off for this page alone.
-      if (lead !== null) await client.query('SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off');
-      const sql = pageSql(q, lead);
-      const copy = new CopyOut(
-        sql,
-        new RecipientRowDecoder({
-          address: withAddress,
-          segment: segmentBy !== null,
-          attrs: (q.attrs ?? null) !== null,
-          expectedRows: limit,
-        }),
-      );
-      void client.query(copy as never);
-      try {
-        return await copy.done;
-      } catch (err) {
-        // rows PostgreSQL sent but the decoder refused: not a connection problem
-        if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);
-        throw err;
-      }
-    });
+    return this.reads.rows(
+      q.audienceId,
+      q.maxId,
+      what,
+      async (client) => {
+        if (filtered) await client.query('SET LOCAL jit = off');
+        // Asked on the page's own connection, every page: an index that becomes valid mid-plan serves the
+        // rest of the plan, and both ways read the same recipients in the same order.
+        let lead: IndexedLead | null = null;
+        for (const l of leads)
+          if (await attrIndexValid(client, q.audienceId, l.attr)) {
+            lead = l;
+            break;
+          }
+        // The index scans in id order are the plan; PostgreSQL's estimate of the rest of the filter (a
+        // guess for most expressions on attrs) can make a bitmap of every remaining match and a sort look
+        // cheaper, which costs each page all of the value's remaining matches. Off for this page alone.
+        if (lead !== null) await client.query('SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off');
+        return read(client, lead);
+      },
+      { statement: !filtered && single },
+    );
   }
 
   /** How many recipients, and the highest id, the audience has now. */

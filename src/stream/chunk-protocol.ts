@@ -11,9 +11,9 @@
  */
 import { duplicateRedis, type RedisClient } from './redis-connect.js';
 import { HeraldError } from '../errors.js';
-import { chunkStreamId, type ChunkDescriptor } from '../domain/chunk.js';
+import { carriesRecipients, chunkStreamId, type ChunkDescriptor, type ChunkRange } from '../domain/chunk.js';
 import { decodeRecords, type SubBatchRecord } from '../domain/sub-batch.js';
-import { decodeChunk, encodeChunk } from './chunk-codec.js';
+import { decodeEntry, encodeChunk } from './chunk-codec.js';
 import { CHUNK_FIELD, CHUNK_GROUP, type Keys } from './keys.js';
 import type { StepReply } from '../domain/chunk-state.js';
 import type { RedisGateway, StepParams } from './redis-gateway.js';
@@ -22,7 +22,12 @@ export type { StepParams } from './redis-gateway.js';
 
 export interface StreamEntry {
   id: string;
-  /** null when the entry could not be decoded: the caller acks it away and reports the error */
+  /** what was planned; null when the entry could not be decoded: the caller acks it away and reports the error */
+  range: ChunkRange | null;
+  /**
+   * the chunk with its recipients: a re-plan's entry carries them; a range's are read by the consumer
+   * (planner/range-reader.ts), which sets this; null until then
+   */
   chunk: ChunkDescriptor | null;
   error: HeraldError | null;
   /** first delivery (read with '>'): no earlier holder can have sent any of it */
@@ -64,6 +69,7 @@ function parseEntries(raw: unknown, fresh = false, readAt = Date.now()): StreamE
     if (data === undefined) {
       out.push({
         id,
+        range: null,
         chunk: null,
         error: new HeraldError('STREAM_ENTRY_INVALID', `entry ${id} has no '${CHUNK_FIELD}' field`, { field: CHUNK_FIELD }),
         fresh,
@@ -72,9 +78,10 @@ function parseEntries(raw: unknown, fresh = false, readAt = Date.now()): StreamE
       continue;
     }
     try {
-      out.push({ id, chunk: decodeChunk(data), error: null, fresh, readAt });
+      const c = decodeEntry(data);
+      out.push({ id, range: c, chunk: carriesRecipients(c) ? c : null, error: null, fresh, readAt });
     } catch (err) {
-      out.push({ id, chunk: null, error: err as HeraldError, fresh, readAt });
+      out.push({ id, range: null, chunk: null, error: err as HeraldError, fresh, readAt });
     }
   }
   return out;
@@ -112,7 +119,7 @@ export class ChunkProtocol {
    * it; a plan key already past it means the campaign was re-planned since (a planner still running in a
    * process that lost the lease): nothing is appended, and the planner stops (PLAN_SUPERSEDED).
    */
-  async append(chunks: readonly ChunkDescriptor[]): Promise<number> {
+  async append(chunks: ReadonlyArray<ChunkDescriptor | ChunkRange>): Promise<number> {
     if (chunks.length === 0) return 0;
     const { campaignId, generation } = chunks[0]!;
     const held = await this.gateway.planRaise({ campaignId, generation });
@@ -185,7 +192,7 @@ export class ChunkProtocol {
   }
 
   /**
-   * Acknowledges and deletes: an entry carries its recipients, so a done one is dropped at once and the
+   * Acknowledges and deletes: a done entry is of no further use, so it is dropped at once and the
    * stream's length is the planner's backlog.
    */
   async ack(campaignId: number, ids: readonly string[]): Promise<number> {

@@ -5,7 +5,7 @@ import { Keys, CHUNK_FIELD, CHUNK_GROUP } from '../../src/stream/keys.js';
 import { ChunkProtocol } from '../../src/stream/chunk-protocol.js';
 import { RedisGateway } from '../../src/stream/redis-gateway.js';
 import { Planner } from '../../src/planner/planner.js';
-import { decodeChunk } from '../../src/stream/chunk-codec.js';
+import { decodeEntry } from '../../src/stream/chunk-codec.js';
 import { encodeRecord } from '../../src/domain/sub-batch.js';
 import { CampaignRepo } from '../../src/store/campaign-repo.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
@@ -119,7 +119,12 @@ describe('planning, reclaim and pause/resume on real services', () => {
     const stream = new ChunkProtocol(new RedisGateway(redis, keys, { livenessTtlMs: 0 }));
     // Pages of at most 800 rows: a segment's pages are whole chunks of the recipients it selects, whatever
     // the page schedule a resumed planner starts again.
-    const planner = new Planner(new CampaignRepo(db), new RecipientReader(db), stream, { aheadChunks: 400, pageRows: 800 });
+    const planner = new Planner(new CampaignRepo(db), new RecipientReader(db), stream, {
+      aheadChunks: 400,
+      aheadRanges: 400,
+      pageRows: 800,
+      rangePageRows: 800,
+    });
     // Stopped partway (shouldStop says yes from its fifth question on), as a planner that dies.
     let asked = 0;
     const first = await planner.plan(id, () => ++asked > 4);
@@ -144,7 +149,7 @@ describe('planning, reclaim and pause/resume on real services', () => {
     expect(await planner.plan(whole)).toMatchObject({ chunks: second.chunks, recipients: want, done: true });
     const cut = async (c: number): Promise<number[][]> =>
       (await redis.xrangeBuffer(keys.chunks(c), '-', '+')).map(([, fields]) => {
-        const d = decodeChunk(fields[fields.findIndex((f) => f.toString() === CHUNK_FIELD) + 1]!);
+        const d = decodeEntry(fields[fields.findIndex((f) => f.toString() === CHUNK_FIELD) + 1]!);
         return [d.seq, d.afterId, d.lastId, d.count];
       });
     expect(await cut(id)).toEqual(await cut(whole));

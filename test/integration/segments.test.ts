@@ -11,7 +11,8 @@ import { compileFilter, indexedLeads } from '../../src/domain/segment-sql.js';
 import { AttrIndexes, attrIndexName } from '../../src/store/attr-index.js';
 import { createDb } from '../../src/store/db.js';
 import { SegmentRepo } from '../../src/store/segment-repo.js';
-import { pageSql, RecipientReader } from '../../src/store/recipient-reader.js';
+import { boundsSql, pageSql, RecipientReader, tailSql } from '../../src/store/recipient-reader.js';
+import type { ChunkBound } from '../../src/domain/chunk.js';
 import { eventually, useHerald, type Api } from '../helpers/herald.js';
 import { matches } from '../helpers/filter-reference.js';
 
@@ -85,6 +86,22 @@ function pageSpy(): { db: ReturnType<typeof createDb>; pages: string[]; scans: u
   };
   db.on('connect', spy);
   return { db, pages, scans };
+}
+
+/** Every bound of a plan read a page of `q.limit` at a time, its rows numbered across the pages. */
+async function planBounds<Q extends { afterId: number; limit: number }>(
+  bounds: (q: Q) => Promise<ChunkBound[]>,
+  q: Q,
+): Promise<ChunkBound[]> {
+  const out: ChunkBound[] = [];
+  for (let after = q.afterId, rows = 0; ;) {
+    const page = await bounds({ ...q, afterId: after });
+    out.push(...page.map((b) => ({ lastId: b.lastId, row: rows + b.row })));
+    const last = page.at(-1);
+    if (last === undefined || last.row < q.limit) return out;
+    after = last.lastId;
+    rows += last.row;
+  }
 }
 
 /** Every id a reader's pages give for `q`, in order. */
@@ -466,6 +483,22 @@ describe('segments', () => {
       expect(pages.length).toBeGreaterThan(before);
       // (the index way reads the audience's partition by name; the scan reads `recipients`)
       expect(pages.slice(before).every((sql) => sql.includes(`FROM recipients_a${audienceId} WHERE`))).toBe(true);
+      // A plan's bounds (the planner's ranges), both ways: every 250th of those ids, and the last one.
+      const ids = byScan.map((r) => Number(JSON.parse(r).id));
+      const want = ids.flatMap((id, i) => ((i + 1) % 250 === 0 || i === ids.length - 1 ? [{ lastId: id, row: i + 1 }] : []));
+      const scanBounds = async (bq: typeof q, size: number): Promise<ChunkBound[]> => {
+        const steps = (await db.query<{ id: string }>(boundsSql(bq, size))).rows.map((b, i) => ({
+          lastId: Number(b.id),
+          row: (i + 1) * size,
+        }));
+        if (steps.length === bq.limit / size) return steps;
+        const t = (
+          await db.query<{ n: number; last: string | null }>(tailSql({ ...bq, afterId: steps.at(-1)?.lastId ?? bq.afterId }, size))
+        ).rows[0]!;
+        return t.n === 0 ? steps : [...steps, { lastId: Number(t.last), row: steps.length * size + t.n }];
+      };
+      for (const bounds of [(bq: typeof q) => reader.bounds(bq, 250), (bq: typeof q) => scanBounds(bq, 250)])
+        expect(await planBounds(bounds, { ...q, limit: 1_000 })).toEqual(want);
     }
     const f = validateFilter(ISSUE_FILTER);
     const lead = indexedLeads(f).find((l) => l.attr === 'country')!;

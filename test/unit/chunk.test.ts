@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
-import { chunkCount, chunkStreamId, packChunks, seqFromStreamId, type RecipientPage } from '../../src/domain/chunk.js';
-import { decodeChunk, encodeChunk } from '../../src/stream/chunk-codec.js';
+import {
+  chunkCount,
+  chunksOfRanges,
+  chunkStreamId,
+  packChunks,
+  rangesFromBounds,
+  seqFromStreamId,
+  type RecipientPage,
+} from '../../src/domain/chunk.js';
+import { decodeChunk, decodeEntry, encodeChunk } from '../../src/stream/chunk-codec.js';
 import type { HeraldError } from '../../src/errors.js';
 import { CopyFormatError, RecipientRowDecoder } from '../../src/store/copy-binary.js';
 import { copyBinary } from '../helpers/copy-binary.js';
@@ -90,6 +98,81 @@ describe('chunk packing', () => {
     expect(chunkStreamId(2, 17)).toBe('2-17');
     expect(seqFromStreamId('2-17')).toEqual({ generation: 2, seq: 17 });
     expect(seqFromStreamId('1700000000000-0')).toBeNull();
+  });
+});
+
+describe('chunk ranges', () => {
+  it('are cut from bounds as packChunks cuts the rows, and read back into the same chunks, for any ids and sizes', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 1, max: 100_000 }), { maxLength: 300 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.nat({ max: 50 }),
+        (raw, size, seq) => {
+          const ids = [...raw].sort((a, b) => a - b);
+          const rows = page(ids, true);
+          const packed = packChunks(base, { seq, afterId: 0 }, rows, size, true);
+          // the bounds as PostgreSQL gives them: every size-th row and the last one
+          const bounds = ids.flatMap((id, i) => ((i + 1) % size === 0 || i === ids.length - 1 ? [{ lastId: id, row: i + 1 }] : []));
+          const ranges = rangesFromBounds(base, { seq, afterId: 0 }, bounds);
+          expect(ranges).toEqual(packed.map(({ users: _u, addresses: _a, segments: _s, ...r }) => r));
+          expect(ranges.every((r) => r.count === size || r === ranges[ranges.length - 1])).toBe(true);
+          if (ranges.length > 0) expect(chunksOfRanges(ranges, rows)).toEqual(packed);
+          // and any adjacent run of them from a read of that run alone
+          if (ranges.length > 2) {
+            const run = ranges.slice(1, 3);
+            const from = ids.indexOf(run[0]!.afterId) + 1;
+            const sub = page(ids.slice(from, from + run[0]!.count + run[1]!.count), true);
+            expect(chunksOfRanges(run, sub).map((c) => unpackStrings(c.users, c.count))).toEqual(
+              packed.slice(1, 3).map((c) => unpackStrings(c.users, c.count)),
+            );
+          }
+        },
+      ),
+    );
+  });
+
+  it('refuse a read that is not what was planned: a recipient more or less, a range ending elsewhere, a gap between ranges', () => {
+    const ids = [2, 3, 5, 8, 13, 21];
+    const ranges = rangesFromBounds(base, { seq: 0, afterId: 0 }, [
+      { lastId: 5, row: 3 },
+      { lastId: 21, row: 6 },
+    ]);
+    expect(chunksOfRanges(ranges, page(ids)).map((c) => c.count)).toEqual([3, 3]);
+    expect(() => chunksOfRanges(ranges, page([...ids, 34]))).toThrow(/7 recipients read for 6 planned/);
+    expect(() => chunksOfRanges(ranges, page([2, 3, 5, 8, 13]))).toThrow(/3 recipients planned, 2 read/);
+    expect(() => chunksOfRanges(ranges, page([2, 3, 4, 8, 13, 21]))).toThrow(/end at id 4, not 5/);
+    expect(() => chunksOfRanges([ranges[0]!, { ...ranges[1]!, afterId: 6 }], page(ids))).toThrow(/does not follow/);
+    expect(() => rangesFromBounds(base, { seq: 0, afterId: 5 }, [{ lastId: 5, row: 1 }])).toThrow(/ids must increase/);
+    expect(() =>
+      rangesFromBounds(base, { seq: 0, afterId: 0 }, [
+        { lastId: 5, row: 2 },
+        { lastId: 8, row: 2 },
+      ]),
+    ).toThrow(/rows must increase/);
+  });
+
+  it('are stream entries of their own (version 6): the range alone, validated as any entry', () => {
+    const [r] = rangesFromBounds(base, { seq: 41, afterId: 1_000 }, [{ lastId: 1_600, row: 500 }]);
+    const buf = encodeChunk(r!);
+    expect(buf.length).toBeLessThan(24);
+    expect(buf[1]).toBe(6);
+    expect(decodeEntry(buf)).toEqual(r);
+    expect(() => decodeChunk(buf)).toThrow(/a range, not a chunk with recipients/);
+    const packr = new Packr({ useRecords: false });
+    const field = (v: unknown): string | undefined => {
+      try {
+        decodeEntry(packr.pack(v));
+      } catch (err) {
+        return (err as HeraldError).details.field as string;
+      }
+      return undefined;
+    };
+    expect(field([6, 7, 3, 0, 42, 1_000, 1_600, 500])).toBeUndefined();
+    expect(field([6, 7, 3, 0, 42, 1_000, 1_600, 601])).toBe('count');
+    expect(field([6, 7, 3, 0, 42, 1_000, 1_000, 1])).toBe('lastId');
+    expect(field([6, 7, 3, 0, 0, 1_000, 1_600, 500])).toBe('seq');
+    expect(field([6, 7, 3, 0, 42, 1_000, 1_600, 500, packStrings(['a'])])).toBe('d');
   });
 });
 

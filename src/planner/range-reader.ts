@@ -1,0 +1,78 @@
+/**
+ * Reads the recipients of the ranges a consumer was handed (domain/chunk.ts): one keyset read of the
+ * audience for each run of adjacent ranges, with the campaign's filter and the columns its channel and
+ * templates need (plan-read.ts), cut back into the ranges' chunks. The planner only appends the ranges,
+ * so reading an audience is spread over the consumers that send it, beside their sending.
+ */
+import { HeraldError } from '../errors.js';
+import { chunksOfRanges, type ChunkDescriptor, type ChunkRange, type RecipientPage } from '../domain/chunk.js';
+import type { Campaign } from '../store/campaign-repo.js';
+import type { PageQuery } from '../store/recipient-reader.js';
+import type { StreamEntry } from '../stream/chunk-protocol.js';
+import { planRead, type PlanRead } from './plan-read.js';
+
+export interface PageSource {
+  page(q: PageQuery): Promise<RecipientPage>;
+}
+
+export class RangeReader {
+  /** per campaign as loaded (a reload is a new object): compiling its templates once, not per read */
+  private readonly reads = new WeakMap<Campaign, PlanRead>();
+
+  constructor(private readonly source: PageSource) {}
+
+  /**
+   * The chunks of `ranges`, in their order. All are the campaign's; adjacent ones (each starting where
+   * another ends, in the same generation and audience) share one read.
+   */
+  async read(campaign: Campaign, ranges: readonly ChunkRange[]): Promise<ChunkDescriptor[]> {
+    let spec = this.reads.get(campaign);
+    if (spec === undefined) {
+      spec = planRead(campaign);
+      this.reads.set(campaign, spec);
+    }
+    const sorted = [...ranges].sort((a, b) => a.generation - b.generation || a.seq - b.seq);
+    const runs: ChunkRange[][] = [];
+    for (const r of sorted) {
+      const run = runs[runs.length - 1];
+      const last = run?.[run.length - 1];
+      if (last !== undefined && last.generation === r.generation && last.audienceId === r.audienceId && last.lastId === r.afterId)
+        run!.push(r);
+      else runs.push([r]);
+    }
+    const read = await Promise.all(runs.map((run) => this.readRun(campaign, spec, run)));
+    const chunkOf = new Map<ChunkRange, ChunkDescriptor>();
+    for (let i = 0; i < runs.length; i++) runs[i]!.forEach((r, j) => chunkOf.set(r, read[i]![j]!));
+    return ranges.map((r) => chunkOf.get(r)!);
+  }
+
+  /**
+   * Gives each entry of `campaign`'s generation that is a range alone its chunk. Entries of another
+   * campaign or generation, undecodable ones and those that carry their recipients are left as they are.
+   */
+  async fill(campaign: Campaign, entries: readonly StreamEntry[]): Promise<void> {
+    const open = entries.filter(
+      (e) => e.chunk === null && e.range !== null && e.range.campaignId === campaign.id && e.range.generation === campaign.planGeneration,
+    );
+    if (open.length === 0) return;
+    const chunks = await this.read(
+      campaign,
+      open.map((e) => e.range!),
+    );
+    open.forEach((e, i) => (e.chunk = chunks[i]!));
+  }
+
+  private async readRun(campaign: Campaign, spec: PlanRead, run: ChunkRange[]): Promise<ChunkDescriptor[]> {
+    const first = run[0]!;
+    const last = run[run.length - 1]!;
+    let limit = 0;
+    for (const r of run) limit += r.count;
+    const page = await this.source.page({ ...spec, audienceId: first.audienceId, afterId: first.afterId, maxId: last.lastId, limit });
+    try {
+      return chunksOfRanges(run, page);
+    } catch (err) {
+      // The audience's rows up to a plan's extent never change, so this is no race but a broken store.
+      throw new HeraldError('INTERNAL', `campaign ${campaign.id}: ${(err as Error).message}`, {}, err);
+    }
+  }
+}
