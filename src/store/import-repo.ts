@@ -97,6 +97,33 @@ function toJob(r: ImportRow): ImportJob {
 }
 
 /** The staging table of job `id` (ids come from the sequence, so the name needs no quoting). */
+/** The audience's highest id, 0 when it has none (one probe of the primary key). */
+async function audienceTop(client: pg.PoolClient, audienceId: number): Promise<number> {
+  const top = await client.query<{ max: number | null }>('SELECT max(id) AS max FROM recipients WHERE audience_id = $1', [audienceId]);
+  return top.rows[0]?.max ?? 0;
+}
+
+/**
+ * Records the ids a merge added above `above` as a run when they have no gap (0019_recipient_runs.sql):
+ * `imported` unique ids between the lowest and the highest, found by two probes of the primary key, fill
+ * it exactly when they are as many as its width. A run right after the audience's last one extends it.
+ */
+async function recordRun(client: pg.PoolClient, audienceId: number, above: number, imported: number): Promise<void> {
+  const r = await client.query<{ lo: number | null; hi: number | null }>(
+    'SELECT min(id) AS lo, max(id) AS hi FROM recipients WHERE audience_id = $1 AND id > $2',
+    [audienceId, above],
+  );
+  const { lo, hi } = r.rows[0] ?? { lo: null, hi: null };
+  if (lo === null || hi === null || hi - lo + 1 !== imported) return;
+  const extended = await client.query('UPDATE recipient_runs SET last_id = $3 WHERE audience_id = $1 AND last_id = $2 - 1', [
+    audienceId,
+    lo,
+    hi,
+  ]);
+  if (extended.rowCount === 0)
+    await client.query('INSERT INTO recipient_runs (audience_id, first_id, last_id) VALUES ($1, $2, $3)', [audienceId, lo, hi]);
+}
+
 function stageTable(id: number): string {
   return `import_stage_${Math.trunc(id)}`;
 }
@@ -328,7 +355,9 @@ export class ImportRepo {
     let home: AudienceHome = 'none';
     if (sameAs === null && row.staged > 0) {
       home = await audienceHome(client, row.audience_id);
+      const above = home === 'none' ? 0 : await audienceTop(client, row.audience_id);
       imported = home === 'none' ? await this.attachStage(client, row) : await this.insertStage(client, row, home);
+      if (imported > 0) await recordRun(client, row.audience_id, above, imported);
     }
     if (home !== 'none' || sameAs !== null || row.staged === 0) await client.query(`DROP TABLE ${stage}`);
     await client.query(
@@ -429,10 +458,8 @@ export class ImportRepo {
    * so the (audience_id, user_id) index grows at its right edge.
    */
   private async insertStage(client: pg.PoolClient, row: ImportRow, home: 'own' | 'shared'): Promise<number> {
-    const top = await client.query<{ max: number | null }>('SELECT max(id) AS max FROM recipients WHERE audience_id = $1', [
-      row.audience_id,
-    ]);
-    const base = top.rows[0]?.max ?? null;
+    const top = await audienceTop(client, row.audience_id);
+    const base = top === 0 ? null : top;
     const target = home === 'own' ? partitionName(row.audience_id) : 'recipients';
     const r = await client.query(
       `INSERT INTO ${target} (audience_id, id, user_id, address, attrs)

@@ -170,9 +170,25 @@ export class RecipientReader {
   bounds(q: PageQuery, chunkSize: number): Promise<ChunkBound[]> {
     if (q.limit % chunkSize !== 0) throw new RangeError('a page of bounds is whole chunks');
     return this.planned(q, 'read audience bounds', async (client, lead) => {
-      const r = await client.query<{ id: number }>(boundsSql(q, chunkSize, lead));
-      const bounds = r.rows.map((b, i) => ({ lastId: Number(b.id), row: (i + 1) * chunkSize }));
-      if (bounds.length < Math.floor(q.limit / chunkSize)) {
+      // Where the page starts inside a run of ids with no gap (0019_recipient_runs.sql), and the plan
+      // takes every recipient, its chunks are `chunkSize` ids each as far as the run goes: no walk.
+      const bounds: ChunkBound[] = [];
+      const steps = q.limit / chunkSize;
+      if ((q.filter ?? null) === null) {
+        const run = await client.query<{ last: number }>(
+          'SELECT last_id AS last FROM recipient_runs WHERE audience_id = $1 AND first_id <= $2 AND last_id >= $2',
+          [q.audienceId, q.afterId + 1],
+        );
+        const end = Math.min(run.rows[0]?.last ?? q.afterId, q.maxId);
+        const whole = Math.min(steps, Math.floor((end - q.afterId) / chunkSize));
+        for (let i = 1; i <= whole; i++) bounds.push({ lastId: q.afterId + i * chunkSize, row: i * chunkSize });
+        if (whole === steps) return bounds;
+      }
+      const from = bounds[bounds.length - 1] ?? { lastId: q.afterId, row: 0 };
+      const rest = { ...q, afterId: from.lastId, limit: (steps - bounds.length) * chunkSize };
+      const walked = await client.query<{ id: number }>(boundsSql(rest, chunkSize, lead));
+      walked.rows.forEach((b, i) => bounds.push({ lastId: Number(b.id), row: from.row + (i + 1) * chunkSize }));
+      if (bounds.length < steps) {
         const after = bounds[bounds.length - 1]?.lastId ?? q.afterId;
         const t = await client.query<{ n: number; last: number | null }>(tailSql({ ...q, afterId: after }, chunkSize, lead));
         const tail = t.rows[0];

@@ -14,6 +14,8 @@ import { startTestHerald, useHerald, Api } from '../helpers/herald.js';
 import { spawnHerald } from '../helpers/child-herald.js';
 import { WsClient } from '../helpers/ws-client.js';
 import { migratePostgres, SCHEMAS_DIR } from '../../src/migrate/migrate.js';
+import { RecipientReader } from '../../src/store/recipient-reader.js';
+import type { ChunkBound } from '../../src/domain/chunk.js';
 
 const ctx = useHerald({ importSweepMs: 200 });
 const NDJSON = { 'content-type': 'application/x-ndjson' };
@@ -147,6 +149,64 @@ describe('imports as jobs', () => {
     await api.call('POST', `/v1/campaigns/${c}/start`);
     const done = await api.waitForStatus(c, ['completed']);
     expect(done).toMatchObject({ total: 50_000, delivered: 50_000 });
+  });
+
+  it('records the runs of ids an import adds with no gap, and a plan cuts them by arithmetic into the chunks a walk finds', async () => {
+    const { api, herald } = ctx;
+    const id = await newAudience(api, 'runs');
+    const runs = async (): Promise<unknown[]> =>
+      (await herald.db.query('SELECT first_id, last_id FROM recipient_runs WHERE audience_id = $1 ORDER BY first_id', [id])).rows;
+    // The first import becomes the partition, a later one is inserted after it: one run, extended.
+    expect((await api.importRecipients(id, lines(3_000, 'r'), NDJSON)).body).toMatchObject({ imported: 3_000 });
+    expect(await runs()).toEqual([{ first_id: 1, last_id: 3_000 }]);
+    expect((await api.importRecipients(id, lines(2_000, 'r', 3_001), NDJSON)).body).toMatchObject({ imported: 2_000 });
+    expect(await runs()).toEqual([{ first_id: 1, last_id: 5_000 }]);
+    // Users already there leave out their lines: the new ones (lines 1,001 to 2,000 after id 5,000) are a run
+    // of their own; a bad line leaves a gap: no run. A clean import after them is a run again.
+    expect((await api.importRecipients(id, lines(2_000, 'r', 4_001), NDJSON)).body).toMatchObject({ imported: 1_000 });
+    expect(await runs()).toEqual([
+      { first_id: 1, last_id: 5_000 },
+      { first_id: 6_001, last_id: 7_000 },
+    ]);
+    expect((await api.importRecipients(id, `${lines(500, 's')}not json\n${lines(500, 's', 501)}`, NDJSON)).body).toMatchObject({
+      imported: 1_000,
+    });
+    expect(await runs()).toHaveLength(2);
+    const top = (await herald.db.query<{ max: number }>('SELECT max(id) AS max FROM recipients WHERE audience_id = $1', [id])).rows[0]!.max;
+    expect((await api.importRecipients(id, lines(1_000, 't'), NDJSON)).body).toMatchObject({ imported: 1_000 });
+    expect(await runs()).toEqual([
+      { first_id: 1, last_id: 5_000 },
+      { first_id: 6_001, last_id: 7_000 },
+      { first_id: top + 1, last_id: top + 1_000 },
+    ]);
+    // The planner's bounds, page by page, against every size-th id of the audience and its last one.
+    const all = (await herald.db.query<{ id: number }>('SELECT id FROM recipients WHERE audience_id = $1 ORDER BY id', [id])).rows.map(
+      (r) => r.id,
+    );
+    const reader = new RecipientReader(herald.db);
+    for (const [size, maxId] of [
+      [500, top + 1_000],
+      [7, top + 1_000],
+      [500, 4_321],
+      [300, top + 400],
+    ] as const) {
+      const ids = all.filter((i) => i <= maxId);
+      const want = ids.flatMap((i, k) => ((k + 1) % size === 0 || k === ids.length - 1 ? [{ lastId: i, row: k + 1 }] : []));
+      const got: ChunkBound[] = [];
+      for (let after = 0, rows = 0; ;) {
+        const page = await reader.bounds({ audienceId: id, afterId: after, maxId, limit: size * 4, withAddress: false }, size);
+        got.push(...page.map((b) => ({ lastId: b.lastId, row: rows + b.row })));
+        const last = page.at(-1);
+        if (last === undefined || last.row < size * 4) break;
+        after = last.lastId;
+        rows += last.row;
+      }
+      expect(got).toEqual(want);
+    }
+    // and a campaign sends to each of them once
+    const c = await api.nullCampaign(id, { chunk_size: 300 });
+    await api.call('POST', `/v1/campaigns/${c}/start`);
+    expect(await api.waitForStatus(c, ['completed'])).toMatchObject({ total: all.length, delivered: all.length });
   });
 
   it('says so when the same file comes again, and keeps two imports into one audience apart', async () => {
@@ -318,6 +378,7 @@ describe('the migration to a partition per audience', () => {
         'postgres/0016_suppression_batches.sql',
         'postgres/0017_suppression_batch_audit.sql',
         'postgres/0018_attr_value_counts.sql',
+        'postgres/0019_recipient_runs.sql',
       ]);
       const h = await startTestHerald(ctx.ns, { databaseUrl: url.toString(), workers: 0 });
       try {
