@@ -123,12 +123,14 @@ export async function importNdjson(
 ): Promise<{ imported: number; status: string; import_id: number }> {
   const call = apiCaller(base, key);
   let job = (await uploadNdjson(base, key, audienceId, path)).body as { imported: number; status: string; import_id: number };
-  // A large import answers 202 once its body is staged; the job (GET /v1/imports/:id) says when it is in.
+  // A large import answers 202 once its body is staged; the job (GET /v1/imports/:id, which names it `id`)
+  // says when it is in.
+  const importId = job.import_id;
   while (job.status !== 'completed' && job.status !== 'failed') {
     await new Promise((r) => setTimeout(r, 100));
-    job = await call('GET', `/v1/imports/${job.import_id}`);
+    job = await call('GET', `/v1/imports/${importId}`);
   }
-  return job;
+  return { ...job, import_id: importId };
 }
 
 /** `n` recipients as NDJSON lines (`prefix` + 1…n, each with an address), 10,000 lines per string. */

@@ -231,7 +231,8 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         { aheadChunks: cfg.planAheadChunks, aheadRanges: cfg.planAheadRanges, pageRows: cfg.planPageRows },
         new OutcomeFilter(ch),
       ),
-      ranges: new RangeReader(reader),
+      // The consumers' reads leave four of the pool's connections to the poll, the planner and the API.
+      ranges: new RangeReader(reader, { maxRows: cfg.planPageRows, concurrency: Math.max(1, dbPoolSize(cfg) - 4) }),
       channels,
       sink,
       rate: new RateLimiter(gateway, metrics),

@@ -31,6 +31,9 @@ import { channelConcurrency } from '../domain/campaign-input.js';
 import { Semaphore } from '../domain/semaphore.js';
 import type { DispatchMetrics, ReclaimReason } from '../domain/metrics.js';
 
+/** Failed reads of a batch's recipients (other than PostgreSQL being away) before its chunks are let go. */
+const MAX_READ_FAILURES = 5;
+
 /** The longest a lost stream's re-plan waits for this process's chunks in hand (see recover). */
 const LOST_STREAM_HAND_WAIT_MS = 5 * 60_000;
 export interface ActorOptions {
@@ -65,7 +68,7 @@ export interface ActorDeps {
   campaigns: CampaignRepo;
   planner: Planner;
   /** reads the recipients of the ranges a consumer is handed (planner/range-reader.ts) */
-  ranges: Pick<RangeReader, 'fill'>;
+  ranges: Pick<RangeReader, 'fill' | 'chunksPerRead'>;
   channels: ChannelRegistry;
   sink: EventSink;
   rate: RateLimiter;
@@ -610,7 +613,9 @@ export class CampaignActor {
   private reader(conn: RedisClient, consumer: string): (count: number) => Promise<StreamEntry[] | null> {
     const { protocol, log } = this.deps;
     let history: string | null = '0-0';
-    return async (count) => {
+    return async (wanted) => {
+      // No more chunks at once than one read of their recipients holds (a campaign of large chunks).
+      const count = this.deps.ranges.chunksPerRead(wanted, this.campaign.chunkSize);
       let entries: StreamEntry[];
       try {
         const ready = this.takeQueued(count);
@@ -647,11 +652,21 @@ export class CampaignActor {
    * generation, or one left unread as the actor stops, is read on its own when it is processed.
    */
   private async readRecipients(entries: readonly StreamEntry[]): Promise<void> {
+    let failures = 0;
     for (let wait = 100; this.running; wait = Math.min(wait * 2, 1_000)) {
       try {
         await this.deps.ranges.fill(this.campaign, entries);
         return;
       } catch (err) {
+        // Not PostgreSQL being away, a few times over (a connection cut in the middle of a COPY shows as
+        // a COPY cut short once, then as the connection): reading again here would fail the same way,
+        // with the chunks held (heartbeated) so that nobody else tries. They are let go, to be reclaimed
+        // after reclaimIdleMs, and the error is loud.
+        if (!(err instanceof HeraldError && err.retryable) && ++failures >= MAX_READ_FAILURES) {
+          this.deps.log.error({ err, campaignId: this.id }, "reading the chunks' recipients failed; left for reclaim");
+          for (const e of entries) if (e.chunk === null) this.held.delete(e.id);
+          return;
+        }
         this.deps.log.warn({ err, campaignId: this.id }, "reading the chunks' recipients failed; tried again");
         await this.sleep(wait);
       }

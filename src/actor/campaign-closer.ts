@@ -32,7 +32,7 @@ export interface CloserDeps {
   campaigns: CampaignRepo;
   planner: Planner;
   /** reads the recipients of the ranges left in the stream (planner/range-reader.ts) */
-  ranges: Pick<RangeReader, 'fill'>;
+  ranges: Pick<RangeReader, 'fill' | 'chunksPerRead'>;
   sink: EventSink;
   sender: ChunkSender;
   log: Logger;
@@ -137,6 +137,8 @@ export class CampaignCloser {
    */
   private async drainStream(c: Campaign, stop: () => boolean): Promise<number | null> {
     const generation = c.planGeneration;
+    // as many entries at once as one read of their recipients holds, up to 100
+    const n = this.deps.ranges.chunksPerRead(100, c.chunkSize);
     const { protocol } = this.deps;
     const conn = this.deps.gateway.redis;
     let history: string | null = '0-0';
@@ -144,12 +146,12 @@ export class CampaignCloser {
       if (stop()) return null;
       let entries: StreamEntry[];
       if (history !== null) {
-        entries = await protocol.readPending(conn, this.campaignId, this.consumer, 100, history);
+        entries = await protocol.readPending(conn, this.campaignId, this.consumer, n, history);
         history = entries.length === 0 ? null : entries[entries.length - 1]!.id;
       } else {
-        entries = await this.takeover();
-        if (entries.length === 0) entries = await protocol.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, 100);
-        if (entries.length === 0) entries = await protocol.readNew(conn, this.campaignId, this.consumer, 100);
+        entries = await this.takeover(n);
+        if (entries.length === 0) entries = await protocol.reclaim(this.campaignId, this.consumer, this.deps.reclaimIdleMs, n);
+        if (entries.length === 0) entries = await protocol.readNew(conn, this.campaignId, this.consumer, n);
       }
       // The ranges' recipients in one read; then side by side: their aborted rows share inserts, and the
       // landed checks their round trips.
@@ -169,11 +171,11 @@ export class CampaignCloser {
    * The chunks of processes whose heartbeat lapsed or was released, once the takeover grace is over: an
    * insert a dead holder had on the wire lands meanwhile, and must not be written again beside it.
    */
-  private async takeover(): Promise<StreamEntry[]> {
+  private async takeover(count: number): Promise<StreamEntry[]> {
     // Claimed as a holder of its own, so the chunks of this process's own stopped actor are taken too (a
     // claimer never takes from its own holder id, whose heartbeat the claim renews).
     const claimer = `${this.deps.holderId}~closer`;
-    const entries = await this.deps.protocol.takeover(this.campaignId, this.consumer, claimer, 100);
+    const entries = await this.deps.protocol.takeover(this.campaignId, this.consumer, claimer, count);
     if (entries.length > 0) await new Promise((r) => setTimeout(r, this.deps.takeoverGraceMs));
     return entries;
   }

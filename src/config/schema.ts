@@ -208,7 +208,7 @@ export const SCHEMA = {
     default: 100_000,
     min: 1,
     max: 1_000_000,
-    doc: 'recipients the planner reads, and packs in one go, per page',
+    doc: "recipients per read of an audience's rows: what a consumer reads at once for the chunks it is handed (it takes no more chunks than that), and a re-plan's page",
   }),
 
   // Events to ClickHouse

@@ -85,8 +85,8 @@ export class Planner {
     const t0 = performance.now();
     const c = await this.campaigns.beginPlan(campaignId);
     if (emit === null) await this.stream.ensureGroup(campaignId);
-    // A re-plan's or the closer's total is counted beside planning, started once the first chunks are out
-    // so it does not compete with the first page for PostgreSQL's time.
+    // The total is counted beside planning, started once the first chunks are out so it does not
+    // compete with the first page for PostgreSQL's time.
     let counting: Promise<number> | null = c.total === null ? null : Promise.resolve(c.total);
     const base = { campaignId, audienceId: c.planAudienceId, generation: c.planGeneration };
     // A re-plan (a later generation of the same round) must not send again to anyone who already has an
@@ -156,9 +156,7 @@ export class Planner {
       }
       // Skipped recipients still move the plan on: the next page starts after the last one read.
       if (replan && lastRead !== undefined) afterId = Math.max(afterId, lastRead);
-      // A plan's bounds count its recipients as they go: its total is where it ends, with no count of the
-      // audience beside it (a read of every row again, competing with the plan and the consumers).
-      if (counting === null && !ranged) {
+      if (counting === null) {
         counting = this.campaigns.countPlanTotal(campaignId);
         counting.catch(() => undefined); // awaited before planning is recorded done; never left unhandled
       }
@@ -170,7 +168,6 @@ export class Planner {
         lastId: afterId,
         count: position,
         done: final,
-        ...(final && ranged && c.total === null ? { total: position } : {}),
       });
       done = final;
     }

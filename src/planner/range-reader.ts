@@ -2,7 +2,10 @@
  * Reads the recipients of the ranges a consumer was handed (domain/chunk.ts): one keyset read of the
  * audience for each run of adjacent ranges, with the campaign's filter and the columns its channel and
  * templates need (plan-read.ts), cut back into the ranges' chunks. The planner only appends the ranges,
- * so reading an audience is spread over the consumers that send it, beside their sending.
+ * so reading an audience is spread over the consumers that send it, beside their sending. A read is at
+ * most `maxRows` recipients (a run longer than that is read in pieces, one after another), and at most
+ * `concurrency` reads are out at once in a process, so the consumers of many campaigns leave the pool's
+ * other connections to the dispatcher's poll, the planner and the API.
  */
 import { HeraldError } from '../errors.js';
 import { chunksOfRanges, type ChunkDescriptor, type ChunkRange, type RecipientPage } from '../domain/chunk.js';
@@ -10,16 +13,37 @@ import type { Campaign } from '../store/campaign-repo.js';
 import type { PageQuery } from '../store/recipient-reader.js';
 import type { StreamEntry } from '../stream/chunk-protocol.js';
 import { planRead, type PlanRead } from './plan-read.js';
+import { Semaphore } from '../domain/semaphore.js';
 
 export interface PageSource {
   page(q: PageQuery): Promise<RecipientPage>;
 }
 
+export interface RangeReaderOptions {
+  /** recipients per read at most (HERALD_PLAN_PAGE_ROWS) */
+  maxRows: number;
+  /** reads out at once in this process */
+  concurrency: number;
+}
+
 export class RangeReader {
   /** per campaign as loaded (a reload is a new object): compiling its templates once, not per read */
   private readonly reads = new WeakMap<Campaign, PlanRead>();
+  private readonly slots: Semaphore;
+  readonly maxRows: number;
 
-  constructor(private readonly source: PageSource) {}
+  constructor(
+    private readonly source: PageSource,
+    opts: RangeReaderOptions = { maxRows: 100_000, concurrency: 4 },
+  ) {
+    this.maxRows = opts.maxRows;
+    this.slots = new Semaphore(opts.concurrency);
+  }
+
+  /** How many chunks of `chunkSize` a consumer takes at once, of the `wanted`: no more than one read holds. */
+  chunksPerRead(wanted: number, chunkSize: number): number {
+    return Math.max(1, Math.min(wanted, Math.floor(this.maxRows / chunkSize)));
+  }
 
   /**
    * The chunks of `ranges`, in their order. All are the campaign's; adjacent ones (each starting where
@@ -33,16 +57,27 @@ export class RangeReader {
     }
     const sorted = [...ranges].sort((a, b) => a.generation - b.generation || a.seq - b.seq);
     const runs: ChunkRange[][] = [];
+    let rows = 0;
     for (const r of sorted) {
       const run = runs[runs.length - 1];
       const last = run?.[run.length - 1];
-      if (last !== undefined && last.generation === r.generation && last.audienceId === r.audienceId && last.lastId === r.afterId)
+      const adjacent =
+        last !== undefined && last.generation === r.generation && last.audienceId === r.audienceId && last.lastId === r.afterId;
+      if (adjacent && rows + r.count <= this.maxRows) {
         run!.push(r);
-      else runs.push([r]);
+        rows += r.count;
+      } else {
+        runs.push([r]);
+        rows = r.count;
+      }
     }
-    const read = await Promise.all(runs.map((run) => this.readRun(campaign, spec, run)));
+    // One read after another, so they share the pool with the other callers' (the consumers ask for no
+    // more chunks than one read holds: chunksPerRead).
     const chunkOf = new Map<ChunkRange, ChunkDescriptor>();
-    for (let i = 0; i < runs.length; i++) runs[i]!.forEach((r, j) => chunkOf.set(r, read[i]![j]!));
+    for (const run of runs) {
+      const read = await this.readRun(campaign, spec, run);
+      run.forEach((r, j) => chunkOf.set(r, read[j]!));
+    }
     return ranges.map((r) => chunkOf.get(r)!);
   }
 
@@ -67,7 +102,13 @@ export class RangeReader {
     const last = run[run.length - 1]!;
     let limit = 0;
     for (const r of run) limit += r.count;
-    const page = await this.source.page({ ...spec, audienceId: first.audienceId, afterId: first.afterId, maxId: last.lastId, limit });
+    await this.slots.take(1);
+    let page: RecipientPage;
+    try {
+      page = await this.source.page({ ...spec, audienceId: first.audienceId, afterId: first.afterId, maxId: last.lastId, limit });
+    } finally {
+      this.slots.release(1);
+    }
     try {
       return chunksOfRanges(run, page);
     } catch (err) {

@@ -391,9 +391,10 @@ export class CampaignRepo {
       const from = row.counted_max_id ?? 0;
       // Bounded by plan_max_id, so a replica that holds it answers exactly (read-replica.ts).
       const n = await this.reads.rows(row.audience_id, row.plan_max_id ?? 0, 'count plan', async (client) => {
+        if (f === null) return countRange(client, row.audience_id, from, row.plan_max_id ?? 0);
         const r = await client.query<{ n: number }>(
-          `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3${f === null ? '' : ` AND ${f.sql}`}`,
-          [row.audience_id, from, row.plan_max_id ?? 0, ...(f?.params ?? [])],
+          `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND id > $2 AND id <= $3 AND ${f.sql}`,
+          [row.audience_id, from, row.plan_max_id ?? 0, ...f.params],
         );
         return Number(r.rows[0]?.n ?? 0);
       });
@@ -494,27 +495,53 @@ export class CampaignRepo {
   }
 
   /** Records a plan's progress, unless the campaign has been re-planned under a later generation since. */
-  /** `total`: the plan's size, set with its last page when it was not counted (a total set before stays) */
-  async recordPlanned(p: {
-    id: number;
-    generation: number;
-    chunks: number;
-    lastId: number;
-    count: number;
-    done: boolean;
-    total?: number;
-  }): Promise<void> {
+  async recordPlanned(p: { id: number; generation: number; chunks: number; lastId: number; count: number; done: boolean }): Promise<void> {
     try {
       await this.db.query(
-        `UPDATE campaigns SET planned_chunks = $2, planned_last_id = $3, planned_count = $4, planning_done = $5,
-           total = COALESCE(total, $7), updated_at = now()
+        `UPDATE campaigns SET planned_chunks = $2, planned_last_id = $3, planned_count = $4, planning_done = $5, updated_at = now()
          WHERE id = $1 AND planned_chunks <= $2 AND plan_generation = $6`,
-        [p.id, p.chunks, p.lastId, p.count, p.done, p.generation, p.total ?? null],
+        [p.id, p.chunks, p.lastId, p.count, p.done, p.generation],
       );
     } catch (err) {
       throw wrapPgError(err, 'record plan');
     }
   }
+}
+
+/** Runs counted by arithmetic at most; an audience of more (imports with gaps between) is counted whole. */
+const MAX_COUNTED_RUNS = 100;
+
+/**
+ * The audience's recipients with `after < id <= upTo`: the runs of ids with no gap in it (0019_recipient_runs.sql)
+ * by arithmetic, and only the ids between them by reading the primary key.
+ */
+async function countRange(client: pg.PoolClient, audienceId: number, after: number, upTo: number): Promise<number> {
+  const runs = await client.query<{ first: number; last: number }>(
+    `SELECT first_id AS first, last_id AS last FROM recipient_runs WHERE audience_id = $1 AND last_id > $2 AND first_id <= $3
+     ORDER BY first_id LIMIT ${MAX_COUNTED_RUNS + 1}`,
+    [audienceId, after, upTo],
+  );
+  let counted = 0;
+  // the id ranges (lo, hi] the runs leave uncovered
+  const gaps: Array<[number, number]> = [];
+  let from = after;
+  if (runs.rows.length <= MAX_COUNTED_RUNS)
+    for (const { first, last } of runs.rows) {
+      const lo = Math.max(first, after + 1);
+      const hi = Math.min(last, upTo);
+      if (lo - 1 > from) gaps.push([from, lo - 1]);
+      counted += hi - lo + 1;
+      from = hi;
+    }
+  if (from < upTo) gaps.push([from, upTo]);
+  if (gaps.length === 0) return counted;
+  const params: number[] = [audienceId];
+  const ranges = gaps.map(([lo, hi]) => `(id > $${params.push(lo)} AND id <= $${params.push(hi)})`);
+  const r = await client.query<{ n: number }>(
+    `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND (${ranges.join(' OR ')})`,
+    params,
+  );
+  return counted + Number(r.rows[0]?.n ?? 0);
 }
 
 /** The campaign's status, its row locked until the transaction ends; 404 when there is none. */
