@@ -68,7 +68,7 @@ export interface ActorDeps {
   campaigns: CampaignRepo;
   planner: Planner;
   /** reads the recipients of the ranges a consumer is handed (planner/range-reader.ts) */
-  ranges: Pick<RangeReader, 'fill' | 'chunksPerRead'>;
+  ranges: Pick<RangeReader, 'fill' | 'chunksPerRead' | 'reads'>;
   channels: ChannelRegistry;
   sink: EventSink;
   rate: RateLimiter;
@@ -664,7 +664,7 @@ export class CampaignActor {
         // after reclaimIdleMs, and the error is loud.
         if (!(err instanceof HeraldError && err.retryable) && ++failures >= MAX_READ_FAILURES) {
           this.deps.log.error({ err, campaignId: this.id }, "reading the chunks' recipients failed; left for reclaim");
-          for (const e of entries) if (e.chunk === null) this.held.delete(e.id);
+          for (const e of entries) if (this.deps.ranges.reads(this.campaign, e)) this.held.delete(e.id);
           return;
         }
         this.deps.log.warn({ err, campaignId: this.id }, "reading the chunks' recipients failed; tried again");

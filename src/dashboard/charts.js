@@ -30,10 +30,20 @@ const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10
 export function timeTicks(t0, t1, width, px = 90) {
   const span = Math.max(1, t1 - t0);
   const want = Math.max(1, Math.floor(width / px));
-  const step = STEPS.find((st) => span / st <= want) || Math.ceil(span / want / 86400000) * 86400000;
+  let step = STEPS.find((st) => span / st <= want) || Math.ceil(span / want / 86400000) * 86400000;
   const offset = new Date(t0).getTimezoneOffset() * 60000;
-  const ticks = [];
-  for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) ticks.push(t);
+  const at = (st) => {
+    const out = [];
+    for (let t = Math.ceil((t0 - offset) / st) * st + offset; t <= t1; t += st) out.push(t);
+    return out;
+  };
+  let ticks = at(step);
+  // A narrow chart whose span holds one round step only (an 8-minute window and 5-minute steps, say)
+  // would keep one label: the next finer step gives it two at least.
+  for (let i = STEPS.indexOf(step) - 1; ticks.length < 2 && i >= 0; i--) {
+    step = STEPS[i];
+    ticks = at(step);
+  }
   return { ticks, step };
 }
 

@@ -28,7 +28,7 @@ export interface RangeReaderOptions {
 
 export class RangeReader {
   /** per campaign as loaded (a reload is a new object): compiling its templates once, not per read */
-  private readonly reads = new WeakMap<Campaign, PlanRead>();
+  private readonly specs = new WeakMap<Campaign, PlanRead>();
   private readonly slots: Semaphore;
   readonly maxRows: number;
 
@@ -50,10 +50,10 @@ export class RangeReader {
    * another ends, in the same generation and audience) share one read.
    */
   async read(campaign: Campaign, ranges: readonly ChunkRange[]): Promise<ChunkDescriptor[]> {
-    let spec = this.reads.get(campaign);
+    let spec = this.specs.get(campaign);
     if (spec === undefined) {
       spec = planRead(campaign);
-      this.reads.set(campaign, spec);
+      this.specs.set(campaign, spec);
     }
     const sorted = [...ranges].sort((a, b) => a.generation - b.generation || a.seq - b.seq);
     const runs: ChunkRange[][] = [];
@@ -86,15 +86,18 @@ export class RangeReader {
    * campaign or generation, undecodable ones and those that carry their recipients are left as they are.
    */
   async fill(campaign: Campaign, entries: readonly StreamEntry[]): Promise<void> {
-    const open = entries.filter(
-      (e) => e.chunk === null && e.range !== null && e.range.campaignId === campaign.id && e.range.generation === campaign.planGeneration,
-    );
+    const open = entries.filter((e) => this.reads(campaign, e));
     if (open.length === 0) return;
     const chunks = await this.read(
       campaign,
       open.map((e) => e.range!),
     );
     open.forEach((e, i) => (e.chunk = chunks[i]!));
+  }
+
+  /** Whether `fill` reads `e` for `campaign`: a range alone, of the campaign's generation. */
+  reads(campaign: Campaign, e: StreamEntry): boolean {
+    return e.chunk === null && e.range !== null && e.range.campaignId === campaign.id && e.range.generation === campaign.planGeneration;
   }
 
   private async readRun(campaign: Campaign, spec: PlanRead, run: ChunkRange[]): Promise<ChunkDescriptor[]> {

@@ -380,8 +380,9 @@ export class CampaignRepo {
         counted: number | null;
         counted_max_id: number | null;
       }>(
-        `SELECT c.audience_id, c.plan_max_id, c.filter, s.counted, s.counted_max_id FROM campaigns c
+        `SELECT COALESCE(c.plan_audience_id, c.audience_id) AS audience_id, c.plan_max_id, c.filter, s.counted, s.counted_max_id FROM campaigns c
          LEFT JOIN segments s ON s.id = c.segment_id AND s.filter = c.filter AND s.counted_max_id <= c.plan_max_id
+           AND COALESCE(c.plan_audience_id, c.audience_id) = c.audience_id
          WHERE c.id = $1`,
         [id],
       );

@@ -115,7 +115,7 @@ async function recordRun(client: pg.PoolClient, audienceId: number, above: numbe
   );
   const { lo, hi } = r.rows[0] ?? { lo: null, hi: null };
   if (lo === null || hi === null || hi - lo + 1 !== imported) return;
-  const extended = await client.query('UPDATE recipient_runs SET last_id = $3 WHERE audience_id = $1 AND last_id = $2 - 1', [
+  const extended = await client.query('UPDATE recipient_runs SET last_id = $3 WHERE audience_id = $1 AND last_id = $2::bigint - 1', [
     audienceId,
     lo,
     hi,

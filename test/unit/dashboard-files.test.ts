@@ -16,3 +16,22 @@ describe('the dashboard routes', () => {
     }
   });
 });
+
+describe('the charts time axis', () => {
+  it('keeps two labels at least on a narrow chart, wherever its window starts', async () => {
+    // the browser's module, untyped: imported by a path TypeScript does not resolve
+    const charts = '../../src/dashboard/charts.js';
+    const { timeTicks } = (await import(charts)) as {
+      timeTicks: (t0: number, t1: number, width: number) => { ticks: number[]; step: number };
+    };
+    for (let start = 0; start < 10 * 60_000; start += 15_000) {
+      const t0 = Date.UTC(2026, 0, 1, 10, 0, 0) + start;
+      for (const span of [8, 9, 20].map((m) => m * 60_000)) {
+        const { ticks, step } = timeTicks(t0, t0 + span, 284);
+        expect(ticks.length, `start +${start / 1000} s, span ${span / 60_000} min`).toBeGreaterThanOrEqual(2);
+        expect(ticks.every((t) => t >= t0 && t <= t0 + span)).toBe(true);
+        expect(step).toBeGreaterThan(0);
+      }
+    }
+  });
+});
