@@ -88,6 +88,7 @@ import { TestSender } from './actor/test-sender.js';
 import { KeyRepo } from './store/key-repo.js';
 import { AuditRepo } from './store/audit-repo.js';
 import { KeyVerifier } from './api/key-verifier.js';
+import { reconcileIndexes } from './api/segment-routes.js';
 
 export interface Herald {
   config: Readonly<Config>;
@@ -291,6 +292,12 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     });
     imports.start();
     const importJobs = imports;
+    // An import is when an audience's attribute indexes matter: the first one gives a segment made while
+    // the audience was empty its partition to index, and every later one pays for each index it keeps.
+    const attrIndexes = new AttrIndexes(db, MAX_COUNTED_VALUES, log);
+    importJobs.watch((job) => {
+      if (job.status === 'completed' && (job.imported ?? 0) > 0) reconcileIndexes({ attrIndexes, log }, job.audienceId);
+    });
     // On the long jobs' pool, like imports: a million-line apply never holds a connection the senders'
     // confirmations need.
     suppressions = new SuppressionWriter(new ConsentRepo(importDb), (mark) => gateway.raiseSuppressionMark(mark), {
@@ -373,7 +380,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         audiences,
         campaigns,
         segments: new SegmentRepo(db, reads),
-        attrIndexes: new AttrIndexes(db, MAX_COUNTED_VALUES, log),
+        attrIndexes,
         retries: new RetryRepo(db),
         progress,
         publishStatus: async (id, status, version) => {

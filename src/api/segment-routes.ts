@@ -41,6 +41,25 @@ export function indexForFilter(
     .catch((err: unknown) => deps.log.warn({ err, audienceId, attr: lead.attr }, 'attribute index build failed'));
 }
 
+/**
+ * In the background, the audience's attribute indexes brought in line with what selects by them once
+ * `before` is done (store/attr-index.ts reconcile): a filter's old attribute, or a deleted segment's, is
+ * dropped when nothing else selects by it; a new lead is built.
+ */
+export function reconcileIndexes(
+  deps: Pick<SegmentApiDeps, 'attrIndexes' | 'log'>,
+  audienceId: number,
+  before: Promise<unknown> = Promise.resolve(),
+): void {
+  void before
+    .catch(() => undefined)
+    .then(() => deps.attrIndexes.reconcile(audienceId))
+    .then((r) => {
+      if (r.dropped.length > 0 || r.indexes.length > 0) deps.log.info({ audienceId, ...r }, 'attribute indexes reconciled');
+    })
+    .catch((err: unknown) => deps.log.warn({ err, audienceId }, 'attribute indexes not reconciled'));
+}
+
 export function segmentRoutes(deps: SegmentApiDeps): Route[] {
   const requireSegment = async (raw: string | undefined): Promise<Segment> => {
     const id = parseId(raw, 'id');
@@ -106,7 +125,7 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
         if (input.filter !== undefined) {
           const counted = deps.segments.count(s.id);
           counted.catch((err: unknown) => deps.log.warn({ err, segmentId: s.id }, 'segment count failed'));
-          indexForFilter(deps, s.audienceId, s.filter, counted);
+          reconcileIndexes(deps, s.audienceId, counted);
         }
         return { status: 200, body: segmentView(s) };
       },
@@ -120,8 +139,9 @@ export function segmentRoutes(deps: SegmentApiDeps): Route[] {
       summary: 'Delete a segment: gone for the API and for new campaigns; campaigns made from it keep their filter',
       responses: { 204: 'deleted', 404: 'no such segment' },
       handler: async (req) => {
-        const id = parseId(req.params[0], 'id');
-        if (!(await deps.segments.delete(id))) throw new HeraldError('NOT_FOUND', `segment ${id} not found`);
+        const s = await requireSegment(req.params[0]);
+        if (!(await deps.segments.delete(s.id))) throw new HeraldError('NOT_FOUND', `segment ${s.id} not found`);
+        reconcileIndexes(deps, s.audienceId);
         return { status: 204 };
       },
     },

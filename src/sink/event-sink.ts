@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type { EventKind } from '../domain/message-event.js';
 import { EventBlockWriter, type BlockMark } from './native-block.js';
 import { NO_METRICS, type SinkMetrics } from '../domain/metrics.js';
+import { nextRowBytes } from '../domain/buffers.js';
 
 export interface EventInserter {
   /** one Native block of `message_events` rows (native-block.ts), in parts */
@@ -155,6 +156,8 @@ export class EventSink {
   private closed = false;
   /** someone waits for the open batch (flushSoon while an insert was in flight) */
   private soon = false;
+  /** bytes a packed user id is given in a new batch's column (the last batch's, domain/buffers.ts) */
+  private userBytes = 24;
   /** sub-batches appended and not yet stored (or fenced out), by `pendingKey` → their storing */
   private readonly pending = new Map<string, Promise<void>>();
   readonly stats: SinkStats = { insertedRows: 0, insertedBatches: 0, failedInserts: 0, bufferedRows: 0, fencedRows: 0, landedRows: 0 };
@@ -174,9 +177,9 @@ export class EventSink {
       id,
       keys: [],
       segments: [],
-      // Sized for a full batch up front: a big allocation is only address space until written (a batch
-      // of a few reads touches a few pages), while growing by doubling would copy, and touch, it all.
-      writer: new EventBlockWriter(Math.min(this.opts.flushRows, 1 << 20), id),
+      // Sized for a full batch up front, its user ids as long as the last batch's: growing by doubling
+      // would copy, and touch, it all, and leave the malloc heap a run of freed big blocks (peak RSS).
+      writer: new EventBlockWriter(Math.min(this.opts.flushRows, 1 << 20), id, this.userBytes),
       done,
       resolve,
       openedAt: Date.now(),
@@ -291,6 +294,8 @@ export class EventSink {
     this.soon = false;
     this.current = this.newBatch();
     const rows = batch.writer.rows;
+    const mark = batch.writer.mark();
+    this.userBytes = nextRowBytes(mark.user, mark.rows, this.userBytes);
     this.inflightRows += rows;
     const prev = this.inflight ?? Promise.resolve();
     const run = prev.then(() => this.insertWithRetry(batch));

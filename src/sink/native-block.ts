@@ -106,10 +106,13 @@ export class EventBlockWriter {
   private readonly u64 = Buffer.allocUnsafe(8);
   private readonly u32 = Buffer.allocUnsafe(4);
 
-  /** `expectedRows` sizes the columns up front (they grow past it); `batch` as in `setBatch`. */
-  constructor(expectedRows = 1024, batch = 0n) {
+  /**
+   * `expectedRows` sizes the columns up front (they grow past it), the user ids' at `userBytes` a row (a
+   * packed id: its length's varint and its bytes); `batch` as in `setBatch`.
+   */
+  constructor(expectedRows = 1024, batch = 0n, userBytes = 16) {
     this.campaign = new Column(expectedRows * 8);
-    this.user = new Column(expectedRows * 16);
+    this.user = new Column(expectedRows * userBytes);
     this.kind = new Column(expectedRows);
     this.at = new Column(expectedRows * 4);
     this.error = new Column(expectedRows);

@@ -10,13 +10,18 @@
  * next `ensure` drops it and builds again (also one a `statement_timeout` cancelled: the build runs under
  * the role's settings). Each index makes the audience's later imports a little slower, so only the
  * attributes segments select by get one, at most MAX_ATTR_INDEXES per audience (checked by each process's
- * one build at a time: processes building side by side may pass it by one each). Indexes stay until
- * their audience goes.
+ * one build at a time: processes building side by side may pass it by one each).
+ *
+ * `reconcile` keeps an audience's indexes to what selects by them: after an import it builds those its
+ * segments want and lack (a segment made while its audience was empty has no partition to index until
+ * then), and after a segment changes or goes it drops those nothing selects by any more, so imports stop
+ * paying for them and they stop counting against the limit.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { attrKeySql } from '../domain/segment-sql.js';
+import { attrKeySql, indexedLeads } from '../domain/segment-sql.js';
+import { storedFilter } from '../domain/segment-filter.js';
 import { wrapPgError, type Db } from './db.js';
 import { partitionName } from './recipient-partitions.js';
 
@@ -84,6 +89,71 @@ export class AttrIndexes {
       [partitionName(audienceId), name, `${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
     );
     return r.rows[0]!;
+  }
+
+  /**
+   * Brings the audience's attribute indexes in line with what selects by them: the first indexable lead
+   * (the one a page reads by) of each live segment's filter and of each unfinished campaign's own (a
+   * campaign keeps its filter when its segment changes or goes). Indexes nothing wants are dropped, unless
+   * being built; wanted ones that are missing are built, as `ensure` does. The drop runs in the builds'
+   * queue, after the wanted set is read, so this process never drops what it is building; another
+   * process's segment made in between can lose its new index, and planning reads by the scan until the
+   * next reconcile builds it again (slower, never wrong: a page checks the index on its own connection).
+   */
+  reconcile(audienceId: number): Promise<{ dropped: string[]; indexes: Array<{ attr: string; state: AttrIndexState }> }> {
+    const dropping = this.queue.then(() => this.dropUnwanted(audienceId));
+    this.queue = dropping.catch(() => undefined);
+    return dropping.then(async ({ wanted, dropped }) => ({
+      dropped,
+      indexes: await Promise.all(wanted.map(async (attr) => ({ attr, state: await this.ensure(audienceId, attr) }))),
+    }));
+  }
+
+  /** The attributes the audience's live segments and unfinished campaigns select by (their first lead). */
+  async wantedAttrs(audienceId: number): Promise<string[]> {
+    try {
+      const r = await this.db.query<{ what: string; filter: unknown }>(
+        `SELECT 'segment ' || id AS what, filter FROM segments WHERE audience_id = $1 AND deleted_at IS NULL
+         UNION ALL
+         SELECT 'campaign ' || id, filter FROM campaigns
+          WHERE filter IS NOT NULL AND status NOT IN ('completed', 'cancelled', 'failed')
+            AND (audience_id = $1 OR plan_audience_id = $1)`,
+        [audienceId],
+      );
+      const attrs = new Set<string>();
+      // A stored filter that does not parse throws (INTERNAL): nothing is dropped on a partial view.
+      for (const row of r.rows) {
+        const lead = indexedLeads(storedFilter(row.filter, row.what))[0];
+        if (lead !== undefined) attrs.add(lead.attr);
+      }
+      return [...attrs].sort();
+    } catch (err) {
+      throw wrapPgError(err, `attributes audience ${audienceId} selects by`);
+    }
+  }
+
+  private async dropUnwanted(audienceId: number): Promise<{ wanted: string[]; dropped: string[] }> {
+    const wanted = await this.wantedAttrs(audienceId);
+    const keep = new Set(wanted.map((a) => attrIndexName(audienceId, a)));
+    try {
+      const r = await this.db.query<{ name: string; building: boolean }>(
+        `SELECT c.relname AS name,
+                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                         WHERE p.datname = current_database() AND p.index_relid = c.oid) AS building
+           FROM pg_class c WHERE c.relkind = 'i' AND c.relname LIKE $1`,
+        [`${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
+      );
+      const dropped: string[] = [];
+      for (const { name, building } of r.rows) {
+        if (keep.has(name) || building || this.running.has(name)) continue;
+        // CONCURRENTLY: the audience's reads and imports go on; it waits for those using the index.
+        await this.db.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+        dropped.push(name);
+      }
+      return { wanted, dropped };
+    } catch (err) {
+      throw wrapPgError(err, `drop the unused attribute indexes of audience ${audienceId}`);
+    }
   }
 
   /** The index's state now, without building it ('none': not there, or an invalid one left by a build cut short). */

@@ -30,6 +30,11 @@ export interface RecipientColumns {
   attrs?: boolean;
   /** rows the page is expected to hold (0: grow as they come) */
   expectedRows?: number;
+  /**
+   * bytes a row's packed user id is expected to take (its length's varint and its bytes)
+   * @default 16
+   */
+  userBytes?: number;
 }
 
 export class RecipientRowDecoder implements CopySink<RecipientPage> {
@@ -52,12 +57,12 @@ export class RecipientRowDecoder implements CopySink<RecipientPage> {
   private base = 0;
 
   constructor(columns: RecipientColumns = {}) {
-    const { address = false, segment = false, attrs = false, expectedRows = 0 } = columns;
+    const { address = false, segment = false, attrs = false, expectedRows = 0, userBytes = 16 } = columns;
     this.fields = 2 + (address ? 1 : 0) + (segment ? 1 : 0) + (attrs ? 1 : 0);
     this.addresses = address ? [] : null;
     this.segments = segment ? [] : null;
     this.attrs = attrs ? [] : null;
-    this.users = Buffer.allocUnsafe(Math.max(4096, expectedRows * 16));
+    this.users = Buffer.allocUnsafe(Math.max(4096, expectedRows * userBytes));
     this.ids = new Float64Array(Math.max(256, expectedRows));
     this.userEnds = new Uint32Array(this.ids.length);
   }

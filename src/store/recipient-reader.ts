@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { CopyOut } from './copy-out.js';
 import type { ChunkBound, RecipientPage } from '../domain/chunk.js';
 import { CopyFormatError, RecipientRowDecoder } from './copy-binary.js';
+import { nextRowBytes } from '../domain/buffers.js';
 import { HeraldError } from '../errors.js';
 import { wrapPgError, type Db } from './db.js';
 import { ReadReplica } from './read-replica.js';
@@ -129,6 +130,8 @@ function rowsSql(q: PageQuery, lead: IndexedLead | null, columns: string, step: 
 
 export class RecipientReader {
   private readonly reads: ReadReplica;
+  /** bytes a packed user id is given in a new page's buffer (the last page's, domain/buffers.ts) */
+  private userBytes = 24;
 
   /** `reads`: where pages are read (a replica's, or the primary `db` when not given) */
   constructor(
@@ -151,11 +154,14 @@ export class RecipientReader {
             segment: (q.segmentBy ?? null) !== null,
             attrs: (q.attrs ?? null) !== null,
             expectedRows: q.limit,
+            userBytes: this.userBytes,
           }),
         );
         void client.query(copy as never);
         try {
-          return await copy.done;
+          const page = await copy.done;
+          this.userBytes = nextRowBytes(page.users.length, page.ids.length, this.userBytes);
+          return page;
         } catch (err) {
           // rows PostgreSQL sent but the decoder refused: not a connection problem
           if (err instanceof CopyFormatError) throw new HeraldError('INTERNAL', `audience page: ${err.message}`, {}, err);

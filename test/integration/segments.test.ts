@@ -569,6 +569,21 @@ describe('segments', () => {
       expect((await repo.count(seg.id)).count).toBe(wantAt(early, 2500));
       expect(scans).toHaveLength(1);
       expect((await api.importRecipients(odd, more.join('\n'), NDJSON)).status).toBe(200);
+      // The import has Herald build the index 'early' selects by (and count its values); those counts
+      // go, so that the builds below count them again under their own limits.
+      expect(
+        await eventually(
+          () => new AttrIndexes(db).state(odd, 'k'),
+          (st) => st === 'ready',
+          20_000,
+        ),
+      ).toBe('ready');
+      await eventually(
+        async () => (await db.query('SELECT 1 FROM attr_counted WHERE audience_id = $1', [odd])).rows.length,
+        (n) => n === 1,
+        20_000,
+      );
+      await db.query('DELETE FROM attr_counted WHERE audience_id = $1', [odd]);
       // Eleven distinct strings ('5' never comes: i % 19 = 0 has no k): over a limit of 10, none counted
       // (and a row that says so, so it is not grouped again); at 11, all.
       expect(await new AttrIndexes(db, 10).ensure(odd, 'k')).toBe('ready');
@@ -622,6 +637,63 @@ describe('segments', () => {
     } finally {
       await spied.end();
     }
+  });
+
+  it("an audience's attribute indexes follow what selects by them: built with the first import of an empty audience, dropped once no segment or unfinished campaign wants them", async () => {
+    const db = ctx.herald.db;
+    const { api } = ctx;
+    const empty = (await api.call('POST', '/v1/audiences', { name: 'empty at first' })).body.id as number;
+    const indexOf = async (attr: string): Promise<string | null> =>
+      (await db.query<{ name: string | null }>('SELECT to_regclass($1)::text AS name', [attrIndexName(empty, attr)])).rows[0]!.name;
+    const stateOf = async (segmentId: number): Promise<string> => (await api.call('GET', `/v1/segments/${segmentId}`)).body.index.state;
+    const dropped = (attr: string): Promise<string | null> =>
+      eventually(
+        () => indexOf(attr),
+        (name) => name === null,
+        20_000,
+      );
+    const readyState = (segmentId: number): Promise<string> =>
+      eventually(
+        () => stateOf(segmentId),
+        (st) => st === 'ready',
+        20_000,
+      );
+    const tier = (await api.call('POST', '/v1/segments', { name: 'gold', audience_id: empty, filter: { attr: 'tier', eq: 'gold' } })).body;
+    expect(
+      await eventually(
+        () => stateOf(tier.id),
+        (st) => st !== 'building',
+      ),
+    ).toBe('no-partition');
+    const rows = Array.from({ length: 3000 }, (_, i) =>
+      JSON.stringify({ user_id: `t${i}`, attrs: { tier: ['gold', 'silver', 'bronze'][i % 3], region: i % 2 === 0 ? 'north' : 'south' } }),
+    );
+    expect((await api.importRecipients(empty, rows.join('\n'), NDJSON)).status).toBe(200);
+    // The import gave the audience its partition, and the segment its index.
+    expect(await readyState(tier.id)).toBe('ready');
+    const region = (
+      await api.call('POST', '/v1/segments', { name: 'north', audience_id: empty, filter: { attr: 'region', in: ['north'] } })
+    ).body;
+    expect(await readyState(region.id)).toBe('ready');
+    // A campaign keeps its own filter: tier stays wanted while it is unfinished.
+    const campaignId = await api.nullCampaign(empty, { segment_id: tier.id });
+    expect((await api.call('PATCH', `/v1/segments/${tier.id}`, { filter: { attr: 'region', eq: 'south' } })).status).toBe(200);
+    expect((await api.call('DELETE', `/v1/segments/${region.id}`)).status).toBe(204);
+    // region is still the refiltered segment's; nothing is dropped
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await indexOf('tier')).not.toBeNull();
+    expect(await indexOf('region')).not.toBeNull();
+    expect((await api.call('POST', `/v1/campaigns/${campaignId}/cancel`)).status).toBe(200);
+    // The next import reconciles: the cancelled campaign's tier goes, the segment's region stays.
+    expect((await api.importRecipients(empty, JSON.stringify({ user_id: 't-late', attrs: { tier: 'gold' } }), NDJSON)).status).toBe(200);
+    expect(await dropped('tier')).toBeNull();
+    expect(await indexOf('region')).not.toBeNull();
+    // Deleting the last segment that selects by region drops its index; counts and plans go on by the scan.
+    expect((await api.call('DELETE', `/v1/segments/${tier.id}`)).status).toBe(204);
+    expect(await dropped('region')).toBeNull();
+    const again = (await api.call('POST', '/v1/segments', { name: 'south', audience_id: empty, filter: { attr: 'region', eq: 'south' } }))
+      .body;
+    expect((await api.call('GET', `/v1/segments/${again.id}/count`)).body.count).toBe(1500);
   });
 
   it("a string eq / in alone is counted from its attribute's counted values, without reading the audience, and stays exact after an import", async () => {

@@ -50,7 +50,7 @@ describe('config schema: defaults', () => {
       planPageRows: 100_000,
       sinkFlushRows: 100_000,
       sinkFlushMs: 200,
-      sinkMaxBufferedRows: 400_000,
+      sinkMaxBufferedRows: 200_000,
       webhookBatchSize: 100,
       webhookTimeoutMs: 10_000,
       webhookAttempts: 4,
