@@ -92,13 +92,33 @@ interface Timed {
   /** the audience it created (a quick import's 200 answer does not name it) */
   audienceId: number;
   job: any;
+  /** how long other requests took while the body was uploading: GET /v1/audiences/:id every 100 ms */
+  probe: { requests: number; p50Ms: number; p99Ms: number; maxMs: number };
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 /** Uploads `path` into a new audience and follows the job to its end. */
 async function timedImport(path: string, name: string): Promise<Timed> {
   const audience = await call('POST', '/v1/audiences', { name });
   const t0 = performance.now();
-  const res = await uploadNdjson(`http://127.0.0.1:${PORT}`, KEY, audience.id, path);
+  // Another client's requests while the body uploads: what an import costs everyone else on the process.
+  let uploading = true;
+  const took: number[] = [];
+  const probing = (async () => {
+    while (uploading) {
+      const q = performance.now();
+      await call('GET', `/v1/audiences/${audience.id}`);
+      took.push(performance.now() - q);
+      await sleep(100);
+    }
+  })();
+  const res = await uploadNdjson(`http://127.0.0.1:${PORT}`, KEY, audience.id, path).finally(() => (uploading = false));
+  await probing;
+  took.sort((a, b) => a - b);
+  const probe = { requests: took.length, p50Ms: quantile(took, 0.5), p99Ms: quantile(took, 0.99), maxMs: took[took.length - 1] ?? NaN };
   const answer = res.body as { import_id: number; status: string };
   const answerS = (performance.now() - t0) / 1000;
   const answered = answer.status;
@@ -107,7 +127,7 @@ async function timedImport(path: string, name: string): Promise<Timed> {
     await sleep(100);
     job = await call('GET', `/v1/imports/${answer.import_id}`);
   }
-  return { answerS, completedS: (performance.now() - t0) / 1000, status: res.status, answered, audienceId: audience.id, job };
+  return { answerS, completedS: (performance.now() - t0) / 1000, status: res.status, answered, audienceId: audience.id, job, probe };
 }
 
 const dir = join(tmpdir(), `herald-bench-import-${run}`);
@@ -188,6 +208,10 @@ try {
       `completed after ${populated.completedS.toFixed(2)} s = ${Math.round(rate).toLocaleString()} rows/s, ` +
       `${Math.round((100 * ceilingS) / populated.completedS)} % of PostgreSQL's COPY; peak RSS ${rss.toFixed(0)} MB; CPU s ${JSON.stringify(cpu)}`,
   );
+  const pr = populated.probe;
+  console.log(
+    `  a GET during the upload (${pr.requests} of them, every 100 ms): p50 ${pr.p50Ms.toFixed(1)} ms, p99 ${pr.p99Ms.toFixed(1)} ms, max ${pr.maxMs.toFixed(1)} ms`,
+  );
   if (populated.job.imported !== LINES) throw new Error(`imported ${populated.job.imported} of ${LINES}: ${JSON.stringify(populated.job)}`);
   results.populated = {
     ceilingSeconds: ceilingS,
@@ -198,6 +222,7 @@ try {
     rowsPerSec: Math.round(rate),
     percentOfCopy: Math.round((100 * ceilingS) / populated.completedS),
     peakRssMb: Math.round(rss),
+    getDuringUpload: populated.probe,
     cpuSeconds: cpu,
     job: populated.job,
   };

@@ -26,12 +26,17 @@ function build(value: (name: SettingName, setting: Setting<unknown>) => unknown)
   return Object.fromEntries(SETTINGS.map(([name, s]) => [name, value(name, s)])) as Config;
 }
 
+/** Unwritten event rows before senders wait (HERALD_SINK_MAX_BUFFERED_ROWS; 0: two batches). */
+export function sinkBufferedRows(c: Pick<Config, 'sinkMaxBufferedRows' | 'sinkFlushRows'>): number {
+  return c.sinkMaxBufferedRows === 0 ? 2 * c.sinkFlushRows : c.sinkMaxBufferedRows;
+}
+
 export const DEFAULTS: Config = Object.freeze(build((_, s) => s.default));
 
 /** Rules across settings, checked on the resolved values; each names the variable to change. */
 const RULES: ReadonlyArray<(c: Config) => FieldError | null> = [
   (c) =>
-    c.sinkMaxBufferedRows < c.sinkFlushRows
+    c.sinkMaxBufferedRows !== 0 && c.sinkMaxBufferedRows < c.sinkFlushRows
       ? { field: SCHEMA.sinkMaxBufferedRows.env, error: `must be at least ${SCHEMA.sinkFlushRows.env}` }
       : null,
 ];

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
-import { dbPoolSize, requireApiKeys, requireSigningKey, tokenSecret, type Config } from './config.js';
+import { dbPoolSize, requireApiKeys, sinkBufferedRows, requireSigningKey, tokenSecret, type Config } from './config.js';
 import type { ROLES } from './config/schema.js';
 import {
   COMPLETION_CHECK_MS,
@@ -109,6 +109,8 @@ export interface Herald {
   metrics: HeraldMetrics;
   /** the read spool of this process's API (null without the API) */
   spool: ReadSpool | null;
+  /** the API's attribute index builds (null without the API) */
+  attrIndexes: AttrIndexes | null;
   log: Logger;
   /** Graceful: stop taking chunks, finish the ones in hand, flush events, close connections. */
   stop(): Promise<void>;
@@ -175,7 +177,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     {
       flushRows: cfg.sinkFlushRows,
       flushMs: cfg.sinkFlushMs,
-      maxBufferedRows: cfg.sinkMaxBufferedRows,
+      maxBufferedRows: sinkBufferedRows(cfg),
       fence: (campaignId, holder, entryIds) => protocol.fence(campaignId, holder, entryIds),
       fenceValidMs: ownershipTrustMs(cfg.reclaimIdleMs, cfg.livenessTtlMs),
       onError: (err, attempt, failedAt) => {
@@ -280,6 +282,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
   let imports: ImportJobs | null = null;
   let suppressions: SuppressionWriter | null = null;
   let readSpool: ReadSpool | null = null;
+  let attrIndexes: AttrIndexes | null = null;
   if (fullApi) {
     const importRepo = new ImportRepo(importDb, MAX_KEPT_REJECTED);
     imports = new ImportJobs(importRepo, {
@@ -294,9 +297,10 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     const importJobs = imports;
     // An import is when an audience's attribute indexes matter: the first one gives a segment made while
     // the audience was empty its partition to index, and every later one pays for each index it keeps.
-    const attrIndexes = new AttrIndexes(db, MAX_COUNTED_VALUES, log);
+    const indexes = new AttrIndexes(db, MAX_COUNTED_VALUES, log);
+    attrIndexes = indexes;
     importJobs.watch((job) => {
-      if (job.status === 'completed' && (job.imported ?? 0) > 0) reconcileIndexes({ attrIndexes, log }, job.audienceId);
+      if (job.status === 'completed' && (job.imported ?? 0) > 0) reconcileIndexes({ attrIndexes: indexes, log }, job.audienceId);
     });
     // On the long jobs' pool, like imports: a million-line apply never holds a connection the senders'
     // confirmations need.
@@ -324,7 +328,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         clickhouseCluster: cfg.clickhouseCluster,
         flushRows: cfg.sinkFlushRows,
         flushMs: cfg.sinkFlushMs,
-        maxBufferedRows: cfg.sinkMaxBufferedRows,
+        maxBufferedRows: sinkBufferedRows(cfg),
         drainEvents: SPOOL_DRAIN_EVENTS,
         drainIntervalMs: Math.max(cfg.sinkFlushMs, SPOOL_DRAIN_MIN_INTERVAL_MS),
         adoptGraceMs: eventsLandedMs(cfg),
@@ -380,7 +384,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
         audiences,
         campaigns,
         segments: new SegmentRepo(db, reads),
-        attrIndexes,
+        attrIndexes: indexes,
         retries: new RetryRepo(db),
         progress,
         publishStatus: async (id, status, version) => {
@@ -435,6 +439,7 @@ export async function startHerald(cfg: Readonly<Config>, opts: StartOptions = {}
     api,
     metrics,
     spool: readSpool,
+    attrIndexes,
     log,
     stop() {
       stopping ??= (async () => {

@@ -228,13 +228,14 @@ export const SCHEMA = {
   }),
   sinkMaxBufferedRows: int({
     env: 'HERALD_SINK_MAX_BUFFERED_ROWS',
-    default: 200_000,
-    min: 1,
+    default: 0,
+    min: 0,
     max: 100_000_000,
+    defaultDoc: '`0`: 2 × `HERALD_SINK_FLUSH_ROWS`',
     // Two batches: one being inserted while the next fills. More only holds rows in memory while
     // ClickHouse is the slower side (at 10M: peak RSS 194-198 MB at 200,000, 215-217 MB at 400,000,
     // the same rate within the runs' noise; bench/README.md).
-    doc: 'unwritten rows before senders wait, so memory stays bounded when ClickHouse is slow (at least `HERALD_SINK_FLUSH_ROWS`)',
+    doc: 'unwritten rows before senders wait, so memory stays bounded when ClickHouse is slow (at least `HERALD_SINK_FLUSH_ROWS`); 0: two batches',
   }),
 
   // Webhook channel

@@ -292,10 +292,10 @@ export class EventSink {
     const batch = this.current;
     if (batch.writer.rows === 0) return;
     this.soon = false;
-    this.current = this.newBatch();
-    const rows = batch.writer.rows;
     const mark = batch.writer.mark();
     this.userBytes = nextRowBytes(mark.user, mark.rows, this.userBytes);
+    this.current = this.newBatch();
+    const rows = batch.writer.rows;
     this.inflightRows += rows;
     const prev = this.inflight ?? Promise.resolve();
     const run = prev.then(() => this.insertWithRetry(batch));

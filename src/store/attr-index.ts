@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { attrKeySql, indexedLeads } from '../domain/segment-sql.js';
+import { attrKeySql, indexedLeads, type IndexedLead } from '../domain/segment-sql.js';
 import { storedFilter } from '../domain/segment-filter.js';
 import { wrapPgError, type Db } from './db.js';
 import { partitionName } from './recipient-partitions.js';
@@ -92,67 +92,104 @@ export class AttrIndexes {
   }
 
   /**
-   * Brings the audience's attribute indexes in line with what selects by them: the first indexable lead
-   * (the one a page reads by) of each live segment's filter and of each unfinished campaign's own (a
-   * campaign keeps its filter when its segment changes or goes). Indexes nothing wants are dropped, unless
-   * being built; wanted ones that are missing are built, as `ensure` does. The drop runs in the builds'
-   * queue, after the wanted set is read, so this process never drops what it is building; another
-   * process's segment made in between can lose its new index, and planning reads by the scan until the
-   * next reconcile builds it again (slower, never wrong: a page checks the index on its own connection).
+   * Brings the audience's attribute indexes in line with what selects by them: the leads of each live
+   * segment's filter and of each unfinished campaign's own (a campaign keeps its filter when its segment
+   * changes or goes). Indexes of no lead are dropped, unless being built; the first lead of each filter
+   * (the one a segment asks for) is built where missing, as `ensure` does, whatever became of the drops.
+   * The drops run in the builds' queue, after the wanted set is read, so this process never drops what it
+   * is building; another process's segment made in between can lose its new index, and planning reads
+   * by the scan until the next reconcile builds it again (slower, never wrong: a page checks the index
+   * on its own connection).
    */
   reconcile(audienceId: number): Promise<{ dropped: string[]; indexes: Array<{ attr: string; state: AttrIndexState }> }> {
     const dropping = this.queue.then(() => this.dropUnwanted(audienceId));
     this.queue = dropping.catch(() => undefined);
-    return dropping.then(async ({ wanted, dropped }) => ({
+    return dropping.then(async ({ build, dropped }) => ({
       dropped,
-      indexes: await Promise.all(wanted.map(async (attr) => ({ attr, state: await this.ensure(audienceId, attr) }))),
+      indexes: await Promise.all(build.map(async (attr) => ({ attr, state: await this.ensure(audienceId, attr) }))),
     }));
   }
 
-  /** The attributes the audience's live segments and unfinished campaigns select by (their first lead). */
-  async wantedAttrs(audienceId: number): Promise<string[]> {
+  /**
+   * What the audience's live segments and unfinished campaigns select by: every indexable lead (a page
+   * reads from whichever is valid), the first of each filter to build. `complete` is false when a stored
+   * filter did not parse: what it selects by is unknown, so nothing may be dropped.
+   */
+  async wantedAttrs(audienceId: number): Promise<{ keep: Set<string>; build: string[]; complete: boolean }> {
+    let rows: Array<{ what: string; filter: unknown }>;
     try {
-      const r = await this.db.query<{ what: string; filter: unknown }>(
-        `SELECT 'segment ' || id AS what, filter FROM segments WHERE audience_id = $1 AND deleted_at IS NULL
-         UNION ALL
-         SELECT 'campaign ' || id, filter FROM campaigns
-          WHERE filter IS NOT NULL AND status NOT IN ('completed', 'cancelled', 'failed')
-            AND (audience_id = $1 OR plan_audience_id = $1)`,
-        [audienceId],
-      );
-      const attrs = new Set<string>();
-      // A stored filter that does not parse throws (INTERNAL): nothing is dropped on a partial view.
-      for (const row of r.rows) {
-        const lead = indexedLeads(storedFilter(row.filter, row.what))[0];
-        if (lead !== undefined) attrs.add(lead.attr);
-      }
-      return [...attrs].sort();
+      rows = (
+        await this.db.query<{ what: string; filter: unknown }>(
+          `SELECT 'segment ' || id AS what, filter FROM segments WHERE audience_id = $1 AND deleted_at IS NULL
+           UNION ALL
+           SELECT 'campaign ' || id, filter FROM campaigns
+            WHERE status = ANY ('{draft,scheduled,sending,paused}') AND filter IS NOT NULL
+              AND (audience_id = $1 OR plan_audience_id = $1)`,
+          [audienceId],
+        )
+      ).rows;
     } catch (err) {
       throw wrapPgError(err, `attributes audience ${audienceId} selects by`);
     }
+    const keep = new Set<string>();
+    const build = new Set<string>();
+    let complete = true;
+    for (const row of rows) {
+      let leads: IndexedLead[];
+      try {
+        leads = indexedLeads(storedFilter(row.filter, row.what));
+      } catch (err) {
+        complete = false;
+        this.log?.warn({ err, audienceId, of: row.what }, 'stored filter does not parse: no attribute index dropped');
+        continue;
+      }
+      for (const lead of leads) keep.add(lead.attr);
+      if (leads[0] !== undefined) build.add(leads[0].attr);
+    }
+    return { keep, build: [...build].sort(), complete };
   }
 
-  private async dropUnwanted(audienceId: number): Promise<{ wanted: string[]; dropped: string[] }> {
-    const wanted = await this.wantedAttrs(audienceId);
-    const keep = new Set(wanted.map((a) => attrIndexName(audienceId, a)));
+  private async dropUnwanted(audienceId: number): Promise<{ build: string[]; dropped: string[] }> {
+    const { keep, build, complete } = await this.wantedAttrs(audienceId);
+    const dropped: string[] = [];
+    if (!complete) return { build, dropped };
+    const kept = new Set([...keep].map((a) => attrIndexName(audienceId, a)));
+    let found: Array<{ name: string; building: boolean }>;
     try {
-      const r = await this.db.query<{ name: string; building: boolean }>(
-        `SELECT c.relname AS name,
-                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
-                         WHERE p.datname = current_database() AND p.index_relid = c.oid) AS building
-           FROM pg_class c WHERE c.relkind = 'i' AND c.relname LIKE $1`,
-        [`${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
-      );
-      const dropped: string[] = [];
-      for (const { name, building } of r.rows) {
-        if (keep.has(name) || building || this.running.has(name)) continue;
+      found = (
+        await this.db.query<{ name: string; building: boolean }>(
+          `SELECT c.relname AS name,
+                  EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                           WHERE p.datname = current_database() AND p.index_relid = c.oid) AS building
+             FROM pg_class c
+            WHERE c.relkind = 'i' AND c.relnamespace = current_schema()::regnamespace AND c.relname LIKE $1`,
+          [`${NAME_PREFIX(audienceId).replace(/_/g, '\\_')}%`],
+        )
+      ).rows;
+    } catch (err) {
+      this.log?.warn({ err: wrapPgError(err, 'list attribute indexes'), audienceId }, 'attribute indexes not listed: none dropped');
+      return { build, dropped };
+    }
+    for (const { name, building } of found) {
+      if (kept.has(name) || building || this.running.has(name)) continue;
+      try {
         // CONCURRENTLY: the audience's reads and imports go on; it waits for those using the index.
         await this.db.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
         dropped.push(name);
+      } catch (err) {
+        // (a statement_timeout behind a long import, say): the next reconcile tries again
+        this.log?.warn({ err: wrapPgError(err, `drop ${name}`), audienceId }, 'unused attribute index not dropped');
       }
-      return { wanted, dropped };
-    } catch (err) {
-      throw wrapPgError(err, `drop the unused attribute indexes of audience ${audienceId}`);
+    }
+    return { build, dropped };
+  }
+
+  /** Resolves once every build and reconcile asked for here so far (and what they queue) has ended. */
+  async idle(): Promise<void> {
+    for (let q = this.queue; ; q = this.queue) {
+      await q;
+      await Promise.allSettled([...this.running.values()]);
+      if (q === this.queue && this.running.size === 0) return;
     }
   }
 

@@ -571,18 +571,8 @@ describe('segments', () => {
       expect((await api.importRecipients(odd, more.join('\n'), NDJSON)).status).toBe(200);
       // The import has Herald build the index 'early' selects by (and count its values); those counts
       // go, so that the builds below count them again under their own limits.
-      expect(
-        await eventually(
-          () => new AttrIndexes(db).state(odd, 'k'),
-          (st) => st === 'ready',
-          20_000,
-        ),
-      ).toBe('ready');
-      await eventually(
-        async () => (await db.query('SELECT 1 FROM attr_counted WHERE audience_id = $1', [odd])).rows.length,
-        (n) => n === 1,
-        20_000,
-      );
+      await ctx.herald.attrIndexes!.idle();
+      expect(await new AttrIndexes(db).state(odd, 'k')).toBe('ready');
       await db.query('DELETE FROM attr_counted WHERE audience_id = $1', [odd]);
       // Eleven distinct strings ('5' never comes: i % 19 = 0 has no k): over a limit of 10, none counted
       // (and a row that says so, so it is not grouped again); at 11, all.
@@ -678,9 +668,11 @@ describe('segments', () => {
     // A campaign keeps its own filter: tier stays wanted while it is unfinished.
     const campaignId = await api.nullCampaign(empty, { segment_id: tier.id });
     expect((await api.call('PATCH', `/v1/segments/${tier.id}`, { filter: { attr: 'region', eq: 'south' } })).status).toBe(200);
+    // (its reconcile follows its new count)
+    expect((await api.call('GET', `/v1/segments/${tier.id}/count`)).body.count).toBe(1500);
     expect((await api.call('DELETE', `/v1/segments/${region.id}`)).status).toBe(204);
     // region is still the refiltered segment's; nothing is dropped
-    await new Promise((r) => setTimeout(r, 500));
+    await ctx.herald.attrIndexes!.idle();
     expect(await indexOf('tier')).not.toBeNull();
     expect(await indexOf('region')).not.toBeNull();
     expect((await api.call('POST', `/v1/campaigns/${campaignId}/cancel`)).status).toBe(200);
@@ -694,6 +686,7 @@ describe('segments', () => {
     const again = (await api.call('POST', '/v1/segments', { name: 'south', audience_id: empty, filter: { attr: 'region', eq: 'south' } }))
       .body;
     expect((await api.call('GET', `/v1/segments/${again.id}/count`)).body.count).toBe(1500);
+    expect(await readyState(again.id)).toBe('ready');
   });
 
   it("a string eq / in alone is counted from its attribute's counted values, without reading the audience, and stays exact after an import", async () => {
@@ -725,6 +718,8 @@ describe('segments', () => {
       expect(scans).toHaveLength(0);
       // Recipients imported since: the counted values up to their id, and one count of the ids above.
       await importLines(api, audienceId, N + 1001, N + 1500);
+      // (the import's reconcile of the audience's indexes, done before the builds below)
+      await ctx.herald.attrIndexes!.idle();
       const second = await repo.create({ name: 'counted after', audienceId, filter: validateFilter(raw) });
       expect((await repo.count(second.id)).count).toBe(expectedUsers(raw, N + 1500).length);
       expect(scans).toHaveLength(1);

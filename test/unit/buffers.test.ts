@@ -17,6 +17,9 @@ describe('buffers', () => {
     expect(nextRowBytes(17_000, 1000, 24)).toBe(20);
     expect(nextRowBytes(37_000, 1000, 24)).toBe(42);
     expect(nextRowBytes(1000, 10, 24)).toBe(24);
+    // within 8-64 bytes: one campaign's long ids do not make every later buffer that big
+    expect(nextRowBytes(800_000, 1000, 24)).toBe(64);
+    expect(nextRowBytes(2000, 1000, 24)).toBe(8);
     // every row of the same length fits, with no growth
     const rows = 5000;
     const len = 1 + 14;

@@ -1,6 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { DEFAULTS, SCHEMA, SETTINGS, dbPoolSize, loadConfig, readConfig, tokenSecret, type Config } from '../../src/config.js';
+import {
+  DEFAULTS,
+  SCHEMA,
+  SETTINGS,
+  dbPoolSize,
+  loadConfig,
+  sinkBufferedRows,
+  readConfig,
+  tokenSecret,
+  type Config,
+} from '../../src/config.js';
 import { bool, int, list, oneOf, str, url } from '../../src/config/settings.js';
 import { configReport, formatConfigReport, redactUrl, REDACTED } from '../../src/config/report.js';
 import { settingsTable, withSettingsTable, TABLE_BEGIN, TABLE_END } from '../../src/config/settings-table.js';
@@ -50,7 +60,7 @@ describe('config schema: defaults', () => {
       planPageRows: 100_000,
       sinkFlushRows: 100_000,
       sinkFlushMs: 200,
-      sinkMaxBufferedRows: 200_000,
+      sinkMaxBufferedRows: 0,
       webhookBatchSize: 100,
       webhookTimeoutMs: 10_000,
       webhookAttempts: 4,
@@ -126,7 +136,7 @@ describe('config schema: ranges', () => {
     ['subBatchSize', 'HERALD_SUBBATCH_SIZE', 1, 100_000],
     ['sinkFlushRows', 'HERALD_SINK_FLUSH_ROWS', 1, 10_000_000],
     ['sinkFlushMs', 'HERALD_SINK_FLUSH_MS', 1, 600_000],
-    ['sinkMaxBufferedRows', 'HERALD_SINK_MAX_BUFFERED_ROWS', 1, 100_000_000],
+    ['sinkMaxBufferedRows', 'HERALD_SINK_MAX_BUFFERED_ROWS', 0, 100_000_000],
     ['webhookBatchSize', 'HERALD_WEBHOOK_BATCH_SIZE', 1, 10_000],
     ['webhookTimeoutMs', 'HERALD_WEBHOOK_TIMEOUT_MS', 10, 600_000],
     ['webhookAttempts', 'HERALD_WEBHOOK_ATTEMPTS', 1, 100],
@@ -271,6 +281,10 @@ describe('config schema: errors', () => {
       { field: 'HERALD_SINK_MAX_BUFFERED_ROWS', error: 'must be at least HERALD_SINK_FLUSH_ROWS' },
     ]);
     expect(loadConfig({ HERALD_SINK_MAX_BUFFERED_ROWS: '1000', HERALD_SINK_FLUSH_ROWS: '1000' }).sinkMaxBufferedRows).toBe(1000);
+    // 0 (the default) is two batches, whatever the batch
+    expect(sinkBufferedRows(loadConfig({ HERALD_SINK_FLUSH_ROWS: '400000' }))).toBe(800_000);
+    expect(sinkBufferedRows(loadConfig({}))).toBe(200_000);
+    expect(sinkBufferedRows(loadConfig({ HERALD_SINK_MAX_BUFFERED_ROWS: '5000', HERALD_SINK_FLUSH_ROWS: '1000' }))).toBe(5000);
   });
 
   it('lets overrides win without checking them (tests, the demo)', () => {
