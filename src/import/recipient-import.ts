@@ -8,6 +8,7 @@ import { parse as parseCsv } from 'csv-parse';
 import { HeraldError } from '../errors.js';
 import { copyLine, fastCopyLine, parseNdjsonLine, validateRecipient } from '../domain/recipient-line.js';
 import { withRoom } from '../domain/buffers.js';
+import { LoopTurns } from './loop-turns.js';
 
 export interface ImportReport {
   /** non-empty lines seen (header excluded) */
@@ -65,7 +66,9 @@ export async function* ndjsonToCopy(body: Readable, report: ImportReport): Async
     }
   };
   let carry: Buffer | null = null;
+  const turns = new LoopTurns();
   for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (turns.due()) await turns.take();
     let start = 0;
     if (carry !== null) {
       // the line cut by the previous chunk's end: joined with its rest alone, not with the whole chunk
@@ -115,7 +118,9 @@ export async function* csvToCopy(body: Readable, report: ImportReport): AsyncGen
   body.on('error', (err) => parser.destroy(err));
   body.pipe(parser);
   let out = '';
+  const turns = new LoopTurns();
   for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+    if ((report.total & 1023) === 0 && turns.due()) await turns.take();
     if (headerError !== null) {
       body.destroy();
       throw headerError;

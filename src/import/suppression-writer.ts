@@ -15,6 +15,7 @@ import { fingerprint, fingerprintSql } from '../domain/fingerprint.js';
 import { parseSuppressionLine, suppressionCopyLine, type SuppressionLine } from '../domain/consent-input.js';
 import type { Actor, AuditRecord } from '../domain/audit.js';
 import type { StageRequest, SuppressionBatch, SuppressionBatchStatus, SuppressionOp } from '../domain/suppression-batch.js';
+import { LoopTurns } from './loop-turns.js';
 
 /** Each change is recorded in the audit with it. */
 export interface SuppressionRecord {
@@ -67,7 +68,9 @@ export async function* suppressionCopyText(body: Readable, report: BulkReport): 
   };
   let carry = '';
   body.setEncoding('utf8');
+  const turns = new LoopTurns();
   for await (const chunk of body as AsyncIterable<string>) {
+    if (turns.due()) await turns.take();
     const text = carry + chunk;
     let start = 0;
     for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {

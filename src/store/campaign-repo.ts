@@ -22,6 +22,7 @@ import type { AuditRecord } from '../domain/audit.js';
 import { recordAudit } from './audit-repo.js';
 import { inTransaction, wrapPgError, type Db } from './db.js';
 import { ReadReplica } from './read-replica.js';
+import { countRange } from './recipient-runs.js';
 
 export interface Campaign {
   id: number;
@@ -507,42 +508,6 @@ export class CampaignRepo {
       throw wrapPgError(err, 'record plan');
     }
   }
-}
-
-/** Runs counted by arithmetic at most; an audience of more (imports with gaps between) is counted whole. */
-const MAX_COUNTED_RUNS = 100;
-
-/**
- * The audience's recipients with `after < id <= upTo`: the runs of ids with no gap in it (0019_recipient_runs.sql)
- * by arithmetic, and only the ids between them by reading the primary key.
- */
-async function countRange(client: pg.PoolClient, audienceId: number, after: number, upTo: number): Promise<number> {
-  const runs = await client.query<{ first: number; last: number }>(
-    `SELECT first_id AS first, last_id AS last FROM recipient_runs WHERE audience_id = $1 AND last_id > $2 AND first_id <= $3
-     ORDER BY first_id LIMIT ${MAX_COUNTED_RUNS + 1}`,
-    [audienceId, after, upTo],
-  );
-  let counted = 0;
-  // the id ranges (lo, hi] the runs leave uncovered
-  const gaps: Array<[number, number]> = [];
-  let from = after;
-  if (runs.rows.length <= MAX_COUNTED_RUNS)
-    for (const { first, last } of runs.rows) {
-      const lo = Math.max(first, after + 1);
-      const hi = Math.min(last, upTo);
-      if (lo - 1 > from) gaps.push([from, lo - 1]);
-      counted += hi - lo + 1;
-      from = hi;
-    }
-  if (from < upTo) gaps.push([from, upTo]);
-  if (gaps.length === 0) return counted;
-  const params: number[] = [audienceId];
-  const ranges = gaps.map(([lo, hi]) => `(id > $${params.push(lo)} AND id <= $${params.push(hi)})`);
-  const r = await client.query<{ n: number }>(
-    `SELECT count(*) AS n FROM recipients WHERE audience_id = $1 AND (${ranges.join(' OR ')})`,
-    params,
-  );
-  return counted + Number(r.rows[0]?.n ?? 0);
 }
 
 /** The campaign's status, its row locked until the transaction ends; 404 when there is none. */

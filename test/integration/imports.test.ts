@@ -15,6 +15,7 @@ import { spawnHerald } from '../helpers/child-herald.js';
 import { WsClient } from '../helpers/ws-client.js';
 import { migratePostgres, SCHEMAS_DIR } from '../../src/migrate/migrate.js';
 import { RecipientReader } from '../../src/store/recipient-reader.js';
+import { countRange } from '../../src/store/recipient-runs.js';
 import type { ChunkBound } from '../../src/domain/chunk.js';
 
 const ctx = useHerald({ importSweepMs: 200 });
@@ -183,6 +184,11 @@ describe('imports as jobs', () => {
     const all = (await herald.db.query<{ id: number }>('SELECT id FROM recipients WHERE audience_id = $1 ORDER BY id', [id])).rows.map(
       (r) => r.id,
     );
+    // The audience's size, counted by its runs and the ids between them, is every recipient.
+    expect((await api.call('GET', `/v1/audiences/${id}`)).body.recipients).toBe(all.length);
+    expect(all.length).toBe(8_000);
+    expect(await countRange(herald.db, id, 4_000, 6_500)).toBe(all.filter((i) => i > 4_000 && i <= 6_500).length);
+    expect(await countRange(herald.db, id, 6_500, top + 10)).toBe(all.filter((i) => i > 6_500 && i <= top + 10).length);
     const reader = new RecipientReader(herald.db);
     for (const [size, maxId] of [
       [500, top + 1_000],

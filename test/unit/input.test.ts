@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseId, validateCreateCampaign, validateListCampaigns } from '../../src/domain/campaign-input.js';
 import { copyLine, fastCopyLine, parseNdjsonLine, validateRecipient } from '../../src/domain/recipient-line.js';
-import { ndjsonToCopy, type ImportReport } from '../../src/import/recipient-import.js';
+import { csvToCopy, ndjsonToCopy, type ImportReport } from '../../src/import/recipient-import.js';
 import { Readable } from 'node:stream';
 import type { HeraldError } from '../../src/errors.js';
 import { loadConfig, requireApiKeys } from '../../src/config.js';
@@ -151,6 +151,35 @@ describe('recipient lines', () => {
       for await (const b of ndjsonToCopy(Readable.from(chunks), report)) out.push(Buffer.from(b));
       expect(Buffer.concat(out).toString('utf8')).toBe(expected.join(''));
       expect(report).toEqual(want);
+    }
+  });
+});
+
+describe('a body parse and the event loop', () => {
+  it('gives timers and I/O a turn while it parses a body already buffered (NDJSON and CSV)', async () => {
+    // 400,000 lines in 64 KB chunks, all there at once: nothing for the parse to wait for
+    const line = '{"user_id":"user-0000000","attrs":{"country":"DE"}}\n';
+    const chunk = Buffer.from(line.repeat(Math.floor(65_536 / line.length)));
+    const chunks = Array.from({ length: Math.ceil(400_000 / (65_536 / line.length)) }, () => chunk);
+    const csvRow = Buffer.from('user-0000000,DE\n'.repeat(4096));
+    for (const [name, parse] of [
+      ['ndjson', (r: Readable, rep: ImportReport) => ndjsonToCopy(r, rep)],
+      ['csv', (r: Readable, rep: ImportReport) => csvToCopy(r, rep)],
+    ] as const) {
+      const report: ImportReport = { total: 0, accepted: 0, rejectedCount: 0, rejected: [] };
+      const body = name === 'ndjson' ? chunks : [Buffer.from('user_id,country\n'), ...Array.from({ length: 25 }, () => csvRow)];
+      const started = performance.now();
+      // a timer due at once, and how long the loop took to run it
+      let ranAfter = Number.NaN;
+      setTimeout(() => (ranAfter = performance.now() - started), 0);
+      let parts = 0;
+      for await (const b of parse(Readable.from(body), report)) parts += b.length > 0 ? 1 : 0;
+      const took = performance.now() - started;
+      expect(parts).toBeGreaterThan(1);
+      expect(report.accepted).toBe(report.total);
+      // the timer ran long before the parse ended: the loop was not held for all of it
+      expect(Number.isNaN(ranAfter), name).toBe(false);
+      expect(ranAfter, name).toBeLessThan(Math.max(50, took / 2));
     }
   });
 });
