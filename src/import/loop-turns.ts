@@ -7,7 +7,7 @@
 export class LoopTurns {
   private last = performance.now();
 
-  /** `sliceMs`: the work between turns */
+  /** `sliceMs`: the time between turns (waits for the body included, so a slow upload only turns more often) */
   constructor(private readonly sliceMs = 10) {}
 
   /** Whether the slice is over (cheap: the caller awaits `take` only then, so the fast path stays synchronous). */

@@ -119,8 +119,10 @@ export async function* csvToCopy(body: Readable, report: ImportReport): AsyncGen
   body.pipe(parser);
   let out = '';
   const turns = new LoopTurns();
+  // counted here, not by report.total, which the parser's skips raise in bursts
+  let records = 0;
   for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
-    if ((report.total & 1023) === 0 && turns.due()) await turns.take();
+    if ((++records & 1023) === 0 && turns.due()) await turns.take();
     if (headerError !== null) {
       body.destroy();
       throw headerError;

@@ -62,7 +62,10 @@ export class AudienceRepo {
     }
   }
 
-  /** One audience and its exact number of recipients (one index-only count of its partition). */
+  /**
+   * One audience and its exact number of recipients: its runs of ids by arithmetic, the ids between them
+   * counted (recipient-runs.ts); an audience whose imports left no run is counted whole, as before.
+   */
   async get(id: number): Promise<(Audience & { recipients: number }) | null> {
     try {
       const r = await this.db.query<{ id: number; name: string; created_at: Date }>(

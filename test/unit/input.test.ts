@@ -177,9 +177,10 @@ describe('a body parse and the event loop', () => {
       const took = performance.now() - started;
       expect(parts).toBeGreaterThan(1);
       expect(report.accepted).toBe(report.total);
-      // the timer ran long before the parse ended: the loop was not held for all of it
+      // the timer ran before the parse ended: the loop was not held for all of it (without the turns,
+      // nothing in the parse leaves the microtask queue, and the timer runs after)
       expect(Number.isNaN(ranAfter), name).toBe(false);
-      expect(ranAfter, name).toBeLessThan(Math.max(50, took / 2));
+      expect(ranAfter, name).toBeLessThan(took);
     }
   });
 });
