@@ -115,7 +115,7 @@ export class AttrIndexes {
    * reads from whichever is valid), the first of each filter to build. `complete` is false when a stored
    * filter did not parse: what it selects by is unknown, so nothing may be dropped.
    */
-  async wantedAttrs(audienceId: number): Promise<{ keep: Set<string>; build: string[]; complete: boolean }> {
+  private async wantedAttrs(audienceId: number): Promise<{ keep: Set<string>; build: string[]; complete: boolean }> {
     let rows: Array<{ what: string; filter: unknown }>;
     try {
       rows = (
